@@ -1,0 +1,1 @@
+"""Face: tracking (mediapipe face mesh), the parametric face model and per-sequence fitting."""

@@ -1,0 +1,227 @@
+"""Per-sequence fitting of the Deep Video Portraits face parameters to tracked landmarks.
+
+From a `FaceTrack` (478 landmarks a frame, with mediapipe's relative depth):
+
+1. Rigid alignment: a similarity (Umeyama) of the model's mean face to each frame's 3D landmarks on
+   the rigid vertices gives a weak-perspective head pose.
+2. Identity: each frame brought into the canonical head frame; the per-vertex median over the clip is
+   the person's neutral shape. Expression: least-squares coefficients of the deformation from it in
+   the expression basis. Gaze and eye openness are measured in the canonical frame.
+3. Perspective: the weak-perspective scale gives the depth (``T_z = f / s``); Gauss-Newton then
+   refines rotation and translation on the 2D reprojection error, and the expression coefficients are
+   re-solved against the 2D landmarks (linearised, with a small prior), then the pose again.
+4. Temporal smoothing of pose, expression and gaze (`smoothing`).
+5. Albedo and 27 SH lighting coefficients a frame by least squares on the visible vertices' colours
+   (`lighting`).
+
+Everything is batched over frames, so fitting costs a few milliseconds a frame.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..geometry import axis_angle_to_matrix, einsum, matrix_to_axis_angle, similarity_align, skew, unwrap_axis_angle
+from . import topology as topo
+from .lighting import fit_albedo_sh, solve_sh
+from .model import Camera, FaceModel, eye_gaze, load_face_model, vertex_normals
+from .sequence import FaceSequence
+from .smoothing import EXPRESSION_WINDOW_S, POSE_WINDOW_S, landmark_jitter, smooth
+from .tracker import FaceTrack
+
+CHUNK = 256
+
+
+def _projection_jacobian(p: np.ndarray, focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """Projection of camera points ``[T, N, 3]`` and its Jacobian ``[T, N, 2, 3]`` (without c)."""
+    z = np.maximum(p[..., 2], 1e-6)
+    u = p[..., :2] / z[..., None] * focal
+    j = np.zeros(p.shape[:-1] + (2, 3))
+    j[..., 0, 0] = focal / z
+    j[..., 1, 1] = focal / z
+    j[..., 0, 2] = -focal * p[..., 0] / z**2
+    j[..., 1, 2] = -focal * p[..., 1] / z**2
+    return u, j
+
+
+def refine_pose(x, target, rot, trans, cam: Camera, iterations: int = 6, damping: float = 1e-3):
+    """Gauss-Newton on the 2D reprojection of canonical points ``x`` [T, N, 3] to ``target`` [T, N, 2].
+
+    rot: ``[T, 3, 3]``, trans: ``[T, 3]`` initial pose; returns the refined pair.
+    """
+    c = np.array([cam.cx, cam.cy])
+    for _ in range(iterations):
+        rx = einsum("tij,tnj->tni", rot, x)
+        u, jp = _projection_jacobian(rx + trans[:, None], cam.focal)
+        r = (u + c - target).reshape(len(x), -1)
+        jw = einsum("tnab,tnbc->tnac", jp, -skew(rx))  # rotation (left perturbation)
+        j = np.concatenate([jw, jp], -1).reshape(len(x), -1, 6)
+        jtj = einsum("tki,tkj->tij", j, j)
+        jtj += damping * np.trace(jtj, axis1=1, axis2=2)[:, None, None] / 6 * np.eye(6)
+        step = -np.linalg.solve(jtj, einsum("tki,tk->ti", j, r)[..., None])[..., 0]
+        rot = axis_angle_to_matrix(step[:, :3]) @ rot
+        trans = trans + step[:, 3:]
+    return rot, trans
+
+
+def refine_expression(model: FaceModel, x, expr, target, rot, trans, cam: Camera, prior: float = 1e-2):
+    """One linearised least-squares update of the expression coefficients against 2D landmarks.
+
+    The prior is a Tikhonov term on the coefficients scaled by the basis' standard deviations.
+    """
+    import torch
+
+    c = np.array([cam.cx, cam.cy])
+    t, n = x.shape[:2]
+    k = expr.shape[1]
+    p = einsum("tij,tnj->tni", rot, x) + trans[:, None]
+    u, jp = _projection_jacobian(p, cam.focal)
+    r = torch.from_numpy((u + c - target).reshape(t, -1))  # [T, 2N]
+    jr = torch.from_numpy(jp) @ torch.from_numpy(rot)[:, None]  # d uv / d X: [T, N, 2, 3]
+    basis = torch.from_numpy(model.basis[:k]).permute(1, 2, 0)  # [N, 3, K]
+    j = (jr.permute(1, 0, 2, 3).reshape(n, t * 2, 3) @ basis).reshape(n, t, 2, k)
+    j = j.permute(1, 0, 2, 3).reshape(t, n * 2, k)
+    jtj = j.transpose(1, 2) @ j
+    std2 = torch.from_numpy(model.std[:k] ** 2)
+    scale = jtj.diagonal(dim1=1, dim2=2).mean(1)[:, None, None]
+    jtj = jtj + prior * scale * torch.diag(std2.mean() / std2)
+    step = torch.linalg.solve(jtj, -(j.transpose(1, 2) @ r[..., None]))[..., 0]
+    return expr + step.numpy()
+
+
+def _chunks(n: int, size: int = CHUNK):
+    for s in range(0, n, size):
+        yield slice(s, min(n, s + size))
+
+
+def project_sequence(seq: FaceSequence, model: FaceModel | None = None, camera: Camera | None = None) -> np.ndarray:
+    """The fitted model's 478 vertices projected into the frames: ``[T, 478, 2]`` pixels."""
+    model = model or load_face_model()
+    cam = camera or seq.camera
+    verts = model.shape(seq.identity, seq.expression, seq.gaze, seq.gaze_neutral)
+    p = einsum("tij,tnj->tni", axis_angle_to_matrix(seq.rotation), verts) + seq.translation[:, None]
+    return cam.project(p)
+
+
+def reprojection_error(seq: FaceSequence, model: FaceModel | None = None) -> tuple[float, float]:
+    """Mean 2D distance between the fitted model and the tracked landmarks: (pixels, fraction of IOD)."""
+    proj = project_sequence(seq, model)
+    d = np.linalg.norm(proj - seq.landmarks, axis=-1).mean(-1)  # [T]
+    iod = topo.interocular_distance(seq.landmarks)
+    det = seq.detected if seq.detected.any() else np.ones(len(seq), bool)
+    return float(d[det].mean()), float((d / iod)[det].mean())
+
+
+def fit_sequence(
+    track: FaceTrack,
+    model: FaceModel | None = None,
+    focal_factor: float = 1.0,
+    num_expression: int = 64,
+    smoothing: bool = True,
+    albedo_frames: int = 120,
+) -> FaceSequence:
+    """Fit the face parameters of every frame of ``track`` (see the module docstring)."""
+    t_start = time.perf_counter()
+    model = model or load_face_model()
+    if num_expression > model.num_expression:
+        raise ValueError(f"num_expression={num_expression} exceeds the basis size {model.num_expression}")
+    cam = Camera.for_image(track.width, track.height, focal_factor)
+    lm = track.landmarks.astype(np.float64)
+    target = lm[..., :2]
+    n = len(lm)
+    rig = topo.RIGID_VERTICES
+
+    # 1. Rigid similarity alignment of the mean face to each frame (weak perspective).
+    s, rot, t = similarity_align(model.mean_shape[rig], lm[:, rig])
+    canon = einsum("tji,tnj->tni", rot, lm - t[:, None]) / s[:, None, None]
+
+    # 2. Identity, expression, gaze, eye openness in the canonical frame.
+    identity = np.median(canon, axis=0)
+    mesh = np.arange(topo.NUM_MESH_VERTICES)
+    bm = model.basis[:num_expression, mesh].reshape(num_expression, -1)  # [K, 468*3]
+    gram = bm @ bm.T
+    expr = np.linalg.solve(gram, bm @ (canon[:, mesh] - identity[mesh]).reshape(n, -1).T).T
+    gaze = eye_gaze(canon)
+    gaze_neutral = eye_gaze(identity[None])[0]
+    openness = topo.eye_openness(canon)
+
+    # 3. Perspective pose from the weak-perspective one, then Gauss-Newton, expression, pose.
+    trans = np.empty((n, 3))
+    trans[:, 2] = cam.focal / s
+    trans[:, 0] = (t[:, 0] - cam.cx) / s
+    trans[:, 1] = (t[:, 1] - cam.cy) / s
+    for sl in _chunks(n):
+        x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
+        rot[sl], trans[sl] = refine_pose(x, target[sl], rot[sl], trans[sl], cam)
+        expr[sl] = refine_expression(model, x, expr[sl], target[sl], rot[sl], trans[sl], cam)
+        x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
+        rot[sl], trans[sl] = refine_pose(x, target[sl], rot[sl], trans[sl], cam, iterations=3)
+    rotvec = unwrap_axis_angle(matrix_to_axis_angle(rot))
+
+    raw = FaceSequence(
+        camera=cam, rotation=rotvec, translation=trans, identity=identity, expression=expr, gaze=gaze,
+        gaze_neutral=gaze_neutral, eye_openness=openness, albedo=np.zeros((topo.NUM_VERTICES, 3)),
+        sh=np.zeros((n, 9, 3)), landmarks=target, detected=track.detected.copy(), fps=track.fps,
+    )
+    err_raw = reprojection_error(raw, model)
+    # 4. Temporal smoothing.
+    seq = raw
+    if smoothing:
+        seq = FaceSequence(**{**raw.__dict__,
+                              "rotation": smooth(rotvec, track.fps, POSE_WINDOW_S),
+                              "translation": smooth(trans, track.fps, POSE_WINDOW_S),
+                              "expression": smooth(expr, track.fps, EXPRESSION_WINDOW_S),
+                              "gaze": smooth(gaze, track.fps, EXPRESSION_WINDOW_S)})
+
+    # 5. Albedo and SH lighting on the visible vertices' colours.
+    fit_albedo_lighting(seq, track.colors, model, albedo_frames)
+
+    px, frac = reprojection_error(seq, model)
+    iod = topo.interocular_distance(target)
+    proj = project_sequence(seq, model)
+    seq.info = {
+        "frames": n,
+        "interpolated_frames": int((~track.detected).sum()),
+        "reprojection_error_px": round(px, 4),
+        "reprojection_error_iod": round(frac, 5),
+        "reprojection_error_unsmoothed_px": round(err_raw[0], 4),
+        "jitter_tracked_iod": round(landmark_jitter(target, iod), 6),
+        "jitter_fitted_iod": round(landmark_jitter(proj, iod), 6),
+        "focal_factor": focal_factor,
+        "small_face_mode": bool(track.small_face_mode),
+        "fit_seconds": round(time.perf_counter() - t_start, 3),
+    }
+    return seq
+
+
+def fit_albedo_lighting(seq: FaceSequence, colors: np.ndarray, model: FaceModel, albedo_frames: int = 120) -> None:
+    """Fill ``seq.albedo`` and ``seq.sh`` in place (module docstring, step 5)."""
+    n = len(seq)
+    tris = model.triangles
+    cam = seq.camera
+
+    def camera_mesh(sl):
+        verts = model.shape(seq.identity, seq.expression[sl], seq.gaze[sl], seq.gaze_neutral)
+        p = einsum("tij,tnj->tni", axis_angle_to_matrix(seq.rotation[sl]), verts) + seq.translation[sl, None]
+        normals = vertex_normals(p, tris)
+        view = -p / np.linalg.norm(p, axis=-1, keepdims=True)
+        facing = (normals * view).sum(-1)
+        uv = seq.landmarks[sl]
+        inside = (uv[..., 0] >= 0) & (uv[..., 0] < cam.width) & (uv[..., 1] >= 0) & (uv[..., 1] < cam.height)
+        vis = (facing > 0.25) & inside
+        vis[:, topo.NUM_MESH_VERTICES:] = False  # irises: not skin
+        vis &= seq.detected[sl, None]
+        return normals, vis
+
+    pick = np.unique(np.linspace(0, n - 1, min(n, albedo_frames)).round().astype(int))
+    normals, vis = camera_mesh(pick)
+    albedo, _ = fit_albedo_sh(colors[pick].astype(np.float64), normals, vis)
+    sh = np.zeros((n, 9, 3))
+    for sl in _chunks(n):
+        normals, vis = camera_mesh(sl)
+        vis[~vis.any(1)] = True  # a frame with nothing visible still gets a (poorly constrained) fit
+        sh[sl] = solve_sh(colors[sl].astype(np.float64), normals, albedo, vis)
+    seq.albedo = albedo
+    seq.sh = sh

@@ -1,0 +1,280 @@
+"""Face tracking: mediapipe face mesh with iris refinement, 478 landmarks per frame.
+
+One subject per video. The face mesh runs in tracking mode (it re-uses the previous frame's face
+region), which keeps following the same person when a second face enters the frame; if the
+tracked face ever jumps away from where the track was, the frame is re-detected with several faces
+and the one that continues the track is kept.
+
+Small faces (a full-body shot where the face is a few percent of the frame) are tracked, not
+rejected: mediapipe's pose model, which sees whole bodies, locates the head, and the face mesh then
+runs on an upscaled crop around it that follows the face from frame to frame.
+
+Frames without a detection are filled by linear interpolation of the landmarks and counted; when
+the face is missing in most frames the video is refused with a `FaceTrackingError`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..errors import FaceTrackingError
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROI_SIZE = 320  # pixels: the upscaled crop the face mesh sees in small-face mode
+SMALL_FACE = 0.15  # a face shorter than this fraction of the frame's shorter side is tracked in a crop
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame landmarks of one subject.
+
+    landmarks: ``[T, 478, 3]`` float32; x, y in pixels of the frame, z (depth relative to the head
+        centre, towards the camera negative) in the same pixel scale as x.
+    colors: ``[T, 478, 3]`` float32 RGB in [0, 1], the frame sampled at each landmark.
+    detected: ``[T]`` bool, False where the landmarks were interpolated.
+    """
+
+    landmarks: np.ndarray
+    colors: np.ndarray
+    detected: np.ndarray
+    width: int
+    height: int
+    fps: float
+    small_face_mode: bool = False
+    reassigned_frames: int = 0  # frames where another face was rejected to keep the same subject
+    seconds: float = 0.0  # time spent tracking, decode excluded
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    @property
+    def num_interpolated(self) -> int:
+        return int((~self.detected).sum())
+
+
+def _sample_colors(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear sample of ``frame`` (H, W, 3 uint8) at ``xy`` (N, 2) -> (N, 3) float32 in [0, 1]."""
+    h, w = frame.shape[:2]
+    x = np.clip(xy[:, 0] - 0.5, 0, w - 1.001)
+    y = np.clip(xy[:, 1] - 0.5, 0, h - 1.001)
+    x0, y0 = x.astype(np.int64), y.astype(np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    f = frame.astype(np.float32)
+    c = (
+        f[y0, x0] * (1 - fx) * (1 - fy)
+        + f[y0, x0 + 1] * fx * (1 - fy)
+        + f[y0 + 1, x0] * (1 - fx) * fy
+        + f[y0 + 1, x0 + 1] * fx * fy
+    )
+    return c / 255.0
+
+
+def _to_pixels(face, x0: float, y0: float, scale_x: float, scale_y: float) -> np.ndarray:
+    lm = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
+    out = np.empty_like(lm)
+    out[:, 0] = x0 + lm[:, 0] * scale_x
+    out[:, 1] = y0 + lm[:, 1] * scale_y
+    out[:, 2] = lm[:, 2] * scale_x
+    return out
+
+
+def _center_size(lm: np.ndarray) -> tuple[np.ndarray, float]:
+    lo, hi = lm[:, :2].min(0), lm[:, :2].max(0)
+    return (lo + hi) / 2, float(max(hi - lo))
+
+
+class FaceTracker:
+    """Track one face through a video; see the module docstring for the strategy.
+
+    max_missing_fraction: refuse videos where the face is missing in more than this fraction.
+    """
+
+    def __init__(self, max_missing_fraction: float = 0.5):
+        import mediapipe as mp
+
+        self._mp = mp
+        self.max_missing_fraction = max_missing_fraction
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=0.5, min_tracking_confidence=0.5,
+        )
+        self._roi_mesh = None
+        self._multi = None
+        self._pose = None
+
+    # -- helpers that create the heavier graphs only when a video needs them
+    def _multi_mesh(self):
+        if self._multi is None:
+            self._multi = self._mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.4
+            )
+        return self._multi
+
+    def _locate_head(self, frame: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """Find the head of a person with the pose model: (centre xy, head size in px) or None."""
+        if self._pose is None:
+            self._pose = self._mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+        res = self._pose.process(frame)
+        if res.pose_landmarks is None:
+            return None
+        h, w = frame.shape[:2]
+        pts = np.array([(p.x * w, p.y * h, p.visibility) for p in res.pose_landmarks.landmark[:11]])
+        good = pts[pts[:, 2] > 0.3]
+        if len(good) < 3:
+            return None
+        size = max(float(np.ptp(good[:, 0])), float(np.ptp(good[:, 1])) * 1.5, 8.0) * 1.6
+        return pts[0, :2], size
+
+    def _track_roi(self, frame: np.ndarray, center: np.ndarray, size: float) -> np.ndarray | None:
+        if self._roi_mesh is None:
+            self._roi_mesh = self._mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.4
+            )
+        import cv2
+
+        side = max(size * 2.2, 32.0)
+        x0, y0 = center[0] - side / 2, center[1] - side / 2
+        scale = ROI_SIZE / side
+        m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], dtype=np.float32)
+        crop = cv2.warpAffine(frame, m, (ROI_SIZE, ROI_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        res = self._roi_mesh.process(crop)
+        if not res.multi_face_landmarks:
+            return None
+        return _to_pixels(res.multi_face_landmarks[0], x0, y0, side, side)
+
+    def track(
+        self,
+        frames: Iterable[np.ndarray],
+        fps: float = 30.0,
+        num_frames: int | None = None,
+        name: str = "video",
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> FaceTrack:
+        """Track the face through ``frames`` (an iterable of H x W x 3 uint8 RGB arrays)."""
+        lms: list[np.ndarray | None] = []
+        cols: list[np.ndarray | None] = []
+        last: tuple[np.ndarray, float] | None = None  # centre, size of the last detected face
+        last_idx = -10**9
+        roi: tuple[np.ndarray, float] | None = None  # small-face mode: centre, face size
+        small_mode = False
+        reassigned = 0
+        misses_since_search = 0
+        busy = 0.0
+        width = height = 0
+        for i, frame in enumerate(frames):
+            t0 = time.perf_counter()
+            height, width = frame.shape[:2]
+            lm = None
+            if roi is not None:
+                lm = self._track_roi(frame, *roi)
+            else:
+                res = self._mesh.process(frame)
+                if res.multi_face_landmarks:
+                    lm = _to_pixels(res.multi_face_landmarks[0], 0, 0, width, height)
+            if lm is not None and last is not None and i - last_idx < 30:
+                c, s = _center_size(lm)
+                if np.linalg.norm(c - last[0]) > 0.6 * last[1] or not (0.5 < s / last[1] < 2.0):
+                    lm = self._continue_track(frame, last)
+                    reassigned += 1
+            if lm is None and (roi is None or misses_since_search >= 5) and (
+                last is None or small_mode or i - last_idx > 2
+            ):
+                # Nothing at full frame: look for a (small) head with the pose model.
+                head = self._locate_head(frame)
+                misses_since_search = 0
+                if head is not None:
+                    lm = self._track_roi(frame, head[0], head[1])
+                    if lm is not None:
+                        small_mode = True
+            if lm is not None:
+                c, s = _center_size(lm)
+                last, last_idx = (c, s), i
+                misses_since_search = 0
+                if small_mode or s < SMALL_FACE * min(width, height):
+                    small_mode = True
+                    roi = (c, s)
+                lms.append(lm)
+                cols.append(_sample_colors(frame, lm[:, :2]))
+            else:
+                misses_since_search += 1
+                lms.append(None)
+                cols.append(None)
+            busy += time.perf_counter() - t0
+            if progress is not None:
+                progress(i + 1, num_frames)
+        return self._finish(lms, cols, width, height, fps, small_mode, reassigned, busy, name)
+
+    def _continue_track(self, frame: np.ndarray, last: tuple[np.ndarray, float]) -> np.ndarray | None:
+        """Re-detect several faces and keep the one nearest the track (or none if all are far)."""
+        h, w = frame.shape[:2]
+        res = self._multi_mesh().process(frame)
+        best, best_d = None, np.inf
+        for face in res.multi_face_landmarks or []:
+            lm = _to_pixels(face, 0, 0, w, h)
+            c, s = _center_size(lm)
+            d = np.linalg.norm(c - last[0])
+            if d < best_d and d < 0.6 * last[1] and 0.5 < s / last[1] < 2.0:
+                best, best_d = lm, d
+        return best
+
+    def _finish(self, lms, cols, width, height, fps, small_mode, reassigned, busy, name) -> FaceTrack:
+        t = len(lms)
+        if t == 0:
+            raise FaceTrackingError(f"{name}: the video has no frames.")
+        detected = np.array([x is not None for x in lms])
+        n_det = int(detected.sum())
+        if n_det == 0:
+            raise FaceTrackingError(
+                f"{name}: no face found in any of its {t} frames; use a video that shows one person's face, "
+                "frontal and well lit."
+            )
+        if (t - n_det) / t > self.max_missing_fraction:
+            raise FaceTrackingError(
+                f"{name}: a face was found in only {n_det} of {t} frames ({100 * n_det / t:.0f}%); use a clip "
+                "where the face stays visible in most frames."
+            )
+        idx = np.flatnonzero(detected)
+        lm_arr = np.zeros((t, 478, 3), np.float32)
+        col_arr = np.zeros((t, 478, 3), np.float32)
+        lm_arr[idx] = np.stack([lms[i] for i in idx])
+        col_arr[idx] = np.stack([cols[i] for i in idx])
+        if n_det < t:
+            miss = np.flatnonzero(~detected)
+            flat = lm_arr.reshape(t, -1)
+            for j in range(flat.shape[1]):
+                flat[miss, j] = np.interp(miss, idx, flat[idx, j])
+            nearest = idx[np.clip(np.searchsorted(idx, miss), 0, len(idx) - 1)]
+            col_arr[miss] = col_arr[nearest]
+        return FaceTrack(
+            landmarks=lm_arr, colors=col_arr, detected=detected, width=width, height=height, fps=fps,
+            small_face_mode=small_mode, reassigned_frames=reassigned, seconds=busy,
+        )
+
+    def close(self) -> None:
+        for g in (self._mesh, self._roi_mesh, self._multi, self._pose):
+            if g is not None:
+                g.close()
+
+    def __enter__(self) -> "FaceTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def track_video(path: str, max_frames: int | None = None, progress=None) -> FaceTrack:
+    """Track the face in a video file (streaming: frames are decoded one at a time)."""
+    from ..video import VideoReader
+
+    reader = VideoReader(path, max_frames=max_frames)
+    with FaceTracker() as tracker:
+        return tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=str(path), progress=progress)
