@@ -1,0 +1,130 @@
+"""The ``dvp`` command line.
+
+    dvp track VIDEO --output PARAMS.safetensors
+    dvp render PARAMS.safetensors --video VIDEO --output PREVIEW.mp4
+
+User errors print one line and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from .errors import DVPError
+
+
+def _progress(label: str):
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def update(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="frame", leave=False)
+        bar.n = done
+        bar.refresh() if done == total or done % 25 == 0 else None
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def cmd_track(args) -> None:
+    from .face.fitting import fit_sequence
+    from .face.tracker import FaceTracker
+    from .video import VideoReader
+
+    if not args.output.endswith(".safetensors"):
+        raise DVPError(f"{args.output}: the parameter file must end in .safetensors.")
+    reader = VideoReader(args.video, max_frames=args.max_frames)
+    t0 = time.perf_counter()
+    with FaceTracker() as tracker:
+        track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=args.video,
+                              progress=None if args.quiet else _progress("tracking"))
+    seq = fit_sequence(track)
+    wall = time.perf_counter() - t0
+    seq.info["source"] = os.path.basename(args.video)
+    seq.save(args.output)
+    n = track.num_frames
+    busy = track.seconds + seq.info["fit_seconds"]
+    print(f"frames tracked: {n - track.num_interpolated} of {n}; frames interpolated: {track.num_interpolated}"
+          + ("; small face: tracked in an upscaled crop" if track.small_face_mode else ""))
+    print(f"tracking + fitting: {n / busy:.0f} frames/s (decode excluded); {n / wall:.0f} frames/s end to end")
+    print(f"reprojection error: {seq.info['reprojection_error_px']:.2f} px "
+          f"({100 * seq.info['reprojection_error_iod']:.2f}% of the inter-ocular distance)")
+    print(f"wrote {args.output}")
+
+
+def cmd_render(args) -> None:
+    import numpy as np
+
+    from .face.sequence import FaceSequence
+    from .render.conditioning import ConditioningRenderer
+    from .render.crop import Crop
+    from .video import VideoReader, VideoWriter
+
+    seq = FaceSequence.load(args.params)
+    reader = VideoReader(args.video)
+    if len(reader) != len(seq) or (reader.width, reader.height) != (seq.camera.width, seq.camera.height):
+        raise DVPError(
+            f"{args.video}: {len(reader)} frames of {reader.width}x{reader.height} do not match the parameter file "
+            f"({len(seq)} frames of {seq.camera.width}x{seq.camera.height}); give the video it was tracked from."
+        )
+    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height)
+    renderer = ConditioningRenderer()
+    size = args.size
+    start = 0
+    t0 = time.perf_counter()
+    with VideoWriter(args.output, reader.fps, audio_from=args.video) as writer:
+        for chunk in reader.chunks(64):
+            cond = renderer.render(seq, crop, size, frames=slice(start, start + len(chunk)))
+            imgs = ((cond.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+            for i, frame in enumerate(chunk):
+                panels = [crop.apply(frame, size)] + [imgs[i, ..., 3 * k:3 * k + 3] for k in range(3)]
+                writer.write(np.concatenate(panels, 1))
+            start += len(chunk)
+    print(f"rendered {start} frames at {start / (time.perf_counter() - t0):.0f} frames/s; wrote {args.output}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dvp", description="Deep Video Portraits: tracking, rendering, reenactment.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("track", help="track and fit the face parameters of a video")
+    p.add_argument("video")
+    p.add_argument("--output", "-o", required=True, help="PARAMS.safetensors")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser("render", help="side-by-side preview: frame | diffuse | correspondence | gaze map")
+    p.add_argument("params")
+    p.add_argument("--video", required=True, help="the video the parameters were tracked from")
+    p.add_argument("--output", "-o", required=True, help="PREVIEW.mp4")
+    p.add_argument("--size", type=int, default=256)
+    p.set_defaults(func=cmd_render)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .perf import tune_allocator
+
+    tune_allocator()
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DVPError as err:
+        print(f"dvp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dvp {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Process-level performance settings for the CLI, the Space and the benchmarks.
+
+glibc returns large freed blocks to the system at once, so every batch of the renderer and the
+generator pays page faults to get its memory back (measured: rendering throughput varied 80-230 fps
+run to run). `tune_allocator` asks glibc to keep freed memory; call it once at program start, never
+from library import.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+
+_done = False
+
+
+def tune_allocator() -> bool:
+    """Keep freed heap memory in the process (glibc only); returns whether it applied."""
+    global _done
+    if _done or not sys.platform.startswith("linux"):
+        return _done
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31 - 1)
+        libc.mallopt(_M_TOP_PAD, 256 << 20)
+        _done = True
+    except (OSError, AttributeError):
+        pass
+    return _done

@@ -1,0 +1,1 @@
+"""Conditioning renderer: a batched z-buffer rasterizer and the three DVP shaders."""

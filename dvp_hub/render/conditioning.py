@@ -1,0 +1,85 @@
+"""Conditioning images: one rasterization of the fitted face, three shaders, 9 channels a frame.
+
+`ConditioningRenderer.render(seq, crop, size)` returns ``[T, 9, size, size]`` in [-1, 1]
+(diffuse RGB, correspondence RGB, gaze-map RGB), black (-1) where there is no face, rendered
+through the fixed crop's camera so that renders line up with the cropped frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..face import topology as topo
+from ..face.model import Camera, FaceModel, load_face_model, vertex_normals
+from ..face.sequence import FaceSequence
+from ..geometry import axis_angle_to_matrix
+from . import shaders
+from .crop import Crop
+from .rasterizer import rasterize
+
+NUM_CHANNELS = 9
+
+
+class ConditioningRenderer:
+    """Renders the DVP conditioning images of face sequences (CPU or CUDA)."""
+
+    def __init__(self, model: FaceModel | None = None, device: str | torch.device = "cpu"):
+        self.model = model or load_face_model()
+        self.device = torch.device(device)
+        m = self.model
+        self.faces_np = np.concatenate([m.triangles, m.eye_triangles])
+        self.faces = torch.from_numpy(self.faces_np).to(self.device)
+        self.first_eye_face = len(m.triangles)
+        lo, hi = m.mean_shape.min(0), m.mean_shape.max(0)
+        self.canonical01 = torch.from_numpy(((m.mean_shape - lo) / (hi - lo)).astype(np.float32)).to(self.device)
+
+    def camera_vertices(self, seq: FaceSequence, frames=slice(None)) -> np.ndarray:
+        """Camera-space vertices ``[T, 478, 3]`` of the selected frames."""
+        verts = self.model.shape(seq.identity, seq.expression[frames], seq.gaze[frames], seq.gaze_neutral)
+        rot = axis_angle_to_matrix(seq.rotation[frames])
+        return np.einsum("tij,tnj->tni", rot, verts) + seq.translation[frames][:, None]
+
+    def render_vertices(self, cam_verts: np.ndarray, camera: Camera, albedo: np.ndarray, sh: np.ndarray,
+                        size: int) -> torch.Tensor:
+        """Render camera-space vertices ``[B, 478, 3]`` seen by ``camera`` (already the crop's) at ``size``."""
+        dev = self.device
+        p = torch.from_numpy(cam_verts.astype(np.float32)).to(dev)
+        z = p[..., 2:3].clamp(min=1e-3)
+        c = torch.tensor([camera.cx, camera.cy], device=dev, dtype=torch.float32)
+        uv = p[..., :2] / z * camera.focal + c
+        screen = torch.cat([uv, z], -1)
+        frags = rasterize(screen, self.faces, size, size)
+        normals = torch.from_numpy(vertex_normals(cam_verts, self.model.triangles).astype(np.float32)).to(dev)
+        alb = torch.from_numpy(np.asarray(albedo, np.float32)).to(dev)
+        alb = alb[None] if alb.ndim == 2 else alb
+        sh_t = torch.from_numpy(np.asarray(sh, np.float32)).to(dev)
+        centres = uv[:, [468, 473]]
+        radii = torch.stack([(uv[:, iris[1:]] - uv[:, iris[:1]]).norm(dim=-1).mean(-1)
+                             for iris in (topo.RIGHT_IRIS, topo.LEFT_IRIS)], -1)
+        vals = torch.cat([
+            shaders.diffuse(frags, self.faces, alb, normals, sh_t),
+            shaders.correspondence(frags, self.faces, self.canonical01),
+            shaders.gaze_map(frags, self.first_eye_face, centres, radii),
+        ], 1)
+        out = torch.full((p.shape[0] * size * size, NUM_CHANNELS), -1.0, device=dev)
+        out[frags.pixels] = vals * 2 - 1
+        return out.view(p.shape[0], size, size, NUM_CHANNELS).permute(0, 3, 1, 2)  # channels-last memory
+
+    def render(self, seq: FaceSequence, crop: Crop, size: int, frames=slice(None), batch_size: int = 64,
+               albedo: np.ndarray | None = None, sh: np.ndarray | None = None) -> torch.Tensor:
+        """``[T, 9, size, size]`` conditioning images of ``seq[frames]`` through ``crop``.
+
+        albedo / sh override the sequence's reflectance and lighting (reenactment keeps the target's).
+        """
+        idx = np.arange(len(seq))[frames]
+        cam = crop.camera(seq.camera, size)
+        out = []
+        alb = seq.albedo if albedo is None else albedo
+        for s in range(0, len(idx), batch_size):
+            sel = idx[s:s + batch_size]
+            light = (seq.sh if sh is None else sh)[sel] if (sh is None or np.ndim(sh) == 3) else np.broadcast_to(sh, (len(sel), 9, 3))
+            out.append(self.render_vertices(self.camera_vertices(seq, sel), cam, alb, light, size))
+        if not out:
+            return torch.zeros(0, NUM_CHANNELS, size, size)
+        return out[0] if len(out) == 1 else torch.cat(out)

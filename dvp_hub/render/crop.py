@@ -1,0 +1,94 @@
+"""The fixed crop of a target sequence: one square, constant over the clip.
+
+Deep Video Portraits synthesises the whole portrait (head, hair, upper torso and background), so
+the crop is centred a little below the face and spans ``scale`` times the face height plus the
+range the face moves over the clip. It is applied identically to frames (`Crop.apply`) and to renders
+(through `Camera.crop`). The square never exceeds the frame's shorter side and is kept inside the
+frame where it fits; anything outside the frame is filled with black.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..face.model import Camera
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Square crop ``[x0, x0 + size) x [y0, y0 + size)`` in source-frame pixels."""
+
+    x0: float
+    y0: float
+    size: float
+
+    def as_list(self) -> list[float]:
+        return [float(self.x0), float(self.y0), float(self.size)]
+
+    @classmethod
+    def from_list(cls, values) -> "Crop":
+        x0, y0, size = (float(v) for v in values)
+        if not size > 0:
+            raise ValueError(f"crop size must be positive, got {size}")
+        return cls(x0, y0, size)
+
+    @classmethod
+    def for_landmarks(cls, landmarks: np.ndarray, width: int, height: int, scale: float = 2.6,
+                      down: float = 0.2) -> "Crop":
+        """The crop for a clip's ``[T, 478, 2]`` landmarks in a ``width x height`` frame.
+
+        The square is at most the frame's shorter side and is shifted to stay inside the frame, so
+        there is no padding unless the face sits at the border.
+        """
+        lo = landmarks.min(1)  # [T, 2]
+        hi = landmarks.max(1)
+        centre = (lo + hi) / 2
+        face_h = float(np.median(hi[:, 1] - lo[:, 1]))
+        motion = float(max(np.ptp(centre[:, 0]), np.ptp(centre[:, 1])))
+        size = min(scale * face_h + motion, float(min(width, height)))
+        cx, cy = np.median(centre, axis=0)
+        cy += down * face_h
+        x0 = float(np.clip(cx - size / 2, 0, width - size))
+        y0 = float(np.clip(cy - size / 2, 0, height - size))
+        return cls(x0, y0, float(size))
+
+    def camera(self, camera: Camera, out_size: int) -> Camera:
+        return camera.crop(self.x0, self.y0, self.size, out_size)
+
+    def matrix(self, out_size: int) -> np.ndarray:
+        """2 x 3 affine map from frame pixels to crop pixels."""
+        s = out_size / self.size
+        return np.array([[s, 0, -self.x0 * s], [0, s, -self.y0 * s]], dtype=np.float32)
+
+    def apply(self, frame: np.ndarray, out_size: int) -> np.ndarray:
+        """Cut and resize one ``H x W x 3`` frame to ``out_size x out_size``."""
+        import cv2
+
+        interp = cv2.INTER_AREA if self.size > out_size else cv2.INTER_LINEAR
+        if interp == cv2.INTER_AREA:
+            # INTER_AREA is not supported by warpAffine: cut first, then resize.
+            x0, y0, sz = int(round(self.x0)), int(round(self.y0)), int(round(self.size))
+            h, w = frame.shape[:2]
+            pad = ((max(0, -y0), max(0, y0 + sz - h)), (max(0, -x0), max(0, x0 + sz - w)), (0, 0))
+            sub = frame[max(0, y0): y0 + sz, max(0, x0): x0 + sz]
+            if any(p for pp in pad[:2] for p in pp):
+                sub = np.pad(sub, pad)
+            return cv2.resize(sub, (out_size, out_size), interpolation=cv2.INTER_AREA)
+        return cv2.warpAffine(frame, self.matrix(out_size), (out_size, out_size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+    def paste(self, frame: np.ndarray, image: np.ndarray, feather: float = 0.08) -> np.ndarray:
+        """Composite a generated crop ``image`` back into ``frame`` with a feathered square mask."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        n = image.shape[0]
+        inv = cv2.invertAffineTransform(self.matrix(n))
+        warped = cv2.warpAffine(image, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        ramp = np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / max(feather * n, 1.0), 0, 1).astype(np.float32)
+        mask = np.minimum(ramp[:, None], ramp[None, :])
+        m = cv2.warpAffine(mask, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        out = frame.astype(np.float32) * (1 - m) + warped.astype(np.float32) * m
+        return out.round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,68 @@
+"""The three conditioning shaders of Deep Video Portraits, over one rasterization.
+
+- `diffuse`: the face under the frame's illumination, albedo x SH irradiance (Gouraud: shaded at the
+  vertices, interpolated across triangles).
+- `correspondence`: every pixel coloured by the canonical (mean-face) 3D position of its surface
+  point, normalised to [0, 1] over the mean face's bounding box, so the network knows which part of
+  the face it is looking at.
+- `gaze_map`: only the eye regions, sclera white, with each iris drawn as a blue disc at its gaze
+  position (the paper's eye-gaze image).
+
+Each returns the colours of the covered pixels, ``[P, 3]`` in [0, 1]; the renderer scatters them
+into images that are black where there is no face.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .rasterizer import Fragments, interpolate_hits
+
+_SH = (0.282095, 0.488603, 1.092548, 0.315392, 0.546274)
+
+
+def sh_basis(n: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` unit normals -> ``[..., 9]`` real SH basis (same order as `face.lighting`)."""
+    x, y, z = n.unbind(-1)
+    c0, c1, c2, c3, c4 = _SH
+    return torch.stack([torch.full_like(x, c0), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z,
+                        c3 * (3 * z * z - 1), c2 * x * z, c4 * (x * x - y * y)], -1)
+
+
+def diffuse(fragments: Fragments, faces: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor,
+            sh: torch.Tensor) -> torch.Tensor:
+    """``[P, 3]`` colours at the covered pixels: albedo ``[B|1, V, 3]``, normals ``[B, V, 3]``, sh ``[B, 9, 3]``."""
+    shade = torch.einsum("bvk,bkc->bvc", sh_basis(normals), sh)
+    colors = (albedo * shade).clamp(0, 1)
+    return interpolate_hits(fragments, faces, colors)
+
+
+def correspondence(fragments: Fragments, faces: torch.Tensor, canonical01: torch.Tensor) -> torch.Tensor:
+    """``[P, 3]`` canonical positions at the covered pixels; canonical01: ``[V, 3]`` in [0, 1]."""
+    vid = faces[fragments.faces]
+    return (canonical01[vid] * fragments.bary[..., None]).sum(1)
+
+
+def gaze_map(fragments: Fragments, first_eye_face: int, iris_centres: torch.Tensor,
+             iris_radii: torch.Tensor) -> torch.Tensor:
+    """``[P, 3]``: eye regions (triangles ``>= first_eye_face``) white, iris discs blue, else black.
+
+    iris_centres: ``[B, 2, 2]`` screen positions (x, y) of the two iris centres; iris_radii: ``[B, 2]``.
+    """
+    _, h, w = fragments.pix_to_face.shape
+    eye = fragments.faces >= first_eye_face  # [P]
+    out = torch.zeros(fragments.pixels.shape[0], 3, device=fragments.bary.device)
+    idx = eye.nonzero().squeeze(1)
+    pix = fragments.pixels[idx]
+    bi = pix // (h * w)
+    x = (pix % w).float() + 0.5
+    y = ((pix // w) % h).float() + 0.5
+    iris = torch.zeros_like(idx, dtype=torch.bool)
+    for e in range(2):
+        d2 = (x - iris_centres[bi, e, 0]) ** 2 + (y - iris_centres[bi, e, 1]) ** 2
+        iris |= d2 <= iris_radii[bi, e] ** 2
+    sclera = (~iris).float()
+    out[idx, 0] = sclera
+    out[idx, 1] = sclera
+    out[idx, 2] = 1.0
+    return out
