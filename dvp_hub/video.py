@@ -248,7 +248,7 @@ class VideoWriter:
         for k, v in self.metadata.items():
             params += ["-metadata", f"{k}={v}"]
         if self.audio_from:
-            params += ["-shortest"]
+            params += ["-af", "apad", "-shortest"]  # the video sets the length: audio cut or padded
         self._gen = imageio_ffmpeg.write_frames(
             self._tmp,
             (w + w % 2, h + h % 2),

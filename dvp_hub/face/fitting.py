@@ -3,12 +3,13 @@
 From a `FaceTrack` (478 landmarks a frame, with mediapipe's relative depth):
 
 1. Rigid alignment: a similarity (Umeyama) of the model's mean face to each frame's 3D landmarks on
-   the rigid vertices gives a weak-perspective head pose.
+   the rigid vertices gives a weak-perspective head pose and so the head's depth; the landmarks are
+   back-projected with it (pinhole) and aligned again in camera space, which removes the perspective
+   distortion before the identity is estimated.
 2. Identity: each frame brought into the canonical head frame; the per-vertex median over the clip is
    the person's neutral shape. Expression: least-squares coefficients of the deformation from it in
    the expression basis. Gaze and eye openness are measured in the canonical frame.
-3. Perspective: the weak-perspective scale gives the depth (``T_z = f / s``); Gauss-Newton then
-   refines rotation and translation on the 2D reprojection error, and the expression coefficients are
+3. Perspective: Gauss-Newton refines rotation and translation on the 2D reprojection error, and the expression coefficients are
    re-solved against the 2D landmarks (linearised, with a small prior), then the pose again.
 4. Temporal smoothing of pose, expression and gaze (`smoothing`).
 5. Albedo and 27 SH lighting coefficients a frame by least squares on the visible vertices' colours
@@ -133,9 +134,15 @@ def fit_sequence(
     n = len(lm)
     rig = topo.RIGID_VERTICES
 
-    # 1. Rigid similarity alignment of the mean face to each frame (weak perspective).
+    # 1. Rigid alignment. A weak-perspective similarity gives each frame's depth (T_z = f / s); the
+    #    landmarks are then back-projected with that depth plus mediapipe's relative depth, and a
+    #    second similarity in camera space removes the perspective distortion from the canonical shapes.
     s, rot, t = similarity_align(model.mean_shape[rig], lm[:, rig])
-    canon = einsum("tji,tnj->tni", rot, lm - t[:, None]) / s[:, None, None]
+    depth = cam.focal / s  # [T] cm
+    z = depth[:, None] + lm[..., 2] / s[:, None]
+    cam3d = np.stack([(lm[..., 0] - cam.cx) * z / cam.focal, (lm[..., 1] - cam.cy) * z / cam.focal, z], -1)
+    s, rot, t = similarity_align(model.mean_shape[rig], cam3d[:, rig])
+    canon = np.einsum("tji,tnj->tni", rot, cam3d - t[:, None]) / s[:, None, None]
 
     # 2. Identity, expression, gaze, eye openness in the canonical frame.
     identity = np.median(canon, axis=0)
@@ -148,10 +155,7 @@ def fit_sequence(
     openness = topo.eye_openness(canon)
 
     # 3. Perspective pose from the weak-perspective one, then Gauss-Newton, expression, pose.
-    trans = np.empty((n, 3))
-    trans[:, 2] = cam.focal / s
-    trans[:, 0] = (t[:, 0] - cam.cx) / s
-    trans[:, 1] = (t[:, 1] - cam.cy) / s
+    trans = t / s[:, None]  # the scene scaled by 1 / s projects identically
     for sl in _chunks(n):
         x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
         rot[sl], trans[sl] = refine_pose(x, target[sl], rot[sl], trans[sl], cam)

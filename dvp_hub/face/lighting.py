@@ -84,4 +84,4 @@ def fit_albedo_sh(colors: np.ndarray, normals: np.ndarray, visible: np.ndarray, 
         sh = sh / mean_s
         albedo[~seen] = albedo[seen].mean(0) if seen.any() else 0.5
     albedo = np.clip(albedo, 0.0, 1.5)
-    return albedo, sh
+    return albedo, solve_sh(colors, normals, albedo, vis)

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from dvp_hub.errors import FaceTrackingError
+from dvp_hub.face.tracker import FaceTracker, track_video
+from dvp_hub.video import VideoReader
+
+from .conftest import clip
+
+
+def test_tracks_478_landmarks_on_a_real_clip():
+    track = track_video(clip("talking-d6.mp4"), max_frames=40)
+    assert track.landmarks.shape == (40, 478, 3)
+    assert track.detected.all()
+    xy = track.landmarks[..., :2]
+    assert (xy > 0).all() and (xy < 480).all()
+    # the iris centres lie inside their eyes: 468 near the image-left eye (33/133), 473 near 263/362
+    eye_r = track.landmarks[:, [33, 133], :2].mean(1)
+    eye_l = track.landmarks[:, [263, 362], :2].mean(1)
+    assert (np.linalg.norm(track.landmarks[:, 468, :2] - eye_r, axis=-1) < 15).all()
+    assert (np.linalg.norm(track.landmarks[:, 473, :2] - eye_l, axis=-1) < 15).all()
+
+
+def test_missing_frames_are_interpolated_and_counted():
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=20))
+    for i in (5, 6, 7):
+        frames[i] = np.zeros_like(frames[i])
+    with FaceTracker() as tracker:
+        track = tracker.track(frames)
+    assert track.num_interpolated == 3
+    lm = track.landmarks[:, 1, :2]
+    assert np.allclose(lm[6], (lm[4] * 2 + lm[8] * 2) / 4, atol=3.0)
+
+
+def test_mostly_missing_face_is_refused():
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=12))
+    frames = frames[:4] + [np.zeros_like(f) for f in frames[4:]]
+    with FaceTracker() as tracker, pytest.raises(FaceTrackingError, match="only 4 of 12"):
+        tracker.track(frames, name="clip.mp4")
+
+
+def test_no_face_is_refused():
+    with FaceTracker() as tracker, pytest.raises(FaceTrackingError, match="no face found"):
+        tracker.track([np.full((128, 128, 3), 90, np.uint8)] * 4)
+
+
+@pytest.mark.slow
+def test_small_face_is_tracked_in_an_upscaled_crop():
+    track = track_video(clip("edge-small-face.mp4"), max_frames=30)
+    assert track.small_face_mode
+    assert track.detected.mean() > 0.9
+    height = np.ptp(track.landmarks[0, :, 1])
+    assert height < 0.15 * 720
+
+
+@pytest.mark.slow
+def test_two_faces_keep_one_subject():
+    track = track_video(clip("edge-two-faces.mp4"))
+    centres = track.landmarks[..., :2].mean(1)
+    jumps = np.linalg.norm(np.diff(centres, axis=0), axis=-1)
+    size = np.ptp(track.landmarks[0, :, 1])
+    assert jumps.max() < 0.3 * size  # never switches to the other person

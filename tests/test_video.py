@@ -1,0 +1,86 @@
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from dvp_hub.errors import VideoReadError, VideoWriteError
+from dvp_hub.video import SYNTHETIC_COMMENT, VideoReader, probe_video, read_metadata, write_video
+
+from .conftest import clip
+
+
+def test_probe_real_clip():
+    info = probe_video(clip("talking-d6.mp4"))
+    assert (info.width, info.height, info.num_frames) == (480, 480, 1008)
+    assert info.fps == pytest.approx(30.0)
+    assert info.has_audio and info.rotation == 0
+
+
+def test_streaming_reader_yields_frames_one_at_a_time():
+    reader = VideoReader(clip("talking-d3.mp4"), max_frames=12)
+    frames = list(reader)
+    assert len(frames) == 12 == len(reader)
+    assert frames[0].shape == (512, 512, 3) and frames[0].dtype == np.uint8
+    assert not np.array_equal(frames[0], frames[11])
+
+
+def test_round_trip_with_audio_and_metadata(tmp_path):
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=30))
+    out = tmp_path / "out.mp4"
+    write_video(frames, out, 30, audio_from=clip("talking-d3.mp4"))
+    info = probe_video(out)
+    assert info.num_frames == 30 and info.has_audio and info.codec == "h264"
+    back = list(VideoReader(out))
+    # H.264 at crf 18: mean absolute error of a few grey levels
+    assert np.abs(back[10].astype(float) - frames[10]).mean() < 4.0
+    assert read_metadata(out)["comment"] == SYNTHETIC_COMMENT
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_odd_size_is_padded_to_even(tmp_path):
+    frames = [np.full((33, 47, 3), 128, np.uint8)] * 3
+    write_video(frames, tmp_path / "odd.mp4", 10)
+    info = probe_video(tmp_path / "odd.mp4")
+    assert (info.width, info.height) == (48, 34)
+
+
+def test_rotation_flag_is_applied(tmp_path):
+    src = tmp_path / "land.mp4"
+    write_video([np.zeros((64, 96, 3), np.uint8)] * 5, src, 10)
+    rot = tmp_path / "rot.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-display_rotation", "90", "-i", str(src),
+                    "-c", "copy", str(rot)], check=True)
+    info = probe_video(rot)
+    assert info.rotation in (90, 270) and (info.width, info.height) == (64, 96)
+    assert next(iter(VideoReader(rot))).shape == (96, 64, 3)
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    data = open(clip("talking-d3.mp4"), "rb").read()
+    trunc = tmp_path / "trunc.mp4"
+    trunc.write_bytes(data[: len(data) // 3])
+    audio = tmp_path / "audio.m4a"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", clip("talking-d3.mp4"), "-vn",
+                    "-c:a", "copy", str(audio)], check=True)
+    for path, words in [(text, "not a readable video"), (empty, "empty"), (trunc, "truncated"),
+                        (tmp_path / "missing.mp4", "no such file"), (audio, "no video stream")]:
+        with pytest.raises(VideoReadError) as err:
+            list(VideoReader(path))
+        msg = str(err.value)
+        assert "\n" not in msg and str(path) in msg and words in msg
+
+
+def test_writer_failure_leaves_nothing(tmp_path):
+    out = tmp_path / "x.mp4"
+    with pytest.raises(RuntimeError):
+        with __import__("dvp_hub.video", fromlist=["VideoWriter"]).VideoWriter(out, 10) as w:
+            w.write(np.zeros((16, 16, 3), np.uint8))
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(VideoWriteError):
+        write_video([], tmp_path / "none.mp4", 10)
