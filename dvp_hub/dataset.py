@@ -1,0 +1,142 @@
+"""Target datasets: a folder of cropped frames and the fitted face sequence, and the torch Dataset.
+
+Layout written by `prepare_target_dataset` (``training/prepare_target.py``)::
+
+    DATASET/
+      dataset.json                 crop, resolution, fps, split, source and tracking statistics
+      face_sequence.safetensors    the fitted `FaceSequence` of the whole clip
+      frames/000000.jpg ...        the crop of every frame at the training resolution (JPEG q=95)
+
+Split: the last ``val_fraction`` (10%) of the frames, contiguous, are validation frames and are
+never trained on. The conditioning images are not stored: `TargetDataset` renders them once at load
+(a few ms a frame) and keeps them in memory as uint8, so a dataset folder stays small and portable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import torch
+
+from .errors import DVPError
+from .face.sequence import FaceSequence
+from .render.conditioning import ConditioningRenderer
+from .render.crop import Crop
+
+VAL_FRACTION = 0.1
+
+
+def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
+    """First validation frame: the last ``val_fraction`` of the clip, at least one frame."""
+    return max(1, min(num_frames - 1, int(round(num_frames * (1 - val_fraction)))))
+
+
+def prepare_target_dataset(video: str, output_dir: str, resolution: int = 256, max_frames: int | None = None,
+                           val_fraction: float = VAL_FRACTION, progress=None) -> dict:
+    """Track, fit, crop and write a dataset folder (see the module docstring). Returns its metadata."""
+    import cv2
+
+    from .face.fitting import fit_sequence
+    from .face.tracker import FaceTracker
+    from .video import VideoReader
+
+    t0 = time.perf_counter()
+    reader = VideoReader(video, max_frames=max_frames)
+    if len(reader) < 20:
+        raise DVPError(f"{video}: only {len(reader)} frames; a target needs at least 20 (ideally 2,000).")
+    with FaceTracker() as tracker:
+        track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=video, progress=progress)
+    seq = fit_sequence(track)
+    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height)
+    tmp = output_dir.rstrip("/") + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "frames"))
+    n = 0
+    for frame in VideoReader(video, max_frames=max_frames):
+        img = crop.apply(frame, resolution)
+        cv2.imwrite(os.path.join(tmp, "frames", f"{n:06d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        n += 1
+    if n != len(seq):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DVPError(f"{video}: decoded {n} frames on the second pass but tracked {len(seq)}; the file is damaged.")
+    seq.info["source"] = os.path.basename(video)
+    seq.save(os.path.join(tmp, "face_sequence.safetensors"))
+    meta = {
+        "source": os.path.basename(video),
+        "num_frames": n,
+        "fps": reader.fps,
+        "resolution": resolution,
+        "crop": crop.as_list(),
+        "frame_size": [reader.width, reader.height],
+        "val_start": split_index(n, val_fraction),
+        "val_fraction": val_fraction,
+        "fit": seq.info,
+        "prepare_seconds": round(time.perf_counter() - t0, 2),
+    }
+    with open(os.path.join(tmp, "dataset.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    if os.path.exists(output_dir):
+        shutil.rmtree(output_dir)
+    os.replace(tmp, output_dir)
+    return meta
+
+
+def load_dataset_meta(dataset_dir: str) -> dict:
+    path = os.path.join(dataset_dir, "dataset.json")
+    if not os.path.isfile(path):
+        raise DVPError(f"{dataset_dir}: not a target dataset (no dataset.json); create one with training/prepare_target.py.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def window_indices(t: int, window: int) -> list[int]:
+    """Frames of the space-time window ending at ``t`` (clamped at the clip start), oldest first."""
+    return [max(0, t - window + 1 + k) for k in range(window)]
+
+
+class TargetDataset(torch.utils.data.Dataset):
+    """``(conditioning window [9*Nw, R, R], frame [3, R, R])`` pairs in [-1, 1] of one split."""
+
+    def __init__(self, dataset_dir: str, split: str = "train", temporal_window: int = 11,
+                 device: str = "cpu", cache: dict | None = None):
+        import cv2
+
+        self.meta = load_dataset_meta(dataset_dir)
+        self.window = temporal_window
+        n, r = self.meta["num_frames"], self.meta["resolution"]
+        val = self.meta["val_start"]
+        self.indices = np.arange(0, val) if split == "train" else np.arange(val, n)
+        key = (os.path.abspath(dataset_dir), r)
+        if cache is not None and key in cache:
+            self.frames, self.conditioning = cache[key]
+        else:
+            seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
+            crop = Crop.from_list(self.meta["crop"])
+            cond = ConditioningRenderer(device=device).render(seq, crop, r)
+            self.conditioning = ((cond + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().contiguous()
+            frames = np.stack([cv2.imread(os.path.join(dataset_dir, "frames", f"{i:06d}.jpg"))[..., ::-1]
+                               for i in range(n)])
+            self.frames = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # [T, 3, R, R] uint8
+            if cache is not None:
+                cache[key] = (self.frames, self.conditioning)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def to(self, device) -> "TargetDataset":
+        """Keep the uint8 frames and conditioning on ``device`` (a GPU builds its batches in place)."""
+        self.frames = self.frames.to(device)
+        self.conditioning = self.conditioning.to(device)
+        return self
+
+    def conditioning_window(self, t: int) -> torch.Tensor:
+        c = self.conditioning[window_indices(t, self.window)]  # [Nw, 9, R, R]
+        return c.reshape(-1, *c.shape[2:]).float() / 127.5 - 1
+
+    def __getitem__(self, i: int):
+        t = int(self.indices[i])
+        return {"conditioning": self.conditioning_window(t), "frame": self.frames[t].float() / 127.5 - 1, "index": t}

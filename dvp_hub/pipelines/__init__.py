@@ -1,0 +1,1 @@
+"""Pipelines (one per file)."""

@@ -1,0 +1,331 @@
+"""Fine-tune a Deep Video Portraits target: a person-specific conditional GAN (L1 x 100 + adversarial).
+
+    accelerate launch training/train_target.py --target_video ../shared/data/talking-d6.mp4 \
+        --output_dir runs/d6 --resolution 256 --max_train_steps 20000 --generator_base_channels 32
+
+Writes ``OUTPUT_DIR/checkpoint-STEP/`` folders (generator and discriminator as safetensors, plus
+accelerate's optimizer and RNG state), validation grids and metrics under ``OUTPUT_DIR/validation/``,
+and at the end the pipeline folder ``OUTPUT_DIR/pipeline/`` (fp32 + fp16 weights, the target's face
+parameters, a model card). Two processes on CPU (gloo):
+
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no training/train_target.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from dvp_hub.errors import DVPError  # noqa: E402
+
+# Paper defaults, in one place.
+LAMBDA_L1 = 100.0
+LEARNING_RATE = 2e-4
+ADAM_BETA1 = 0.5
+
+
+def parse_args(input_args=None):
+    p = argparse.ArgumentParser(description="Train a Deep Video Portraits target.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--target_video", help="video of the target person (tracked and prepared first)")
+    src.add_argument("--dataset_dir", help="a folder written by training/prepare_target.py")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--max_frames", type=int, default=None, help="use only the first N frames of --target_video")
+    p.add_argument("--train_batch_size", type=int, default=1)
+    p.add_argument("--max_train_steps", type=int, default=1000)
+    p.add_argument("--max_train_minutes", type=float, default=None,
+                   help="stop (and export) after this much training time even before --max_train_steps")
+    p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
+    p.add_argument("--adam_beta2", type=float, default=0.999)
+    p.add_argument("--lambda_l1", type=float, default=LAMBDA_L1)
+    p.add_argument("--generator_base_channels", type=int, default=64)
+    p.add_argument("--generator_max_channels", type=int, default=512)
+    p.add_argument("--discriminator_base_channels", type=int, default=64)
+    p.add_argument("--temporal_window", type=int, default=11)
+    p.add_argument("--checkpointing_steps", type=int, default=500)
+    p.add_argument("--checkpoints_total_limit", type=int, default=None)
+    p.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
+    p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    p.add_argument("--report_to", default="none", help='"tensorboard", "wandb", "all" or "none"')
+    p.add_argument("--validation_steps", type=int, default=500)
+    p.add_argument("--max_validation_frames", type=int, default=120)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataloader_num_workers", type=int, default=0)
+    p.add_argument("--target_name", default=None)
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None)
+    p.add_argument("--hub_token", default=None)
+    args = p.parse_args(input_args)
+    if args.push_to_hub and not args.hub_model_id:
+        p.error("--push_to_hub needs --hub_model_id")
+    return args
+
+
+def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator):
+    """D step on the detached fake, one forward over real and fake together (DDP-safe)."""
+    cond, real = batch["conditioning"], batch["frame"]
+    fake = generator(cond)                                              # G(x)
+    logits = discriminator(torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
+    d_real, d_fake = logits.chunk(2)
+    loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))   # D(x, y) -> 1, D(x, G(x)) -> 0
+    opt_d.zero_grad(set_to_none=True)
+    accelerator.backward(loss_d)
+    opt_d.step()
+    return fake, loss_d.detach()
+
+
+def generator_step(batch, fake, discriminator, gan_loss, opt_g, lambda_l1, accelerator):
+    """G step on the same batch: fool D, plus lambda * L1 to the real frame."""
+    cond, real = batch["conditioning"], batch["frame"]
+    loss_gan = gan_loss(discriminator(cond, fake), True)               # D(x, G(x)) -> 1
+    loss_l1 = nn.functional.l1_loss(fake, real)                         # |y - G(x)|_1
+    loss_g = loss_gan + lambda_l1 * loss_l1
+    opt_g.zero_grad(set_to_none=True)
+    accelerator.backward(loss_g)
+    opt_g.step()
+    return loss_gan.detach(), loss_l1.detach()
+
+
+@torch.no_grad()
+def validate(generator, val_ds, args, step, device) -> dict:
+    """PSNR / SSIM (torchmetrics) on the validation frames and a grid: conditioning | generated | real."""
+    import numpy as np
+    from PIL import Image
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    was_training = generator.training
+    generator.eval()
+    n = len(val_ds)
+    pick = np.unique(np.linspace(0, n - 1, min(n, args.max_validation_frames)).round().astype(int))
+    fakes, reals = [], []
+    for s in range(0, len(pick), 8):
+        items = [val_ds[int(i)] for i in pick[s:s + 8]]
+        cond = torch.stack([it["conditioning"] for it in items]).to(device)
+        fakes.append(((generator(cond).float() + 1) / 2).clamp(0, 1).cpu())
+        reals.append(torch.stack([(it["frame"] + 1) / 2 for it in items]))
+    fake, real = torch.cat(fakes), torch.cat(reals)
+    metrics = {
+        "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
+        "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
+    }
+    rows = []
+    for j in np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int):
+        cond = val_ds[int(pick[j])]["conditioning"][-9:]
+        diff = (cond[:3] + 1) / 2
+        rows.append(torch.cat([diff, fake[j], real[j]], 2))
+    grid = (torch.cat(rows, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    out = os.path.join(args.output_dir, "validation")
+    os.makedirs(out, exist_ok=True)
+    Image.fromarray(grid).save(os.path.join(out, f"step-{step:06d}.png"))
+    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    generator.train(was_training)
+    return metrics
+
+
+def _checkpoints(output_dir):
+    dirs = [d for d in os.listdir(output_dir) if d.startswith("checkpoint-") and d.split("-")[1].isdigit()]
+    dirs = [d for d in dirs if os.path.isfile(os.path.join(output_dir, d, "COMPLETE"))]
+    return sorted(dirs, key=lambda d: int(d.split("-")[1]))
+
+
+def save_checkpoint(accelerator, args, step):
+    """accelerate state into ``checkpoint-STEP.partial``, then renamed: a killed write leaves no checkpoint."""
+    if accelerator.is_main_process and args.checkpoints_total_limit is not None:
+        existing = _checkpoints(args.output_dir)
+        for d in existing[: max(0, len(existing) - args.checkpoints_total_limit + 1)]:
+            shutil.rmtree(os.path.join(args.output_dir, d))
+    final = os.path.join(args.output_dir, f"checkpoint-{step}")
+    tmp = final + ".partial"
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(os.path.join(tmp, "COMPLETE"), "w") as f:
+            f.write(str(step))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step):
+    from dvp_hub.face.sequence import FaceSequence
+    from dvp_hub.model_card import render_model_card
+    from dvp_hub.models import PortraitTarget
+    from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+    from dvp_hub.render.crop import Crop
+
+    seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
+    name = args.target_name or os.path.splitext(meta["source"])[0]
+    target = PortraitTarget.from_sequence(seq, Crop.from_list(meta["crop"]), meta["resolution"],
+                                          train_frames=meta["val_start"], name=name)
+    gen = accelerator.unwrap_model(generator).to("cpu", torch.float32).eval()
+    pipe = DeepVideoPortraitPipeline(generator=gen, target=target)
+    training = {
+        "generator": f"U-Net, {gen.config.base_channels} base channels, {len(gen.downs)} levels, "
+                     f"window {gen.config.temporal_window}",
+        "resolution": meta["resolution"],
+        "steps": global_step,
+        "batch size (per process)": args.train_batch_size,
+        "processes": accelerator.num_processes,
+        "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})",
+        "loss": f"cGAN + {args.lambda_l1} x L1",
+        "mixed precision": accelerator.mixed_precision,
+        "training time": f"{train_seconds / 60:.1f} min on {accelerator.device.type}",
+        "seed": args.seed,
+    }
+    card = render_model_card(name, {k: round(v, 4) for k, v in metrics.items()}, training, meta,
+                             repo_id=args.hub_model_id)
+    out = os.path.join(args.output_dir, "pipeline")
+    pipe.save_pretrained(out, model_card=card)
+    if args.push_to_hub:
+        pipe.push_to_hub(args.hub_model_id, token=args.hub_token, model_card=card)
+    return out
+
+
+def main(args):
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+
+    from dvp_hub.dataset import TargetDataset, load_dataset_meta
+    from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir,
+                                            logging_dir=os.path.join(args.output_dir, "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(args.seed)
+
+    # 1. Data: prepare the target video once (main process), then load the split.
+    dataset_dir = args.dataset_dir
+    if args.target_video:
+        dataset_dir = os.path.join(args.output_dir, "dataset")
+        if accelerator.is_main_process and not os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
+            from dvp_hub.dataset import prepare_target_dataset
+
+            prepare_target_dataset(args.target_video, dataset_dir, args.resolution, args.max_frames)
+        accelerator.wait_for_everyone()
+    meta = load_dataset_meta(dataset_dir)
+    if meta["resolution"] != args.resolution:
+        raise DVPError(f"{dataset_dir} was prepared at {meta['resolution']} px but --resolution is {args.resolution}; "
+                       "prepare it again at that resolution.")
+    cache: dict = {}
+    train_ds = TargetDataset(dataset_dir, "train", args.temporal_window, cache=cache)
+    val_ds = TargetDataset(dataset_dir, "val", args.temporal_window, cache=cache)
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        train_ds.to(accelerator.device)
+        val_ds.to(accelerator.device)
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True,
+                                         num_workers=args.dataloader_num_workers, drop_last=len(train_ds) > args.train_batch_size)
+
+    # 2. Models, losses, optimizers (Adam, lr 2e-4, beta1 0.5).
+    generator = RenderingToVideoGenerator(temporal_window=args.temporal_window, resolution=args.resolution,
+                                          base_channels=args.generator_base_channels,
+                                          max_channels=args.generator_max_channels)
+    discriminator = SpaceTimePatchDiscriminator(conditioning_channels=9 * args.temporal_window,
+                                                base_channels=args.discriminator_base_channels)
+    gan_loss = GANLoss().to(accelerator.device)
+    betas = (args.adam_beta1, args.adam_beta2)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=args.learning_rate, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.learning_rate, betas=betas)
+    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
+
+    steps_per_epoch = len(loader)
+    num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("dvp_target", config={k: v for k, v in vars(args).items()
+                                                        if isinstance(v, (int, float, str, bool))})
+
+    # 3. Resume.
+    global_step = 0
+    if args.resume_from_checkpoint:
+        if args.resume_from_checkpoint == "latest":
+            found = _checkpoints(args.output_dir)
+            path = os.path.join(args.output_dir, found[-1]) if found else None
+        else:
+            path = args.resume_from_checkpoint
+        if path is None:
+            accelerator.print("no complete checkpoint found: starting a new run")
+        else:
+            accelerator.load_state(path)
+            global_step = int(os.path.basename(path.rstrip("/")).split("-")[1])
+            accelerator.print(f"resumed from {path} at step {global_step}")
+    first_epoch, resume_step = divmod(global_step, steps_per_epoch)
+
+    # 4. Train.
+    bar = tqdm(total=args.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
+    metrics: dict = {}
+    t0 = time.perf_counter()
+    generator.train()
+    discriminator.train()
+    out_of_time = False
+    for epoch in range(first_epoch, num_epochs):
+        loader.set_epoch(epoch)
+        active = accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
+        for batch in active:
+            fake, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
+            loss_gan, loss_l1 = generator_step(batch, fake, discriminator, gan_loss, opt_g, args.lambda_l1, accelerator)
+            global_step += 1
+            logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
+            bar.update(1)
+            bar.set_postfix(**{k: f"{v:.3f}" for k, v in logs.items()})
+            accelerator.log(logs, step=global_step)
+            if global_step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, args, global_step)
+            if accelerator.is_main_process and (global_step % args.validation_steps == 0
+                                                or global_step == args.max_train_steps):
+                metrics = validate(accelerator.unwrap_model(generator), val_ds, args, global_step, accelerator.device)
+                accelerator.log({f"val_{k}": v for k, v in metrics.items()}, step=global_step)
+                accelerator.print(f"step {global_step}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+            out_of_time = args.max_train_minutes is not None and time.perf_counter() - t0 > 60 * args.max_train_minutes
+            if global_step >= args.max_train_steps or out_of_time:
+                break
+        if global_step >= args.max_train_steps or out_of_time:
+            if out_of_time:
+                accelerator.print(f"--max_train_minutes reached at step {global_step}")
+                metrics = {}
+            break
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+
+    # 5. Export the pipeline folder (main process).
+    accelerator.wait_for_everyone()
+    out = None
+    if accelerator.is_main_process:
+        if not metrics:
+            metrics = validate(accelerator.unwrap_model(generator), val_ds, args, global_step, accelerator.device)
+        out = export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step)
+        accelerator.print(f"exported {out} (PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
+                          f"{global_step / max(train_seconds, 1e-9):.2f} steps/s)")
+    accelerator.end_training()
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except DVPError as err:
+        print(f"train_target: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    os._exit(0)  # gloo sometimes aborts at interpreter exit after a clean run (ECOSYSTEM.md)
