@@ -115,7 +115,7 @@ def validate(generator, val_ds, args, step, device) -> dict:
         items = [val_ds[int(i)] for i in pick[s:s + 8]]
         cond = torch.stack([it["conditioning"] for it in items]).to(device)
         fakes.append(((generator(cond).float() + 1) / 2).clamp(0, 1).cpu())
-        reals.append(torch.stack([(it["frame"] + 1) / 2 for it in items]))
+        reals.append(torch.stack([(it["frame"] + 1) / 2 for it in items]).float().cpu())
     fake, real = torch.cat(fakes), torch.cat(reals)
     metrics = {
         "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
@@ -123,7 +123,7 @@ def validate(generator, val_ds, args, step, device) -> dict:
     }
     rows = []
     for j in np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int):
-        cond = val_ds[int(pick[j])]["conditioning"][-9:]
+        cond = val_ds[int(pick[j])]["conditioning"][-9:].cpu()
         diff = (cond[:3] + 1) / 2
         rows.append(torch.cat([diff, fake[j], real[j]], 2))
     grid = (torch.cat(rows, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")

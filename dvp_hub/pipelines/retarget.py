@@ -1,0 +1,110 @@
+"""Motion transfer: the source's relative head pose, expression and gaze applied to the target.
+
+Reenactment (the paper's full-head reenactment): with ``ref`` the source's reference (most neutral)
+frame and ``tref`` the target's reference frame,
+
+    R_out[t] = (R_src[t] R_src[ref]^T) R_tgt[tref]                 rotation change, in camera axes
+    T_out[t] = T_tgt[tref] + (T_src[t] - T_src[ref]) * Z_tgt / Z_src   translation change, rescaled by depth
+    e_out[t] = e_tgt[neutral] + (e_src[t] - e_src[ref])              relative expression
+    g_out[t] = g_tgt[neutral] + (g_src[t] - g_src[ref])              relative gaze
+
+Identity, albedo and illumination stay the target's. Using the source's most neutral frame as the
+reference (rather than its first frame) keeps a source that starts smiling from making the target
+smile less for the rest of the clip.
+
+Dubbing: the target keeps its own head pose, gaze and lighting, replayed from its training sequence
+forwards and backwards to the source's length; the expression follows the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..face import topology as topo
+from ..face.model import load_face_model
+from ..face.sequence import FaceSequence
+from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle, unwrap_axis_angle
+
+TRANSFERABLE = ("pose", "expression", "gaze")
+
+
+def neutral_frame(seq: FaceSequence, frames: slice | None = None) -> int:
+    """The most neutral frame: expression closest to the person's median, eyes open, mouth closed."""
+    model = load_face_model()
+    expr = seq.expression[frames] if frames is not None else seq.expression
+    k = expr.shape[1]
+    z = (expr - np.median(expr, 0)) / model.std[:k]
+    score = np.sqrt((z**2).mean(1))
+    verts = model.shape(seq.identity, expr)
+    mouth = topo.mouth_opening(verts)
+    eyes = topo.eye_openness(verts).mean(1)
+    score = score + 4.0 * np.maximum(mouth - np.percentile(mouth, 20), 0) + 4.0 * np.maximum(np.median(eyes) - eyes, 0)
+    return int(np.argmin(score))
+
+
+def pingpong(n: int, length: int) -> np.ndarray:
+    """Indices 0..length-1 played forwards then backwards, repeated to ``n`` entries."""
+    if length <= 1:
+        return np.zeros(n, dtype=int)
+    period = np.concatenate([np.arange(length), np.arange(length - 2, 0, -1)])
+    return period[np.arange(n) % len(period)]
+
+
+def reenact(source: FaceSequence, target: FaceSequence, target_ref: int, source_ref: int | None = None,
+            target_neutral: int | None = None, transfer=TRANSFERABLE) -> FaceSequence:
+    """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame."""
+    bad = set(transfer) - set(TRANSFERABLE)
+    if bad:
+        raise ValueError(f"transfer must be a subset of {TRANSFERABLE}, got {sorted(bad)}")
+    n = len(source)
+    ref = neutral_frame(source) if source_ref is None else int(source_ref)
+    tneu = target_ref if target_neutral is None else target_neutral
+    r_tref = axis_angle_to_matrix(target.rotation[target_ref])
+    if "pose" in transfer:
+        r_src = axis_angle_to_matrix(source.rotation)
+        rel = r_src @ r_src[ref].T
+        rot = unwrap_axis_angle(matrix_to_axis_angle(rel @ r_tref))
+        scale = target.translation[target_ref, 2] / source.translation[ref, 2]
+        trans = target.translation[target_ref] + (source.translation - source.translation[ref]) * scale
+    else:
+        rot = np.repeat(target.rotation[target_ref][None], n, 0)
+        trans = np.repeat(target.translation[target_ref][None], n, 0)
+    k = target.expression.shape[1]
+    if "expression" in transfer:
+        expr = target.expression[tneu] + (source.expression[:, :k] - source.expression[ref, :k])
+    else:
+        expr = np.repeat(target.expression[tneu][None], n, 0)
+    if "gaze" in transfer:
+        gaze = target.gaze[tneu] + (source.gaze - source.gaze[ref])
+    else:
+        gaze = np.repeat(target.gaze[tneu][None], n, 0)
+    return _assemble(target, rot, trans, expr, gaze, np.repeat(target.sh[target_ref][None], n, 0), source.fps,
+                     source.eye_openness, {"mode": "reenact", "source_reference_frame": ref,
+                                           "target_reference_frame": int(target_ref), "transfer": list(transfer)})
+
+
+def dub(source: FaceSequence, target: FaceSequence, train_frames: int, source_ref: int | None = None,
+        target_neutral: int | None = None) -> FaceSequence:
+    """Visual dubbing: the target's own head motion and lighting, the source's (relative) expression."""
+    n = len(source)
+    ref = neutral_frame(source) if source_ref is None else int(source_ref)
+    tneu = neutral_frame(target, slice(0, train_frames)) if target_neutral is None else target_neutral
+    idx = pingpong(n, train_frames)
+    k = target.expression.shape[1]
+    expr = target.expression[tneu] + (source.expression[:, :k] - source.expression[ref, :k])
+    return _assemble(target, target.rotation[idx], target.translation[idx], expr, target.gaze[idx], target.sh[idx],
+                     source.fps, source.eye_openness, {"mode": "dub", "source_reference_frame": ref,
+                                                       "target_frames": idx.tolist()[:0], "target_neutral": tneu})
+
+
+def _assemble(target, rot, trans, expr, gaze, sh, fps, openness, info) -> FaceSequence:
+    n = len(rot)
+    out = replace(target, rotation=rot, translation=trans, expression=expr, gaze=gaze, sh=sh,
+                  eye_openness=openness, landmarks=np.zeros((n, 478, 2)), detected=np.ones(n, bool), fps=fps,
+                  info=info)
+    from ..face.fitting import project_sequence
+
+    out.landmarks = project_sequence(out)
+    return out
