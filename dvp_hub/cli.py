@@ -2,6 +2,9 @@
 
     dvp track VIDEO --output PARAMS.safetensors
     dvp render PARAMS.safetensors --video VIDEO --output PREVIEW.mp4
+    dvp reenact --target demo --source VIDEO --output OUT.mp4 [--mode reenact|dub]
+    dvp demo --output OUT.mp4
+    dvp space
 
 User errors print one line and exit with code 2, without a traceback.
 """
@@ -90,6 +93,46 @@ def cmd_render(args) -> None:
     print(f"rendered {start} frames at {start / (time.perf_counter() - t0):.0f} frames/s; wrote {args.output}")
 
 
+MOTION_CLIP = os.path.join(os.path.dirname(__file__), "assets", "motion", "talking-d10.safetensors")
+
+
+def _load_pipeline(target: str):
+    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+
+    return DeepVideoPortraitPipeline.from_pretrained(target)
+
+
+def _check_output(path: str) -> None:
+    if not path.endswith(".mp4"):
+        raise DVPError(f"{path}: the output must be an .mp4 file.")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DVPError(f"{path}: the folder {parent} does not exist; create it first.")
+
+
+def _report(out, output: str) -> None:
+    st = out.stats
+    print(f"{st['frames']} frames in {st['seconds']:.1f} s: {st['fps']:.1f} frames/s end to end "
+          f"(generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); wrote {output} "
+          "(labelled synthetic)")
+
+
+def cmd_reenact(args) -> None:
+    _check_output(args.output)
+    pipe = _load_pipeline(args.target)
+    src = {"source_parameters": args.source} if args.source.endswith(".safetensors") else {"source_video": args.source}
+    out = pipe(**src, mode=args.mode, transfer=tuple(args.transfer.split(",")), max_frames=args.max_frames,
+               output_video=args.output, watermark=not args.no_watermark)
+    _report(out, args.output)
+
+
+def cmd_demo(args) -> None:
+    _check_output(args.output)
+    pipe = _load_pipeline("demo")
+    out = pipe(source_parameters=MOTION_CLIP, output_video=args.output, max_frames=args.max_frames)
+    _report(out, args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dvp", description="Deep Video Portraits: tracking, rendering, reenactment.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -107,7 +150,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="PREVIEW.mp4")
     p.add_argument("--size", type=int, default=256)
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("reenact", help="drive a target with a source video (or a `dvp track` parameter file)")
+    p.add_argument("--target", default="demo", help="`demo`, a pipeline folder or a Hub repo id")
+    p.add_argument("--source", required=True, help="source VIDEO or PARAMS.safetensors")
+    p.add_argument("--output", "-o", required=True, help="OUT.mp4")
+    p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
+    p.add_argument("--transfer", default="pose,expression,gaze", help="comma-separated subset of pose,expression,gaze")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--no-watermark", action="store_true", help="omit the visible SYNTHETIC label (metadata stays)")
+    p.set_defaults(func=cmd_reenact)
+
+    p = sub.add_parser("demo", help="the demo target driven by the motion clip that ships with the package")
+    p.add_argument("--output", "-o", required=True, help="OUT.mp4")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("space", help="launch the Gradio Space (spaces/app.py) with the bundled demo target")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_space)
     return ap
+
+
+def cmd_space(args) -> None:
+    from .space import launch
+
+    launch(host=args.host, port=args.port)
 
 
 def main(argv: list[str] | None = None) -> int:
