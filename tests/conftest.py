@@ -25,3 +25,29 @@ def d3_sequence():
 
     track = track_video(clip("talking-d3.mp4"), max_frames=48)
     return track, fit_sequence(track)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(d3_sequence):
+    """A random tiny generator (64 px, window 3) with a target made from 48 real frames."""
+    import torch
+
+    from dvp_hub import DeepVideoPortraitPipeline, PortraitTarget, RenderingToVideoGenerator
+    from dvp_hub.render.crop import Crop
+
+    _, seq = d3_sequence
+    torch.manual_seed(0)
+    gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=3).eval()
+    crop = Crop.for_landmarks(seq.landmarks, seq.camera.width, seq.camera.height)
+    target = PortraitTarget.from_sequence(seq, crop, 64, train_frames=40, name="tiny")
+    return DeepVideoPortraitPipeline(generator=gen, target=target)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """40 frames of talking-d3.mp4 prepared at 64 px."""
+    from dvp_hub.dataset import prepare_target_dataset
+
+    out = tmp_path_factory.mktemp("ds") / "d3"
+    prepare_target_dataset(clip("talking-d3.mp4"), str(out), resolution=64, max_frames=40)
+    return str(out)

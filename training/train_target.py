@@ -236,7 +236,10 @@ def main(args):
         torch.backends.cudnn.benchmark = True
         train_ds.to(accelerator.device)
         val_ds.to(accelerator.device)
+    # The loader draws its worker seed from its own generator, not the global RNG, so that a resumed run's
+    # dropout masks match an uninterrupted run's (the global RNG state is restored from the checkpoint).
     loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(args.seed),
                                          num_workers=args.dataloader_num_workers, drop_last=len(train_ds) > args.train_batch_size)
 
     # 2. Models, losses, optimizers (Adam, lr 2e-4, beta1 0.5).
