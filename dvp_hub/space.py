@@ -186,7 +186,7 @@ def build_demo():
                     roll = gr.Slider(-20, 20, value=0, step=1, label="Roll")
                     gx = gr.Slider(-0.15, 0.15, value=0, step=0.01, label="Gaze left/right")
                     gy = gr.Slider(-0.1, 0.1, value=0, step=0.01, label="Gaze up/down")
-                    controls = [gr.Slider(-3, 3, value=0, step=0.1, label=n.replace("_", " ").capitalize())
+                    controls = [gr.Slider(-2, 2, value=0, step=0.1, label=n.replace("_", " ").capitalize())
                                 for n in EDIT_CONTROLS]
                 image = gr.Image(label="Edited frame (synthetic)", elem_id="edit_image", type="numpy")
             inputs = [target, hub_id, frame, yaw, pitch, roll, gx, gy, *controls]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -178,12 +179,15 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
         try:
             super().save_pretrained(tmp, safe_serialization=True)
-            gen_dtype = self.generator.dtype
-            self.generator.to(torch.float16)
-            try:
-                self.generator.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
-            finally:
-                self.generator.to(gen_dtype)
+            # The fp16 copy is cast from a copy: casting in place and back would round the fp32 weights.
+            half = copy.deepcopy(self.generator)
+            half.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in half.state_dict().items()})
+            for p in half.parameters():
+                p.data = p.data.half()
+            for b in half.buffers():
+                if b.is_floating_point():
+                    b.data = b.data.half()
+            half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
             if model_card is not None:
                 model_card.save(os.path.join(tmp, "README.md"))

@@ -1,0 +1,192 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from dvp_hub import DeepVideoPortraitPipeline
+from dvp_hub.errors import InputError, TargetLoadError
+from dvp_hub.geometry import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler
+from dvp_hub.pipelines import retarget
+from dvp_hub.video import probe_video, read_metadata
+
+from .conftest import clip
+
+
+def test_save_load_round_trip_fp32_and_fp16(tiny_pipeline, d3_sequence, tmp_path):
+    _, seq = d3_sequence
+    tiny_pipeline.save_pretrained(tmp_path / "t")
+    files = {p.relative_to(tmp_path / "t").as_posix() for p in (tmp_path / "t").rglob("*") if p.is_file()}
+    assert {"model_index.json", "generator/diffusion_pytorch_model.safetensors",
+            "generator/diffusion_pytorch_model.fp16.safetensors", "target/config.json"} <= files
+    index = json.loads((tmp_path / "t" / "model_index.json").read_text())
+    assert index["generator"] == ["dvp_hub.models", "RenderingToVideoGenerator"]
+    back = DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "t"))
+    a = tiny_pipeline(source_parameters=seq.slice(0, 6), progress=False, watermark=False).frames
+    b = back(source_parameters=seq.slice(0, 6), progress=False, watermark=False).frames
+    assert a.shape == (1, 6, 64, 64, 3) and np.abs(a - b).max() == 0
+    tup = back(source_parameters=seq.slice(0, 6), progress=False, watermark=False, return_dict=False)
+    assert np.array_equal(tup[0], b) and tup[1] == pytest.approx(seq.fps)
+    half = DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "t"), variant="fp16", dtype=torch.float16)
+    assert half.generator.dtype == torch.float16 and half.target.dtype == torch.float32
+    w32 = back.generator.state_dict()
+    w16 = half.generator.state_dict()
+    assert all(torch.allclose(w32[k].half().float(), w16[k].float()) for k in w32 if w32[k].is_floating_point())
+
+
+def test_output_types(tiny_pipeline, d3_sequence):
+    _, seq = d3_sequence
+    pt = tiny_pipeline(source_parameters=seq.slice(0, 4), output_type="pt", progress=False).frames
+    assert pt.shape == (1, 4, 3, 64, 64) and 0 <= pt.min() and pt.max() <= 1
+    pil = tiny_pipeline(source_parameters=seq.slice(0, 4), output_type="pil", progress=False).frames
+    assert len(pil[0]) == 4 and pil[0][0].size == (64, 64)
+
+
+def test_relative_head_pose_on_known_rotations():
+    src_rot = np.stack([euler_to_matrix(0, 0, 0), euler_to_matrix(15, 0, 0), euler_to_matrix(0, -10, 5)])
+    tgt_ref = euler_to_matrix(-20, 5, 0)
+    rel = src_rot @ src_rot[0].T
+    out = rel @ tgt_ref
+    assert np.allclose(out[0], tgt_ref)
+    # a 15 degree yaw of the source becomes a 15 degree rotation of the target about the same camera axis
+    delta = out[1] @ tgt_ref.T
+    assert np.allclose(matrix_to_euler(delta), [15, 0, 0], atol=1e-6)
+
+
+def test_reenact_uses_the_neutral_frame_and_target_identity(d3_sequence):
+    _, seq = d3_sequence
+    ref = retarget.neutral_frame(seq)
+    out = retarget.reenact(seq, seq, target_ref=ref)
+    assert out.info["source_reference_frame"] == ref
+    # self-reenactment from the reference frame reproduces the pose and expression there
+    assert np.allclose(out.rotation[ref], seq.rotation[ref], atol=1e-6)
+    assert np.allclose(out.expression, seq.expression, atol=1e-9)
+    # a source whose first frame smiles: the reference is not frame 0 unless it is the most neutral
+    smiling = seq.index(np.arange(len(seq)))
+    smiling.expression = seq.expression.copy()
+    smiling.expression[0] += 3 * np.abs(seq.expression).max(0)
+    assert retarget.neutral_frame(smiling) != 0
+    only_pose = retarget.reenact(seq, seq, target_ref=ref, transfer=("pose",))
+    assert np.allclose(only_pose.expression, seq.expression[ref])
+
+
+def test_dub_length_audio_and_motion(tiny_pipeline, tmp_path):
+    src = clip("speech-wda.mp4")
+    out_path = tmp_path / "dub.mp4"
+    out = tiny_pipeline(source_video=src, mode="dub", max_frames=60, output_video=str(out_path), progress=False)
+    info = probe_video(out_path)
+    assert info.num_frames == 60 and info.has_audio and info.fps == pytest.approx(25.0)
+    assert "dvp_hub" in read_metadata(out_path)["comment"]
+    # the target's own head motion, played forwards then backwards over its 40 training frames
+    tgt = tiny_pipeline.target.to_sequence()
+    assert np.allclose(out.parameters.rotation[:40], tgt.rotation[:40])
+    assert np.allclose(out.parameters.rotation[40], tgt.rotation[38])
+    assert list(retarget.pingpong(7, 3)) == [0, 1, 2, 1, 0, 1, 2]
+
+
+def test_edit_changes_the_image_as_asked():
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    base = pipe.edit(100, watermark=False)
+    assert base.shape == (256, 256, 3) and base.dtype == np.uint8
+    assert np.array_equal(base, pipe.edit(100, watermark=False))
+    turned = pipe.edit(100, yaw=20, watermark=False)
+    assert np.abs(turned.astype(int) - base).mean() > 2.0
+    # closing the eyes changes the eye region, not the hair at the top of the crop
+    blink = pipe.edit(100, expression={"blink": 3.0}, watermark=False).astype(int)
+    lm = pipe.target.landmarks[100].numpy() * 256 / pipe.target.config.crop[2]
+    x, y = lm[159]
+    box = (slice(int(y) - 6, int(y) + 6), slice(int(x) - 10, int(x) + 10))
+    eye_change = np.abs(blink[box] - base[box]).mean()
+    assert eye_change > 8
+    assert np.abs(blink[:30] - base[:30]).mean() < eye_change / 2
+    with pytest.raises(InputError):
+        pipe.edit(10, expression={"wiggle": 1})
+
+
+def test_visible_mark_on_by_default(tiny_pipeline, d3_sequence):
+    _, seq = d3_sequence
+    marked = tiny_pipeline(source_parameters=seq.slice(0, 2), progress=False).frames
+    clean = tiny_pipeline(source_parameters=seq.slice(0, 2), progress=False, watermark=False).frames
+    diff = np.abs(marked - clean).max(-1)[0, 0]
+    assert diff[-12:, -40:].mean() > 0.05 and diff[:32, :32].max() == 0
+
+
+def test_bad_inputs(tiny_pipeline, tmp_path):
+    with pytest.raises(InputError):
+        tiny_pipeline(progress=False)
+    with pytest.raises(InputError):
+        tiny_pipeline(source_parameters="x.safetensors", mode="sing", progress=False)
+    with pytest.raises(InputError):
+        tiny_pipeline(source_parameters="x.safetensors", transfer=("hair",), progress=False)
+
+
+def _save(pipe, folder):
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_hostile_and_missing_targets(tiny_pipeline, tmp_path):
+    good = _save(tiny_pipeline, tmp_path / "good")
+    with pytest.raises(TargetLoadError, match="not a target folder|Hub"):
+        DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "missing"))
+    pickled = _save(tiny_pipeline, tmp_path / "pickled")
+    torch.save({}, pickled / "generator" / "pytorch_model.bin")
+    with pytest.raises(TargetLoadError, match="pickled"):
+        DeepVideoPortraitPipeline.from_pretrained(str(pickled))
+    foreign = _save(tiny_pipeline, tmp_path / "foreign")
+    idx = json.loads((foreign / "model_index.json").read_text())
+    idx["generator"] = ["os", "system"]
+    (foreign / "model_index.json").write_text(json.dumps(idx))
+    with pytest.raises(TargetLoadError, match="only dvp_hub classes"):
+        DeepVideoPortraitPipeline.from_pretrained(str(foreign))
+    with pytest.raises(TargetLoadError):
+        DeepVideoPortraitPipeline.from_pretrained("../../etc")
+    assert DeepVideoPortraitPipeline.from_pretrained(str(good)).target.config.name == "tiny"
+
+
+def test_offline_cache_and_uncached_id(tiny_pipeline, tmp_path, monkeypatch):
+    """A repo in the HF cache loads offline by id; an uncached id says what to do."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    snap = cache / "models--someone--tiny" / "snapshots" / ("a" * 40)
+    tiny_pipeline.save_pretrained(snap)
+    (cache / "models--someone--tiny" / "refs").mkdir(parents=True)
+    (cache / "models--someone--tiny" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    pipe = DeepVideoPortraitPipeline.from_pretrained("someone/tiny", cache_dir=str(cache))
+    assert pipe.target.config.name == "tiny"
+    with pytest.raises(TargetLoadError, match="offline|cache"):
+        DeepVideoPortraitPipeline.from_pretrained("someone/absent", cache_dir=str(cache))
+
+
+def test_push_to_hub_uploads_both_weight_sets(tiny_pipeline, monkeypatch):
+    import huggingface_hub
+
+    calls = {}
+
+    def fake_create_repo(repo_id, **kw):
+        calls["create"] = repo_id
+
+    def fake_upload_folder(repo_id, folder_path, **kw):
+        calls["files"] = sorted(os.path.relpath(os.path.join(r, f), folder_path)
+                                for r, _, fs in os.walk(folder_path) for f in fs)
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)
+    tiny_pipeline.push_to_hub("me/tiny-target")
+    assert calls["create"] == "me/tiny-target"
+    assert "generator/diffusion_pytorch_model.safetensors" in calls["files"]
+    assert "generator/diffusion_pytorch_model.fp16.safetensors" in calls["files"]
+
+
+def test_demo_target_resolves_and_runs():
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    assert pipe.generator.dtype == torch.float32 and pipe.target.config.resolution == 256
+    from dvp_hub.cli import MOTION_CLIP
+
+    out = pipe(source_parameters=MOTION_CLIP, max_frames=3, progress=False)
+    assert out.frames.shape == (1, 3, 256, 256, 3)
+    # a trained generator makes a face-like image: not flat, skin tones in the centre
+    assert out.frames[0, 0].std() > 0.1
