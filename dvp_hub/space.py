@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ CONSENT = "I have the right to use this video, and I understand the result is sy
 EDIT_CONTROLS = ("jaw_open", "smile", "brows", "blink")
 
 _PIPES: dict = {}
+_LOCK = threading.Lock()
 
 
 def gpu(fn=None, **kwargs):
@@ -47,11 +49,19 @@ def target_choices() -> list[str]:
 
 
 def get_pipeline(target: str):
+    """Load a target once per process (thread-safe; diffusers' loading bar off, it clashes with gr.Progress)."""
+    from diffusers.utils import logging as dlogging
+
     from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
 
-    if target not in _PIPES:
-        _PIPES[target] = DeepVideoPortraitPipeline.from_pretrained(target)
-    return _PIPES[target]
+    with _LOCK:
+        if target not in _PIPES:
+            dlogging.disable_progress_bar()
+            try:
+                _PIPES[target] = DeepVideoPortraitPipeline.from_pretrained(target)
+            finally:
+                dlogging.enable_progress_bar()
+        return _PIPES[target]
 
 
 def _pick_target(choice: str, hub_id: str) -> str:
@@ -201,6 +211,7 @@ def build_demo():
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, **kwargs):
+    get_pipeline("demo")  # load the bundled target before the first visitor arrives
     demo = build_demo()
     demo.queue(max_size=16, default_concurrency_limit=1)
     return demo.launch(server_name=host, server_port=port, **kwargs)

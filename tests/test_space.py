@@ -1,0 +1,117 @@
+"""The Space, launched for real: gradio_client, and a real browser (Debian's Chromium via Playwright)."""
+
+import os
+import shutil
+import socket
+
+import pytest
+
+from dvp_hub.video import VideoReader, probe_video, write_video
+
+from .conftest import clip
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("src") / "source.mp4"
+    write_video(VideoReader(clip("talking-d3.mp4"), max_frames=30), path, 30, audio_from=clip("talking-d3.mp4"),
+                synthetic=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def app():
+    from dvp_hub.space import build_demo
+
+    demo = build_demo()
+    port = _free_port()
+    demo.queue(max_size=16, default_concurrency_limit=1).launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_app_module_imports_without_launching():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("space_app", os.path.join(os.path.dirname(__file__), "..", "spaces",
+                                                                            "app.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert callable(mod.build_demo) and "space_app" not in sys.modules
+
+
+def test_gradio_client_reenacts_a_real_clip(app, short_clip):
+    from gradio_client import Client, handle_file
+
+    client = Client(app, verbose=False)
+    result, sbs, summary = client.predict(handle_file(short_clip), "demo", "", "reenact",
+                                          ["pose", "expression", "gaze"], True, api_name="/reenact")
+    info = probe_video(result)
+    assert info.num_frames == 30 and info.has_audio and (info.width, info.height) == (256, 256)
+    side = probe_video(sbs)
+    assert side.num_frames == 30 and side.width == 3 * 256
+    assert "30 frames" in summary
+
+
+def test_gradio_errors_reach_the_client(app, short_clip, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app, verbose=False)
+    with pytest.raises(AppError, match="right to use"):
+        client.predict(handle_file(short_clip), "demo", "", "reenact", ["pose"], False, api_name="/reenact")
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(AppError, match="not a readable video"):
+        client.predict(handle_file(str(bad)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app)
+        page.locator("#source input[type=file]").set_input_files(short_clip)
+        page.locator("#consent input[type=checkbox]").check()
+        page.locator("#run").click()
+        video = page.locator("#result video")
+        video.wait_for(state="attached", timeout=180_000)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#result video'); return v && v.readyState >= 1 && v.duration > 0; }",
+            timeout=60_000,
+        )
+        duration = page.evaluate("document.querySelector('#result video').duration")
+        assert duration > 0.5
+        page.evaluate("document.querySelector('#result video').play()")
+        page.wait_for_function("document.querySelector('#result video').currentTime > 0", timeout=20_000)
+        page.screenshot(path=str(shots / "reenact.png"))
+        # Edit tab: moving a slider changes the image
+        page.get_by_role("tab", name="Edit").click()
+        img = page.locator("#edit_image img")
+        img.wait_for(timeout=60_000)
+        before = img.get_attribute("src")
+        slider = page.locator("#yaw input[type=range]")
+        slider.fill("25")
+        slider.dispatch_event("change")
+        slider.dispatch_event("pointerup")
+        page.wait_for_function(
+            "(b) => { const i = document.querySelector('#edit_image img'); return i && i.src !== b; }", arg=before,
+            timeout=60_000,
+        )
+        page.screenshot(path=str(shots / "edit.png"))
+        browser.close()
+    assert (shots / "reenact.png").stat().st_size > 10_000
