@@ -59,7 +59,8 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
                                                                                                           |
         out 3,256 <- u8 <- cat(u7, d1) <- ... <- cat(u2, d6) <- cat(u1, d7) <-------------------------- u1 512,2
 
-    Each down level: 4x4 conv stride 2, BatchNorm (none at the first level), LeakyReLU(0.2).
+    Each down level: 4x4 conv stride 2, BatchNorm (none at the first and, by default, the innermost level),
+    LeakyReLU(0.2).
     Each up level: 4x4 transposed conv stride 2, BatchNorm, dropout (0.5 in the three innermost
     levels), ReLU, then a 3x3 stride-1 refinement conv, BatchNorm, ReLU; up output channels
     512-512-512-512-256-128-64-3, the last without BatchNorm, then tanh to [-1, 1].
@@ -73,6 +74,9 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
         num_levels: down/up levels; ``None`` takes min(8, log2(resolution)) (8 at 256 and 512).
         dropout: dropout probability of the three innermost up levels (0.5 in the paper).
         out_channels: channels of the generated frame (3, RGB).
+        innermost_norm: BatchNorm at the innermost down level too. Off by default, as in pix2pix: at 256 px that
+            level is 1 x 1, and BatchNorm over a batch of one 1 x 1 map is undefined (training with batch size 1,
+            the paper's setting, would fail).
     """
 
     @register_to_config
@@ -86,6 +90,7 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
         num_levels: int | None = None,
         dropout: float = 0.5,
         out_channels: int = 3,
+        innermost_norm: bool = False,
     ):
         super().__init__()
         if resolution < 32 or resolution > 1024 or resolution & (resolution - 1):
@@ -99,7 +104,8 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
             raise ValueError(f"temporal_window must be >= 1, got {temporal_window}")
         chans = [min(base_channels * 2**i, max_channels) for i in range(levels)]
         self.downs = nn.ModuleList(
-            [DownBlock(in_channels * temporal_window if i == 0 else chans[i - 1], chans[i], norm=i > 0)
+            [DownBlock(in_channels * temporal_window if i == 0 else chans[i - 1], chans[i],
+                       norm=0 < i < levels - 1 or (i == levels - 1 and innermost_norm))
              for i in range(levels)]
         )
         ups = []

@@ -167,7 +167,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             self._edit_renderer = ConditioningRenderer(device=self._execution_device)
         cond = self._edit_renderer.render(one, self.target.crop, self.target.config.resolution)
         stack = cond.repeat(1, self.generator.config.temporal_window, 1, 1).to(self._execution_device, self.generator.dtype)
-        img = ((self.generator(stack).float()[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        from ..models.inference import generate
+
+        img = ((generate(self.generator, stack)[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         img = img.permute(1, 2, 0).cpu().numpy()
         return mark_synthetic(img) if watermark else img
 
@@ -228,7 +230,7 @@ def _stack_windows(cond: torch.Tensor, start: int, stop: int, offset: int, windo
 
 def _call(self, source_video=None, source_parameters=None, mode="reenact", transfer=("pose", "expression", "gaze"),
           neutral_frame=None, max_frames=None, output_type="np", return_dict=True, output_video=None,
-          watermark=True, batch_size=8, chunk_size=64, progress=True):
+          watermark=True, batch_size=8, chunk_size=64, progress=True, fast=True):
     r"""Drive the target with a source video (or a saved `dvp track` parameter file).
 
     Args:
@@ -244,6 +246,8 @@ def _call(self, source_video=None, source_parameters=None, mode="reenact", trans
             then stays constant whatever the source's length.
         watermark: draw the visible "SYNTHETIC" label (on by default; turning it off is explicit).
         batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
+        fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where the hardware has it;
+            outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
 
     Returns:
         `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``).
@@ -253,6 +257,7 @@ def _call(self, source_video=None, source_parameters=None, mode="reenact", trans
     from ..errors import InputError
     from ..export import mark_synthetic
     from ..face.sequence import FaceSequence
+    from ..models.inference import generate
     from ..render.conditioning import ConditioningRenderer
     from ..video import VideoWriter
     from . import retarget
@@ -325,7 +330,7 @@ def _call(self, source_video=None, source_parameters=None, mode="reenact", trans
             for b in range(s, e, batch_size):
                 stack = _stack_windows(cond, b, min(e, b + batch_size), first, window).to(device, gen.dtype)
                 t0 = time.perf_counter()
-                out = gen(stack.contiguous(memory_format=torch.channels_last))
+                out = generate(gen, stack, fast=fast)
                 gen_seconds += time.perf_counter() - t0
                 imgs = ((out.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 for img in imgs:

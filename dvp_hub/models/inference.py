@@ -1,0 +1,68 @@
+"""The fast inference path of the generator: BatchNorm folded into convolutions, channels_last, bf16.
+
+Measured on 2 CPU cores (benchmarks/bench_network.py): the paper generator runs 159 ms a frame in eager
+fp32, 93 ms folded + channels_last, 69 ms with bf16 autocast on top (max output difference 0.0015 on
+[-1, 1], a fifth of a grey level). `fast_generator` makes the folded copy once; `generate` runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .generator import RenderingToVideoGenerator
+
+
+def _fold(conv, bn, transposed: bool) -> None:
+    scale = bn.weight.data / torch.sqrt(bn.running_var + bn.eps)
+    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
+    conv.weight.data = conv.weight.data * scale.reshape(shape).to(conv.weight.dtype)
+    bias = conv.bias.data if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.bias = torch.nn.Parameter(((bias - bn.running_mean) * scale + bn.bias.data).to(conv.weight.dtype))
+
+
+def fold_batchnorm(model: RenderingToVideoGenerator) -> RenderingToVideoGenerator:
+    """An eval-mode copy of ``model`` with every BatchNorm folded into the convolution before it."""
+    m = copy.deepcopy(model).eval()
+    for d in m.downs:
+        if isinstance(d.norm, torch.nn.BatchNorm2d):
+            _fold(d.conv, d.norm, False)
+            d.norm = torch.nn.Identity()
+    for u in m.ups:
+        if isinstance(u.norm1, torch.nn.BatchNorm2d):
+            _fold(u.up, u.norm1, True)
+            u.norm1 = torch.nn.Identity()
+        if isinstance(u.norm2, torch.nn.BatchNorm2d):
+            _fold(u.refine, u.norm2, False)
+            u.norm2 = torch.nn.Identity()
+    return m.to(memory_format=torch.channels_last)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cap = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
+    return "AVX512" in cap.upper() or "AMX" in cap.upper()
+
+
+def fast_generator(model: RenderingToVideoGenerator) -> RenderingToVideoGenerator:
+    """The folded, channels_last copy (made once per model and cached on it)."""
+    cached = getattr(model, "_dvp_fast", None)
+    if cached is None or cached[0] is not model.state_dict()["ups.0.up.weight"]._version:
+        fast = fold_batchnorm(model)
+        object.__setattr__(model, "_dvp_fast", (model.state_dict()["ups.0.up.weight"]._version, fast))
+        return fast
+    return cached[1]
+
+
+@torch.inference_mode()
+def generate(model: RenderingToVideoGenerator, conditioning: torch.Tensor, fast: bool = True) -> torch.Tensor:
+    """Run the generator in eval mode: ``B x 9Nw x R x R`` -> ``B x 3 x R x R`` (float32, [-1, 1])."""
+    if not fast or model.training:
+        return model(conditioning.to(model.dtype)).float()
+    net = fast_generator(model)
+    x = conditioning.to(model.dtype).contiguous(memory_format=torch.channels_last)
+    use_bf16 = model.dtype == torch.float32 and bf16_supported(x.device)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        return net(x).float()
