@@ -32,7 +32,7 @@ from .sequence import FaceSequence
 from .smoothing import EXPRESSION_WINDOW_S, POSE_WINDOW_S, landmark_jitter, smooth
 from .tracker import FaceTrack
 
-CHUNK = 256
+CHUNK = 64  # frames per batched solve: bounds the fit's temporaries whatever the clip length
 
 
 def _projection_jacobian(p: np.ndarray, focal: float) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +121,7 @@ def fit_sequence(
     focal_factor: float = 1.0,
     num_expression: int = 64,
     smoothing: bool = True,
-    albedo_frames: int = 120,
+    albedo_frames: int = 80,
 ) -> FaceSequence:
     """Fit the face parameters of every frame of ``track`` (see the module docstring)."""
     t_start = time.perf_counter()
@@ -200,7 +200,7 @@ def fit_sequence(
     return seq
 
 
-def fit_albedo_lighting(seq: FaceSequence, colors: np.ndarray, model: FaceModel, albedo_frames: int = 120) -> None:
+def fit_albedo_lighting(seq: FaceSequence, colors: np.ndarray, model: FaceModel, albedo_frames: int = 80) -> None:
     """Fill ``seq.albedo`` and ``seq.sh`` in place (module docstring, step 5)."""
     n = len(seq)
     tris = model.triangles
