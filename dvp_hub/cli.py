@@ -133,6 +133,26 @@ def cmd_demo(args) -> None:
     _report(out, args.output)
 
 
+def cmd_evaluate(args) -> None:
+    import json
+
+    from .evaluate import driven, self_reenactment
+
+    pipe = _load_pipeline(args.target)
+    result = {"target": args.target, "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames),
+              "sources": [driven(pipe, s, args.max_frames) for s in args.source]}
+    sr = result["self_reenactment"]
+    print(f"self-reenactment on {sr['validation_frames']} validation frames: PSNR {sr['psnr']:.2f} dB, "
+          f"SSIM {sr['ssim']:.4f}; face region: PSNR {sr['psnr_face']:.2f} dB, SSIM {sr['ssim_face']:.4f}")
+    print(f"{'source':40s} {'mouth r':>8s} {'eyes r':>8s} {'pose err':>9s} {'jitter out/src':>16s}")
+    for r in result["sources"]:
+        print(f"{r['source'][-40:]:40s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:8.3f} "
+              f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dvp", description="Deep Video Portraits: tracking, rendering, reenactment.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -165,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="OUT.mp4")
     p.add_argument("--max-frames", type=int, default=None)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("evaluate", help="self-reenactment PSNR/SSIM and expression/pose fidelity of a target")
+    p.add_argument("--target", default="demo")
+    p.add_argument("--target-video", required=True, help="the target's own training video (for its real frames)")
+    p.add_argument("--source", action="append", default=[], help="a driving video (repeatable)")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("space", help="launch the Gradio Space (spaces/app.py) with the bundled demo target")
     p.add_argument("--port", type=int, default=7860)

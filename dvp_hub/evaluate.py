@@ -1,0 +1,104 @@
+"""`dvp evaluate`: how good is a target? Self-reenactment quality and expression / pose fidelity.
+
+- Self-reenactment on the target's validation frames (the last 10%, never trained on): the target's own
+  fitted parameters of those frames drive the generator; PSNR and SSIM (torchmetrics) against the real
+  frames (cropped as in training), over the whole frame and over the face region (where the face model
+  renders).
+- Driven by each source: the output is tracked again; the correlation of its mouth opening and eye
+  openness with the source's, the mean error between the source's head rotation relative to its
+  neutral frame and the output's (degrees), and the landmark jitter of the output against the source's.
+
+Identity embeddings (dlib) are not part of this version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .dataset import window_indices
+from .face import topology as topo
+from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
+
+
+def self_reenactment(pipe, target_video: str, max_frames: int | None = None) -> dict:
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    from .errors import DVPError
+    from .models.inference import generate
+    from .render.conditioning import ConditioningRenderer
+    from .video import VideoReader
+
+    cfg = pipe.target.config
+    reader = VideoReader(target_video)
+    if len(reader) != cfg.num_frames:
+        raise DVPError(f"{target_video}: {len(reader)} frames, but the target was trained on a video of "
+                       f"{cfg.num_frames}; give the target's own training video.")
+    seq = pipe.target.to_sequence()
+    start = cfg.train_frames
+    stop = cfg.num_frames if max_frames is None else min(cfg.num_frames, start + max_frames)
+    crop, size, window = pipe.target.crop, cfg.resolution, pipe.generator.config.temporal_window
+    first = max(0, start - window + 1)
+    cond = ConditioningRenderer().render(seq, crop, size, frames=slice(first, stop))
+    fakes = []
+    for s in range(start, stop, 8):
+        idx = [[i - first for i in window_indices(t, window)] for t in range(s, min(stop, s + 8))]
+        c = cond[torch.tensor(idx)]
+        fakes.append(((generate(pipe.generator, c.reshape(c.shape[0], -1, size, size)) + 1) / 2).clamp(0, 1))
+    fake = torch.cat(fakes)
+    real = []
+    for i, frame in enumerate(reader):
+        if start <= i < stop:
+            real.append(torch.from_numpy(crop.apply(frame, size)).permute(2, 0, 1).float() / 255)
+    real = torch.stack(real)
+    mask = (cond[start - first:, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
+    mse_face = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
+    ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
+    box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+    return {
+        "validation_frames": int(stop - start),
+        "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
+        "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
+        "psnr_face": float(10 * torch.log10(1 / mse_face)),
+        "ssim_face": float(structural_similarity_index_measure(fake[box], real[box], data_range=1.0)),
+    }
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def driven(pipe, source_video: str, max_frames: int | None = None) -> dict:
+    from .face.fitting import fit_sequence
+    from .face.model import load_face_model
+    from .face.smoothing import landmark_jitter
+    from .face.tracker import FaceTracker
+
+    out = pipe(source_video=source_video, max_frames=max_frames, watermark=False, progress=False, output_type="np")
+    frames = (out.frames[0] * 255).round().astype(np.uint8)
+    with FaceTracker() as tracker:
+        track = tracker.track(list(frames), fps=out.fps, name="output")
+    got = fit_sequence(track)
+    from .face.tracker import track_video
+
+    src = fit_sequence(track_video(source_video, max_frames=max_frames))
+    model = load_face_model()
+    sv = model.shape(src.identity, src.expression)
+    gv = model.shape(got.identity, got.expression)
+    ref = out.stats["source_reference_frame"]
+    rs, rg = axis_angle_to_matrix(src.rotation), axis_angle_to_matrix(got.rotation)
+    rel_s = rs @ rs[ref].T
+    rel_g = rg @ rg[ref].T
+    pose_err = np.rad2deg(np.linalg.norm(matrix_to_axis_angle(rel_g @ np.swapaxes(rel_s, 1, 2)), axis=-1))
+    return {
+        "source": source_video,
+        "frames": len(frames),
+        "mouth_opening_correlation": _corr(topo.mouth_opening(sv), topo.mouth_opening(gv)),
+        "eye_openness_correlation": _corr(topo.eye_openness(sv).mean(1), topo.eye_openness(gv).mean(1)),
+        "head_pose_error_deg": float(pose_err.mean()),
+        "output_jitter_iod": landmark_jitter(got.landmarks, topo.interocular_distance(got.landmarks)),
+        "source_jitter_iod": landmark_jitter(src.landmarks, topo.interocular_distance(src.landmarks)),
+        "interpolated_output_frames": int((~track.detected).sum()),
+    }
