@@ -142,6 +142,17 @@ def test_hostile_and_missing_targets(tiny_pipeline, tmp_path):
         DeepVideoPortraitPipeline.from_pretrained(str(foreign))
     with pytest.raises(TargetLoadError):
         DeepVideoPortraitPipeline.from_pretrained("../../etc")
+    absurd = _save(tiny_pipeline, tmp_path / "absurd")
+    cfg = json.loads((absurd / "generator" / "config.json").read_text())
+    cfg["base_channels"] = 10**7
+    (absurd / "generator" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TargetLoadError, match="base_channels"):
+        DeepVideoPortraitPipeline.from_pretrained(str(absurd))
+    truncated = _save(tiny_pipeline, tmp_path / "truncated")
+    w = truncated / "generator" / "diffusion_pytorch_model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(TargetLoadError, match="cannot load"):
+        DeepVideoPortraitPipeline.from_pretrained(str(truncated))
     assert DeepVideoPortraitPipeline.from_pretrained(str(good)).target.config.name == "tiny"
 
 

@@ -87,6 +87,31 @@ def check_folder(folder: str) -> None:
         if not (isinstance(lib_cls, list) and len(lib_cls) == 2 and str(lib_cls[0]).startswith("dvp_hub")
                 and lib_cls[1] in ALLOWED_CLASSES):
             raise TargetLoadError(f"{folder}: component {key!r} is {lib_cls!r}; only dvp_hub classes are loaded.")
+    _check_sizes(folder)
+
+
+# Upper bounds a config must respect before anything is allocated (a hostile config could ask for terabytes).
+_LIMITS = {
+    "generator": {"in_channels": 64, "temporal_window": 64, "base_channels": 1024, "max_channels": 4096,
+                  "resolution": 1024, "out_channels": 16},
+    "target": {"num_frames": 1_000_000, "num_expression": 1024, "resolution": 1024},
+}
+
+
+def _check_sizes(folder: str) -> None:
+    import json
+
+    for comp, limits in _LIMITS.items():
+        path = os.path.join(folder, comp, "config.json")
+        try:
+            with open(path) as fh:
+                cfg = json.load(fh)
+        except (OSError, ValueError):
+            raise TargetLoadError(f"{folder}: {comp}/config.json is missing or not valid JSON.") from None
+        for key, hi in limits.items():
+            v = cfg.get(key)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= hi):
+                raise TargetLoadError(f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load.")
 
 
 class DeepVideoPortraitPipeline(DiffusionPipeline):
