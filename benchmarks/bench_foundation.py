@@ -54,11 +54,18 @@ def main(argv=None):
     t0 = time.perf_counter()
     seq = fit_sequence(track)
     fit_s = time.perf_counter() - t0
-    row = {"clip": os.path.basename(args.clip), "frames": n, "size": f"{reader.width}x{reader.height}",
-           "track_fps": round(n / track.seconds, 1), "fit_fps": round(n / fit_s, 1),
-           "track_fit_fps": round(n / (track.seconds + fit_s), 1),
-           "reprojection_px": seq.info["reprojection_error_px"], "reprojection_iod": seq.info["reprojection_error_iod"],
-           "jitter_tracked_iod": seq.info["jitter_tracked_iod"], "jitter_fitted_iod": seq.info["jitter_fitted_iod"]}
+    row = {
+        "clip": os.path.basename(args.clip),
+        "frames": n,
+        "size": f"{reader.width}x{reader.height}",
+        "track_fps": round(n / track.seconds, 1),
+        "fit_fps": round(n / fit_s, 1),
+        "track_fit_fps": round(n / (track.seconds + fit_s), 1),
+        "reprojection_px": seq.info["reprojection_error_px"],
+        "reprojection_iod": seq.info["reprojection_error_iod"],
+        "jitter_tracked_iod": seq.info["jitter_tracked_iod"],
+        "jitter_fitted_iod": seq.info["jitter_fitted_iod"],
+    }
     renderer = ConditioningRenderer()
     crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height)
     renderer.render(seq, crop, 256, frames=slice(0, 64))

@@ -101,11 +101,13 @@ def main(argv=None):
     reps = 50 if gpu else 3
     tput32 = matmul_throughput(dev, torch.float32)
     tput16 = matmul_throughput(dev, torch.bfloat16)
-    print(f"device {dev} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}): "
-          f"matmul {tput32 / 1e9:.0f} GFLOP/s fp32{' (tf32)' if gpu else ''}, {tput16 / 1e9:.0f} GFLOP/s bf16")
+    print(
+        f"device {dev} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}): "
+        f"matmul {tput32 / 1e9:.0f} GFLOP/s fp32{' (tf32)' if gpu else ''}, {tput16 / 1e9:.0f} GFLOP/s bf16"
+    )
     for name, cfg in CONFIGS.items():
         g = RenderingToVideoGenerator(**cfg).to(dev).eval()
-        for bs in ([1, 8] if gpu else [1]):
+        for bs in [1, 8] if gpu else [1]:
             x = torch.randn(bs, 99, 256, 256, device=dev)
             fl = flops(g, x[:1])
             with torch.inference_mode():
@@ -122,11 +124,19 @@ def main(argv=None):
 
                 t_bf = timeit(bf16, dev, reps)
                 err_bf = (bf16().float() - ref).abs().max().item()
-            row = {"config": name, "device": dev.type, "batch": bs, "gflop_per_frame": round(fl / 1e9, 2),
-                   "flop_limit_ms_fp32": round(fl / tput32 * 1e3, 2), "flop_limit_ms_bf16": round(fl / tput16 * 1e3, 2),
-                   "eager_fp32_ms": round(eager / bs * 1e3, 2), "folded_cl_fp32_ms": round(folded / bs * 1e3, 2),
-                   "folded_cl_fp32_maxdiff": err_f, "folded_cl_bf16_ms": round(t_bf / bs * 1e3, 2),
-                   "folded_cl_bf16_maxdiff": err_bf}
+            row = {
+                "config": name,
+                "device": dev.type,
+                "batch": bs,
+                "gflop_per_frame": round(fl / 1e9, 2),
+                "flop_limit_ms_fp32": round(fl / tput32 * 1e3, 2),
+                "flop_limit_ms_bf16": round(fl / tput16 * 1e3, 2),
+                "eager_fp32_ms": round(eager / bs * 1e3, 2),
+                "folded_cl_fp32_ms": round(folded / bs * 1e3, 2),
+                "folded_cl_fp32_maxdiff": err_f,
+                "folded_cl_bf16_ms": round(t_bf / bs * 1e3, 2),
+                "folded_cl_bf16_maxdiff": err_bf,
+            }
             if args.compile or gpu:
                 comp = torch.compile(fast)
 
@@ -140,11 +150,17 @@ def main(argv=None):
                     row["compiled_bf16_maxdiff"] = (compiled().float() - ref).abs().max().item()
             rows.append(row)
             print(json.dumps(row))
-        del g
-        for bs in ([16] if gpu else [1]):
+
+        for bs in [16] if gpu else [1]:
             sps = train_steps_per_s(cfg, dev, bs, 20 if gpu else 2, amp=gpu)
-            row = {"config": name, "device": dev.type, "train_batch": bs, "train_steps_per_s": round(sps, 3),
-                   "train_frames_per_s": round(sps * bs, 1), "precision": "bf16 autocast" if gpu else "fp32"}
+            row = {
+                "config": name,
+                "device": dev.type,
+                "train_batch": bs,
+                "train_steps_per_s": round(sps, 3),
+                "train_frames_per_s": round(sps * bs, 1),
+                "precision": "bf16 autocast" if gpu else "fp32",
+            }
             rows.append(row)
             print(json.dumps(row))
     if args.json:

@@ -39,8 +39,28 @@ print(json.dumps({{**out.stats, "peak_mb": int(hwm) // 1024}}))
 
 def make_source(seconds: float, path: str) -> None:
     ff = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run([ff, "-y", "-loglevel", "error", "-stream_loop", "-1", "-i", CLIP, "-t", str(seconds), "-c:v",
-                    "libx264", "-preset", "veryfast", "-c:a", "aac", path], check=True)
+    subprocess.run(
+        [
+            ff,
+            "-y",
+            "-loglevel",
+            "error",
+            "-stream_loop",
+            "-1",
+            "-i",
+            CLIP,
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-c:a",
+            "aac",
+            path,
+        ],
+        check=True,
+    )
 
 
 def run(config: str, src: str, dst: str) -> dict:
@@ -71,7 +91,9 @@ def main(argv=None):
             make_source(args.long_seconds, long_)
             rows.append({"source_seconds": args.long_seconds, **run("light", long_, os.path.join(tmp, "o.mp4"))})
             print(json.dumps(rows[-1]))
-            print(f"peak memory {args.long_seconds:.0f} s / 10 s source: {rows[-1]['peak_mb'] / rows[0]['peak_mb']:.3f}")
+            print(
+                f"peak memory {args.long_seconds:.0f} s / 10 s source: {rows[-1]['peak_mb'] / rows[0]['peak_mb']:.3f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

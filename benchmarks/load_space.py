@@ -43,8 +43,12 @@ def main(argv=None):
     src = os.path.join(tmp, "src.mp4")
     write_video(VideoReader(CLIP, max_frames=int(30 * args.seconds)), src, 30, audio_from=CLIP, synthetic=False)
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "spaces", "app.py")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "spaces", "app.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     proc = psutil.Process(server.pid)
     peak = [0]
@@ -68,19 +72,31 @@ def main(argv=None):
         idle_mb = proc.memory_info().rss / 2**20
         threading.Thread(target=sample, daemon=True).start()
         t0 = time.perf_counter()
-        jobs = [client.submit(handle_file(src), "demo", "", "reenact", ["pose", "expression", "gaze"], True,
-                              api_name="/reenact") for _ in range(args.clients)]
+        jobs = [
+            client.submit(
+                handle_file(src), "demo", "", "reenact", ["pose", "expression", "gaze"], True, api_name="/reenact"
+            )
+            for _ in range(args.clients)
+        ]
         results = []
         for i, job in enumerate(jobs):
             try:
                 out = job.result(timeout=900)
-                results.append({"client": i, "ok": os.path.isfile(out[0]), "done_s": round(time.perf_counter() - t0, 1)})
+                results.append(
+                    {"client": i, "ok": os.path.isfile(out[0]), "done_s": round(time.perf_counter() - t0, 1)}
+                )
             except Exception as err:  # noqa: BLE001
                 results.append({"client": i, "ok": False, "error": str(err)[:200]})
         stop.set()
-        summary = {"clients": args.clients, "completed": sum(r["ok"] for r in results), "lost": sum(not r["ok"] for r in results),
-                   "total_s": round(time.perf_counter() - t0, 1), "server_idle_mb": round(idle_mb),
-                   "server_peak_mb": round(peak[0] / 2**20), "results": results}
+        summary = {
+            "clients": args.clients,
+            "completed": sum(r["ok"] for r in results),
+            "lost": sum(not r["ok"] for r in results),
+            "total_s": round(time.perf_counter() - t0, 1),
+            "server_idle_mb": round(idle_mb),
+            "server_peak_mb": round(peak[0] / 2**20),
+            "results": results,
+        }
         print(json.dumps(summary, indent=1))
         if args.json:
             with open(args.json, "w") as f:

@@ -46,19 +46,28 @@ def cmd_track(args) -> None:
     reader = VideoReader(args.video, max_frames=args.max_frames)
     t0 = time.perf_counter()
     with FaceTracker() as tracker:
-        track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=args.video,
-                              progress=None if args.quiet else _progress("tracking"))
+        track = tracker.track(
+            reader,
+            fps=reader.fps,
+            num_frames=len(reader),
+            name=args.video,
+            progress=None if args.quiet else _progress("tracking"),
+        )
     seq = fit_sequence(track)
     wall = time.perf_counter() - t0
     seq.info["source"] = os.path.basename(args.video)
     seq.save(args.output)
     n = track.num_frames
     busy = track.seconds + seq.info["fit_seconds"]
-    print(f"frames tracked: {n - track.num_interpolated} of {n}; frames interpolated: {track.num_interpolated}"
-          + ("; small face: tracked in an upscaled crop" if track.small_face_mode else ""))
+    print(
+        f"frames tracked: {n - track.num_interpolated} of {n}; frames interpolated: {track.num_interpolated}"
+        + ("; small face: tracked in an upscaled crop" if track.small_face_mode else "")
+    )
     print(f"tracking + fitting: {n / busy:.0f} frames/s (decode excluded); {n / wall:.0f} frames/s end to end")
-    print(f"reprojection error: {seq.info['reprojection_error_px']:.2f} px "
-          f"({100 * seq.info['reprojection_error_iod']:.2f}% of the inter-ocular distance)")
+    print(
+        f"reprojection error: {seq.info['reprojection_error_px']:.2f} px "
+        f"({100 * seq.info['reprojection_error_iod']:.2f}% of the inter-ocular distance)"
+    )
     print(f"wrote {args.output}")
 
 
@@ -87,7 +96,7 @@ def cmd_render(args) -> None:
             cond = renderer.render(seq, crop, size, frames=slice(start, start + len(chunk)))
             imgs = ((cond.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
             for i, frame in enumerate(chunk):
-                panels = [crop.apply(frame, size)] + [imgs[i, ..., 3 * k:3 * k + 3] for k in range(3)]
+                panels = [crop.apply(frame, size)] + [imgs[i, ..., 3 * k : 3 * k + 3] for k in range(3)]
                 writer.write(np.concatenate(panels, 1))
             start += len(chunk)
     print(f"rendered {start} frames at {start / (time.perf_counter() - t0):.0f} frames/s; wrote {args.output}")
@@ -112,17 +121,25 @@ def _check_output(path: str) -> None:
 
 def _report(out, output: str) -> None:
     st = out.stats
-    print(f"{st['frames']} frames in {st['seconds']:.1f} s: {st['fps']:.1f} frames/s end to end "
-          f"(generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); wrote {output} "
-          "(labelled synthetic)")
+    print(
+        f"{st['frames']} frames in {st['seconds']:.1f} s: {st['fps']:.1f} frames/s end to end "
+        f"(generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); wrote {output} "
+        "(labelled synthetic)"
+    )
 
 
 def cmd_reenact(args) -> None:
     _check_output(args.output)
     pipe = _load_pipeline(args.target)
     src = {"source_parameters": args.source} if args.source.endswith(".safetensors") else {"source_video": args.source}
-    out = pipe(**src, mode=args.mode, transfer=tuple(args.transfer.split(",")), max_frames=args.max_frames,
-               output_video=args.output, watermark=not args.no_watermark)
+    out = pipe(
+        **src,
+        mode=args.mode,
+        transfer=tuple(args.transfer.split(",")),
+        max_frames=args.max_frames,
+        output_video=args.output,
+        watermark=not args.no_watermark,
+    )
     _report(out, args.output)
 
 
@@ -139,15 +156,22 @@ def cmd_evaluate(args) -> None:
     from .evaluate import driven, self_reenactment
 
     pipe = _load_pipeline(args.target)
-    result = {"target": args.target, "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames),
-              "sources": [driven(pipe, s, args.max_frames) for s in args.source]}
+    result = {
+        "target": args.target,
+        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames),
+        "sources": [driven(pipe, s, args.max_frames) for s in args.source],
+    }
     sr = result["self_reenactment"]
-    print(f"self-reenactment on {sr['validation_frames']} validation frames: PSNR {sr['psnr']:.2f} dB, "
-          f"SSIM {sr['ssim']:.4f}; face region: PSNR {sr['psnr_face']:.2f} dB, SSIM {sr['ssim_face']:.4f}")
+    print(
+        f"self-reenactment on {sr['validation_frames']} validation frames: PSNR {sr['psnr']:.2f} dB, "
+        f"SSIM {sr['ssim']:.4f}; face region: PSNR {sr['psnr_face']:.2f} dB, SSIM {sr['ssim_face']:.4f}"
+    )
     print(f"{'source':40s} {'mouth r':>8s} {'eyes r':>8s} {'pose err':>9s} {'jitter out/src':>16s}")
     for r in result["sources"]:
-        print(f"{r['source'][-40:]:40s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:8.3f} "
-              f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}")
+        print(
+            f"{r['source'][-40:]:40s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:8.3f} "
+            f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

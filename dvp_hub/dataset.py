@@ -35,8 +35,14 @@ def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
     return max(1, min(num_frames - 1, int(round(num_frames * (1 - val_fraction)))))
 
 
-def prepare_target_dataset(video: str, output_dir: str, resolution: int = 256, max_frames: int | None = None,
-                           val_fraction: float = VAL_FRACTION, progress=None) -> dict:
+def prepare_target_dataset(
+    video: str,
+    output_dir: str,
+    resolution: int = 256,
+    max_frames: int | None = None,
+    val_fraction: float = VAL_FRACTION,
+    progress=None,
+) -> dict:
     """Track, fit, crop and write a dataset folder (see the module docstring). Returns its metadata."""
     import cv2
 
@@ -88,7 +94,9 @@ def prepare_target_dataset(video: str, output_dir: str, resolution: int = 256, m
 def load_dataset_meta(dataset_dir: str) -> dict:
     path = os.path.join(dataset_dir, "dataset.json")
     if not os.path.isfile(path):
-        raise DVPError(f"{dataset_dir}: not a target dataset (no dataset.json); create one with training/prepare_target.py.")
+        raise DVPError(
+            f"{dataset_dir}: not a target dataset (no dataset.json); create one with training/prepare_target.py."
+        )
     with open(path) as f:
         return json.load(f)
 
@@ -101,8 +109,14 @@ def window_indices(t: int, window: int) -> list[int]:
 class TargetDataset(torch.utils.data.Dataset):
     """``(conditioning window [9*Nw, R, R], frame [3, R, R])`` pairs in [-1, 1] of one split."""
 
-    def __init__(self, dataset_dir: str, split: str = "train", temporal_window: int = 11,
-                 device: str = "cpu", cache: dict | None = None):
+    def __init__(
+        self,
+        dataset_dir: str,
+        split: str = "train",
+        temporal_window: int = 11,
+        device: str = "cpu",
+        cache: dict | None = None,
+    ):
         import cv2
 
         self.meta = load_dataset_meta(dataset_dir)
@@ -118,8 +132,9 @@ class TargetDataset(torch.utils.data.Dataset):
             crop = Crop.from_list(self.meta["crop"])
             cond = ConditioningRenderer(device=device).render(seq, crop, r)
             self.conditioning = ((cond + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().contiguous()
-            frames = np.stack([cv2.imread(os.path.join(dataset_dir, "frames", f"{i:06d}.jpg"))[..., ::-1]
-                               for i in range(n)])
+            frames = np.stack(
+                [cv2.imread(os.path.join(dataset_dir, "frames", f"{i:06d}.jpg"))[..., ::-1] for i in range(n)]
+            )
             self.frames = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # [T, 3, R, R] uint8
             if cache is not None:
                 cache[key] = (self.frames, self.conditioning)

@@ -32,8 +32,10 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None) -> 
     cfg = pipe.target.config
     reader = VideoReader(target_video)
     if len(reader) != cfg.num_frames:
-        raise DVPError(f"{target_video}: {len(reader)} frames, but the target was trained on a video of "
-                       f"{cfg.num_frames}; give the target's own training video.")
+        raise DVPError(
+            f"{target_video}: {len(reader)} frames, but the target was trained on a video of "
+            f"{cfg.num_frames}; give the target's own training video."
+        )
     seq = pipe.target.to_sequence()
     start = cfg.train_frames
     stop = cfg.num_frames if max_frames is None else min(cfg.num_frames, start + max_frames)
@@ -51,7 +53,7 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None) -> 
         if start <= i < stop:
             real.append(torch.from_numpy(crop.apply(frame, size)).permute(2, 0, 1).float() / 255)
     real = torch.stack(real)
-    mask = (cond[start - first:, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
+    mask = (cond[start - first :, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
     mse_face = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
     ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
     box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))

@@ -33,8 +33,9 @@ def mark_synthetic(frame: np.ndarray, label: str = LABEL) -> np.ndarray:
         return out
     region = out[y0:h, x0:w].astype(np.float32)
     out[y0:h, x0:w] = (region * 0.45).astype(np.uint8)
-    cv2.putText(out, label, (x0 + pad, h - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
-                cv2.LINE_AA)
+    cv2.putText(
+        out, label, (x0 + pad, h - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
     return out
 
 
@@ -45,8 +46,9 @@ def to_uint8(frame) -> np.ndarray:
     return a
 
 
-def export_to_video(frames, output_video_path: str, fps: float = 30.0, audio_from: str | None = None,
-                    watermark: bool = False) -> str:
+def export_to_video(
+    frames, output_video_path: str, fps: float = 30.0, audio_from: str | None = None, watermark: bool = False
+) -> str:
     """Write frames (H x W x 3, uint8 or floats in [0, 1], or PIL images) to an mp4 with the source's audio.
 
     Unlike ``diffusers.utils.export_to_video`` this keeps the audio of ``audio_from``. The pipeline's

@@ -33,8 +33,10 @@ def gpu(fn=None, **kwargs):
 
         deco = spaces.GPU(**kwargs)
     except Exception:  # noqa: BLE001 - not on a Space
+
         def deco(f):
             return f
+
     return deco(fn) if fn is not None else deco
 
 
@@ -79,7 +81,9 @@ def check_source(path: str | None) -> None:
         raise DVPError(f"The video is {mb:.0f} MB; the limit is {MAX_MB:.0f} MB. Upload a shorter or smaller clip.")
     info = probe_video(path)
     if info.duration > MAX_SECONDS:
-        raise DVPError(f"The video lasts {info.duration:.0f} s; the limit is {MAX_SECONDS:.0f} s. Trim it and try again.")
+        raise DVPError(
+            f"The video lasts {info.duration:.0f} s; the limit is {MAX_SECONDS:.0f} s. Trim it and try again."
+        )
 
 
 def side_by_side(source_video: str, result_video: str, parameters, pipe, output: str) -> str:
@@ -94,8 +98,9 @@ def side_by_side(source_video: str, result_video: str, parameters, pipe, output:
         src_iter = iter(VideoReader(source_video, size=(size, size)))
         start = 0
         for chunk in VideoReader(result_video).chunks(32):
-            cond = renderer.render(parameters, pipe.target.crop, size, frames=slice(start, start + len(chunk)),
-                                   albedo=albedo)
+            cond = renderer.render(
+                parameters, pipe.target.crop, size, frames=slice(start, start + len(chunk)), albedo=albedo
+            )
             diffuse = ((cond[:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
             for i, res in enumerate(chunk):
                 src = next(src_iter, np.zeros((size, size, 3), np.uint8))
@@ -124,10 +129,12 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
         out = pipe(source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result)
         sbs = side_by_side(source_video, result, out.parameters, pipe, os.path.join(out_dir, "side_by_side.mp4"))
         st = out.stats
-        summary = (f"**{st['frames']} frames** tracked ({st['interpolated_frames']} interpolated, faces found in "
-                   f"{st['frames'] - st['interpolated_frames']}); neutral source frame {st['source_reference_frame']}; "
-                   f"{st['fps']:.1f} frames/s ({time.perf_counter() - t0:.1f} s). The video is synthetic and "
-                   "labelled so.")
+        summary = (
+            f"**{st['frames']} frames** tracked ({st['interpolated_frames']} interpolated, faces found in "
+            f"{st['frames'] - st['interpolated_frames']}); neutral source frame {st['source_reference_frame']}; "
+            f"{st['fps']:.1f} frames/s ({time.perf_counter() - t0:.1f} s). The video is synthetic and "
+            "labelled so."
+        )
         return result, sbs, summary
     except DVPError as err:
         raise gr.Error(str(err)) from None
@@ -166,9 +173,11 @@ def build_demo():
     import gradio as gr
 
     with gr.Blocks(title="Deep Video Portraits") as demo:
-        gr.Markdown("# Deep Video Portraits\nDrive a target person with your head pose, expression and gaze "
-                    "(Kim et al., SIGGRAPH 2018). **Every result is synthetic** and carries a visible label and "
-                    "metadata saying so.")
+        gr.Markdown(
+            "# Deep Video Portraits\nDrive a target person with your head pose, expression and gaze "
+            "(Kim et al., SIGGRAPH 2018). **Every result is synthetic** and carries a visible label and "
+            "metadata saying so."
+        )
         with gr.Row():
             target = gr.Dropdown(target_choices(), value="demo", label="Target", allow_custom_value=True)
             hub_id = gr.Textbox(label="…or a Hub repo id (owner/name)", placeholder="optional")
@@ -177,16 +186,18 @@ def build_demo():
                 with gr.Column():
                     source = gr.Video(sources=["upload", "webcam"], label="Source video", elem_id="source")
                     mode = gr.Radio(["reenact", "dub"], value="reenact", label="Mode")
-                    transfer = gr.CheckboxGroup(["pose", "expression", "gaze"], value=["pose", "expression", "gaze"],
-                                                label="Transfer")
+                    transfer = gr.CheckboxGroup(
+                        ["pose", "expression", "gaze"], value=["pose", "expression", "gaze"], label="Transfer"
+                    )
                     consent = gr.Checkbox(label=CONSENT, value=False, elem_id="consent")
                     run = gr.Button("Reenact", variant="primary", elem_id="run")
                 with gr.Column():
                     result = gr.Video(label="Result (synthetic)", elem_id="result")
                     sbs = gr.Video(label="Source | conditioning | result", elem_id="sbs")
                     summary = gr.Markdown(elem_id="summary")
-            run.click(reenact, [source, target, hub_id, mode, transfer, consent], [result, sbs, summary],
-                      api_name="reenact")
+            run.click(
+                reenact, [source, target, hub_id, mode, transfer, consent], [result, sbs, summary], api_name="reenact"
+            )
         with gr.Tab("Edit"):
             with gr.Row():
                 with gr.Column():
@@ -196,8 +207,10 @@ def build_demo():
                     roll = gr.Slider(-20, 20, value=0, step=1, label="Roll")
                     gx = gr.Slider(-0.15, 0.15, value=0, step=0.01, label="Gaze left/right")
                     gy = gr.Slider(-0.1, 0.1, value=0, step=0.01, label="Gaze up/down")
-                    controls = [gr.Slider(-2, 2, value=0, step=0.1, label=n.replace("_", " ").capitalize())
-                                for n in EDIT_CONTROLS]
+                    controls = [
+                        gr.Slider(-2, 2, value=0, step=0.1, label=n.replace("_", " ").capitalize())
+                        for n in EDIT_CONTROLS
+                    ]
                 image = gr.Image(label="Edited frame (synthetic)", elem_id="edit_image", type="numpy")
             inputs = [target, hub_id, frame, yaw, pitch, roll, gx, gy, *controls]
             for s in [frame, yaw, pitch, roll, gx, gy, *controls]:

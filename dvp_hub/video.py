@@ -157,7 +157,9 @@ class VideoReader:
             try:
                 meta = next(gen)
             except (RuntimeError, StopIteration) as err:
-                raise VideoReadError(f"{self.path}: cannot decode the video ({_first_error_line(str(err))}).") from None
+                raise VideoReadError(
+                    f"{self.path}: cannot decode the video ({_first_error_line(str(err))})."
+                ) from None
             w, h = meta["size"]
             if self.size is None and (w, h) != (self.info.width, self.info.height):
                 # imageio-ffmpeg reports the rotated size; trust the decoder.
@@ -171,7 +173,7 @@ class VideoReader:
                 except RuntimeError as err:
                     if n == 0:
                         raise VideoReadError(
-                            f"{self.path}: cannot decode any frame ({_first_error_line(str(err))}); the file is damaged."
+                            f"{self.path}: cannot decode any frame ({_first_error_line(str(err))}); file damaged"
                         ) from None
                     break  # a truncated tail: keep the frames that decoded
                 n += 1
@@ -332,7 +334,9 @@ def write_video(
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Container-level metadata tags of a media file (lower-case keys)."""
-    proc = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, errors="replace")
+    proc = subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, errors="replace"
+    )
     tags: dict[str, str] = {}
     in_meta = False
     for ln in proc.stderr.splitlines():

@@ -52,8 +52,10 @@ def canonical_frame(shape: np.ndarray) -> np.ndarray:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-    ap.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "dvp_hub", "face", "assets",
-                                                      "face_model.safetensors"))
+    ap.add_argument(
+        "--output",
+        default=os.path.join(os.path.dirname(__file__), "..", "dvp_hub", "face", "assets", "face_model.safetensors"),
+    )
     ap.add_argument("--num_components", type=int, default=64)
     args = ap.parse_args(argv)
 
@@ -82,7 +84,9 @@ def main(argv=None) -> None:
     basis = vt[:k].reshape(k, topo.NUM_VERTICES, 3)
     std = sig[:k] / np.sqrt(len(dmat))
     explained = (sig[:k] ** 2).sum() / (sig**2).sum()
-    print(f"{len(dmat)} frames from {len(CLIPS)} people; {k} components explain {100 * explained:.2f}% of the variance")
+    print(
+        f"{len(dmat)} frames from {len(CLIPS)} people; {k} components explain {100 * explained:.2f}% of the variance"
+    )
 
     tris = topo.orient_triangles(topo.mesh_triangles(), mean_shape)
     eyes = topo.orient_triangles(topo.eye_fill_triangles(), mean_shape)

@@ -1,6 +1,6 @@
 """Render the demo target's model card (dvp_hub/assets/demo_target/README.md and model_cards/demo-d6.md).
 
-    python scripts/write_demo_card.py --metrics '{"psnr": 22.19, "ssim": 0.8309}'
+python scripts/write_demo_card.py --metrics '{"psnr": 22.19, "ssim": 0.8309}'
 """
 
 import argparse
@@ -36,15 +36,22 @@ def main(argv=None):
     gen_cfg = json.load(open(os.path.join(folder, "generator", "config.json")))
     training = {
         "generator": f"U-Net, {gen_cfg['base_channels']} base channels, cap {gen_cfg['max_channels']}, "
-                     f"window {gen_cfg['temporal_window']} (16.2 M parameters, 7.1 GFLOP a frame)",
+        f"window {gen_cfg['temporal_window']} (16.2 M parameters, 7.1 GFLOP a frame)",
         "resolution": gen_cfg["resolution"],
         "loss": "cGAN + 100 x L1, Adam lr 2e-4, betas (0.5, 0.999)",
         **json.loads(args.training),
     }
-    dataset = {"source": "talking-d6.mp4", "num_frames": target_cfg["num_frames"], "fps": target_cfg["fps"],
-               "resolution": target_cfg["resolution"], "val_start": target_cfg["train_frames"], "val_fraction": 0.1}
-    card = render_model_card("demo-d6", json.loads(args.metrics), training, dataset, repo_id="demo",
-                             consent=CONSENT, provenance=PROVENANCE)
+    dataset = {
+        "source": "talking-d6.mp4",
+        "num_frames": target_cfg["num_frames"],
+        "fps": target_cfg["fps"],
+        "resolution": target_cfg["resolution"],
+        "val_start": target_cfg["train_frames"],
+        "val_fraction": 0.1,
+    }
+    card = render_model_card(
+        "demo-d6", json.loads(args.metrics), training, dataset, repo_id="demo", consent=CONSENT, provenance=PROVENANCE
+    )
     card.save(os.path.join(folder, "README.md"))
     shutil.copy(os.path.join(folder, "README.md"), os.path.join(ROOT, "model_cards", "demo-d6.md"))
     print("wrote", os.path.join(folder, "README.md"))

@@ -79,7 +79,10 @@ def test_works(kind, tiny_pipeline, tmp_path):
 
 def test_cli_refuses_with_exit_2_and_no_traceback(tmp_path):
     src = _make("image", tmp_path)
-    r = subprocess.run([sys.executable, "-m", "dvp_hub.cli", "reenact", "--source", src, "--output",
-                        str(tmp_path / "o.mp4")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "dvp_hub.cli", "reenact", "--source", src, "--output", str(tmp_path / "o.mp4")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "still image" in r.stderr
     assert not (tmp_path / "o.mp4").exists()

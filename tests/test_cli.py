@@ -14,8 +14,9 @@ def test_track_and_render(tmp_path):
     src = tmp_path / "short.mp4"
     from dvp_hub.video import VideoReader, write_video
 
-    write_video(VideoReader(clip("talking-d3.mp4"), max_frames=24), src, 30, audio_from=clip("talking-d3.mp4"),
-                synthetic=False)
+    write_video(
+        VideoReader(clip("talking-d3.mp4"), max_frames=24), src, 30, audio_from=clip("talking-d3.mp4"), synthetic=False
+    )
     params = tmp_path / "p.safetensors"
     r = _dvp("track", str(src), "--output", str(params), "--quiet")
     assert r.returncode == 0, r.stderr

@@ -66,7 +66,7 @@ def test_sh_fit_recovers_known_lighting():
     sh[:, 1:4] = rng.normal(0, 0.4, (t, 3, 1))
     sh[:, 4:] = rng.normal(0, 0.1, (t, 5, 3))
     colors = albedo * np.einsum("tvk,tkc->tvc", sh_basis(normals), sh)
-    visible = (normals[..., 2] < -0.2)
+    visible = normals[..., 2] < -0.2
     visible[:, 468:] = False
     # with the albedo known, each frame's 27 coefficients are recovered exactly
     assert np.allclose(solve_sh(colors, normals, albedo, visible, ridge=0.0), sh, atol=1e-6)

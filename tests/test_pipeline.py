@@ -7,7 +7,7 @@ import torch
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import InputError, TargetLoadError
-from dvp_hub.geometry import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler
+from dvp_hub.geometry import euler_to_matrix, matrix_to_euler
 from dvp_hub.pipelines import retarget
 from dvp_hub.video import probe_video, read_metadata
 
@@ -18,8 +18,12 @@ def test_save_load_round_trip_fp32_and_fp16(tiny_pipeline, d3_sequence, tmp_path
     _, seq = d3_sequence
     tiny_pipeline.save_pretrained(tmp_path / "t")
     files = {p.relative_to(tmp_path / "t").as_posix() for p in (tmp_path / "t").rglob("*") if p.is_file()}
-    assert {"model_index.json", "generator/diffusion_pytorch_model.safetensors",
-            "generator/diffusion_pytorch_model.fp16.safetensors", "target/config.json"} <= files
+    assert {
+        "model_index.json",
+        "generator/diffusion_pytorch_model.safetensors",
+        "generator/diffusion_pytorch_model.fp16.safetensors",
+        "target/config.json",
+    } <= files
     index = json.loads((tmp_path / "t" / "model_index.json").read_text())
     assert index["generator"] == ["dvp_hub.models", "RenderingToVideoGenerator"]
     back = DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "t"))
@@ -181,8 +185,9 @@ def test_push_to_hub_uploads_both_weight_sets(tiny_pipeline, monkeypatch):
         calls["create"] = repo_id
 
     def fake_upload_folder(repo_id, folder_path, **kw):
-        calls["files"] = sorted(os.path.relpath(os.path.join(r, f), folder_path)
-                                for r, _, fs in os.walk(folder_path) for f in fs)
+        calls["files"] = sorted(
+            os.path.relpath(os.path.join(r, f), folder_path) for r, _, fs in os.walk(folder_path) for f in fs
+        )
 
     monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
     monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)

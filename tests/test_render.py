@@ -44,7 +44,7 @@ def test_crop_apply_and_camera_agree(d3_sequence):
     cam = crop.camera(seq.camera, 128)
     frame = np.zeros((512, 512, 3), np.uint8)
     x, y = 300, 200
-    frame[y - 2:y + 3, x - 2:x + 3] = 255
+    frame[y - 2 : y + 3, x - 2 : x + 3] = 255
     out = crop.apply(frame, 128)
     cy, cx = np.argwhere(out[..., 0] > 100).mean(0)
     assert abs(cx - (x + 0.5 - 100) / 2) < 1.0 and abs(cy - (y + 0.5 - 50) / 2) < 1.0

@@ -20,8 +20,13 @@ def _free_port():
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("src") / "source.mp4"
-    write_video(VideoReader(clip("talking-d3.mp4"), max_frames=30), path, 30, audio_from=clip("talking-d3.mp4"),
-                synthetic=False)
+    write_video(
+        VideoReader(clip("talking-d3.mp4"), max_frames=30),
+        path,
+        30,
+        audio_from=clip("talking-d3.mp4"),
+        synthetic=False,
+    )
     return str(path)
 
 
@@ -40,8 +45,9 @@ def test_app_module_imports_without_launching():
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location("space_app", os.path.join(os.path.dirname(__file__), "..", "spaces",
-                                                                            "app.py"))
+    spec = importlib.util.spec_from_file_location(
+        "space_app", os.path.join(os.path.dirname(__file__), "..", "spaces", "app.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert callable(mod.build_demo) and "space_app" not in sys.modules
@@ -51,8 +57,9 @@ def test_gradio_client_reenacts_a_real_clip(app, short_clip):
     from gradio_client import Client, handle_file
 
     client = Client(app, verbose=False)
-    result, sbs, summary = client.predict(handle_file(short_clip), "demo", "", "reenact",
-                                          ["pose", "expression", "gaze"], True, api_name="/reenact")
+    result, sbs, summary = client.predict(
+        handle_file(short_clip), "demo", "", "reenact", ["pose", "expression", "gaze"], True, api_name="/reenact"
+    )
     info = probe_video(result)
     assert info.num_frames == 30 and info.has_audio and (info.width, info.height) == (256, 256)
     side = probe_video(sbs)
@@ -80,9 +87,17 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
     shots = tmp_path / "screens"
     shots.mkdir()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app)
         page.locator("#source input[type=file]").set_input_files(short_clip)
@@ -91,7 +106,8 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         video = page.locator("#result video")
         video.wait_for(state="attached", timeout=180_000)
         page.wait_for_function(
-            "() => { const v = document.querySelector('#result video'); return v && v.readyState >= 1 && v.duration > 0; }",
+            "() => { const v = document.querySelector('#result video');"
+            " return v && v.readyState >= 1 && v.duration > 0; }",
             timeout=60_000,
         )
         duration = page.evaluate("document.querySelector('#result video').duration")
@@ -109,7 +125,8 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         slider.dispatch_event("change")
         slider.dispatch_event("pointerup")
         page.wait_for_function(
-            "(b) => { const i = document.querySelector('#edit_image img'); return i && i.src !== b; }", arg=before,
+            "(b) => { const i = document.querySelector('#edit_image img'); return i && i.src !== b; }",
+            arg=before,
             timeout=60_000,
         )
         page.screenshot(path=str(shots / "edit.png"))

@@ -11,20 +11,59 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "training" / "train_target.py")
-TINY = ["--resolution", "64", "--generator_base_channels", "4", "--generator_max_channels", "8",
-        "--discriminator_base_channels", "4", "--temporal_window", "3", "--train_batch_size", "2",
-        "--validation_steps", "100", "--seed", "3"]
+TINY = [
+    "--resolution",
+    "64",
+    "--generator_base_channels",
+    "4",
+    "--generator_max_channels",
+    "8",
+    "--discriminator_base_channels",
+    "4",
+    "--temporal_window",
+    "3",
+    "--train_batch_size",
+    "2",
+    "--validation_steps",
+    "100",
+    "--seed",
+    "3",
+]
 
 
 def _launch(args, processes=1, env_extra=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     if processes == 1:
-        cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--cpu", SCRIPT]
+        cmd = [
+            "accelerate",
+            "launch",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--cpu",
+            SCRIPT,
+        ]
     else:
         env["ACCELERATE_USE_CPU"] = "1"
-        cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", SCRIPT]
+        cmd = [
+            "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            SCRIPT,
+        ]
     r = subprocess.run(cmd + args, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -38,8 +77,21 @@ def test_train_checkpoint_export(tiny_dataset, tmp_path):
     from dvp_hub import DeepVideoPortraitPipeline
 
     out = tmp_path / "run"
-    _launch(["--dataset_dir", tiny_dataset, "--output_dir", str(out), "--max_train_steps", "4",
-             "--checkpointing_steps", "2", "--checkpoints_total_limit", "1", *TINY])
+    _launch(
+        [
+            "--dataset_dir",
+            tiny_dataset,
+            "--output_dir",
+            str(out),
+            "--max_train_steps",
+            "4",
+            "--checkpointing_steps",
+            "2",
+            "--checkpoints_total_limit",
+            "1",
+            *TINY,
+        ]
+    )
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]  # limit 1 removed checkpoint-2
     assert (out / "checkpoint-4" / "COMPLETE").exists()
     assert (out / "validation" / "step-000004.png").exists()
@@ -68,8 +120,20 @@ def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_two_process_ddp(tiny_dataset, tmp_path):
     out = tmp_path / "ddp"
-    r = _launch(["--dataset_dir", tiny_dataset, "--output_dir", str(out), "--max_train_steps", "3",
-                 "--checkpointing_steps", "3", *TINY], processes=2)
+    _launch(
+        [
+            "--dataset_dir",
+            tiny_dataset,
+            "--output_dir",
+            str(out),
+            "--max_train_steps",
+            "3",
+            "--checkpointing_steps",
+            "3",
+            *TINY,
+        ],
+        processes=2,
+    )
     assert (out / "pipeline" / "model_index.json").exists()
     card = (out / "pipeline" / "README.md").read_text()
     assert "| processes | 2 |" in card
@@ -77,8 +141,11 @@ def test_two_process_ddp(tiny_dataset, tmp_path):
 
 
 def test_bad_dataset_is_a_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, SCRIPT, "--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, SCRIPT, "--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "prepare_target" in r.stderr
 
 

@@ -49,8 +49,21 @@ def test_rotation_flag_is_applied(tmp_path):
     src = tmp_path / "land.mp4"
     write_video([np.zeros((64, 96, 3), np.uint8)] * 5, src, 10)
     rot = tmp_path / "rot.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-display_rotation", "90", "-i", str(src),
-                    "-c", "copy", str(rot)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-display_rotation",
+            "90",
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            str(rot),
+        ],
+        check=True,
+    )
     info = probe_video(rot)
     assert info.rotation in (90, 270) and (info.width, info.height) == (64, 96)
     assert next(iter(VideoReader(rot))).shape == (96, 64, 3)
@@ -65,10 +78,27 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     trunc = tmp_path / "trunc.mp4"
     trunc.write_bytes(data[: len(data) // 3])
     audio = tmp_path / "audio.m4a"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", clip("talking-d3.mp4"), "-vn",
-                    "-c:a", "copy", str(audio)], check=True)
-    for path, words in [(text, "not a readable video"), (empty, "empty"), (trunc, "truncated"),
-                        (tmp_path / "missing.mp4", "no such file"), (audio, "no video stream")]:
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-i",
+            clip("talking-d3.mp4"),
+            "-vn",
+            "-c:a",
+            "copy",
+            str(audio),
+        ],
+        check=True,
+    )
+    for path, words in [
+        (text, "not a readable video"),
+        (empty, "empty"),
+        (trunc, "truncated"),
+        (tmp_path / "missing.mp4", "no such file"),
+        (audio, "no video stream"),
+    ]:
         with pytest.raises(VideoReadError) as err:
             list(VideoReader(path))
         msg = str(err.value)

@@ -1,6 +1,6 @@
 """Prepare a target dataset from a video: track, fit, crop, split (see dvp_hub/dataset.py).
 
-    python training/prepare_target.py --target_video ../shared/data/talking-d6.mp4 --output_dir data/d6 --resolution 256
+python training/prepare_target.py --target_video ../shared/data/talking-d6.mp4 --output_dir data/d6 --resolution 256
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ def parse_args(input_args=None):
 def main(args) -> dict:
     from dvp_hub.dataset import prepare_target_dataset
 
-    meta = prepare_target_dataset(args.target_video, args.output_dir, args.resolution, args.max_frames,
-                                  args.val_fraction)
+    meta = prepare_target_dataset(
+        args.target_video, args.output_dir, args.resolution, args.max_frames, args.val_fraction
+    )
     fit = meta["fit"]
-    print(f"{meta['num_frames']} frames ({meta['val_start']} train, {meta['num_frames'] - meta['val_start']} validation)"
-          f" at {meta['resolution']} px; crop {meta['crop']}; reprojection error "
-          f"{100 * fit['reprojection_error_iod']:.2f}% IOD; wrote {args.output_dir}")
+    print(
+        f"{meta['num_frames']} frames ({meta['val_start']} train, {meta['num_frames'] - meta['val_start']} validation)"
+        f" at {meta['resolution']} px; crop {meta['crop']}; reprojection error "
+        f"{100 * fit['reprojection_error_iod']:.2f}% IOD; wrote {args.output_dir}"
+    )
     return meta
 
 

@@ -45,8 +45,12 @@ def parse_args(input_args=None):
     p.add_argument("--max_frames", type=int, default=None, help="use only the first N frames of --target_video")
     p.add_argument("--train_batch_size", type=int, default=1)
     p.add_argument("--max_train_steps", type=int, default=1000)
-    p.add_argument("--max_train_minutes", type=float, default=None,
-                   help="stop (and export) after this much training time even before --max_train_steps")
+    p.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=None,
+        help="stop (and export) after this much training time even before --max_train_steps",
+    )
     p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
     p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
     p.add_argument("--adam_beta2", type=float, default=0.999)
@@ -77,10 +81,10 @@ def parse_args(input_args=None):
 def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator):
     """D step on the detached fake, one forward over real and fake together (DDP-safe)."""
     cond, real = batch["conditioning"], batch["frame"]
-    fake = generator(cond)                                              # G(x)
+    fake = generator(cond)  # G(x)
     logits = discriminator(torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
     d_real, d_fake = logits.chunk(2)
-    loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))   # D(x, y) -> 1, D(x, G(x)) -> 0
+    loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))  # D(x, y) -> 1, D(x, G(x)) -> 0
     opt_d.zero_grad(set_to_none=True)
     accelerator.backward(loss_d)
     opt_d.step()
@@ -90,8 +94,8 @@ def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, acceler
 def generator_step(batch, fake, discriminator, gan_loss, opt_g, lambda_l1, accelerator):
     """G step on the same batch: fool D, plus lambda * L1 to the real frame."""
     cond, real = batch["conditioning"], batch["frame"]
-    loss_gan = gan_loss(discriminator(cond, fake), True)               # D(x, G(x)) -> 1
-    loss_l1 = nn.functional.l1_loss(fake, real)                         # |y - G(x)|_1
+    loss_gan = gan_loss(discriminator(cond, fake), True)  # D(x, G(x)) -> 1
+    loss_l1 = nn.functional.l1_loss(fake, real)  # |y - G(x)|_1
     loss_g = loss_gan + lambda_l1 * loss_l1
     opt_g.zero_grad(set_to_none=True)
     accelerator.backward(loss_g)
@@ -112,7 +116,7 @@ def validate(generator, val_ds, args, step, device) -> dict:
     pick = np.unique(np.linspace(0, n - 1, min(n, args.max_validation_frames)).round().astype(int))
     fakes, reals = [], []
     for s in range(0, len(pick), 8):
-        items = [val_ds[int(i)] for i in pick[s:s + 8]]
+        items = [val_ds[int(i)] for i in pick[s : s + 8]]
         cond = torch.stack([it["conditioning"] for it in items]).to(device)
         fakes.append(((generator(cond).float() + 1) / 2).clamp(0, 1).cpu())
         reals.append(torch.stack([(it["frame"] + 1) / 2 for it in items]).float().cpu())
@@ -170,13 +174,14 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
 
     seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
     name = args.target_name or os.path.splitext(meta["source"])[0]
-    target = PortraitTarget.from_sequence(seq, Crop.from_list(meta["crop"]), meta["resolution"],
-                                          train_frames=meta["val_start"], name=name)
+    target = PortraitTarget.from_sequence(
+        seq, Crop.from_list(meta["crop"]), meta["resolution"], train_frames=meta["val_start"], name=name
+    )
     gen = accelerator.unwrap_model(generator).to("cpu", torch.float32).eval()
     pipe = DeepVideoPortraitPipeline(generator=gen, target=target)
     training = {
         "generator": f"U-Net, {gen.config.base_channels} base channels, {len(gen.downs)} levels, "
-                     f"window {gen.config.temporal_window}",
+        f"window {gen.config.temporal_window}",
         "resolution": meta["resolution"],
         "steps": global_step,
         "batch size (per process)": args.train_batch_size,
@@ -187,8 +192,9 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
         "training time": f"{train_seconds / 60:.1f} min on {accelerator.device.type}",
         "seed": args.seed,
     }
-    card = render_model_card(name, {k: round(v, 4) for k, v in metrics.items()}, training, meta,
-                             repo_id=args.hub_model_id)
+    card = render_model_card(
+        name, {k: round(v, 4) for k, v in metrics.items()}, training, meta, repo_id=args.hub_model_id
+    )
     out = os.path.join(args.output_dir, "pipeline")
     pipe.save_pretrained(out, model_card=card)
     if args.push_to_hub:
@@ -208,8 +214,9 @@ def main(args):
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=args.output_dir,
-                                            logging_dir=os.path.join(args.output_dir, "logs")),
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(args.seed)
@@ -225,8 +232,10 @@ def main(args):
         accelerator.wait_for_everyone()
     meta = load_dataset_meta(dataset_dir)
     if meta["resolution"] != args.resolution:
-        raise DVPError(f"{dataset_dir} was prepared at {meta['resolution']} px but --resolution is {args.resolution}; "
-                       "prepare it again at that resolution.")
+        raise DVPError(
+            f"{dataset_dir} was prepared at {meta['resolution']} px but --resolution is {args.resolution}; "
+            "prepare it again at that resolution."
+        )
     cache: dict = {}
     train_ds = TargetDataset(dataset_dir, "train", args.temporal_window, cache=cache)
     val_ds = TargetDataset(dataset_dir, "val", args.temporal_window, cache=cache)
@@ -238,27 +247,39 @@ def main(args):
         val_ds.to(accelerator.device)
     # The loader draws its worker seed from its own generator, not the global RNG, so that a resumed run's
     # dropout masks match an uninterrupted run's (the global RNG state is restored from the checkpoint).
-    loader = torch.utils.data.DataLoader(train_ds, batch_size=args.train_batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(args.seed),
-                                         num_workers=args.dataloader_num_workers, drop_last=len(train_ds) > args.train_batch_size)
+    loader = torch.utils.data.DataLoader(
+        train_ds,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(args.seed),
+        num_workers=args.dataloader_num_workers,
+        drop_last=len(train_ds) > args.train_batch_size,
+    )
 
     # 2. Models, losses, optimizers (Adam, lr 2e-4, beta1 0.5).
-    generator = RenderingToVideoGenerator(temporal_window=args.temporal_window, resolution=args.resolution,
-                                          base_channels=args.generator_base_channels,
-                                          max_channels=args.generator_max_channels)
-    discriminator = SpaceTimePatchDiscriminator(conditioning_channels=9 * args.temporal_window,
-                                                base_channels=args.discriminator_base_channels)
+    generator = RenderingToVideoGenerator(
+        temporal_window=args.temporal_window,
+        resolution=args.resolution,
+        base_channels=args.generator_base_channels,
+        max_channels=args.generator_max_channels,
+    )
+    discriminator = SpaceTimePatchDiscriminator(
+        conditioning_channels=9 * args.temporal_window, base_channels=args.discriminator_base_channels
+    )
     gan_loss = GANLoss().to(accelerator.device)
     betas = (args.adam_beta1, args.adam_beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=args.learning_rate, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.learning_rate, betas=betas)
-    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
+    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(
+        generator, discriminator, opt_g, opt_d, loader
+    )
 
     steps_per_epoch = len(loader)
     num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     if accelerator.is_main_process:
-        accelerator.init_trackers("dvp_target", config={k: v for k, v in vars(args).items()
-                                                        if isinstance(v, (int, float, str, bool))})
+        accelerator.init_trackers(
+            "dvp_target", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
 
     # 3. Resume.
     global_step = 0
@@ -277,7 +298,9 @@ def main(args):
     first_epoch, resume_step = divmod(global_step, steps_per_epoch)
 
     # 4. Train.
-    bar = tqdm(total=args.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        total=args.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
     metrics: dict = {}
     t0 = time.perf_counter()
     generator.train()
@@ -285,10 +308,14 @@ def main(args):
     out_of_time = False
     for epoch in range(first_epoch, num_epochs):
         loader.set_epoch(epoch)
-        active = accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
+        active = (
+            accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
+        )
         for batch in active:
             fake, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
-            loss_gan, loss_l1 = generator_step(batch, fake, discriminator, gan_loss, opt_g, args.lambda_l1, accelerator)
+            loss_gan, loss_l1 = generator_step(
+                batch, fake, discriminator, gan_loss, opt_g, args.lambda_l1, accelerator
+            )
             global_step += 1
             logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
             bar.update(1)
@@ -296,8 +323,9 @@ def main(args):
             accelerator.log(logs, step=global_step)
             if global_step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args, global_step)
-            if accelerator.is_main_process and (global_step % args.validation_steps == 0
-                                                or global_step == args.max_train_steps):
+            if accelerator.is_main_process and (
+                global_step % args.validation_steps == 0 or global_step == args.max_train_steps
+            ):
                 metrics = validate(accelerator.unwrap_model(generator), val_ds, args, global_step, accelerator.device)
                 accelerator.log({f"val_{k}": v for k, v in metrics.items()}, step=global_step)
                 accelerator.print(f"step {global_step}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
@@ -319,8 +347,10 @@ def main(args):
         if not metrics:
             metrics = validate(accelerator.unwrap_model(generator), val_ds, args, global_step, accelerator.device)
         out = export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step)
-        accelerator.print(f"exported {out} (PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
-                          f"{global_step / max(train_seconds, 1e-9):.2f} steps/s)")
+        accelerator.print(
+            f"exported {out} (PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
+            f"{global_step / max(train_seconds, 1e-9):.2f} steps/s)"
+        )
     accelerator.end_training()
     return out
 

@@ -9,8 +9,8 @@ From a `FaceTrack` (478 landmarks a frame, with mediapipe's relative depth):
 2. Identity: each frame brought into the canonical head frame; the per-vertex median over the clip is
    the person's neutral shape. Expression: least-squares coefficients of the deformation from it in
    the expression basis. Gaze and eye openness are measured in the canonical frame.
-3. Perspective: Gauss-Newton refines rotation and translation on the 2D reprojection error, and the expression coefficients are
-   re-solved against the 2D landmarks (linearised, with a small prior), then the pose again.
+3. Perspective: Gauss-Newton refines rotation and translation on the 2D reprojection error, and the
+   expression coefficients are re-solved against the 2D landmarks (linearised, with a small prior), then the pose again.
 4. Temporal smoothing of pose, expression and gaze (`smoothing`).
 5. Albedo and 27 SH lighting coefficients a frame by least squares on the visible vertices' colours
    (`lighting`).
@@ -165,19 +165,33 @@ def fit_sequence(
     rotvec = unwrap_axis_angle(matrix_to_axis_angle(rot))
 
     raw = FaceSequence(
-        camera=cam, rotation=rotvec, translation=trans, identity=identity, expression=expr, gaze=gaze,
-        gaze_neutral=gaze_neutral, eye_openness=openness, albedo=np.zeros((topo.NUM_VERTICES, 3)),
-        sh=np.zeros((n, 9, 3)), landmarks=target, detected=track.detected.copy(), fps=track.fps,
+        camera=cam,
+        rotation=rotvec,
+        translation=trans,
+        identity=identity,
+        expression=expr,
+        gaze=gaze,
+        gaze_neutral=gaze_neutral,
+        eye_openness=openness,
+        albedo=np.zeros((topo.NUM_VERTICES, 3)),
+        sh=np.zeros((n, 9, 3)),
+        landmarks=target,
+        detected=track.detected.copy(),
+        fps=track.fps,
     )
     err_raw = reprojection_error(raw, model)
     # 4. Temporal smoothing.
     seq = raw
     if smoothing:
-        seq = FaceSequence(**{**raw.__dict__,
-                              "rotation": smooth(rotvec, track.fps, POSE_WINDOW_S),
-                              "translation": smooth(trans, track.fps, POSE_WINDOW_S),
-                              "expression": smooth(expr, track.fps, EXPRESSION_WINDOW_S),
-                              "gaze": smooth(gaze, track.fps, EXPRESSION_WINDOW_S)})
+        seq = FaceSequence(
+            **{
+                **raw.__dict__,
+                "rotation": smooth(rotvec, track.fps, POSE_WINDOW_S),
+                "translation": smooth(trans, track.fps, POSE_WINDOW_S),
+                "expression": smooth(expr, track.fps, EXPRESSION_WINDOW_S),
+                "gaze": smooth(gaze, track.fps, EXPRESSION_WINDOW_S),
+            }
+        )
 
     # 5. Albedo and SH lighting on the visible vertices' colours.
     fit_albedo_lighting(seq, track.colors, model, albedo_frames)
@@ -215,7 +229,7 @@ def fit_albedo_lighting(seq: FaceSequence, colors: np.ndarray, model: FaceModel,
         uv = seq.landmarks[sl]
         inside = (uv[..., 0] >= 0) & (uv[..., 0] < cam.width) & (uv[..., 1] >= 0) & (uv[..., 1] < cam.height)
         vis = (facing > 0.25) & inside
-        vis[:, topo.NUM_MESH_VERTICES:] = False  # irises: not skin
+        vis[:, topo.NUM_MESH_VERTICES :] = False  # irises: not skin
         vis &= seq.detected[sl, None]
         return normals, vis
 

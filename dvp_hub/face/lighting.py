@@ -50,8 +50,9 @@ def shading(normals: np.ndarray, sh: np.ndarray) -> np.ndarray:
     return einsum("tvk,tkc->tvc", sh_basis(normals), sh)
 
 
-def solve_sh(colors: np.ndarray, normals: np.ndarray, albedo: np.ndarray, visible: np.ndarray,
-             ridge: float = 1e-3) -> np.ndarray:
+def solve_sh(
+    colors: np.ndarray, normals: np.ndarray, albedo: np.ndarray, visible: np.ndarray, ridge: float = 1e-3
+) -> np.ndarray:
     """Per-frame least-squares lighting ``[T, 9, 3]`` given the albedo ``[V, 3]``."""
     y = sh_basis(normals) * visible[..., None]  # [T, V, 9]
     a = y[..., None] * albedo[None, :, None, :]  # [T, V, 9, 3]

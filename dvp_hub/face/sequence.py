@@ -55,8 +55,19 @@ class FaceSequence:
     fps: float
     info: dict = field(default_factory=dict)
 
-    _ARRAYS = ("rotation", "translation", "identity", "expression", "gaze", "gaze_neutral", "eye_openness",
-               "albedo", "sh", "landmarks", "detected")
+    _ARRAYS = (
+        "rotation",
+        "translation",
+        "identity",
+        "expression",
+        "gaze",
+        "gaze_neutral",
+        "eye_openness",
+        "albedo",
+        "sh",
+        "landmarks",
+        "detected",
+    )
 
     def __len__(self) -> int:
         return int(self.rotation.shape[0])
@@ -99,7 +110,9 @@ class FaceSequence:
     def load(cls, path: str | os.PathLike) -> "FaceSequence":
         path = str(path)
         if not os.path.isfile(path):
-            raise ParameterFileError(f"{path}: no such parameter file; create one with `dvp track VIDEO --output {path}`.")
+            raise ParameterFileError(
+                f"{path}: no such parameter file; create one with `dvp track VIDEO --output {path}`."
+            )
         try:
             from safetensors import safe_open
 
@@ -107,7 +120,9 @@ class FaceSequence:
                 meta = f.metadata() or {}
             data = load_file(path)
         except (SafetensorError, OSError, ValueError) as err:
-            raise ParameterFileError(f"{path}: not a readable safetensors file ({err}); re-create it with `dvp track`.")
+            raise ParameterFileError(
+                f"{path}: not a readable safetensors file ({err}); re-create it with `dvp track`."
+            )
         if meta.get("format") != FORMAT:
             raise ParameterFileError(f"{path}: not a dvp_hub face-parameter file; create one with `dvp track`.")
         missing = [k for k in cls._ARRAYS if k not in data]
@@ -115,14 +130,19 @@ class FaceSequence:
             raise ParameterFileError(f"{path}: missing arrays {missing}; re-create it with `dvp track`.")
         focal, cx, cy, w, h = json.loads(meta["camera"])
         kw = {k: data[k].astype(bool) if k == "detected" else data[k].astype(np.float64) for k in cls._ARRAYS}
-        return cls(camera=Camera(focal, cx, cy, int(w), int(h)), fps=float(meta["fps"]),
-                   info=json.loads(meta.get("info", "{}")), **kw)
+        return cls(
+            camera=Camera(focal, cx, cy, int(w), int(h)),
+            fps=float(meta["fps"]),
+            info=json.loads(meta.get("info", "{}")),
+            **kw,
+        )
 
     def __eq__(self, other) -> bool:  # arrays compared exactly
         if not isinstance(other, FaceSequence):
             return NotImplemented
         return all(
-            np.array_equal(getattr(self, f.name), getattr(other, f.name)) if isinstance(getattr(self, f.name), np.ndarray)
+            np.array_equal(getattr(self, f.name), getattr(other, f.name))
+            if isinstance(getattr(self, f.name), np.ndarray)
             else getattr(self, f.name) == getattr(other, f.name)
             for f in fields(self)
         )

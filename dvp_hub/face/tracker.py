@@ -104,8 +104,11 @@ class FaceTracker:
         self._mp = mp
         self.max_missing_fraction = max_missing_fraction
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5,
+            static_image_mode=False,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
         )
         self._roi_mesh = None
         self._multi = None
@@ -163,7 +166,7 @@ class FaceTracker:
         lms: list[np.ndarray | None] = []
         cols: list[np.ndarray | None] = []
         last: tuple[np.ndarray, float] | None = None  # centre, size of the last detected face
-        last_idx = -10**9
+        last_idx = -(10**9)
         roi: tuple[np.ndarray, float] | None = None  # small-face mode: centre, face size
         small_mode = False
         reassigned = 0
@@ -185,8 +188,10 @@ class FaceTracker:
                 if np.linalg.norm(c - last[0]) > 0.6 * last[1] or not (0.5 < s / last[1] < 2.0):
                     lm = self._continue_track(frame, last)
                     reassigned += 1
-            if lm is None and (roi is None or misses_since_search >= 5) and (
-                last is None or small_mode or i - last_idx > 2
+            if (
+                lm is None
+                and (roi is None or misses_since_search >= 5)
+                and (last is None or small_mode or i - last_idx > 2)
             ):
                 # Nothing at full frame: look for a (small) head with the pose model.
                 head = self._locate_head(frame)
@@ -255,8 +260,15 @@ class FaceTracker:
             nearest = idx[np.clip(np.searchsorted(idx, miss), 0, len(idx) - 1)]
             col_arr[miss] = col_arr[nearest]
         return FaceTrack(
-            landmarks=lm_arr, colors=col_arr, detected=detected, width=width, height=height, fps=fps,
-            small_face_mode=small_mode, reassigned_frames=reassigned, seconds=busy,
+            landmarks=lm_arr,
+            colors=col_arr,
+            detected=detected,
+            width=width,
+            height=height,
+            fps=fps,
+            small_face_mode=small_mode,
+            reassigned_frames=reassigned,
+            seconds=busy,
         )
 
     def close(self) -> None:

@@ -25,12 +25,15 @@ class SpaceTimePatchDiscriminator(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, conditioning_channels: int = 99, image_channels: int = 3, base_channels: int = 64,
-                 num_layers: int = 3):
+    def __init__(
+        self, conditioning_channels: int = 99, image_channels: int = 3, base_channels: int = 64, num_layers: int = 3
+    ):
         super().__init__()
         c = base_channels
-        layers: list[nn.Module] = [nn.Conv2d(conditioning_channels + image_channels, c, 4, 2, 1),
-                                   nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(conditioning_channels + image_channels, c, 4, 2, 1),
+            nn.LeakyReLU(0.2, True),
+        ]
         for i in range(1, num_layers + 1):
             cin, c = c, base_channels * min(2**i, 8)
             stride = 2 if i < num_layers else 1

@@ -55,7 +55,7 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
     Encoder-decoder with skip connections between mirrored levels (the paper's default: 8 levels at
     256 x 256, channels 64-128-256-512-512-512-512-512)::
 
-        x [9*Nw, 256] -> d1 64,128 -> d2 128,64 -> d3 256,32 -> d4 512,16 -> d5 512,8 -> d6 512,4 -> d7 512,2 -> d8 512,1
+        x 99,256 -> d1 64,128 -> d2 128,64 -> d3 256,32 -> d4 512,16 -> d5 512,8 -> d6 512,4 -> d7 512,2 -> d8 512,1
                                                                                                           |
         out 3,256 <- u8 <- cat(u7, d1) <- ... <- cat(u2, d6) <- cat(u1, d7) <-------------------------- u1 512,2
 
@@ -104,9 +104,14 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
             raise ValueError(f"temporal_window must be >= 1, got {temporal_window}")
         chans = [min(base_channels * 2**i, max_channels) for i in range(levels)]
         self.downs = nn.ModuleList(
-            [DownBlock(in_channels * temporal_window if i == 0 else chans[i - 1], chans[i],
-                       norm=0 < i < levels - 1 or (i == levels - 1 and innermost_norm))
-             for i in range(levels)]
+            [
+                DownBlock(
+                    in_channels * temporal_window if i == 0 else chans[i - 1],
+                    chans[i],
+                    norm=0 < i < levels - 1 or (i == levels - 1 and innermost_norm),
+                )
+                for i in range(levels)
+            ]
         )
         ups = []
         for i in range(levels):  # i = 0 is the innermost

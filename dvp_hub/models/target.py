@@ -17,8 +17,14 @@ from ..face.model import Camera
 from ..face.sequence import FaceSequence
 from ..render.crop import Crop
 
-_PER_FRAME = {"rotation": (3,), "translation": (3,), "gaze": (2, 2), "eye_openness": (2,), "sh": (9, 3),
-              "landmarks": (478, 2)}
+_PER_FRAME = {
+    "rotation": (3,),
+    "translation": (3,),
+    "gaze": (2, 2),
+    "eye_openness": (2,),
+    "sh": (9, 3),
+    "landmarks": (478, 2),
+}
 
 
 class PortraitTarget(ModelMixin, ConfigMixin):
@@ -61,17 +67,31 @@ class PortraitTarget(ModelMixin, ConfigMixin):
         self._dummy = nn.Parameter(torch.zeros(()), requires_grad=False)  # lets ModelMixin find a dtype
 
     @classmethod
-    def from_sequence(cls, seq: FaceSequence, crop: Crop, resolution: int, train_frames: int | None = None,
-                      name: str = "target", reference_frame: int | None = None) -> "PortraitTarget":
+    def from_sequence(
+        cls,
+        seq: FaceSequence,
+        crop: Crop,
+        resolution: int,
+        train_frames: int | None = None,
+        name: str = "target",
+        reference_frame: int | None = None,
+    ) -> "PortraitTarget":
         cam = seq.camera
         if reference_frame is None:
             # the most frontal training frame: smallest rotation away from the median pose
             rot = seq.rotation[: train_frames or len(seq)]
             reference_frame = int(np.argmin(np.linalg.norm(rot - np.median(rot, 0), axis=-1)))
-        target = cls(num_frames=len(seq), num_expression=seq.expression.shape[1], resolution=resolution,
-                     crop=tuple(crop.as_list()), camera=(cam.focal, cam.cx, cam.cy, cam.width, cam.height),
-                     fps=float(seq.fps), reference_frame=reference_frame, train_frames=train_frames or len(seq),
-                     name=name)
+        target = cls(
+            num_frames=len(seq),
+            num_expression=seq.expression.shape[1],
+            resolution=resolution,
+            crop=tuple(crop.as_list()),
+            camera=(cam.focal, cam.cx, cam.cy, cam.width, cam.height),
+            fps=float(seq.fps),
+            reference_frame=reference_frame,
+            train_frames=train_frames or len(seq),
+            name=name,
+        )
         with torch.no_grad():
             for k in ("identity", "albedo", "gaze_neutral", "expression", *_PER_FRAME):
                 getattr(target, k).copy_(torch.from_numpy(np.asarray(getattr(seq, k), np.float32)))
@@ -93,7 +113,18 @@ class PortraitTarget(ModelMixin, ConfigMixin):
             return getattr(self, name).detach().float().cpu().numpy().astype(np.float64)
 
         n = self.config.num_frames
-        return FaceSequence(camera=self.camera, rotation=a("rotation"), translation=a("translation"),
-                            identity=a("identity"), expression=a("expression"), gaze=a("gaze"),
-                            gaze_neutral=a("gaze_neutral"), eye_openness=a("eye_openness"), albedo=a("albedo"),
-                            sh=a("sh"), landmarks=a("landmarks"), detected=np.ones(n, bool), fps=self.config.fps)
+        return FaceSequence(
+            camera=self.camera,
+            rotation=a("rotation"),
+            translation=a("translation"),
+            identity=a("identity"),
+            expression=a("expression"),
+            gaze=a("gaze"),
+            gaze_neutral=a("gaze_neutral"),
+            eye_openness=a("eye_openness"),
+            albedo=a("albedo"),
+            sh=a("sh"),
+            landmarks=a("landmarks"),
+            detected=np.ones(n, bool),
+            fps=self.config.fps,
+        )

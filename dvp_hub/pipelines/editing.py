@@ -22,8 +22,10 @@ CONTROLS = ("jaw_open", "smile", "brows", "blink")
 
 
 def _measures(verts: np.ndarray) -> dict:
-    brow = (verts[:, [105, 334], 1].mean(1) - verts[:, [159, 386], 1].mean(1))  # y down: more negative = higher
-    width = np.linalg.norm(verts[:, 61] - verts[:, 291], axis=-1) / np.linalg.norm(verts[:, 33] - verts[:, 263], axis=-1)
+    brow = verts[:, [105, 334], 1].mean(1) - verts[:, [159, 386], 1].mean(1)  # y down: more negative = higher
+    width = np.linalg.norm(verts[:, 61] - verts[:, 291], axis=-1) / np.linalg.norm(
+        verts[:, 33] - verts[:, 263], axis=-1
+    )
     return {
         "jaw_open": topo.mouth_opening(verts),
         "smile": width,
@@ -49,8 +51,16 @@ def control_directions(seq: FaceSequence, frames: slice = slice(None)) -> dict[s
     return out
 
 
-def edited_frame(seq: FaceSequence, index: int, yaw: float, pitch: float, roll: float, expression: dict,
-                 gaze: tuple[float, float], train_frames: int | None = None) -> FaceSequence:
+def edited_frame(
+    seq: FaceSequence,
+    index: int,
+    yaw: float,
+    pitch: float,
+    roll: float,
+    expression: dict,
+    gaze: tuple[float, float],
+    train_frames: int | None = None,
+) -> FaceSequence:
     """A one-frame `FaceSequence`: frame ``index`` of ``seq`` with the edits applied."""
     one = seq.slice(index, index + 1)
     rot = euler_to_matrix(yaw, pitch, roll) @ axis_angle_to_matrix(one.rotation[0])

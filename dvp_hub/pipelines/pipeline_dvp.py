@@ -51,8 +51,11 @@ def resolve_target(name_or_path: str, **hub_kwargs) -> str:
 
     try:
         return snapshot_download(
-            name_or_path, revision=hub_kwargs.get("revision"), cache_dir=hub_kwargs.get("cache_dir"),
-            local_files_only=hub_kwargs.get("local_files_only", False), token=hub_kwargs.get("token"),
+            name_or_path,
+            revision=hub_kwargs.get("revision"),
+            cache_dir=hub_kwargs.get("cache_dir"),
+            local_files_only=hub_kwargs.get("local_files_only", False),
+            token=hub_kwargs.get("token"),
             allow_patterns=["*.json", "*.safetensors", "*.md"],
         )
     except LocalEntryNotFoundError:
@@ -61,7 +64,9 @@ def resolve_target(name_or_path: str, **hub_kwargs) -> str:
             "download it once online or give a local folder."
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as err:
-        raise TargetLoadError(f"{name_or_path}: could not download from the Hub ({str(err).splitlines()[0]}).") from None
+        raise TargetLoadError(
+            f"{name_or_path}: could not download from the Hub ({str(err).splitlines()[0]})."
+        ) from None
 
 
 def check_folder(folder: str) -> None:
@@ -84,16 +89,26 @@ def check_folder(folder: str) -> None:
         raise TargetLoadError(f"{folder}: model_index.json names {spec.get('_class_name')!r}, not a dvp_hub pipeline.")
     for key in ("generator", "target"):
         lib_cls = spec.get(key)
-        if not (isinstance(lib_cls, list) and len(lib_cls) == 2 and str(lib_cls[0]).startswith("dvp_hub")
-                and lib_cls[1] in ALLOWED_CLASSES):
+        if not (
+            isinstance(lib_cls, list)
+            and len(lib_cls) == 2
+            and str(lib_cls[0]).startswith("dvp_hub")
+            and lib_cls[1] in ALLOWED_CLASSES
+        ):
             raise TargetLoadError(f"{folder}: component {key!r} is {lib_cls!r}; only dvp_hub classes are loaded.")
     _check_sizes(folder)
 
 
 # Upper bounds a config must respect before anything is allocated (a hostile config could ask for terabytes).
 _LIMITS = {
-    "generator": {"in_channels": 64, "temporal_window": 64, "base_channels": 1024, "max_channels": 4096,
-                  "resolution": 1024, "out_channels": 16},
+    "generator": {
+        "in_channels": 64,
+        "temporal_window": 64,
+        "base_channels": 1024,
+        "max_channels": 4096,
+        "resolution": 1024,
+        "out_channels": 16,
+    },
     "target": {"num_frames": 1_000_000, "num_expression": 1024, "resolution": 1024},
 }
 
@@ -111,7 +126,9 @@ def _check_sizes(folder: str) -> None:
         for key, hi in limits.items():
             v = cfg.get(key)
             if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= hi):
-                raise TargetLoadError(f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load.")
+                raise TargetLoadError(
+                    f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load."
+                )
 
 
 class DeepVideoPortraitPipeline(DiffusionPipeline):
@@ -149,12 +166,19 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             kwargs["dtype"] = kwargs.pop("torch_dtype")
         variant = kwargs.get("variant")
         gen_dir = os.path.join(folder, "generator")
-        if variant is None and not os.path.isfile(os.path.join(gen_dir, "diffusion_pytorch_model.safetensors")) \
-                and os.path.isfile(os.path.join(gen_dir, "diffusion_pytorch_model.fp16.safetensors")):
+        if (
+            variant is None
+            and not os.path.isfile(os.path.join(gen_dir, "diffusion_pytorch_model.safetensors"))
+            and os.path.isfile(os.path.join(gen_dir, "diffusion_pytorch_model.fp16.safetensors"))
+        ):
             variant = kwargs["variant"] = "fp16"  # a target shipped in fp16 only (the bundled demo)
             kwargs.setdefault("dtype", torch.float32)
-        if variant and not os.path.isfile(os.path.join(folder, "generator", f"diffusion_pytorch_model.{variant}.safetensors")):
-            raise TargetLoadError(f"{pretrained_model_name_or_path}: has no {variant!r} weights; load it without variant=.")
+        if variant and not os.path.isfile(
+            os.path.join(folder, "generator", f"diffusion_pytorch_model.{variant}.safetensors")
+        ):
+            raise TargetLoadError(
+                f"{pretrained_model_name_or_path}: has no {variant!r} weights; load it without variant=."
+            )
         try:
             pipe = super().from_pretrained(folder, use_safetensors=True, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError) as err:
@@ -167,8 +191,16 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         return pipe
 
     @torch.no_grad()
-    def edit(self, frame_index: int = 0, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0,
-             expression: dict | None = None, gaze: tuple[float, float] = (0.0, 0.0), watermark: bool = True):
+    def edit(
+        self,
+        frame_index: int = 0,
+        yaw: float = 0.0,
+        pitch: float = 0.0,
+        roll: float = 0.0,
+        expression: dict | None = None,
+        gaze: tuple[float, float] = (0.0, 0.0),
+        watermark: bool = True,
+    ):
         """One edited frame of the target (interactive editing), ``H x W x 3`` uint8.
 
         Starts from the target's training frame ``frame_index``; yaw / pitch / roll (degrees) rotate the head in
@@ -186,17 +218,202 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             from ..errors import InputError
 
             raise InputError(f"frame_index={frame_index} is outside the target's {len(tgt)} frames.")
-        one = edited_frame(tgt, frame_index, yaw, pitch, roll, expression or {}, gaze,
-                           train_frames=self.target.config.train_frames)
+        one = edited_frame(
+            tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, train_frames=self.target.config.train_frames
+        )
         if not hasattr(self, "_edit_renderer"):
             self._edit_renderer = ConditioningRenderer(device=self._execution_device)
         cond = self._edit_renderer.render(one, self.target.crop, self.target.config.resolution)
-        stack = cond.repeat(1, self.generator.config.temporal_window, 1, 1).to(self._execution_device, self.generator.dtype)
+        stack = cond.repeat(1, self.generator.config.temporal_window, 1, 1).to(
+            self._execution_device, self.generator.dtype
+        )
         from ..models.inference import generate
 
         img = ((generate(self.generator, stack)[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         img = img.permute(1, 2, 0).cpu().numpy()
         return mark_synthetic(img) if watermark else img
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        source_video=None,
+        source_parameters=None,
+        mode="reenact",
+        transfer=("pose", "expression", "gaze"),
+        neutral_frame=None,
+        max_frames=None,
+        output_type="np",
+        return_dict=True,
+        output_video=None,
+        watermark=True,
+        batch_size=8,
+        chunk_size=64,
+        progress=True,
+        fast=True,
+    ):
+        r"""Drive the target with a source video (or a saved `dvp track` parameter file).
+
+        Args:
+            source_video: path of the source (driving) video.
+            source_parameters: a `FaceSequence` or the path of a parameter file from ``dvp track``.
+            mode: ``"reenact"`` (full head: pose, expression, gaze) or ``"dub"`` (the target's own head motion,
+                the source's expression; the output keeps the source's audio).
+            transfer: which of ``"pose"``, ``"expression"``, ``"gaze"`` to take from the source (reenact).
+            neutral_frame: the source frame taken as neutral; ``None`` picks the most neutral one.
+            max_frames: use only the first frames of the source.
+            output_type: ``"np"``, ``"pt"`` or ``"pil"``.
+            output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory
+                then stays constant whatever the source's length.
+            watermark: draw the visible "SYNTHETIC" label (on by default; turning it off is explicit).
+            batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
+            fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where the hardware has it;
+                outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
+
+        Returns:
+            `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``).
+        """
+        import time
+
+        from ..errors import InputError
+        from ..export import mark_synthetic
+        from ..face.sequence import FaceSequence
+        from ..models.inference import generate
+        from ..render.conditioning import ConditioningRenderer
+        from ..video import VideoWriter
+        from . import retarget
+
+        t_start = time.perf_counter()
+        # 1. Check inputs
+        if (source_video is None) == (source_parameters is None):
+            raise InputError("give exactly one of source_video= or source_parameters=.")
+        if mode not in ("reenact", "dub"):
+            raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
+        if output_type not in ("np", "pt", "pil"):
+            raise InputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}.")
+        transfer = tuple(transfer)
+        if not transfer or set(transfer) - set(retarget.TRANSFERABLE):
+            raise InputError(f"transfer must be a non-empty subset of {retarget.TRANSFERABLE}, got {transfer}.")
+        steps = "[1/4] tracking source" if source_video is not None else "[1/4] loading parameters"
+        # 2. Track the source
+        if source_video is not None:
+            from ..face.fitting import fit_sequence
+            from ..face.tracker import FaceTracker
+            from ..video import VideoReader
+
+            reader = VideoReader(source_video, max_frames=max_frames)
+            bar = self.progress_bar(total=len(reader)) if progress else None
+            if bar is not None:
+                bar.set_description(steps)
+
+            def tick(done, total):
+                if bar is not None:
+                    bar.update(done - bar.n)
+
+            with FaceTracker() as tracker:
+                track = tracker.track(
+                    reader, fps=reader.fps, num_frames=len(reader), name=str(source_video), progress=tick
+                )
+            if bar is not None:
+                bar.close()
+            source = fit_sequence(track)
+        else:
+            source = (
+                source_parameters
+                if isinstance(source_parameters, FaceSequence)
+                else FaceSequence.load(source_parameters)
+            )
+            if max_frames:
+                source = source.slice(0, max_frames)
+        if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
+            raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
+        # 3. Transfer the motion onto the target
+        tgt = self.target.to_sequence()
+        cfg = self.target.config
+        if mode == "reenact":
+            drive = retarget.reenact(
+                source,
+                tgt,
+                cfg.reference_frame,
+                neutral_frame,
+                retarget.neutral_frame(tgt, slice(0, cfg.train_frames)),
+                transfer,
+            )
+        else:
+            drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame)
+        # 4. Render and generate, chunk by chunk
+        device = self._execution_device
+        gen = self.generator
+        window = gen.config.temporal_window
+        size = cfg.resolution
+        renderer = ConditioningRenderer(device=device)
+        crop = self.target.crop
+        n = len(drive)
+        writer = VideoWriter(output_video, drive.fps, audio_from=source_video) if output_video else None
+        frames: list = []
+        gen_seconds = 0.0
+        bar = self.progress_bar(total=n) if progress else None
+        if bar is not None:
+            bar.set_description("[2/4] rendering + [3/4] generating")
+        try:
+            for s in range(0, n, chunk_size):
+                e = min(n, s + chunk_size)
+                first = max(0, s - window + 1)
+                cond = renderer.render(drive, crop, size, frames=slice(first, e), albedo=tgt.albedo)
+                for b in range(s, e, batch_size):
+                    stack = _stack_windows(cond, b, min(e, b + batch_size), first, window).to(device, gen.dtype)
+                    t0 = time.perf_counter()
+                    out = generate(gen, stack, fast=fast)
+                    gen_seconds += time.perf_counter() - t0
+                    imgs = (
+                        ((out.float() + 1) * 127.5)
+                        .round()
+                        .clamp(0, 255)
+                        .to(torch.uint8)
+                        .permute(0, 2, 3, 1)
+                        .cpu()
+                        .numpy()
+                    )
+                    for img in imgs:
+                        img = mark_synthetic(img) if watermark else img
+                        if writer is not None:
+                            writer.write(img)
+                        else:
+                            frames.append(img)
+                    if bar is not None:
+                        bar.update(len(imgs))
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        # 5. Output
+        if writer is not None:
+            writer.close()
+            result = None
+        else:
+            arr = np.stack(frames)
+            if output_type == "np":
+                result = (arr.astype(np.float32) / 255.0)[None]
+            elif output_type == "pt":
+                result = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)[None]
+            else:
+                from PIL import Image
+
+                result = [[Image.fromarray(a) for a in arr]]
+        total = time.perf_counter() - t_start
+        stats = {
+            "frames": n,
+            "seconds": round(total, 3),
+            "fps": round(n / max(total, 1e-9), 2),
+            "generator_seconds": round(gen_seconds, 3),
+            "source_reference_frame": drive.info.get("source_reference_frame"),
+            "interpolated_frames": int(source.info.get("interpolated_frames", 0)),
+        }
+        if not return_dict:
+            return (result, drive.fps)
+        return DeepVideoPortraitPipelineOutput(frames=result, fps=drive.fps, parameters=drive, stats=stats)
 
     def save_pretrained(self, save_directory: str, model_card=None, **kwargs) -> None:
         """Write fp32 and fp16 weights (``variant="fp16"``) and the model card, atomically."""
@@ -231,8 +448,15 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def push_to_hub(self, repo_id: str, commit_message: str = "Upload Deep Video Portraits target", private=None,
-                    token=None, model_card=None, **kwargs) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str = "Upload Deep Video Portraits target",
+        private=None,
+        token=None,
+        model_card=None,
+        **kwargs,
+    ) -> str:
         """Save both weight sets and the card to a temporary folder, then ``upload_folder`` it."""
         from huggingface_hub import create_repo, upload_folder
 
@@ -251,149 +475,3 @@ def _stack_windows(cond: torch.Tensor, start: int, stop: int, offset: int, windo
     idx = [[max(i, offset) - offset for i in window_indices(t, window)] for t in range(start, stop)]
     c = cond[torch.tensor(idx)]  # [B, Nw, 9, R, R]
     return c.reshape(c.shape[0], -1, *c.shape[3:])
-
-
-def _call(self, source_video=None, source_parameters=None, mode="reenact", transfer=("pose", "expression", "gaze"),
-          neutral_frame=None, max_frames=None, output_type="np", return_dict=True, output_video=None,
-          watermark=True, batch_size=8, chunk_size=64, progress=True, fast=True):
-    r"""Drive the target with a source video (or a saved `dvp track` parameter file).
-
-    Args:
-        source_video: path of the source (driving) video.
-        source_parameters: a `FaceSequence` or the path of a parameter file from ``dvp track``.
-        mode: ``"reenact"`` (full head: pose, expression, gaze) or ``"dub"`` (the target's own head motion,
-            the source's expression; the output keeps the source's audio).
-        transfer: which of ``"pose"``, ``"expression"``, ``"gaze"`` to take from the source (reenact).
-        neutral_frame: the source frame taken as neutral; ``None`` picks the most neutral one.
-        max_frames: use only the first frames of the source.
-        output_type: ``"np"``, ``"pt"`` or ``"pil"``.
-        output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory
-            then stays constant whatever the source's length.
-        watermark: draw the visible "SYNTHETIC" label (on by default; turning it off is explicit).
-        batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
-        fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where the hardware has it;
-            outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
-
-    Returns:
-        `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``).
-    """
-    import time
-
-    from ..errors import InputError
-    from ..export import mark_synthetic
-    from ..face.sequence import FaceSequence
-    from ..models.inference import generate
-    from ..render.conditioning import ConditioningRenderer
-    from ..video import VideoWriter
-    from . import retarget
-
-    t_start = time.perf_counter()
-    # 1. Check inputs
-    if (source_video is None) == (source_parameters is None):
-        raise InputError("give exactly one of source_video= or source_parameters=.")
-    if mode not in ("reenact", "dub"):
-        raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
-    if output_type not in ("np", "pt", "pil"):
-        raise InputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}.")
-    transfer = tuple(transfer)
-    if not transfer or set(transfer) - set(retarget.TRANSFERABLE):
-        raise InputError(f"transfer must be a non-empty subset of {retarget.TRANSFERABLE}, got {transfer}.")
-    steps = "[1/4] tracking source" if source_video is not None else "[1/4] loading parameters"
-    # 2. Track the source
-    if source_video is not None:
-        from ..face.fitting import fit_sequence
-        from ..face.tracker import FaceTracker
-        from ..video import VideoReader
-
-        reader = VideoReader(source_video, max_frames=max_frames)
-        bar = self.progress_bar(total=len(reader)) if progress else None
-        if bar is not None:
-            bar.set_description(steps)
-
-        def tick(done, total):
-            if bar is not None:
-                bar.update(done - bar.n)
-
-        with FaceTracker() as tracker:
-            track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=str(source_video), progress=tick)
-        if bar is not None:
-            bar.close()
-        source = fit_sequence(track)
-    else:
-        source = source_parameters if isinstance(source_parameters, FaceSequence) else FaceSequence.load(source_parameters)
-        if max_frames:
-            source = source.slice(0, max_frames)
-    if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
-        raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
-    # 3. Transfer the motion onto the target
-    tgt = self.target.to_sequence()
-    cfg = self.target.config
-    if mode == "reenact":
-        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame,
-                                 retarget.neutral_frame(tgt, slice(0, cfg.train_frames)), transfer)
-    else:
-        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame)
-    # 4. Render and generate, chunk by chunk
-    device = self._execution_device
-    gen = self.generator
-    window = gen.config.temporal_window
-    size = cfg.resolution
-    renderer = ConditioningRenderer(device=device)
-    crop = self.target.crop
-    n = len(drive)
-    writer = VideoWriter(output_video, drive.fps, audio_from=source_video) if output_video else None
-    frames: list = []
-    gen_seconds = 0.0
-    bar = self.progress_bar(total=n) if progress else None
-    if bar is not None:
-        bar.set_description("[2/4] rendering + [3/4] generating")
-    try:
-        for s in range(0, n, chunk_size):
-            e = min(n, s + chunk_size)
-            first = max(0, s - window + 1)
-            cond = renderer.render(drive, crop, size, frames=slice(first, e), albedo=tgt.albedo)
-            for b in range(s, e, batch_size):
-                stack = _stack_windows(cond, b, min(e, b + batch_size), first, window).to(device, gen.dtype)
-                t0 = time.perf_counter()
-                out = generate(gen, stack, fast=fast)
-                gen_seconds += time.perf_counter() - t0
-                imgs = ((out.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                for img in imgs:
-                    img = mark_synthetic(img) if watermark else img
-                    if writer is not None:
-                        writer.write(img)
-                    else:
-                        frames.append(img)
-                if bar is not None:
-                    bar.update(len(imgs))
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    # 5. Output
-    if writer is not None:
-        writer.close()
-        result = None
-    else:
-        arr = np.stack(frames)
-        if output_type == "np":
-            result = (arr.astype(np.float32) / 255.0)[None]
-        elif output_type == "pt":
-            result = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)[None]
-        else:
-            from PIL import Image
-
-            result = [[Image.fromarray(a) for a in arr]]
-    total = time.perf_counter() - t_start
-    stats = {"frames": n, "seconds": round(total, 3), "fps": round(n / max(total, 1e-9), 2),
-             "generator_seconds": round(gen_seconds, 3), "source_reference_frame": drive.info.get("source_reference_frame"),
-             "interpolated_frames": int(source.info.get("interpolated_frames", 0))}
-    if not return_dict:
-        return (result, drive.fps)
-    return DeepVideoPortraitPipelineOutput(frames=result, fps=drive.fps, parameters=drive, stats=stats)
-
-
-DeepVideoPortraitPipeline.__call__ = torch.no_grad()(_call)

@@ -52,8 +52,14 @@ def pingpong(n: int, length: int) -> np.ndarray:
     return period[np.arange(n) % len(period)]
 
 
-def reenact(source: FaceSequence, target: FaceSequence, target_ref: int, source_ref: int | None = None,
-            target_neutral: int | None = None, transfer=TRANSFERABLE) -> FaceSequence:
+def reenact(
+    source: FaceSequence,
+    target: FaceSequence,
+    target_ref: int,
+    source_ref: int | None = None,
+    target_neutral: int | None = None,
+    transfer=TRANSFERABLE,
+) -> FaceSequence:
     """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame."""
     bad = set(transfer) - set(TRANSFERABLE)
     if bad:
@@ -80,13 +86,31 @@ def reenact(source: FaceSequence, target: FaceSequence, target_ref: int, source_
         gaze = target.gaze[tneu] + (source.gaze - source.gaze[ref])
     else:
         gaze = np.repeat(target.gaze[tneu][None], n, 0)
-    return _assemble(target, rot, trans, expr, gaze, np.repeat(target.sh[target_ref][None], n, 0), source.fps,
-                     source.eye_openness, {"mode": "reenact", "source_reference_frame": ref,
-                                           "target_reference_frame": int(target_ref), "transfer": list(transfer)})
+    return _assemble(
+        target,
+        rot,
+        trans,
+        expr,
+        gaze,
+        np.repeat(target.sh[target_ref][None], n, 0),
+        source.fps,
+        source.eye_openness,
+        {
+            "mode": "reenact",
+            "source_reference_frame": ref,
+            "target_reference_frame": int(target_ref),
+            "transfer": list(transfer),
+        },
+    )
 
 
-def dub(source: FaceSequence, target: FaceSequence, train_frames: int, source_ref: int | None = None,
-        target_neutral: int | None = None) -> FaceSequence:
+def dub(
+    source: FaceSequence,
+    target: FaceSequence,
+    train_frames: int,
+    source_ref: int | None = None,
+    target_neutral: int | None = None,
+) -> FaceSequence:
     """Visual dubbing: the target's own head motion and lighting, the source's (relative) expression."""
     n = len(source)
     ref = neutral_frame(source) if source_ref is None else int(source_ref)
@@ -94,16 +118,34 @@ def dub(source: FaceSequence, target: FaceSequence, train_frames: int, source_re
     idx = pingpong(n, train_frames)
     k = target.expression.shape[1]
     expr = target.expression[tneu] + (source.expression[:, :k] - source.expression[ref, :k])
-    return _assemble(target, target.rotation[idx], target.translation[idx], expr, target.gaze[idx], target.sh[idx],
-                     source.fps, source.eye_openness, {"mode": "dub", "source_reference_frame": ref,
-                                                       "target_frames": idx.tolist()[:0], "target_neutral": tneu})
+    return _assemble(
+        target,
+        target.rotation[idx],
+        target.translation[idx],
+        expr,
+        target.gaze[idx],
+        target.sh[idx],
+        source.fps,
+        source.eye_openness,
+        {"mode": "dub", "source_reference_frame": ref, "target_frames": idx.tolist()[:0], "target_neutral": tneu},
+    )
 
 
 def _assemble(target, rot, trans, expr, gaze, sh, fps, openness, info) -> FaceSequence:
     n = len(rot)
-    out = replace(target, rotation=rot, translation=trans, expression=expr, gaze=gaze, sh=sh,
-                  eye_openness=openness, landmarks=np.zeros((n, 478, 2)), detected=np.ones(n, bool), fps=fps,
-                  info=info)
+    out = replace(
+        target,
+        rotation=rot,
+        translation=trans,
+        expression=expr,
+        gaze=gaze,
+        sh=sh,
+        eye_openness=openness,
+        landmarks=np.zeros((n, 478, 2)),
+        detected=np.ones(n, bool),
+        fps=fps,
+        info=info,
+    )
     from ..face.fitting import project_sequence
 
     out.landmarks = project_sequence(out)

@@ -40,8 +40,9 @@ class ConditioningRenderer:
         rot = axis_angle_to_matrix(seq.rotation[frames])
         return np.einsum("tij,tnj->tni", rot, verts) + seq.translation[frames][:, None]
 
-    def render_vertices(self, cam_verts: np.ndarray, camera: Camera, albedo: np.ndarray, sh: np.ndarray,
-                        size: int) -> torch.Tensor:
+    def render_vertices(
+        self, cam_verts: np.ndarray, camera: Camera, albedo: np.ndarray, sh: np.ndarray, size: int
+    ) -> torch.Tensor:
         """Render camera-space vertices ``[B, 478, 3]`` seen by ``camera`` (already the crop's) at ``size``."""
         dev = self.device
         p = torch.from_numpy(cam_verts.astype(np.float32)).to(dev)
@@ -55,19 +56,32 @@ class ConditioningRenderer:
         alb = alb[None] if alb.ndim == 2 else alb
         sh_t = torch.from_numpy(np.asarray(sh, np.float32)).to(dev)
         centres = uv[:, [468, 473]]
-        radii = torch.stack([(uv[:, iris[1:]] - uv[:, iris[:1]]).norm(dim=-1).mean(-1)
-                             for iris in (topo.RIGHT_IRIS, topo.LEFT_IRIS)], -1)
-        vals = torch.cat([
-            shaders.diffuse(frags, self.faces, alb, normals, sh_t),
-            shaders.correspondence(frags, self.faces, self.canonical01),
-            shaders.gaze_map(frags, self.first_eye_face, centres, radii),
-        ], 1)
+        radii = torch.stack(
+            [(uv[:, iris[1:]] - uv[:, iris[:1]]).norm(dim=-1).mean(-1) for iris in (topo.RIGHT_IRIS, topo.LEFT_IRIS)],
+            -1,
+        )
+        vals = torch.cat(
+            [
+                shaders.diffuse(frags, self.faces, alb, normals, sh_t),
+                shaders.correspondence(frags, self.faces, self.canonical01),
+                shaders.gaze_map(frags, self.first_eye_face, centres, radii),
+            ],
+            1,
+        )
         out = torch.full((p.shape[0] * size * size, NUM_CHANNELS), -1.0, device=dev)
         out[frags.pixels] = vals * 2 - 1
         return out.view(p.shape[0], size, size, NUM_CHANNELS).permute(0, 3, 1, 2)  # channels-last memory
 
-    def render(self, seq: FaceSequence, crop: Crop, size: int, frames=slice(None), batch_size: int = 64,
-               albedo: np.ndarray | None = None, sh: np.ndarray | None = None) -> torch.Tensor:
+    def render(
+        self,
+        seq: FaceSequence,
+        crop: Crop,
+        size: int,
+        frames=slice(None),
+        batch_size: int = 64,
+        albedo: np.ndarray | None = None,
+        sh: np.ndarray | None = None,
+    ) -> torch.Tensor:
         """``[T, 9, size, size]`` conditioning images of ``seq[frames]`` through ``crop``.
 
         albedo / sh override the sequence's reflectance and lighting (reenactment keeps the target's).
@@ -77,8 +91,12 @@ class ConditioningRenderer:
         out = []
         alb = seq.albedo if albedo is None else albedo
         for s in range(0, len(idx), batch_size):
-            sel = idx[s:s + batch_size]
-            light = (seq.sh if sh is None else sh)[sel] if (sh is None or np.ndim(sh) == 3) else np.broadcast_to(sh, (len(sel), 9, 3))
+            sel = idx[s : s + batch_size]
+            light = (
+                (seq.sh if sh is None else sh)[sel]
+                if (sh is None or np.ndim(sh) == 3)
+                else np.broadcast_to(sh, (len(sel), 9, 3))
+            )
             out.append(self.render_vertices(self.camera_vertices(seq, sel), cam, alb, light, size))
         if not out:
             return torch.zeros(0, NUM_CHANNELS, size, size)

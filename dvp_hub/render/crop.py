@@ -35,8 +35,9 @@ class Crop:
         return cls(x0, y0, size)
 
     @classmethod
-    def for_landmarks(cls, landmarks: np.ndarray, width: int, height: int, scale: float = 2.6,
-                      down: float = 0.2) -> "Crop":
+    def for_landmarks(
+        cls, landmarks: np.ndarray, width: int, height: int, scale: float = 2.6, down: float = 0.2
+    ) -> "Crop":
         """The crop for a clip's ``[T, 478, 2]`` landmarks in a ``width x height`` frame.
 
         The square is at most the frame's shorter side and is shifted to stay inside the frame, so
@@ -72,12 +73,13 @@ class Crop:
             x0, y0, sz = int(round(self.x0)), int(round(self.y0)), int(round(self.size))
             h, w = frame.shape[:2]
             pad = ((max(0, -y0), max(0, y0 + sz - h)), (max(0, -x0), max(0, x0 + sz - w)), (0, 0))
-            sub = frame[max(0, y0): y0 + sz, max(0, x0): x0 + sz]
+            sub = frame[max(0, y0) : y0 + sz, max(0, x0) : x0 + sz]
             if any(p for pp in pad[:2] for p in pp):
                 sub = np.pad(sub, pad)
             return cv2.resize(sub, (out_size, out_size), interpolation=cv2.INTER_AREA)
-        return cv2.warpAffine(frame, self.matrix(out_size), (out_size, out_size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        return cv2.warpAffine(
+            frame, self.matrix(out_size), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
 
     def paste(self, frame: np.ndarray, image: np.ndarray, feather: float = 0.08) -> np.ndarray:
         """Composite a generated crop ``image`` back into ``frame`` with a feathered square mask."""

@@ -108,8 +108,9 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, height: int, width: int)
         key = img * (height * width) + py.index_select(0, keep) * width + px.index_select(0, keep)
         zbuf.scatter_reduce_(0, key, z, reduce="amin", include_self=True)
         win = (z <= zbuf.index_select(0, key)).nonzero().squeeze(1)
-        pix_to_face.scatter_reduce_(0, key.index_select(0, win), (tid - img * f).index_select(0, win), reduce="amax",
-                                    include_self=True)
+        pix_to_face.scatter_reduce_(
+            0, key.index_select(0, win), (tid - img * f).index_select(0, win), reduce="amax", include_self=True
+        )
     pixels = (pix_to_face >= 0).nonzero().squeeze(1)
     faces_hit = pix_to_face[pixels]
     t = (pixels // (height * width)) * f + faces_hit

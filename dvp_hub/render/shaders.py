@@ -25,12 +25,25 @@ def sh_basis(n: torch.Tensor) -> torch.Tensor:
     """``[..., 3]`` unit normals -> ``[..., 9]`` real SH basis (same order as `face.lighting`)."""
     x, y, z = n.unbind(-1)
     c0, c1, c2, c3, c4 = _SH
-    return torch.stack([torch.full_like(x, c0), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z,
-                        c3 * (3 * z * z - 1), c2 * x * z, c4 * (x * x - y * y)], -1)
+    return torch.stack(
+        [
+            torch.full_like(x, c0),
+            c1 * y,
+            c1 * z,
+            c1 * x,
+            c2 * x * y,
+            c2 * y * z,
+            c3 * (3 * z * z - 1),
+            c2 * x * z,
+            c4 * (x * x - y * y),
+        ],
+        -1,
+    )
 
 
-def diffuse(fragments: Fragments, faces: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor,
-            sh: torch.Tensor) -> torch.Tensor:
+def diffuse(
+    fragments: Fragments, faces: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor, sh: torch.Tensor
+) -> torch.Tensor:
     """``[P, 3]`` colours at the covered pixels: albedo ``[B|1, V, 3]``, normals ``[B, V, 3]``, sh ``[B, 9, 3]``."""
     shade = torch.einsum("bvk,bkc->bvc", sh_basis(normals), sh)
     colors = (albedo * shade).clamp(0, 1)
@@ -43,8 +56,9 @@ def correspondence(fragments: Fragments, faces: torch.Tensor, canonical01: torch
     return (canonical01[vid] * fragments.bary[..., None]).sum(1)
 
 
-def gaze_map(fragments: Fragments, first_eye_face: int, iris_centres: torch.Tensor,
-             iris_radii: torch.Tensor) -> torch.Tensor:
+def gaze_map(
+    fragments: Fragments, first_eye_face: int, iris_centres: torch.Tensor, iris_radii: torch.Tensor
+) -> torch.Tensor:
     """``[P, 3]``: eye regions (triangles ``>= first_eye_face``) white, iris discs blue, else black.
 
     iris_centres: ``[B, 2, 2]`` screen positions (x, y) of the two iris centres; iris_radii: ``[B, 2]``.
