@@ -177,6 +177,50 @@ def cmd_evaluate(args) -> None:
             json.dump(result, f, indent=1)
 
 
+def cmd_bench(args) -> None:
+    """Run every stage's benchmark script (they live in the repository's benchmarks/ folder)."""
+    import json
+    import subprocess
+    import tempfile
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    if not os.path.isdir(root):
+        raise DVPError("dvp bench runs the scripts in the repository's benchmarks/ folder; run it from a checkout.")
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in (("foundation", []), ("network", []), ("pipeline", ["--long-seconds", "0"])):
+            out = os.path.join(tmp, name + ".json")
+            print(f"running benchmarks/bench_{name}.py ...", flush=True)
+            subprocess.run(
+                [sys.executable, os.path.join(root, f"bench_{name}.py"), "--json", out, *extra],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            rows[name] = json.load(open(out))
+    f, net, pipe = rows["foundation"], rows["network"], rows["pipeline"]
+    table = [
+        ("decode excluded: track + fit (fps)", f["track_fit_fps"]),
+        ("render 9 ch @256, batch 16 (fps)", f["render_fps_256_batch16"]),
+    ]
+    for r in net:
+        if "eager_fp32_ms" in r:
+            table.append(
+                (f"generate {r['config']} (ms/frame eager / fast)", f"{r['eager_fp32_ms']} / {r['folded_cl_bf16_ms']}")
+            )
+        else:
+            table.append((f"train {r['config']} (steps/s)", r["train_steps_per_s"]))
+    for r in pipe:
+        table.append((f"end to end {r['config']}, {r['source_seconds']} s source (fps)", r["fps"]))
+    import platform
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    for k, v in table:
+        print(f"{k:48s} {v}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dvp", description="Deep Video Portraits: tracking, rendering, reenactment.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -217,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="run every stage's benchmark and print a table")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("space", help="launch the Gradio Space (spaces/app.py) with the bundled demo target")
     p.add_argument("--port", type=int, default=7860)
