@@ -206,3 +206,24 @@ def test_demo_target_resolves_and_runs():
     assert out.frames.shape == (1, 3, 256, 256, 3)
     # a trained generator makes a face-like image: not flat, skin tones in the centre
     assert out.frames[0, 0].std() > 0.1
+
+
+def test_paste_back_into_the_full_frame(d3_sequence, tmp_path):
+    from dvp_hub import PortraitTarget, RenderingToVideoGenerator
+    from dvp_hub.render.crop import Crop
+    from dvp_hub.video import VideoReader, write_video
+
+    _, seq = d3_sequence
+    gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=3).eval()
+    target = PortraitTarget.from_sequence(seq, Crop(128.0, 96.0, 256.0), 64, train_frames=40, name="paste")
+    folder = tmp_path / "t"
+    DeepVideoPortraitPipeline(generator=gen, target=target).save_pretrained(folder)
+    write_video(VideoReader(clip("talking-d3.mp4"), max_frames=48), folder / "reference.mp4", 30, synthetic=False)
+    pipe = DeepVideoPortraitPipeline.from_pretrained(str(folder))
+    out = pipe(source_parameters=seq.slice(0, 3), progress=False, watermark=False).frames[0]
+    assert out.shape == (3, 512, 512, 3)
+    ref_frame = list(VideoReader(folder / "reference.mp4"))[pipe.target.config.reference_frame].astype(np.float32) / 255
+    assert np.abs(out[0, :80, :80] - ref_frame[:80, :80]).max() < 1e-6  # outside the crop: the target's frame
+    assert np.abs(out[0, 200:280, 220:300] - ref_frame[200:280, 220:300]).mean() > 0.05  # inside: generated
+    crop_only = pipe(source_parameters=seq.slice(0, 3), progress=False, paste_back=False).frames[0]
+    assert crop_only.shape == (3, 64, 64, 3)

@@ -56,7 +56,7 @@ def resolve_target(name_or_path: str, **hub_kwargs) -> str:
             cache_dir=hub_kwargs.get("cache_dir"),
             local_files_only=hub_kwargs.get("local_files_only", False),
             token=hub_kwargs.get("token"),
-            allow_patterns=["*.json", "*.safetensors", "*.md"],
+            allow_patterns=["*.json", "*.safetensors", "*.md", "reference.mp4"],
         )
     except LocalEntryNotFoundError:
         raise TargetLoadError(
@@ -152,6 +152,22 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def __init__(self, generator: RenderingToVideoGenerator, target: PortraitTarget):
         super().__init__()
         self.register_modules(generator=generator, target=target)
+        self.reference_video: str | None = None  # a video of the target (``reference.mp4`` in its folder)
+
+    def _background(self) -> np.ndarray:
+        """The target's reference frame at full resolution, from its reference video (for paste-back)."""
+        from ..errors import InputError
+        from ..video import VideoReader
+
+        cam = self.target.camera
+        reader = VideoReader(self.reference_video)
+        if (reader.width, reader.height) != (cam.width, cam.height):
+            raise InputError(f"{self.reference_video}: {reader.width}x{reader.height}, but the target was fitted on "
+                             f"{cam.width}x{cam.height} frames; give the target's own video.")
+        for i, frame in enumerate(reader):
+            if i == self.target.config.reference_frame:
+                return frame.copy()
+        raise InputError(f"{self.reference_video}: shorter than the target's reference frame; give its own video.")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs) -> "DeepVideoPortraitPipeline":
@@ -188,6 +204,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         if pipe.target.dtype != torch.float32:
             pipe.target.to(torch.float32)  # face parameters stay in full precision
         pipe.generator.eval()
+        ref = os.path.join(folder, "reference.mp4")
+        pipe.reference_video = ref if os.path.isfile(ref) else None
         return pipe
 
     @torch.no_grad()
@@ -250,6 +268,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         chunk_size=64,
         progress=True,
         fast=True,
+        paste_back=None,
     ):
         r"""Drive the target with a source video (or a saved `dvp track` parameter file).
 
@@ -266,6 +285,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 then stays constant whatever the source's length.
             watermark: draw the visible "SYNTHETIC" label (on by default; turning it off is explicit).
             batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
+            paste_back: composite the generated crop into the target's full frame (its reference video's
+                reference frame) with a feathered edge; ``None`` does it when the target folder has ``reference.mp4``.
             fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where the hardware has it;
                 outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
 
@@ -326,6 +347,11 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 source = source.slice(0, max_frames)
         if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
             raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
+        if paste_back is None:
+            paste_back = self.reference_video is not None
+        if paste_back and self.reference_video is None:
+            raise InputError("paste_back needs a reference video of the target (reference.mp4 in its folder).")
+        background = self._background() if paste_back else None
         # 3. Transfer the motion onto the target
         tgt = self.target.to_sequence()
         cfg = self.target.config
@@ -374,6 +400,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                         .numpy()
                     )
                     for img in imgs:
+                        if background is not None:
+                            img = crop.paste(background, img)
                         img = mark_synthetic(img) if watermark else img
                         if writer is not None:
                             writer.write(img)
@@ -433,6 +461,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                     b.data = b.data.half()
             half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
+            ref = getattr(self, "reference_video", None)
+            if ref and os.path.isfile(ref):
+                shutil.copy(ref, os.path.join(tmp, "reference.mp4"))
             if model_card is not None:
                 model_card.save(os.path.join(tmp, "README.md"))
             elif os.path.isfile(os.path.join(save_directory, "README.md")):
