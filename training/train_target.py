@@ -155,6 +155,9 @@ def save_checkpoint(accelerator, args, step):
     final = os.path.join(args.output_dir, f"checkpoint-{step}")
     tmp = final + ".partial"
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
+    accelerator.wait_for_everyone()
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
