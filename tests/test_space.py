@@ -132,3 +132,23 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         page.screenshot(path=str(shots / "edit.png"))
         browser.close()
     assert (shots / "reenact.png").stat().st_size > 10_000
+
+
+def test_space_refuses_bad_sources_with_gr_error(app, tmp_path, monkeypatch):
+    import numpy as np
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    import dvp_hub.space as space
+
+    client = Client(app, verbose=False)
+    no_face = tmp_path / "no_face.mp4"
+    write_video([np.full((96, 96, 3), 60, np.uint8)] * 10, no_face, 25)
+    with pytest.raises(AppError, match="no face found"):
+        client.predict(handle_file(str(no_face)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
+    monkeypatch.setattr(space, "MAX_SECONDS", 0.2)
+    with pytest.raises(AppError, match="limit is 0 s|limit"):
+        client.predict(handle_file(str(no_face)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
+    monkeypatch.setattr(space, "MAX_SECONDS", 60)
+    with pytest.raises(AppError, match="Hub|folder"):
+        client.predict(handle_file(str(no_face)), "demo", "../../etc", "reenact", ["pose"], True, api_name="/reenact")
