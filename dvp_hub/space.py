@@ -82,7 +82,7 @@ def check_source(path: str | None) -> None:
     info = probe_video(path)
     if info.duration > MAX_SECONDS:
         raise DVPError(
-            f"The video lasts {info.duration:.0f} s; the limit is {MAX_SECONDS:.0f} s. Trim it and try again."
+            f"The video lasts {info.duration:.3g} s; the limit is {MAX_SECONDS:g} s. Trim it and try again."
         )
 
 
