@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..face import topology as topo
+from ..face.lighting import shading
 from ..face.model import Camera, FaceModel, load_face_model, vertex_normals
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix
@@ -51,10 +52,9 @@ class ConditioningRenderer:
         uv = p[..., :2] / z * camera.focal + c
         screen = torch.cat([uv, z], -1)
         frags = rasterize(screen, self.faces, size, size)
-        normals = torch.from_numpy(vertex_normals(cam_verts, self.model.triangles).astype(np.float32)).to(dev)
-        alb = torch.from_numpy(np.asarray(albedo, np.float32)).to(dev)
-        alb = alb[None] if alb.ndim == 2 else alb
-        sh_t = torch.from_numpy(np.asarray(sh, np.float32)).to(dev)
+        normals = vertex_normals(cam_verts, self.model.triangles)
+        colors = np.asarray(albedo) * shading(normals, np.asarray(sh))  # Gouraud: shaded at the vertices
+        colors = torch.from_numpy(colors.astype(np.float32)).to(dev)
         centres = uv[:, [468, 473]]
         radii = torch.stack(
             [(uv[:, iris[1:]] - uv[:, iris[:1]]).norm(dim=-1).mean(-1) for iris in (topo.RIGHT_IRIS, topo.LEFT_IRIS)],
@@ -62,7 +62,7 @@ class ConditioningRenderer:
         )
         vals = torch.cat(
             [
-                shaders.diffuse(frags, self.faces, alb, normals, sh_t),
+                shaders.diffuse(frags, self.faces, colors),
                 shaders.correspondence(frags, self.faces, self.canonical01),
                 shaders.gaze_map(frags, self.first_eye_face, centres, radii),
             ],

@@ -18,36 +18,11 @@ import torch
 
 from .rasterizer import Fragments, interpolate_hits
 
-_SH = (0.282095, 0.488603, 1.092548, 0.315392, 0.546274)
 
-
-def sh_basis(n: torch.Tensor) -> torch.Tensor:
-    """``[..., 3]`` unit normals -> ``[..., 9]`` real SH basis (same order as `face.lighting`)."""
-    x, y, z = n.unbind(-1)
-    c0, c1, c2, c3, c4 = _SH
-    return torch.stack(
-        [
-            torch.full_like(x, c0),
-            c1 * y,
-            c1 * z,
-            c1 * x,
-            c2 * x * y,
-            c2 * y * z,
-            c3 * (3 * z * z - 1),
-            c2 * x * z,
-            c4 * (x * x - y * y),
-        ],
-        -1,
-    )
-
-
-def diffuse(
-    fragments: Fragments, faces: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor, sh: torch.Tensor
-) -> torch.Tensor:
-    """``[P, 3]`` colours at the covered pixels: albedo ``[B|1, V, 3]``, normals ``[B, V, 3]``, sh ``[B, 9, 3]``."""
-    shade = torch.einsum("bvk,bkc->bvc", sh_basis(normals), sh)
-    colors = (albedo * shade).clamp(0, 1)
-    return interpolate_hits(fragments, faces, colors)
+def diffuse(fragments: Fragments, faces: torch.Tensor, vertex_colors: torch.Tensor) -> torch.Tensor:
+    """``[P, 3]`` colours at the covered pixels from shaded per-vertex colours ``[B, V, 3]``
+    (albedo x SH irradiance, `face.lighting.shading`, computed once per vertex)."""
+    return interpolate_hits(fragments, faces, vertex_colors.clamp(0, 1))
 
 
 def correspondence(fragments: Fragments, faces: torch.Tensor, canonical01: torch.Tensor) -> torch.Tensor:
