@@ -98,12 +98,15 @@ def _chunks(n: int, size: int = CHUNK):
 
 
 def project_sequence(seq: FaceSequence, model: FaceModel | None = None, camera: Camera | None = None) -> np.ndarray:
-    """The fitted model's 478 vertices projected into the frames: ``[T, 478, 2]`` pixels."""
+    """The fitted model's 478 vertices projected into the frames: ``[T, 478, 2]`` pixels (float32)."""
     model = model or load_face_model()
     cam = camera or seq.camera
-    verts = model.shape(seq.identity, seq.expression, seq.gaze, seq.gaze_neutral)
-    p = einsum("tij,tnj->tni", axis_angle_to_matrix(seq.rotation), verts) + seq.translation[:, None]
-    return cam.project(p)
+    out = np.empty((len(seq), topo.NUM_VERTICES, 2), np.float32)
+    for sl in _chunks(len(seq)):
+        verts = model.shape(seq.identity, seq.expression[sl], seq.gaze[sl], seq.gaze_neutral)
+        p = einsum("tij,tnj->tni", axis_angle_to_matrix(seq.rotation[sl]), verts) + seq.translation[sl, None]
+        out[sl] = cam.project(p)
+    return out
 
 
 def reprojection_error(seq: FaceSequence, model: FaceModel | None = None) -> tuple[float, float]:
@@ -129,39 +132,50 @@ def fit_sequence(
     if num_expression > model.num_expression:
         raise ValueError(f"num_expression={num_expression} exceeds the basis size {model.num_expression}")
     cam = Camera.for_image(track.width, track.height, focal_factor)
-    lm = track.landmarks.astype(np.float64)
-    target = lm[..., :2]
-    n = len(lm)
+    lm32 = track.landmarks  # [T, 478, 3] float32, converted chunk by chunk
+    target = np.ascontiguousarray(lm32[..., :2])  # [T, 478, 2] float32, kept in the sequence
+    n = len(lm32)
     rig = topo.RIGID_VERTICES
 
     # 1. Rigid alignment. A weak-perspective similarity gives each frame's depth (T_z = f / s); the
     #    landmarks are then back-projected with that depth plus mediapipe's relative depth, and a
     #    second similarity in camera space removes the perspective distortion from the canonical shapes.
-    s, rot, t = similarity_align(model.mean_shape[rig], lm[:, rig])
-    depth = cam.focal / s  # [T] cm
-    z = depth[:, None] + lm[..., 2] / s[:, None]
-    cam3d = np.stack([(lm[..., 0] - cam.cx) * z / cam.focal, (lm[..., 1] - cam.cy) * z / cam.focal, z], -1)
-    s, rot, t = similarity_align(model.mean_shape[rig], cam3d[:, rig])
-    canon = np.einsum("tji,tnj->tni", rot, cam3d - t[:, None]) / s[:, None, None]
+    #    Full-length arrays are float32; float64 temporaries live one chunk at a time.
+    canon = np.empty((n, topo.NUM_VERTICES, 3), np.float32)
+    rot = np.empty((n, 3, 3))
+    trans = np.empty((n, 3))
+    for sl in _chunks(n):
+        lm = lm32[sl].astype(np.float64)
+        s, r, t = similarity_align(model.mean_shape[rig], lm[:, rig])
+        z = cam.focal / s[:, None] + lm[..., 2] / s[:, None]
+        cam3d = np.stack([(lm[..., 0] - cam.cx) * z / cam.focal, (lm[..., 1] - cam.cy) * z / cam.focal, z], -1)
+        s, r, t = similarity_align(model.mean_shape[rig], cam3d[:, rig])
+        canon[sl] = np.einsum("tji,tnj->tni", r, cam3d - t[:, None]) / s[:, None, None]
+        rot[sl] = r
+        trans[sl] = t / s[:, None]  # the scene scaled by 1 / s projects identically
 
     # 2. Identity, expression, gaze, eye openness in the canonical frame.
-    identity = np.median(canon, axis=0)
+    identity = np.median(canon, axis=0).astype(np.float64)
     mesh = np.arange(topo.NUM_MESH_VERTICES)
     bm = model.basis[:num_expression, mesh].reshape(num_expression, -1)  # [K, 468*3]
     gram = bm @ bm.T
-    expr = np.linalg.solve(gram, bm @ (canon[:, mesh] - identity[mesh]).reshape(n, -1).T).T
-    gaze = eye_gaze(canon)
+    expr = np.empty((n, num_expression))
+    for sl in _chunks(n):
+        d = (canon[sl, : topo.NUM_MESH_VERTICES] - identity[mesh]).reshape(len(expr[sl]), -1)
+        expr[sl] = np.linalg.solve(gram, bm @ d.T).T
+    gaze = eye_gaze(canon).astype(np.float64)
     gaze_neutral = eye_gaze(identity[None])[0]
-    openness = topo.eye_openness(canon)
+    openness = topo.eye_openness(canon).astype(np.float64)
+    del canon
 
     # 3. Perspective pose from the weak-perspective one, then Gauss-Newton, expression, pose.
-    trans = t / s[:, None]  # the scene scaled by 1 / s projects identically
     for sl in _chunks(n):
         x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
-        rot[sl], trans[sl] = refine_pose(x, target[sl], rot[sl], trans[sl], cam)
-        expr[sl] = refine_expression(model, x, expr[sl], target[sl], rot[sl], trans[sl], cam)
+        tg = target[sl].astype(np.float64)
+        rot[sl], trans[sl] = refine_pose(x, tg, rot[sl], trans[sl], cam)
+        expr[sl] = refine_expression(model, x, expr[sl], tg, rot[sl], trans[sl], cam)
         x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
-        rot[sl], trans[sl] = refine_pose(x, target[sl], rot[sl], trans[sl], cam, iterations=3)
+        rot[sl], trans[sl] = refine_pose(x, tg, rot[sl], trans[sl], cam, iterations=3)
     rotvec = unwrap_axis_angle(matrix_to_axis_angle(rot))
 
     raw = FaceSequence(
@@ -214,6 +228,12 @@ def fit_sequence(
     return seq
 
 
+def _unit(colors: np.ndarray) -> np.ndarray:
+    """Tracked colours (uint8, or floats already in [0, 1]) as float64 in [0, 1]."""
+    c = colors.astype(np.float64)
+    return c / 255.0 if colors.dtype == np.uint8 else c
+
+
 def fit_albedo_lighting(seq: FaceSequence, colors: np.ndarray, model: FaceModel, albedo_frames: int = 80) -> None:
     """Fill ``seq.albedo`` and ``seq.sh`` in place (module docstring, step 5)."""
     n = len(seq)
@@ -235,11 +255,11 @@ def fit_albedo_lighting(seq: FaceSequence, colors: np.ndarray, model: FaceModel,
 
     pick = np.unique(np.linspace(0, n - 1, min(n, albedo_frames)).round().astype(int))
     normals, vis = camera_mesh(pick)
-    albedo, _ = fit_albedo_sh(colors[pick].astype(np.float64), normals, vis)
+    albedo, _ = fit_albedo_sh(_unit(colors[pick]), normals, vis)
     sh = np.zeros((n, 9, 3))
     for sl in _chunks(n):
         normals, vis = camera_mesh(sl)
         vis[~vis.any(1)] = True  # a frame with nothing visible still gets a (poorly constrained) fit
-        sh[sl] = solve_sh(colors[sl].astype(np.float64), normals, albedo, vis)
+        sh[sl] = solve_sh(_unit(colors[sl]), normals, albedo, vis)
     seq.albedo = albedo
     seq.sh = sh

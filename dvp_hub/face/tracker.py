@@ -37,7 +37,7 @@ class FaceTrack:
 
     landmarks: ``[T, 478, 3]`` float32; x, y in pixels of the frame, z (depth relative to the head
         centre, towards the camera negative) in the same pixel scale as x.
-    colors: ``[T, 478, 3]`` float32 RGB in [0, 1], the frame sampled at each landmark.
+    colors: ``[T, 478, 3]`` uint8 RGB, the frame sampled at each landmark.
     detected: ``[T]`` bool, False where the landmarks were interpolated.
     """
 
@@ -62,7 +62,7 @@ class FaceTrack:
 
 
 def _sample_colors(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear sample of ``frame`` (H, W, 3 uint8) at ``xy`` (N, 2) -> (N, 3) float32 in [0, 1]."""
+    """Bilinear sample of ``frame`` (H, W, 3 uint8) at ``xy`` (N, 2) -> (N, 3) uint8 (compact: kept per frame)."""
     h, w = frame.shape[:2]
     x = np.clip(xy[:, 0] - 0.5, 0, w - 1.001)
     y = np.clip(xy[:, 1] - 0.5, 0, h - 1.001)
@@ -75,7 +75,7 @@ def _sample_colors(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
         + f[y0 + 1, x0] * (1 - fx) * fy
         + f[y0 + 1, x0 + 1] * fx * fy
     )
-    return c / 255.0
+    return (c + 0.5).astype(np.uint8)
 
 
 def _to_pixels(face, x0: float, y0: float, scale_x: float, scale_y: float) -> np.ndarray:
@@ -249,9 +249,11 @@ class FaceTracker:
             )
         idx = np.flatnonzero(detected)
         lm_arr = np.zeros((t, 478, 3), np.float32)
-        col_arr = np.zeros((t, 478, 3), np.float32)
-        lm_arr[idx] = np.stack([lms[i] for i in idx])
-        col_arr[idx] = np.stack([cols[i] for i in idx])
+        col_arr = np.zeros((t, 478, 3), np.uint8)
+        for i in idx:
+            lm_arr[i] = lms[i]
+            col_arr[i] = cols[i]
+            lms[i] = cols[i] = None  # free as we go: no second full copy
         if n_det < t:
             miss = np.flatnonzero(~detected)
             flat = lm_arr.reshape(t, -1)

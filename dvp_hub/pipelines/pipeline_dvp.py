@@ -162,8 +162,10 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         cam = self.target.camera
         reader = VideoReader(self.reference_video)
         if (reader.width, reader.height) != (cam.width, cam.height):
-            raise InputError(f"{self.reference_video}: {reader.width}x{reader.height}, but the target was fitted on "
-                             f"{cam.width}x{cam.height} frames; give the target's own video.")
+            raise InputError(
+                f"{self.reference_video}: {reader.width}x{reader.height}, but the target was fitted on "
+                f"{cam.width}x{cam.height} frames; give the target's own video."
+            )
         for i, frame in enumerate(reader):
             if i == self.target.config.reference_frame:
                 return frame.copy()
@@ -337,6 +339,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             if bar is not None:
                 bar.close()
             source = fit_sequence(track)
+            del track  # landmarks and colours of every frame: not needed any more
         else:
             source = (
                 source_parameters

@@ -37,9 +37,12 @@ def neutral_frame(seq: FaceSequence, frames: slice | None = None) -> int:
     k = expr.shape[1]
     z = (expr - np.median(expr, 0)) / model.std[:k]
     score = np.sqrt((z**2).mean(1))
-    verts = model.shape(seq.identity, expr)
-    mouth = topo.mouth_opening(verts)
-    eyes = topo.eye_openness(verts).mean(1)
+    mouth = np.empty(len(expr))
+    eyes = np.empty(len(expr))
+    for s in range(0, len(expr), 256):  # bounded temporaries whatever the length
+        verts = model.shape(seq.identity, expr[s : s + 256])
+        mouth[s : s + 256] = topo.mouth_opening(verts)
+        eyes[s : s + 256] = topo.eye_openness(verts).mean(1)
     score = score + 4.0 * np.maximum(mouth - np.percentile(mouth, 20), 0) + 4.0 * np.maximum(np.median(eyes) - eyes, 0)
     return int(np.argmin(score))
 
