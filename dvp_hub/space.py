@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 
+import gradio as gr
 import numpy as np
 
 from .errors import DVPError
@@ -110,12 +111,11 @@ def side_by_side(source_video: str, result_video: str, parameters, pipe, output:
 
 
 @gpu(duration=120)
-def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progress=None):
-    """The Reenact tab: returns (result video, side-by-side video, summary markdown)."""
-    import gradio as gr
+def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progress=gr.Progress(track_tqdm=True)):
+    """The Reenact tab: returns (result video, side-by-side video, summary markdown).
 
-    if progress is None:
-        progress = gr.Progress(track_tqdm=True)
+    ``progress`` picks up the pipeline's progress bars (tracking, then rendering + generating).
+    """
     try:
         if not consent:
             raise DVPError("Please confirm that you have the right to use this video (tick the box).")
@@ -142,8 +142,6 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
 
 @gpu(duration=20)
 def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *controls):
-    import gradio as gr
-
     try:
         pipe = get_pipeline(_pick_target(target_choice, hub_id))
         frame = int(min(frame, pipe.target.config.num_frames - 1))
@@ -154,8 +152,6 @@ def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *contro
 
 
 def model_card(target_choice, hub_id) -> str:
-    import gradio as gr
-
     try:
         from .pipelines.pipeline_dvp import resolve_target
 
@@ -170,8 +166,6 @@ def model_card(target_choice, hub_id) -> str:
 
 
 def build_demo():
-    import gradio as gr
-
     with gr.Blocks(title="Deep Video Portraits") as demo:
         gr.Markdown(
             "# Deep Video Portraits\nDrive a target person with your head pose, expression and gaze "
