@@ -86,3 +86,13 @@ def test_cli_refuses_with_exit_2_and_no_traceback(tmp_path):
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "still image" in r.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_portrait_clip_without_audio_works(tiny_pipeline, tmp_path):
+    """edge-portrait-1280.mp4: 720 x 1280 portrait, no audio track (its first frames decode as normal frames)."""
+    src = clip("edge-portrait-1280.mp4")
+    out = tmp_path / "o.mp4"
+    res = tiny_pipeline(source_video=src, output_video=str(out), max_frames=20, progress=False)
+    assert res.stats["frames"] == 20 and res.stats["interpolated_frames"] == 0
+    info = probe_video(out)
+    assert info.num_frames == 20 and not info.has_audio
