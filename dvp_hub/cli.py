@@ -112,11 +112,9 @@ def _load_pipeline(target: str):
 
 
 def _check_output(path: str) -> None:
-    if not path.endswith(".mp4"):
-        raise DVPError(f"{path}: the output must be an .mp4 file.")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise DVPError(f"{path}: the folder {parent} does not exist; create it first.")
+    from .video import check_output_path
+
+    check_output_path(path)  # fail before loading the target and tracking the source
 
 
 def _report(out, output: str) -> None:

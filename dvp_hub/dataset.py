@@ -106,6 +106,13 @@ def window_indices(t: int, window: int) -> list[int]:
     return [max(0, t - window + 1 + k) for k in range(window)]
 
 
+def stack_windows(cond: torch.Tensor, start: int, stop: int, offset: int, window: int) -> torch.Tensor:
+    """Space-time stacks ``[n, 9*Nw, R, R]`` of frames ``start..stop-1``; ``cond`` holds renders from ``offset`` on."""
+    idx = [[max(i, offset) - offset for i in window_indices(t, window)] for t in range(start, stop)]
+    c = cond[torch.tensor(idx)]  # [n, Nw, 9, R, R]
+    return c.reshape(c.shape[0], -1, *c.shape[3:])
+
+
 class TargetDataset(torch.utils.data.Dataset):
     """``(conditioning window [9*Nw, R, R], frame [3, R, R])`` pairs in [-1, 1] of one split."""
 

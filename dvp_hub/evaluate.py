@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import window_indices
+from .dataset import stack_windows
 from .face import topology as topo
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
@@ -44,13 +44,12 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None) -> 
     cond = ConditioningRenderer().render(seq, crop, size, frames=slice(first, stop))
     fakes = []
     for s in range(start, stop, 8):
-        idx = [[i - first for i in window_indices(t, window)] for t in range(s, min(stop, s + 8))]
-        c = cond[torch.tensor(idx)]
-        fakes.append(((generate(pipe.generator, c.reshape(c.shape[0], -1, size, size)) + 1) / 2).clamp(0, 1))
+        stack = stack_windows(cond, s, min(stop, s + 8), first, window)
+        fakes.append(((generate(pipe.generator, stack) + 1) / 2).clamp(0, 1))
     fake = torch.cat(fakes)
     real = []
-    for i, frame in enumerate(reader):
-        if start <= i < stop:
+    for i, frame in enumerate(VideoReader(target_video, max_frames=stop)):
+        if i >= start:
             real.append(torch.from_numpy(crop.apply(frame, size)).permute(2, 0, 1).float() / 255)
     real = torch.stack(real)
     mask = (cond[start - first :, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
@@ -78,14 +77,14 @@ def driven(pipe, source_video: str, max_frames: int | None = None) -> dict:
     from .face.smoothing import landmark_jitter
     from .face.tracker import FaceTracker
 
-    out = pipe(source_video=source_video, max_frames=max_frames, watermark=False, progress=False, output_type="np")
+    from .face.tracker import track_video
+
+    src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
+    out = pipe(source_parameters=src, watermark=False, progress=False, output_type="np")
     frames = (out.frames[0] * 255).round().astype(np.uint8)
     with FaceTracker() as tracker:
         track = tracker.track(list(frames), fps=out.fps, name="output")
     got = fit_sequence(track)
-    from .face.tracker import track_video
-
-    src = fit_sequence(track_video(source_video, max_frames=max_frames))
     model = load_face_model()
     sv = model.shape(src.identity, src.expression)
     gv = model.shape(got.identity, got.expression)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .video import VideoWriter
+from .video import VideoWriter, to_uint8
 
 LABEL = "SYNTHETIC - dvp_hub"
 
@@ -37,13 +37,6 @@ def mark_synthetic(frame: np.ndarray, label: str = LABEL) -> np.ndarray:
         out, label, (x0 + pad, h - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
     )
     return out
-
-
-def to_uint8(frame) -> np.ndarray:
-    a = np.asarray(frame)
-    if a.dtype != np.uint8:
-        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return a
 
 
 def export_to_video(

@@ -60,6 +60,35 @@ def _first_error_line(text: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
+def _ffmpeg_info(path: str) -> str:
+    """What ``ffmpeg -i`` prints about a file (its stream and metadata description)."""
+    return subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, errors="replace"
+    ).stderr
+
+
+def _has_audio(info: str) -> bool:
+    return bool(re.search(r"Stream #\S+.*: Audio:", info))
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """An .mp4 path whose folder exists, else `VideoWriteError` (checked before any work is done)."""
+    p = Path(path)
+    if p.suffix.lower() != ".mp4":
+        raise VideoWriteError(f"{path}: output must be an .mp4 file.")
+    if not p.parent.exists():
+        raise VideoWriteError(f"{path}: the folder {p.parent} does not exist; create it first.")
+    return p
+
+
+def to_uint8(frame) -> np.ndarray:
+    """``H x W x 3`` uint8 from uint8, or from floats in [0, 1]."""
+    a = np.asarray(frame)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return a
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read a video's header (and count its frames) without decoding it.
 
@@ -73,15 +102,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise VideoReadError(f"{path}: is a folder, not a video file.")
     if os.path.getsize(path) == 0:
         raise VideoReadError(f"{path}: the file is empty; give a video file (mp4, mov, webm, ...).")
-    proc = subprocess.run([_ffmpeg(), "-hide_banner", "-i", path], capture_output=True, text=True, errors="replace")
-    info = proc.stderr
+    info = _ffmpeg_info(path)
     video_lines = [ln for ln in info.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)]
     if not video_lines:
         if "Invalid data found" in info or "moov atom not found" in info:
             raise VideoReadError(
                 f"{path}: not a readable video ({_first_error_line(info)}); the file is truncated or not a video."
             )
-        if re.search(r"Stream #\S+.*: Audio:", info):
+        if _has_audio(info):
             raise VideoReadError(f"{path}: has no video stream (audio only); give a video file.")
         raise VideoReadError(f"{path}: not a readable video ({_first_error_line(info)}).")
     vline = video_lines[0]
@@ -100,7 +128,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         rotation = int(round(float(m.group(1)))) % 360
     if rotation in (90, 270):
         w, h = h, w
-    has_audio = bool(re.search(r"Stream #\S+.*: Audio:", info))
+    has_audio = _has_audio(info)
     m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", info)
     duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
     try:
@@ -220,16 +248,12 @@ class VideoWriter:
         synthetic: bool = True,
         crf: int = 18,
     ):
-        self.path = Path(path)
-        if self.path.suffix.lower() != ".mp4":
-            raise VideoWriteError(f"{path}: output must be an .mp4 file.")
-        if not self.path.parent.exists():
-            raise VideoWriteError(f"{path}: the folder {self.path.parent} does not exist; create it first.")
+        self.path = check_output_path(path)
         if fps <= 0:
             raise VideoWriteError(f"{path}: fps must be positive, got {fps}.")
         self.fps = float(fps)
         self.audio_from = str(audio_from) if audio_from else None
-        if self.audio_from and not probe_video_has_audio(self.audio_from):
+        if self.audio_from and not _has_audio(_ffmpeg_info(self.audio_from)):
             self.audio_from = None
         self.metadata = dict(metadata or {})
         if synthetic:
@@ -268,9 +292,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Write one ``H x W x 3`` frame (uint8, or float in [0, 1])."""
-        frame = np.asarray(frame)
-        if frame.dtype != np.uint8:
-            frame = (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        frame = to_uint8(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise VideoWriteError(f"{self.path}: frames must be H x W x 3, got {frame.shape}.")
         h, w = frame.shape[:2]
@@ -317,11 +339,6 @@ class VideoWriter:
             self.abort()
 
 
-def probe_video_has_audio(path: str) -> bool:
-    proc = subprocess.run([_ffmpeg(), "-hide_banner", "-i", path], capture_output=True, text=True, errors="replace")
-    return bool(re.search(r"Stream #\S+.*: Audio:", proc.stderr))
-
-
 def write_video(
     frames, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None, **kwargs
 ) -> str:
@@ -339,7 +356,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     )
     tags: dict[str, str] = {}
     in_meta = False
-    for ln in proc.stderr.splitlines():
+    for ln in _ffmpeg_info(path).splitlines():
         if ln.startswith("Input #0"):
             continue
         if ln.strip() == "Metadata:" and not tags and not in_meta:

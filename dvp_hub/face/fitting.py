@@ -10,7 +10,8 @@ From a `FaceTrack` (478 landmarks a frame, with mediapipe's relative depth):
    the person's neutral shape. Expression: least-squares coefficients of the deformation from it in
    the expression basis. Gaze and eye openness are measured in the canonical frame.
 3. Perspective: Gauss-Newton refines rotation and translation on the 2D reprojection error, and the
-   expression coefficients are re-solved against the 2D landmarks (linearised, with a small prior), then the pose again.
+   expression coefficients are re-solved against the 2D landmarks (linearised, with a small prior),
+   then the pose again.
 4. Temporal smoothing of pose, expression and gaze (`smoothing`).
 5. Albedo and 27 SH lighting coefficients a frame by least squares on the visible vertices' colours
    (`lighting`).

@@ -55,6 +55,7 @@ class FaceSequence:
     fps: float
     info: dict = field(default_factory=dict)
 
+    _PER_FRAME = ("rotation", "translation", "expression", "gaze", "eye_openness", "sh", "landmarks", "detected")
     _ARRAYS = (
         "rotation",
         "translation",
@@ -78,13 +79,11 @@ class FaceSequence:
 
     def slice(self, start: int, stop: int | None = None) -> "FaceSequence":
         """Frames ``start:stop`` (per-frame arrays sliced, the rest shared)."""
-        per_frame = {"rotation", "translation", "expression", "gaze", "eye_openness", "sh", "landmarks", "detected"}
-        return replace(self, **{k: getattr(self, k)[start:stop] for k in per_frame})
+        return replace(self, **{k: getattr(self, k)[start:stop] for k in self._PER_FRAME})
 
     def index(self, idx: np.ndarray) -> "FaceSequence":
         """The frames at the integer positions ``idx``."""
-        per_frame = {"rotation", "translation", "expression", "gaze", "eye_openness", "sh", "landmarks", "detected"}
-        return replace(self, **{k: getattr(self, k)[idx] for k in per_frame})
+        return replace(self, **{k: getattr(self, k)[idx] for k in self._PER_FRAME})
 
     def save(self, path: str | os.PathLike) -> str:
         """Write a safetensors file atomically."""

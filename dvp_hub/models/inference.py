@@ -47,12 +47,12 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def fast_generator(model: RenderingToVideoGenerator) -> RenderingToVideoGenerator:
-    """The folded, channels_last copy (made once per model and cached on it)."""
+    """The folded, channels_last copy, cached on the model and rebuilt if its weights change in place."""
+    version = model.ups[0].up.weight._version
     cached = getattr(model, "_dvp_fast", None)
-    if cached is None or cached[0] is not model.state_dict()["ups.0.up.weight"]._version:
-        fast = fold_batchnorm(model)
-        object.__setattr__(model, "_dvp_fast", (model.state_dict()["ups.0.up.weight"]._version, fast))
-        return fast
+    if cached is None or cached[0] != version:
+        cached = (version, fold_batchnorm(model))
+        object.__setattr__(model, "_dvp_fast", cached)  # a plain attribute: not registered as a submodule
     return cached[1]
 
 

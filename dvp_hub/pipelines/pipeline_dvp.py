@@ -160,7 +160,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         from ..video import VideoReader
 
         cam = self.target.camera
-        reader = VideoReader(self.reference_video)
+        reader = VideoReader(self.reference_video, max_frames=self.target.config.reference_frame + 1)
         if (reader.width, reader.height) != (cam.width, cam.height):
             raise InputError(
                 f"{self.reference_video}: {reader.width}x{reader.height}, but the target was fitted on "
@@ -300,6 +300,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         from ..errors import InputError
         from ..export import mark_synthetic
         from ..face.sequence import FaceSequence
+        from ..dataset import stack_windows
         from ..models.inference import generate
         from ..render.conditioning import ConditioningRenderer
         from ..video import VideoWriter
@@ -389,7 +390,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 first = max(0, s - window + 1)
                 cond = renderer.render(drive, crop, size, frames=slice(first, e), albedo=tgt.albedo)
                 for b in range(s, e, batch_size):
-                    stack = _stack_windows(cond, b, min(e, b + batch_size), first, window).to(device, gen.dtype)
+                    stack = stack_windows(cond, b, min(e, b + batch_size), first, window).to(device, gen.dtype)
                     t0 = time.perf_counter()
                     out = generate(gen, stack, fast=fast)
                     gen_seconds += time.perf_counter() - t0
@@ -455,13 +456,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         try:
             super().save_pretrained(tmp, safe_serialization=True)
             # The fp16 copy is cast from a copy: casting in place and back would round the fp32 weights.
-            half = copy.deepcopy(self.generator)
-            half.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in half.state_dict().items()})
-            for p in half.parameters():
-                p.data = p.data.half()
-            for b in half.buffers():
-                if b.is_floating_point():
-                    b.data = b.data.half()
+            half = torch.nn.Module.half(copy.deepcopy(self.generator))  # Module.half: no ModelMixin.to warning
             half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
             ref = getattr(self, "reference_video", None)
@@ -500,12 +495,3 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             create_repo(repo_id, private=private, token=token, exist_ok=True)
             upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, token=token)
         return repo_id
-
-
-def _stack_windows(cond: torch.Tensor, start: int, stop: int, offset: int, window: int) -> torch.Tensor:
-    """Space-time stacks for frames ``start..stop-1`` from renders ``cond`` of frames ``offset..``."""
-    from ..dataset import window_indices
-
-    idx = [[max(i, offset) - offset for i in window_indices(t, window)] for t in range(start, stop)]
-    c = cond[torch.tensor(idx)]  # [B, Nw, 9, R, R]
-    return c.reshape(c.shape[0], -1, *c.shape[3:])

@@ -130,7 +130,7 @@ def dub(
         target.sh[idx],
         source.fps,
         source.eye_openness,
-        {"mode": "dub", "source_reference_frame": ref, "target_frames": idx.tolist()[:0], "target_neutral": tneu},
+        {"mode": "dub", "source_reference_frame": ref, "target_neutral": tneu},
     )
 
 

@@ -80,11 +80,10 @@ class ConditioningRenderer:
         frames=slice(None),
         batch_size: int = 64,
         albedo: np.ndarray | None = None,
-        sh: np.ndarray | None = None,
     ) -> torch.Tensor:
         """``[T, 9, size, size]`` conditioning images of ``seq[frames]`` through ``crop``.
 
-        albedo / sh override the sequence's reflectance and lighting (reenactment keeps the target's).
+        albedo overrides the sequence's reflectance (reenactment keeps the target's).
         """
         idx = np.arange(len(seq))[frames]
         cam = crop.camera(seq.camera, size)
@@ -92,12 +91,7 @@ class ConditioningRenderer:
         alb = seq.albedo if albedo is None else albedo
         for s in range(0, len(idx), batch_size):
             sel = idx[s : s + batch_size]
-            light = (
-                (seq.sh if sh is None else sh)[sel]
-                if (sh is None or np.ndim(sh) == 3)
-                else np.broadcast_to(sh, (len(sel), 9, 3))
-            )
-            out.append(self.render_vertices(self.camera_vertices(seq, sel), cam, alb, light, size))
+            out.append(self.render_vertices(self.camera_vertices(seq, sel), cam, alb, seq.sh[sel], size))
         if not out:
             return torch.zeros(0, NUM_CHANNELS, size, size)
         return out[0] if len(out) == 1 else torch.cat(out)
