@@ -351,9 +351,6 @@ def write_video(
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Container-level metadata tags of a media file (lower-case keys)."""
-    proc = subprocess.run(
-        [_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, errors="replace"
-    )
     tags: dict[str, str] = {}
     in_meta = False
     for ln in _ffmpeg_info(path).splitlines():
