@@ -47,6 +47,45 @@ def test_output_types(tiny_pipeline, d3_sequence):
     assert len(pil[0]) == 4 and pil[0][0].size == (64, 64)
 
 
+def test_streamed_chunks_equal_one_pass_over_the_whole_clip(tiny_pipeline, d3_sequence):
+    """Chunks smaller than the window, rendered history carried over, overlap threads: same frames as rendering
+    every frame at once and stacking each window by hand."""
+    from dvp_hub import RenderingToVideoGenerator
+    from dvp_hub.models.inference import generate
+    from dvp_hub.render.conditioning import ConditioningRenderer
+
+    _, seq = d3_sequence
+    torch.manual_seed(1)
+    gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=5).eval()
+    pipe = DeepVideoPortraitPipeline(generator=gen, target=tiny_pipeline.target)
+    kw = dict(source_parameters=seq.slice(0, 23), watermark=False, progress=False, output_type="pt", fast=False)
+    out = pipe(chunk_size=3, batch_size=2, **kw)
+    cond = ConditioningRenderer().render(out.parameters, pipe.target.crop, 64, albedo=pipe.target.to_sequence().albedo)
+    stacks = torch.stack([torch.cat([cond[max(0, t - 4 + k)] for k in range(5)]) for t in range(23)])
+    ref = ((generate(gen, stacks, fast=False) + 1) * 127.5).round().clamp(0, 255) / 255
+    assert torch.equal(out.frames[0], ref)
+    threaded = pipe(chunk_size=3, batch_size=2, overlap=True, **kw).frames[0]
+    assert torch.equal(threaded, ref)
+
+
+def test_overlap_threads_report_errors_and_stop():
+    from dvp_hub.pipelines.streaming import Worker, prefetch
+
+    def items():
+        yield 1
+        raise RuntimeError("render failed")
+
+    with pytest.raises(RuntimeError, match="render failed"):
+        list(prefetch(items()))
+    seen = []
+    worker = Worker(lambda x: seen.append(1 / x))
+    worker.put(1)
+    worker.put(0)
+    with pytest.raises(ZeroDivisionError):
+        worker.close()
+    assert seen == [1.0]
+
+
 def test_relative_head_pose_on_known_rotations():
     src_rot = np.stack([euler_to_matrix(0, 0, 0), euler_to_matrix(15, 0, 0), euler_to_matrix(0, -10, 5)])
     tgt_ref = euler_to_matrix(-20, 5, 0)

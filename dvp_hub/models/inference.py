@@ -56,13 +56,24 @@ def fast_generator(model: RenderingToVideoGenerator) -> RenderingToVideoGenerato
     return cached[1]
 
 
+def input_dtype(model: RenderingToVideoGenerator, fast: bool = True) -> torch.dtype:
+    """The dtype `generate` computes in: bf16 on the fast path where the hardware has it, else the model's."""
+    if fast and not model.training and model.dtype == torch.float32 and bf16_supported(model.device):
+        return torch.bfloat16
+    return model.dtype
+
+
 @torch.inference_mode()
 def generate(model: RenderingToVideoGenerator, conditioning: torch.Tensor, fast: bool = True) -> torch.Tensor:
-    """Run the generator in eval mode: ``B x 9Nw x R x R`` -> ``B x 3 x R x R`` (float32, [-1, 1])."""
+    """Run the generator in eval mode: ``B x 9Nw x R x R`` -> ``B x 3 x R x R`` (float32, [-1, 1]).
+
+    Give the conditioning in channels_last memory and in `input_dtype` (as `dataset.stack_windows` builds it)
+    and nothing is copied before the first convolution.
+    """
     if not fast or model.training:
         return model(conditioning.to(model.dtype)).float()
     net = fast_generator(model)
-    x = conditioning.to(model.dtype).contiguous(memory_format=torch.channels_last)
-    use_bf16 = model.dtype == torch.float32 and bf16_supported(x.device)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+    dtype = input_dtype(model, fast)
+    x = conditioning.to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         return net(x).float()

@@ -42,9 +42,19 @@ class ConditioningRenderer:
         return np.einsum("tij,tnj->tni", rot, verts) + seq.translation[frames][:, None]
 
     def render_vertices(
-        self, cam_verts: np.ndarray, camera: Camera, albedo: np.ndarray, sh: np.ndarray, size: int
+        self,
+        cam_verts: np.ndarray,
+        camera: Camera,
+        albedo: np.ndarray,
+        sh: np.ndarray,
+        size: int,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Render camera-space vertices ``[B, 478, 3]`` seen by ``camera`` (already the crop's) at ``size``."""
+        """Render camera-space vertices ``[B, 478, 3]`` seen by ``camera`` (already the crop's) at ``size``.
+
+        Returns ``[B, 9, size, size]`` in channels_last memory, written into ``out`` when given (a channels_last
+        tensor of that shape, any float dtype).
+        """
         dev = self.device
         p = torch.from_numpy(cam_verts.astype(np.float32)).to(dev)
         z = p[..., 2:3].clamp(min=1e-3)
@@ -68,9 +78,12 @@ class ConditioningRenderer:
             ],
             1,
         )
-        out = torch.full((p.shape[0] * size * size, NUM_CHANNELS), -1.0, device=dev)
-        out[frags.pixels] = vals * 2 - 1
-        return out.view(p.shape[0], size, size, NUM_CHANNELS).permute(0, 3, 1, 2)  # channels-last memory
+        if out is None:
+            out = torch.empty(p.shape[0], size, size, NUM_CHANNELS, device=dev).permute(0, 3, 1, 2)
+        hwc = out.permute(0, 2, 3, 1)  # [B, size, size, 9], contiguous: out is channels_last
+        hwc.fill_(-1.0)
+        hwc.view(-1, NUM_CHANNELS)[frags.pixels] = (vals * 2 - 1).to(out.dtype)
+        return out
 
     def render(
         self,
@@ -80,18 +93,19 @@ class ConditioningRenderer:
         frames=slice(None),
         batch_size: int = 64,
         albedo: np.ndarray | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[T, 9, size, size]`` conditioning images of ``seq[frames]`` through ``crop``.
+        """``[T, 9, size, size]`` conditioning images of ``seq[frames]`` through ``crop`` (channels_last memory).
 
-        albedo overrides the sequence's reflectance (reenactment keeps the target's).
+        albedo overrides the sequence's reflectance (reenactment keeps the target's). out: a channels_last
+        ``[T, 9, size, size]`` tensor to write into (the pipeline reuses one buffer, in its generator's dtype).
         """
         idx = np.arange(len(seq))[frames]
         cam = crop.camera(seq.camera, size)
-        out = []
         alb = seq.albedo if albedo is None else albedo
+        if out is None:
+            out = torch.empty(len(idx), size, size, NUM_CHANNELS, device=self.device).permute(0, 3, 1, 2)
         for s in range(0, len(idx), batch_size):
             sel = idx[s : s + batch_size]
-            out.append(self.render_vertices(self.camera_vertices(seq, sel), cam, alb, seq.sh[sel], size))
-        if not out:
-            return torch.zeros(0, NUM_CHANNELS, size, size)
-        return out[0] if len(out) == 1 else torch.cat(out)
+            self.render_vertices(self.camera_vertices(seq, sel), cam, alb, seq.sh[sel], size, out[s : s + len(sel)])
+        return out
