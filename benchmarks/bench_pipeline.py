@@ -6,8 +6,8 @@ The source is talking-d3.mp4 cut (10 s) or looped (``--long-seconds``) with ffmp
 to an mp4 as `dvp reenact` does (streaming). Configurations: the bundled light demo target, and the
 paper generator (random weights: the same cost as a trained one) on the same target parameters.
 Peak memory is measured in a fresh process per run (VmHWM). The overhead is the end-to-end time over the
-generator-only time: the same number of frames through the generator in the same batches, inputs already
-stacked (``generator_only_seconds``); ``generator_seconds`` is the time inside the pipeline's generator calls.
+generator-only time: the same number of frames through the pipeline's generator call in the same batches,
+inputs already rendered (``generator_only_seconds``); ``generator_seconds`` is the time inside the pipeline's generator calls.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import json, sys, time, torch
 sys.path.insert(0, {root!r})
 from dvp_hub.perf import tune_allocator; tune_allocator()
 from dvp_hub import DeepVideoPortraitPipeline, RenderingToVideoGenerator
-from dvp_hub.dataset import stack_windows
-from dvp_hub.models.inference import generate, input_dtype
+from dvp_hub.models.inference import generate_windows, input_dtype
 from dvp_hub.render.conditioning import ConditioningRenderer
 pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
 if {config!r} == "paper":
@@ -39,16 +38,16 @@ if {config!r} == "paper":
 pipe.to({device!r})
 out = pipe(source_video={src!r}, output_video={dst!r}, progress=False)
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]
-# Generator-only time: the same number of frames in the same batches of 8, inputs already stacked.
+# Generator-only time: the pipeline's generator call (generate_windows) on the same number of frames in the
+# same batches of 8, its inputs (8 frames + 10 of history, rendered) ready beforehand.
 gen, dev = pipe.generator, pipe._execution_device
 seq = out.parameters
-cond = ConditioningRenderer(device=dev).render(seq, pipe.target.crop, 256, frames=slice(0, 18)).to(input_dtype(gen))
-stack = stack_windows(cond, 10, 18, 0, 11)
+clip = ConditioningRenderer(device=dev).render(seq, pipe.target.crop, 256, frames=slice(0, 18)).to(input_dtype(gen))
 sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-generate(gen, stack); sync()
+generate_windows(gen, clip); sync()
 t = time.perf_counter()
 for _ in range(0, out.stats["frames"], 8):
-    generate(gen, stack)
+    generate_windows(gen, clip)
 sync()
 gen_only = time.perf_counter() - t
 print(json.dumps({{**out.stats, "generator_only_seconds": round(gen_only, 3), "peak_mb": int(hwm) // 1024}}))

@@ -151,25 +151,39 @@ def cmd_demo(args) -> None:
 def cmd_evaluate(args) -> None:
     import json
 
-    from .evaluate import driven, self_reenactment
+    from .evaluate import driven, self_reenactment, target_reference
 
     pipe = _load_pipeline(args.target)
+    embedder = ref = None
+    if not args.no_identity:
+        from .identity import FaceEmbedder
+
+        embedder = FaceEmbedder()
+        ref = target_reference(embedder, args.target_video)
     result = {
         "target": args.target,
-        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames),
-        "sources": [driven(pipe, s, args.max_frames) for s in args.source],
+        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder),
+        "sources": [driven(pipe, s, args.max_frames, embedder, ref) for s in args.source],
     }
     sr = result["self_reenactment"]
     print(
         f"self-reenactment on {sr['validation_frames']} validation frames: PSNR {sr['psnr']:.2f} dB, "
         f"SSIM {sr['ssim']:.4f}; face region: PSNR {sr['psnr_face']:.2f} dB, SSIM {sr['ssim_face']:.4f}"
+        + (f"; identity to the real frames {sr['identity_to_real_frames']:.3f}" if embedder else "")
     )
-    print(f"{'source':40s} {'mouth r':>8s} {'eyes r':>8s} {'pose err':>9s} {'jitter out/src':>16s}")
+    head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s}"
+    print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if embedder else ""))
     for r in result["sources"]:
-        print(
-            f"{r['source'][-40:]:40s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:8.3f} "
+        line = (
+            f"{r['source'][-32:]:32s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:7.3f} "
             f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}"
         )
+        if embedder:
+            line += (
+                f" {r['identity_to_target']:10.3f} {r['identity_to_source']:10.3f} "
+                f"{r['identity_source_to_target']:11.3f}"
+            )
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -257,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-video", required=True, help="the target's own training video (for its real frames)")
     p.add_argument("--source", action="append", default=[], help="a driving video (repeatable)")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_evaluate)
 

@@ -107,37 +107,22 @@ def window_indices(t: int, window: int) -> list[int]:
 
 
 def stack_windows(
-    cond: torch.Tensor,
-    start: int,
-    stop: int,
-    offset: int,
-    window: int,
-    dtype: torch.dtype | None = None,
-    buffers: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cond: torch.Tensor, start: int, stop: int, offset: int, window: int, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """Space-time stacks ``[n, 9*Nw, R, R]`` of frames ``start..stop-1``; ``cond`` holds renders from ``offset`` on.
 
-    The stack comes out in channels_last memory (channel ``k * 9 + c`` is channel ``c`` of the k-th frame of
-    the window), the layout the fast generator runs in, and in ``dtype`` (the generator's input dtype), so
-    nothing is copied again before the first convolution: a 99-channel batch of 8 at 256 px is 208 MB in
-    float32, and the copies cost as much as the light generator itself (measured: bench_pipeline.py).
-    buffers: ``(gathered, stacked)`` flat tensors of at least ``n * 9 * Nw * R * R`` elements to reuse
-    (the pipeline allocates them once, so that long videos do not fragment the heap).
+    Channel ``k * 9 + c`` is channel ``c`` of the k-th frame of the window (oldest first). The stack comes out
+    in channels_last memory, the fast generator's layout, and in ``dtype``. Inference over clips does not
+    stack at all (`models.inference.generate_windows`); training and evaluation of single frames do.
     """
     idx = torch.tensor([[max(i, offset) - offset for i in window_indices(t, window)] for t in range(start, stop)])
     lo, hi = int(idx.min()), int(idx.max()) + 1
     hwc = cond[lo:hi].permute(0, 2, 3, 1).to(dtype or cond.dtype)  # [F, R, R, 9]: a view for channels_last cond
-    n, r, c = idx.shape[0], hwc.shape[1], hwc.shape[3]
-    if buffers is None:
-        gathered = hwc[(idx - lo).flatten()]
-        stacked = torch.empty(n, r, r, window * c, dtype=hwc.dtype, device=hwc.device)
-    else:
-        size = n * window * r * r * c
-        gathered = buffers[0][:size].view(n * window, r, r, c)
-        torch.index_select(hwc.contiguous(), 0, (idx - lo).flatten().to(hwc.device), out=gathered)
-        stacked = buffers[1][:size].view(n, r, r, window * c)
-    stacked.view(n, r, r, window, c).copy_(gathered.view(n, window, r, r, c).permute(0, 2, 3, 1, 4))
-    return stacked.permute(0, 3, 1, 2)
+    c = hwc[(idx - lo).flatten()]  # [n * Nw, R, R, 9], contiguous blocks
+    n, r = idx.shape[0], hwc.shape[1]
+    out = torch.empty(n, r, r, window * hwc.shape[3], dtype=hwc.dtype, device=hwc.device)
+    out.view(n, r, r, window, -1).copy_(c.view(n, window, r, r, -1).permute(0, 2, 3, 1, 4))
+    return out.permute(0, 3, 1, 2)
 
 
 class TargetDataset(torch.utils.data.Dataset):

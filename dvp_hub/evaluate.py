@@ -8,7 +8,9 @@
   openness with the source's, the mean error between the source's head rotation relative to its
   neutral frame and the output's (degrees), and the landmark jitter of the output against the source's.
 
-Identity embeddings (dlib) are not part of this version.
+- Identity (with an `identity.FaceEmbedder`, dlib's 128-D face-recognition embeddings): the mean distance of
+  the output's embeddings to the centroid of the target's real frames (same person below ~0.6; goal <= 0.45)
+  and to the source's (goal > 0.6), plus the distance between the two real people for scale.
 """
 
 from __future__ import annotations
@@ -21,7 +23,32 @@ from .face import topology as topo
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
 
-def self_reenactment(pipe, target_video: str, max_frames: int | None = None) -> dict:
+IDENTITY_FRAMES = 24  # frames embedded per set: dlib's detector + ResNet cost ~0.1 s a frame on CPU
+
+
+def _spread(frames, count: int = IDENTITY_FRAMES):
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+    return [frames[i] for i in idx]
+
+
+def _identity(embedder, frames, reference: np.ndarray, prefix: str) -> dict:
+    from .identity import identity_distance
+
+    emb, found = embedder.embed_frames(_spread(frames))
+    return {
+        f"identity_{prefix}": identity_distance(emb, reference),
+        "identity_faces_found": f"{found}/{len(_spread(frames))}",
+    }
+
+
+def target_reference(embedder, target_video: str) -> np.ndarray:
+    """Embeddings of the target's real frames, spread over its whole video."""
+    from .identity import sample_frames
+
+    return embedder.embed_frames(sample_frames(target_video, IDENTITY_FRAMES))[0]
+
+
+def self_reenactment(pipe, target_video: str, max_frames: int | None = None, embedder=None) -> dict:
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     from .errors import DVPError
@@ -56,13 +83,18 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None) -> 
     mse_face = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
     ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
     box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
-    return {
+    result = {
         "validation_frames": int(stop - start),
         "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
         "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
         "psnr_face": float(10 * torch.log10(1 / mse_face)),
         "ssim_face": float(structural_similarity_index_measure(fake[box], real[box], data_range=1.0)),
     }
+    if embedder is not None:  # generated vs real validation frames: the same frames, the same person
+        as_u8 = lambda x: (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
+        ref, _ = embedder.embed_frames(_spread(as_u8(real)))
+        result.update(_identity(embedder, as_u8(fake), ref, "to_real_frames"))
+    return result
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,13 +103,14 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def driven(pipe, source_video: str, max_frames: int | None = None) -> dict:
+def driven(
+    pipe, source_video: str, max_frames: int | None = None, embedder=None, target_embeddings=None
+) -> dict:
+    """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder)."""
     from .face.fitting import fit_sequence
     from .face.model import load_face_model
     from .face.smoothing import landmark_jitter
-    from .face.tracker import FaceTracker
-
-    from .face.tracker import track_video
+    from .face.tracker import FaceTracker, track_video
 
     src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
     out = pipe(source_parameters=src, watermark=False, progress=False, output_type="np")
@@ -93,7 +126,7 @@ def driven(pipe, source_video: str, max_frames: int | None = None) -> dict:
     rel_s = rs @ rs[ref].T
     rel_g = rg @ rg[ref].T
     pose_err = np.rad2deg(np.linalg.norm(matrix_to_axis_angle(rel_g @ np.swapaxes(rel_s, 1, 2)), axis=-1))
-    return {
+    result = {
         "source": source_video,
         "frames": len(frames),
         "mouth_opening_correlation": _corr(topo.mouth_opening(sv), topo.mouth_opening(gv)),
@@ -103,3 +136,17 @@ def driven(pipe, source_video: str, max_frames: int | None = None) -> dict:
         "source_jitter_iod": landmark_jitter(src.landmarks, topo.interocular_distance(src.landmarks)),
         "interpolated_output_frames": int((~track.detected).sum()),
     }
+    if embedder is not None:
+        from .identity import identity_distance, sample_frames
+
+        src_emb, _ = embedder.embed_frames(sample_frames(source_video, IDENTITY_FRAMES, max_frames))
+        out_emb, found = embedder.embed_frames(_spread(frames))
+        result.update(
+            {
+                "identity_to_target": identity_distance(out_emb, target_embeddings),
+                "identity_to_source": identity_distance(out_emb, src_emb),
+                "identity_source_to_target": identity_distance(src_emb, target_embeddings),
+                "identity_faces_found": f"{found}/{len(_spread(frames))}",
+            }
+        )
+    return result

@@ -8,6 +8,7 @@ a no-op elsewhere, so the same code runs on CPU.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -116,6 +117,7 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
 
     ``progress`` picks up the pipeline's progress bars (tracking, then rendering + generating).
     """
+    out_dir = None
     try:
         if not consent:
             raise DVPError("Please confirm that you have the right to use this video (tick the box).")
@@ -136,8 +138,12 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
             "labelled so."
         )
         return result, sbs, summary
-    except DVPError as err:
-        raise gr.Error(str(err)) from None
+    except BaseException as err:
+        if out_dir is not None:  # nothing half-written stays behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if isinstance(err, DVPError):
+            raise gr.Error(str(err)) from None
+        raise
 
 
 @gpu(duration=20)

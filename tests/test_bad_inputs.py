@@ -1,7 +1,11 @@
-"""The bad-input matrix: each kind either works (stated) or fails with a one-line DVPError, nothing left on disk."""
+"""The bad-input matrix, through all three surfaces: the pipeline API (`DVPError`), the CLI (exit 2, one line on
+stderr, no traceback) and the Space (`gr.Error`). Each kind either works (the output is checked) or is refused
+with the same one-line message everywhere, and nothing half-written is left on disk."""
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import imageio_ffmpeg
 import numpy as np
@@ -23,7 +27,8 @@ def _make(kind, tmp):
     p = tmp / f"{kind}.mp4"
     d3 = clip("talking-d3.mp4")
     if kind == "truncated":
-        data = open(d3, "rb").read()
+        with open(d3, "rb") as f:
+            data = f.read()
         p.write_bytes(data[: len(data) // 4])
     elif kind == "text":
         p.write_text("hello, I am not a video")
@@ -37,62 +42,177 @@ def _make(kind, tmp):
     elif kind == "face_lost_half":
         frames = list(VideoReader(d3, max_frames=20))
         write_video(frames[:8] + [np.zeros_like(f) for f in frames[8:]], p, 30)
+    elif kind == "small_face":
+        return clip("edge-small-face.mp4")  # 720 x 1080 full-body shot, 103 frames
+    elif kind == "two_faces":
+        return clip("edge-two-faces.mp4")  # a second face comes in for about 60 of its 282 frames
+    elif kind == "portrait_no_audio":
+        return clip("edge-portrait-1280.mp4")  # 720 x 1280, no audio track
+    elif kind == "black_first_frames":
+        frames = list(VideoReader(d3, max_frames=14))
+        write_video([np.zeros_like(f) for f in frames[:3]] + frames[3:], p, 30)
     elif kind == "grayscale":
-        _ff("-i", d3, "-t", "0.7", "-vf", "format=gray", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(p))
+        _ff("-i", d3, "-t", "0.5", "-vf", "format=gray", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(p))
     elif kind == "rotated":
         src = tmp / "land.mp4"
-        _ff("-i", d3, "-t", "0.7", "-vf", "transpose=2", "-c:v", "libx264", str(src))
+        _ff("-i", d3, "-t", "0.5", "-vf", "transpose=2", "-c:v", "libx264", str(src))
         _ff("-display_rotation", "90", "-i", str(src), "-c", "copy", str(p))
     elif kind == "no_audio":
-        _ff("-i", d3, "-t", "0.7", "-an", "-c:v", "copy", str(p))
+        _ff("-i", d3, "-t", "0.5", "-an", "-c:v", "copy", str(p))
     elif kind == "vfr":
-        _ff("-i", d3, "-t", "1", "-vf", "setpts='PTS+if(eq(mod(N,3),0),0.02/TB,0)'", "-fps_mode", "vfr", str(p))
+        _ff("-i", d3, "-t", "0.6", "-vf", "setpts='PTS+if(eq(mod(N,3),0),0.02/TB,0)'", "-fps_mode", "vfr", str(p))
     elif kind == "4k":
-        _ff("-i", d3, "-t", "0.4", "-vf", "scale=3840:2160", "-c:v", "libx264", "-preset", "ultrafast", str(p))
+        _ff("-i", d3, "-t", "0.3", "-vf", "scale=3840:2160", "-c:v", "libx264", "-preset", "ultrafast", str(p))
+    elif kind == "over_length_limit":  # the Space's limit is lowered to 0.5 s for this test
+        _ff("-i", d3, "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(p))
+    elif kind == "profile":
+        return clip("talking-d10.mp4")
     return str(p)
 
 
 REFUSED = ["truncated", "text", "zero_frames", "image", "no_face", "face_lost_half"]
-WORKS = ["grayscale", "rotated", "no_audio", "vfr", "4k"]
+WORKS = [
+    "small_face",
+    "two_faces",
+    "portrait_no_audio",
+    "black_first_frames",
+    "grayscale",
+    "rotated",
+    "no_audio",
+    "vfr",
+    "4k",
+    "over_length_limit",  # the API and the CLI stream any length; only the Space has a limit
+]
+MAX_FRAMES = {"profile": 40}
 
 
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad")
+    return {kind: _make(kind, tmp) for kind in REFUSED + WORKS}
+
+
+@pytest.fixture(scope="module")
+def target_folder(tiny_pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("target") / "tiny"
+    tiny_pipeline.save_pretrained(str(folder))
+    return str(folder)
+
+
+def _api_message(pipe, src):
+    with pytest.raises(DVPError) as err:
+        pipe(source_video=src, progress=False)
+    return str(err.value)
+
+
+def _check_output(out, src, frames=None):
+    info = probe_video(out)
+    assert info.num_frames > 0 and (info.width, info.height) == (64, 64)
+    if frames is not None:
+        assert info.num_frames == frames
+    assert info.has_audio == probe_video(src).has_audio
+
+
+# --- the pipeline API ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", REFUSED)
-def test_refused_with_one_line(kind, tiny_pipeline, tmp_path):
-    src = _make(kind, tmp_path)
+def test_api_refuses_with_one_line(kind, sources, tiny_pipeline, tmp_path):
     out = tmp_path / "out" / "o.mp4"
     out.parent.mkdir()
     with pytest.raises(DVPError) as err:
-        tiny_pipeline(source_video=src, output_video=str(out), max_frames=20, progress=False)
-    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+        tiny_pipeline(source_video=sources[kind], output_video=str(out), progress=False)
+    assert "\n" not in str(err.value) and 10 < len(str(err.value)) < 300
     assert list(out.parent.iterdir()) == []  # nothing half-written
 
 
 @pytest.mark.parametrize("kind", WORKS)
-def test_works(kind, tiny_pipeline, tmp_path):
-    src = _make(kind, tmp_path)
+def test_api_works(kind, sources, tiny_pipeline, tmp_path):
+    src, out = sources[kind], tmp_path / "o.mp4"
+    res = tiny_pipeline(source_video=src, output_video=str(out), progress=False)
+    _check_output(out, src, res.stats["frames"])
+    n = len(VideoReader(src))
+    assert res.stats["frames"] == n
+    if kind == "black_first_frames":
+        assert res.stats["interpolated_frames"] == 3  # the black frames, filled from their neighbours
+    elif kind in ("small_face", "two_faces"):
+        assert res.stats["interpolated_frames"] <= n // 20  # the subject is tracked throughout
+
+
+# --- the CLI (in process: argument parsing, error handling and exit codes are main()'s) -----------------------
+def _cli(capsys, *args):
+    from dvp_hub.cli import main
+
+    rc = main(list(args))
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", REFUSED)
+def test_cli_refuses_with_exit_2_and_the_same_line(kind, sources, tiny_pipeline, target_folder, tmp_path, capsys):
+    out = tmp_path / "out" / "o.mp4"
+    out.parent.mkdir()
+    rc, err = _cli(capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out))
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.strip() == f"dvp reenact: error: {_api_message(tiny_pipeline, sources[kind])}"
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["small_face", "black_first_frames", "rotated", "vfr", "4k", "portrait_no_audio"])
+def test_cli_works(kind, sources, target_folder, tmp_path, capsys):
     out = tmp_path / "o.mp4"
-    res = tiny_pipeline(source_video=src, output_video=str(out), max_frames=12, progress=False)
-    info = probe_video(out)
-    assert info.num_frames == res.stats["frames"] > 0 and (info.width, info.height) == (64, 64)
-    assert info.has_audio == probe_video(src).has_audio
+    rc, err = _cli(capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out))
+    assert rc == 0, err
+    _check_output(out, sources[kind])
 
 
-def test_cli_refuses_with_exit_2_and_no_traceback(tmp_path):
-    src = _make("image", tmp_path)
+def test_cli_subprocess_has_no_traceback(sources, tmp_path):
+    """One real process: what a user sees in a terminal."""
     r = subprocess.run(
-        [sys.executable, "-m", "dvp_hub.cli", "reenact", "--source", src, "--output", str(tmp_path / "o.mp4")],
+        [sys.executable, "-m", "dvp_hub.cli", "reenact", "--source", sources["image"], "--output", str(tmp_path / "o.mp4")],
         capture_output=True,
         text=True,
+        check=False,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "still image" in r.stderr
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_portrait_clip_without_audio_works(tiny_pipeline, tmp_path):
-    """edge-portrait-1280.mp4: 720 x 1280 portrait, no audio track (its first frames decode as normal frames)."""
-    src = clip("edge-portrait-1280.mp4")
-    out = tmp_path / "o.mp4"
-    res = tiny_pipeline(source_video=src, output_video=str(out), max_frames=20, progress=False)
-    assert res.stats["frames"] == 20 and res.stats["interpolated_frames"] == 0
-    info = probe_video(out)
-    assert info.num_frames == 20 and not info.has_audio
+# --- the Space (its Reenact function, as the button calls it; test_space.py drives it through a browser) -----
+def _space(src, target_folder):
+    from dvp_hub import space
+
+    return space.reenact(src, "demo", target_folder, "reenact", ["pose", "expression", "gaze"], True)
+
+
+@pytest.fixture
+def space_tmp(tmp_path, monkeypatch):
+    folder = tmp_path / "space_tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("kind", REFUSED)
+def test_space_refuses_with_gr_error(kind, sources, tiny_pipeline, target_folder, space_tmp):
+    import gradio as gr
+
+    with pytest.raises(gr.Error) as err:
+        _space(sources[kind], target_folder)
+    assert err.value.message == _api_message(tiny_pipeline, sources[kind])
+    assert os.listdir(space_tmp) == []  # no result folder left behind
+
+
+@pytest.mark.parametrize("kind", [k for k in WORKS if k != "over_length_limit"])
+def test_space_works(kind, sources, target_folder, space_tmp):
+    result, side_by_side, summary = _space(sources[kind], target_folder)
+    _check_output(result, sources[kind])
+    assert probe_video(side_by_side).width == 3 * 64 and "frames" in summary
+
+
+def test_space_refuses_over_the_length_limit(sources, target_folder, space_tmp, monkeypatch):
+    import gradio as gr
+
+    from dvp_hub import space
+
+    monkeypatch.setattr(space, "MAX_SECONDS", 0.5)
+    with pytest.raises(gr.Error, match=r"lasts 1 s; the limit is 0.5 s"):
+        _space(sources["over_length_limit"], target_folder)
+    assert os.listdir(space_tmp) == []

@@ -51,3 +51,25 @@ def test_wrong_channel_count_says_both_values():
     g = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=3)
     with pytest.raises(ValueError, match="expected 27 input channels.*got 9"):
         g(torch.randn(1, 9, 64, 64))
+
+
+def test_fast_paths_match_the_plain_module():
+    """Folded BatchNorm + channels_last (+ bf16 where the CPU has it), and the first level as a 3D convolution
+    over time, give the plain fp32 module's frames within a few grey levels."""
+    from dvp_hub.dataset import stack_windows
+    from dvp_hub.models.inference import generate, generate_windows
+
+    torch.manual_seed(0)
+    gen = RenderingToVideoGenerator(base_channels=8, max_channels=16, resolution=64, temporal_window=4)
+    with torch.no_grad():  # non-trivial BatchNorm statistics to fold
+        for _ in range(3):
+            gen(torch.rand(4, 36, 64, 64) * 2 - 1)
+    gen.eval()
+    clip = torch.rand(12, 9, 64, 64) * 2 - 1
+    stacks = stack_windows(clip, 3, 12, 0, 4)
+    plain = generate(gen, stacks, fast=False)
+    assert torch.equal(generate_windows(gen, clip, fast=False), plain)
+    for fast in (generate(gen, stacks), generate_windows(gen, clip.contiguous(memory_format=torch.channels_last))):
+        assert fast.shape == (9, 3, 64, 64)
+        diff = (fast - plain).abs()
+        assert diff.max() < 0.03 and diff.mean() < 0.004, (diff.max(), diff.mean())

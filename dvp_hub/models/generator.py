@@ -133,9 +133,17 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
                 f"expected {self.input_channels} input channels (in_channels={self.config.in_channels} x "
                 f"temporal_window={self.config.temporal_window}), got {conditioning.shape[1]}"
             )
-        skips = []
-        x = conditioning
-        for down in self.downs:
+        return self.forward_from_first_level(self.downs[0](conditioning))
+
+    def forward_from_first_level(self, first: torch.Tensor) -> torch.Tensor:
+        """The rest of the U-Net from the first down level's output ``B x C0 x R/2 x R/2``.
+
+        The fast inference path (`inference.generate_windows`) computes the first level over a whole clip as one
+        3D convolution over time, instead of stacking 99-channel windows.
+        """
+        skips = [first]
+        x = first
+        for down in self.downs[1:]:
             x = down(x)
             skips.append(x)
         skips.pop()  # the innermost output feeds u1 directly

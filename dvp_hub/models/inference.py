@@ -22,6 +22,22 @@ def _fold(conv, bn, transposed: bool) -> None:
     conv.bias = torch.nn.Parameter(((bias - bn.running_mean) * scale + bn.bias.data).to(conv.weight.dtype))
 
 
+def temporal_first_conv(model: RenderingToVideoGenerator) -> torch.nn.Conv3d:
+    """The first level's 2D convolution over ``9 * Nw`` stacked channels as a 3D convolution over time.
+
+    Channel ``k * 9 + c`` of the stack is channel ``c`` of frame ``t - Nw + 1 + k``, so a ``(Nw, 4, 4)`` kernel
+    with stride ``(1, 2, 2)`` over a ``[9, T, R, R]`` clip gives the first level of every complete window at
+    once, with no stack: the same products, summed in another order.
+    """
+    conv, cfg = model.downs[0].conv, model.config
+    c0, w = conv.out_channels, cfg.temporal_window
+    out = torch.nn.Conv3d(cfg.in_channels, c0, (w, 4, 4), (1, 2, 2), (0, 1, 1), bias=conv.bias is not None)
+    out.weight.data = conv.weight.data.view(c0, w, cfg.in_channels, 4, 4).transpose(1, 2).contiguous()
+    if conv.bias is not None:
+        out.bias.data = conv.bias.data.clone()
+    return out.to(conv.weight.device, conv.weight.dtype).eval().to(memory_format=torch.channels_last_3d)
+
+
 def fold_batchnorm(model: RenderingToVideoGenerator) -> RenderingToVideoGenerator:
     """An eval-mode copy of ``model`` with every BatchNorm folded into the convolution before it."""
     m = copy.deepcopy(model).eval()
@@ -46,14 +62,19 @@ def bf16_supported(device: torch.device) -> bool:
     return "AVX512" in cap.upper() or "AMX" in cap.upper()
 
 
+def _fast(model: RenderingToVideoGenerator) -> tuple:
+    key = (model.ups[0].up.weight._version, model.downs[0].conv.weight._version, model.device, model.dtype)
+    cached = getattr(model, "_dvp_fast", None)
+    if cached is None or cached[0] != key:
+        net = fold_batchnorm(model)
+        cached = (key, net, temporal_first_conv(net))
+        object.__setattr__(model, "_dvp_fast", cached)  # a plain attribute: not registered as a submodule
+    return cached
+
+
 def fast_generator(model: RenderingToVideoGenerator) -> RenderingToVideoGenerator:
     """The folded, channels_last copy, cached on the model and rebuilt if its weights change in place."""
-    version = model.ups[0].up.weight._version
-    cached = getattr(model, "_dvp_fast", None)
-    if cached is None or cached[0] != version:
-        cached = (version, fold_batchnorm(model))
-        object.__setattr__(model, "_dvp_fast", cached)  # a plain attribute: not registered as a submodule
-    return cached[1]
+    return _fast(model)[1]
 
 
 def input_dtype(model: RenderingToVideoGenerator, fast: bool = True) -> torch.dtype:
@@ -77,3 +98,27 @@ def generate(model: RenderingToVideoGenerator, conditioning: torch.Tensor, fast:
     x = conditioning.to(dtype).contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         return net(x).float()
+
+
+@torch.inference_mode()
+def generate_windows(model: RenderingToVideoGenerator, clip: torch.Tensor, fast: bool = True) -> torch.Tensor:
+    """Frames of a clip of conditioning images: ``[T, 9, R, R]`` -> ``[T - Nw + 1, 3, R, R]`` (float32, [-1, 1]).
+
+    Output ``j`` is the generator on the window of clip frames ``j .. j + Nw - 1`` (so the first ``Nw - 1``
+    frames are history; pad the clip's start with copies of its first frame, as training clamps windows).
+    The fast path computes the first level as one 3D convolution over time (`temporal_first_conv`): with
+    the clip in channels_last memory and in `input_dtype` nothing is copied, and no 99-channel stack is
+    built (2 CPU cores, light generator: 1.6 ms a frame against 5.0 ms for stacking plus the 2D convolution).
+    """
+    from ..dataset import stack_windows
+
+    w = model.config.temporal_window
+    if not fast or model.training:
+        return generate(model, stack_windows(clip, w - 1, len(clip), 0, w), fast=False)
+    _, net, conv3d = _fast(model)
+    dtype = input_dtype(model, fast)
+    x = clip.to(dtype).permute(1, 0, 2, 3)[None]  # [1, 9, T, R, R]: channels_last_3d memory for a channels_last clip
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        first = net.downs[0].act(conv3d(x)[0].transpose(0, 1))  # [T - w + 1, C0, R/2, R/2], channels_last
+        return net.forward_from_first_level(first).float()

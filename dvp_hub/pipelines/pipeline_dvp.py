@@ -304,8 +304,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         from ..errors import InputError
         from ..export import mark_synthetic
         from ..face.sequence import FaceSequence
-        from ..dataset import stack_windows
-        from ..models.inference import generate, input_dtype
+        from ..models.inference import generate_windows, input_dtype
         from ..render.conditioning import ConditioningRenderer
         from ..video import VideoWriter
         from . import retarget
@@ -393,32 +392,30 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
 
         if overlap is None:
             overlap = device.type == "cuda"
-        # Without overlap, the large per-chunk tensors live in buffers allocated once: rendering and
-        # stacking then allocate nothing that grows or fragments the heap over a long video.
+        # Without overlap, the chunk of renders lives in one buffer allocated once, so that a long video
+        # neither grows nor fragments the heap; with overlap each chunk gets its own (threads hold them).
         hist = window - 1
-        chunk_buf = stack_bufs = None
+        chunk_buf = None
         if not overlap:
             chunk_buf = torch.empty(hist + chunk_size, size, size, 9, dtype=in_dtype, device=device)
-            numel = min(batch_size, chunk_size) * window * 9 * size * size
-            stack_bufs = tuple(torch.empty(numel, dtype=in_dtype, device=device) for _ in range(2))
 
-        def batches():  # the space-time stacks, chunk by chunk (in a thread ahead of the generator with overlap)
-            tail = torch.empty(0, 9, size, size, dtype=in_dtype, device=device)  # the chunk's rendered history
+        def clips():  # conditioning clips, each batch's frames plus their history (a thread ahead with overlap)
+            tail = None  # the previous chunk's last `hist` renders
             for s in range(0, n, chunk_size):
                 e = min(n, s + chunk_size)
-                first = s - len(tail)
                 if chunk_buf is None:
-                    cond = torch.empty(len(tail) + e - s, size, size, 9, dtype=in_dtype, device=device)
-                    cond = cond.permute(0, 3, 1, 2)
+                    cond = torch.empty(hist + e - s, size, size, 9, dtype=in_dtype, device=device)
                 else:
-                    cond = chunk_buf[: len(tail) + e - s].permute(0, 3, 1, 2)
-                cond[: len(tail)] = tail
-                renderer.render(
-                    drive, crop, size, frames=slice(s, e), batch_size=16, albedo=tgt.albedo, out=cond[len(tail) :]
-                )
-                tail = cond[len(cond) - min(hist, e) :].clone()  # a copy: the buffer is overwritten next
-                for b in range(s, e, batch_size):
-                    yield stack_windows(cond, b, min(e, b + batch_size), first, window, buffers=stack_bufs)
+                    cond = chunk_buf[: hist + e - s]
+                cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
+                renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=tgt.albedo, out=cond[hist:])
+                if tail is None:
+                    cond[:hist] = cond[hist : hist + 1]  # before the first frame: the first frame, as in training
+                else:
+                    cond[:hist] = tail
+                tail = cond[len(cond) - hist :].clone()  # a copy: the buffer is overwritten next
+                for b in range(0, e - s, batch_size):
+                    yield cond[b : b + hist + min(batch_size, e - s - b)]
 
         def finish(out: torch.Tensor) -> None:  # [4/4] in a thread, behind the generator
             imgs = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -435,9 +432,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
 
         sink = Worker(finish) if overlap else None
         try:
-            for stack in prefetch(batches()) if overlap else batches():
+            for clip in prefetch(clips()) if overlap else clips():
                 t0 = time.perf_counter()
-                out = generate(gen, stack, fast=fast)
+                out = generate_windows(gen, clip, fast=fast)
                 gen_seconds += time.perf_counter() - t0
                 sink.put(out) if sink is not None else finish(out)
             if sink is not None:
