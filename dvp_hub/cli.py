@@ -124,6 +124,11 @@ def _report(out, output: str) -> None:
         f"(generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); wrote {output} "
         "(labelled synthetic)"
     )
+    if st.get("frames_beyond_target_pose_range"):
+        print(
+            f"note: {st['frames_beyond_target_pose_range']} frames turn the head up to {st['max_pose_offset_deg']:g} "
+            f"degrees, beyond the target's trained {st['target_pose_range_deg']:g}: those frames are extrapolated"
+        )
 
 
 def cmd_reenact(args) -> None:

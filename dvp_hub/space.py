@@ -137,6 +137,12 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
             f"{st['fps']:.1f} frames/s ({time.perf_counter() - t0:.1f} s). The video is synthetic and "
             "labelled so."
         )
+        if st["frames_beyond_target_pose_range"]:
+            summary += (
+                f"\n\n**{st['frames_beyond_target_pose_range']} frames** turn the head up to "
+                f"{st['max_pose_offset_deg']:g} degrees, beyond the {st['target_pose_range_deg']:g} degrees this "
+                "target was trained on: those frames are extrapolated and look worse."
+            )
         return result, sbs, summary
     except BaseException as err:
         if out_dir is not None:  # nothing half-written stays behind

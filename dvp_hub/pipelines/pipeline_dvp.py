@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, logging
 
 from ..errors import TargetLoadError
 from ..models import PortraitTarget, RenderingToVideoGenerator
+
+logger = logging.get_logger(__name__)
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -337,12 +339,14 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 if bar is not None:
                     bar.update(done - bar.n)
 
-            with FaceTracker() as tracker:
-                track = tracker.track(
-                    reader, fps=reader.fps, num_frames=len(reader), name=str(source_video), progress=tick
-                )
-            if bar is not None:
-                bar.close()
+            try:
+                with FaceTracker() as tracker:
+                    track = tracker.track(
+                        reader, fps=reader.fps, num_frames=len(reader), name=str(source_video), progress=tick
+                    )
+            finally:  # before any error message, so that it gets a line of its own
+                if bar is not None:
+                    bar.close()
             source = fit_sequence(track)
             del track  # landmarks and colours of every frame: not needed any more
         else:
@@ -374,6 +378,14 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             )
         else:
             drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame)
+        pose_report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
+        if pose_report["frames_beyond_target_pose_range"]:
+            logger.warning(
+                f"{pose_report['frames_beyond_target_pose_range']} of {len(drive)} frames turn the head up to "
+                f"{pose_report['max_pose_offset_deg']:g} degrees from the target's reference pose; its training "
+                f"frames reached {pose_report['target_pose_range_deg']:g}. Those frames are extrapolated and look "
+                "worse: use a source with smaller head turns, or transfer=('expression', 'gaze')."
+            )
         # 4. Render and generate, chunk by chunk
         device = self._execution_device
         gen = self.generator
@@ -473,6 +485,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             "generator_seconds": round(gen_seconds, 3),
             "source_reference_frame": drive.info.get("source_reference_frame"),
             "interpolated_frames": int(source.info.get("interpolated_frames", 0)),
+            **pose_report,
         }
         if not return_dict:
             return (result, drive.fps)

@@ -153,3 +153,24 @@ def _assemble(target, rot, trans, expr, gaze, sh, fps, openness, info) -> FaceSe
 
     out.landmarks = project_sequence(out)
     return out
+
+
+POSE_MARGIN_DEG = 5.0
+
+
+def pose_range(drive: FaceSequence, target: FaceSequence, target_ref: int, train_frames: int) -> dict:
+    """How far the driven head turns from the target's reference pose, against how far the target's own training
+    frames turned: frames beyond that range (plus a margin) are extrapolated by the generator and look worse.
+    """
+
+    def angles(rot: np.ndarray) -> np.ndarray:
+        rel = axis_angle_to_matrix(rot) @ axis_angle_to_matrix(target.rotation[target_ref]).T
+        return np.rad2deg(np.linalg.norm(matrix_to_axis_angle(rel), axis=-1))
+
+    trained = float(angles(target.rotation[:train_frames]).max())
+    driven = angles(drive.rotation)
+    return {
+        "target_pose_range_deg": round(trained, 1),
+        "max_pose_offset_deg": round(float(driven.max()), 1) if len(driven) else 0.0,
+        "frames_beyond_target_pose_range": int((driven > trained + POSE_MARGIN_DEG).sum()),
+    }
