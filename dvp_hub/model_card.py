@@ -7,6 +7,16 @@ import os
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "assets", "model_card_template.md")
+DRIVEN_METRICS = (
+    "identity_to_target",
+    "identity_to_source",
+    "identity_source_to_target",
+    "mouth_opening_correlation",
+    "eye_openness_correlation",
+    "head_pose_error_deg",
+    "output_jitter_iod",
+    "source_jitter_iod",
+)
 
 
 def render_model_card(
@@ -17,20 +27,42 @@ def render_model_card(
     repo_id: str | None = None,
     consent: str | None = None,
     provenance: str | None = None,
+    driven: list[dict] | None = None,
 ) -> ModelCard:
-    """A card with a model-index of the validation metrics, the training configuration and the data's origin."""
+    """A card with a model-index of the validation metrics, the training configuration and the data's origin.
+
+    driven: `dvp evaluate` results of other people driving the target (``evaluate.driven``), one per source.
+    """
+    driven = [{k: v for k, v in d.items() if k in DRIVEN_METRICS or k == "source"} for d in driven or []]
     results = [
         EvalResult(
             task_type="image-to-image",
             task_name="Self-reenactment (validation frames)",
             dataset_type="video",
             dataset_name=dataset.get("source", "target video"),
+            dataset_split="validation",
             metric_type=k,
             metric_name=k.upper() if k in ("psnr", "ssim") else k,
             metric_value=float(v),
         )
         for k, v in metrics.items()
     ]
+    for d in driven:
+        src = os.path.basename(d["source"])
+        results += [
+            EvalResult(
+                task_type="image-to-image",
+                task_name=f"Reenactment driven by {src}",
+                dataset_type="video",
+                dataset_name=src,
+                dataset_config=src,  # model-index groups results by task type and dataset config/split
+                metric_type=k,
+                metric_name=k,
+                metric_value=float(v),
+            )
+            for k, v in d.items()
+            if k != "source"
+        ]
     data = ModelCardData(
         license="mit",
         library_name="dvp_hub",
@@ -44,6 +76,7 @@ def render_model_card(
         name=name,
         repo_id=repo_id or name,
         metrics=metrics,
+        driven=driven,
         training=training,
         dataset=dataset,
         consent=consent

@@ -1,6 +1,7 @@
 """Render the demo target's model card (dvp_hub/assets/demo_target/README.md and model_cards/demo-d6.md).
 
-python scripts/write_demo_card.py --metrics '{"psnr": 22.19, "ssim": 0.8309}'
+python scripts/write_demo_card.py --metrics '{"psnr": 22.19, "ssim": 0.8309}' \
+    --evaluation benchmarks/results/evaluate_demo_d3_150.json
 """
 
 import argparse
@@ -30,6 +31,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--metrics", required=True, help="JSON of the validation metrics")
     ap.add_argument("--training", default="{}", help="JSON of extra training facts")
+    ap.add_argument("--evaluation", default=None, help="a `dvp evaluate --json` file: its sources go in the card")
     args = ap.parse_args(argv)
     folder = os.path.join(ROOT, "dvp_hub", "assets", "demo_target")
     target_cfg = json.load(open(os.path.join(folder, "target", "config.json")))
@@ -49,8 +51,19 @@ def main(argv=None):
         "val_start": target_cfg["train_frames"],
         "val_fraction": 0.1,
     }
+    driven = []
+    if args.evaluation:
+        with open(args.evaluation) as f:
+            driven = json.load(f)["sources"]
     card = render_model_card(
-        "demo-d6", json.loads(args.metrics), training, dataset, repo_id="demo", consent=CONSENT, provenance=PROVENANCE
+        "demo-d6",
+        json.loads(args.metrics),
+        training,
+        dataset,
+        repo_id="demo",
+        consent=CONSENT,
+        provenance=PROVENANCE,
+        driven=driven,
     )
     card.save(os.path.join(folder, "README.md"))
     shutil.copy(os.path.join(folder, "README.md"), os.path.join(ROOT, "model_cards", "demo-d6.md"))

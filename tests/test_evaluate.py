@@ -29,3 +29,19 @@ def test_driven_metrics_with_the_demo_target():
     assert -1 <= r["mouth_opening_correlation"] <= 1
     assert 0 <= r["head_pose_error_deg"] < 20
     assert r["output_jitter_iod"] > 0 and r["source_jitter_iod"] > 0
+
+
+def test_demo_card_carries_the_evaluation():
+    """The bundled card's model-index parses and holds the self-reenactment and driven figures."""
+    import os
+
+    from huggingface_hub import ModelCard
+
+    from dvp_hub.pipelines.pipeline_dvp import DEMO_DIR
+
+    card = ModelCard.load(os.path.join(DEMO_DIR, "README.md"))
+    results = {(r.task_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert 20 < results[("Self-reenactment (validation frames)", "psnr")] < 40
+    assert results[("Reenactment driven by talking-d3.mp4", "identity_to_target")] < 0.6
+    assert results[("Reenactment driven by talking-d3.mp4", "identity_to_source")] > 0.6
+    assert "consent" in card.text and "talking-d6.mp4" in card.text
