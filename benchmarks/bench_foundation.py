@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -39,7 +40,7 @@ def main(argv=None):
     from dvp_hub.perf import tune_allocator
     from dvp_hub.render.conditioning import ConditioningRenderer
     from dvp_hub.render.crop import Crop
-    from dvp_hub.video import VideoReader
+    from dvp_hub.video import VideoReader, VideoWriter
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--clip", default=DEFAULT_CLIP)
@@ -47,7 +48,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     tune_allocator()
     reader = VideoReader(args.clip)
+    t0 = time.perf_counter()
     frames = list(reader)
+    decode_s = time.perf_counter() - t0
     n = len(frames)
     with FaceTracker() as tracker:
         track = tracker.track(frames, fps=reader.fps)
@@ -58,6 +61,7 @@ def main(argv=None):
         "clip": os.path.basename(args.clip),
         "frames": n,
         "size": f"{reader.width}x{reader.height}",
+        "decode_fps": round(n / decode_s, 1),
         "track_fps": round(n / track.seconds, 1),
         "fit_fps": round(n / fit_s, 1),
         "track_fit_fps": round(n / (track.seconds + fit_s), 1),
@@ -74,6 +78,14 @@ def main(argv=None):
         for s in range(0, n, bs):  # batch by batch, as the dataset and the pipeline consume them
             renderer.render(seq, crop, 256, frames=slice(s, s + bs), batch_size=bs)
         row[f"render_fps_256_batch{bs}"] = round(n / (time.perf_counter() - t0), 1)
+    # encode: the pipeline's output (256 x 256 crops, H.264, container metadata), as VideoWriter writes it
+    crops = [crop.apply(f, 256) for f in frames]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with VideoWriter(os.path.join(tmp, "o.mp4"), reader.fps) as writer:
+            for c in crops:
+                writer.write(c)
+        row["encode_fps_256"] = round(n / (time.perf_counter() - t0), 1)
     fps = reader.fps
     m3, m30 = track_memory(args.clip, int(3 * fps)), track_memory(args.clip, int(30 * fps))
     row.update({"peak_mb_3s": round(m3), "peak_mb_30s": round(m30), "peak_ratio_30s_3s": round(m30 / m3, 3)})

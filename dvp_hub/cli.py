@@ -216,7 +216,9 @@ def cmd_bench(args) -> None:
             rows[name] = json.load(open(out))
     f, net, pipe = rows["foundation"], rows["network"], rows["pipeline"]
     table = [
-        ("decode excluded: track + fit (fps)", f["track_fit_fps"]),
+        ("decode 480 px (fps)", f["decode_fps"]),
+        ("track, decode excluded (fps)", f["track_fps"]),
+        ("fit (fps)", f["fit_fps"]),
         ("render 9 ch @256, batch 16 (fps)", f["render_fps_256_batch16"]),
     ]
     for r in net:
@@ -226,8 +228,14 @@ def cmd_bench(args) -> None:
             )
         else:
             table.append((f"train {r['config']} (steps/s)", r["train_steps_per_s"]))
+    table.append(("encode 256 px H.264 (fps)", f["encode_fps_256"]))
     for r in pipe:
-        table.append((f"end to end {r['config']}, {r['source_seconds']} s source (fps)", r["fps"]))
+        table.append(
+            (
+                f"end to end {r['config']}, {r['source_seconds']} s source (fps)",
+                f"{r['fps']} (generator alone {r['generator_fps']}; overhead {r['overhead_over_generator']:.0%})",
+            )
+        )
     import platform
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
