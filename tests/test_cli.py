@@ -1,5 +1,8 @@
+import json
 import subprocess
 import sys
+
+import pytest
 
 from dvp_hub.video import probe_video
 
@@ -37,3 +40,27 @@ def test_user_errors_are_one_line_exit_2(tmp_path):
     assert not (tmp_path / "p.safetensors").exists()
     r = _dvp("render", str(tmp_path / "none.safetensors"), "--video", str(bad), "--output", str(tmp_path / "o.mp4"))
     assert r.returncode == 2 and "dvp track" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_prints_a_table_and_writes_json_with_identity(tmp_path):
+    pytest.importorskip("dlib", reason="identity metrics need the eval extra: pip install 'dvp-hub[eval]'")
+    out = tmp_path / "eval.json"
+    r = _dvp(
+        "evaluate",
+        "--target-video",
+        clip("talking-d6.mp4"),
+        "--source",
+        clip("talking-d3.mp4"),
+        "--max-frames",
+        "16",
+        "--json",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "self-reenactment on 16 validation frames" in r.stdout and "id->target" in r.stdout
+    res = json.loads(out.read_text())
+    src = res["sources"][0]
+    assert src["frames"] == 16 and src["identity_faces_found"] == "16/16"
+    assert src["identity_to_target"] < 0.6 < src["identity_to_source"]  # the demo target, not the driver
+    assert res["self_reenactment"]["identity_to_real_frames"] < 0.6
