@@ -126,7 +126,11 @@ def stack_windows(
 
 
 class TargetDataset(torch.utils.data.Dataset):
-    """``(conditioning window [9*Nw, R, R], frame [3, R, R])`` pairs in [-1, 1] of one split."""
+    """``(conditioning window [9*Nw, R, R], frame [3, R, R])`` pairs in [-1, 1] of one split.
+
+    with_previous: each item also carries the previous frame's window and frame (``prev_conditioning``,
+    ``prev_frame``; the first frame of the split is its own previous), for a temporal-consistency loss.
+    """
 
     def __init__(
         self,
@@ -135,11 +139,13 @@ class TargetDataset(torch.utils.data.Dataset):
         temporal_window: int = 11,
         device: str = "cpu",
         cache: dict | None = None,
+        with_previous: bool = False,
     ):
         import cv2
 
         self.meta = load_dataset_meta(dataset_dir)
         self.window = temporal_window
+        self.with_previous = with_previous
         n, r = self.meta["num_frames"], self.meta["resolution"]
         val = self.meta["val_start"]
         self.indices = np.arange(0, val) if split == "train" else np.arange(val, n)
@@ -173,4 +179,8 @@ class TargetDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         t = int(self.indices[i])
-        return {"conditioning": self.conditioning_window(t), "frame": self.frames[t].float() / 127.5 - 1, "index": t}
+        item = {"conditioning": self.conditioning_window(t), "frame": self.frames[t].float() / 127.5 - 1, "index": t}
+        if self.with_previous:
+            p = max(t - 1, int(self.indices[0]))
+            item.update(prev_conditioning=self.conditioning_window(p), prev_frame=self.frames[p].float() / 127.5 - 1)
+        return item

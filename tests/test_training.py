@@ -172,8 +172,13 @@ def test_sigkill_during_checkpoint_write_then_resume(tiny_dataset, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     _launch(common + ["--output_dir", str(full)])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, SCRIPT, *common, "--output_dir", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, *common, "--output_dir", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     hit = None
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -194,3 +199,33 @@ def test_sigkill_during_checkpoint_write_then_resume(tiny_dataset, tmp_path):
     a, b = _weights(full), _weights(killed)
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, worst  # same tolerance as the plain resume test
+
+
+def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
+    """--lambda_temporal: the batch carries previous frames, one generator forward makes both, and the term is the
+    L1 between generated and real frame-to-frame differences (zero when the generator copies the real motion)."""
+    sys.path.insert(0, str(ROOT / "training"))
+    from train_target import discriminator_step, generator_step
+
+    from dvp_hub.dataset import TargetDataset
+    from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+
+    ds = TargetDataset(tiny_dataset, "train", 3, with_previous=True)
+    assert torch.equal(ds[5]["prev_frame"], ds[4]["frame"]) and torch.equal(ds[0]["prev_frame"], ds[0]["frame"])
+    batch = torch.utils.data.default_collate([ds[5], ds[9]])
+
+    class Accel:  # the two calls the steps make on an Accelerator
+        backward = staticmethod(lambda loss: loss.backward())
+
+    torch.manual_seed(0)
+    gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=3)
+    disc = SpaceTimePatchDiscriminator(conditioning_channels=27, base_channels=4)
+    opt_g, opt_d = (torch.optim.Adam(m.parameters(), 2e-4) for m in (gen, disc))
+    with torch.enable_grad():
+        fake, fake_prev, _ = discriminator_step(batch, gen, disc, GANLoss(), opt_d, Accel)
+        assert fake.shape == fake_prev.shape == (2, 3, 64, 64)
+        expected = (fake - fake_prev - (batch["frame"] - batch["prev_frame"])).abs().mean()
+        before = gen.ups[-1].refine.weight.detach().clone()
+        _, _, loss_t = generator_step(batch, fake, fake_prev, disc, GANLoss(), opt_g, 100.0, 100.0, Accel)
+    assert torch.allclose(loss_t, expected.detach()) and loss_t > 0
+    assert not torch.equal(before, gen.ups[-1].refine.weight)  # the generator was updated

@@ -55,6 +55,13 @@ def parse_args(input_args=None):
     p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
     p.add_argument("--adam_beta2", type=float, default=0.999)
     p.add_argument("--lambda_l1", type=float, default=LAMBDA_L1)
+    p.add_argument(
+        "--lambda_temporal",
+        type=float,
+        default=0.0,
+        help="weight of a temporal-consistency L1 between consecutive generated and real frame differences "
+        "(0, the paper: off); each step then generates each frame's predecessor too",
+    )
     p.add_argument("--generator_base_channels", type=int, default=64)
     p.add_argument("--generator_max_channels", type=int, default=512)
     p.add_argument("--discriminator_base_channels", type=int, default=64)
@@ -79,28 +86,39 @@ def parse_args(input_args=None):
 
 
 def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator):
-    """D step on the detached fake, one forward over real and fake together (DDP-safe)."""
+    """D step on the detached fake, one forward over real and fake together (DDP-safe).
+
+    With a temporal loss the batch carries each frame's predecessor: one generator forward makes both.
+    """
     cond, real = batch["conditioning"], batch["frame"]
-    fake = generator(cond)  # G(x)
+    fake_prev = None
+    if "prev_conditioning" in batch:
+        fake, fake_prev = generator(torch.cat([cond, batch["prev_conditioning"]])).chunk(2)  # G(x_t), G(x_t-1)
+    else:
+        fake = generator(cond)  # G(x)
     logits = discriminator(torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
     d_real, d_fake = logits.chunk(2)
     loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))  # D(x, y) -> 1, D(x, G(x)) -> 0
     opt_d.zero_grad(set_to_none=True)
     accelerator.backward(loss_d)
     opt_d.step()
-    return fake, loss_d.detach()
+    return fake, fake_prev, loss_d.detach()
 
 
-def generator_step(batch, fake, discriminator, gan_loss, opt_g, lambda_l1, accelerator):
-    """G step on the same batch: fool D, plus lambda * L1 to the real frame."""
+def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, lambda_l1, lambda_temporal, accelerator):
+    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the temporal term)."""
     cond, real = batch["conditioning"], batch["frame"]
     loss_gan = gan_loss(discriminator(cond, fake), True)  # D(x, G(x)) -> 1
     loss_l1 = nn.functional.l1_loss(fake, real)  # |y - G(x)|_1
     loss_g = loss_gan + lambda_l1 * loss_l1
+    loss_t = torch.zeros((), device=real.device)
+    if fake_prev is not None:  # |(G(x_t) - G(x_t-1)) - (y_t - y_t-1)|_1: no flicker the real video lacks
+        loss_t = nn.functional.l1_loss(fake - fake_prev, real - batch["prev_frame"])
+        loss_g = loss_g + lambda_temporal * loss_t
     opt_g.zero_grad(set_to_none=True)
     accelerator.backward(loss_g)
     opt_g.step()
-    return loss_gan.detach(), loss_l1.detach()
+    return loss_gan.detach(), loss_l1.detach(), loss_t.detach()
 
 
 @torch.no_grad()
@@ -190,7 +208,8 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
         "batch size (per process)": args.train_batch_size,
         "processes": accelerator.num_processes,
         "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})",
-        "loss": f"cGAN + {args.lambda_l1} x L1",
+        "loss": f"cGAN + {args.lambda_l1} x L1"
+        + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else ""),
         "mixed precision": accelerator.mixed_precision,
         "training time": f"{train_seconds / 60:.1f} min on {accelerator.device.type}",
         "seed": args.seed,
@@ -240,7 +259,9 @@ def main(args):
             "prepare it again at that resolution."
         )
     cache: dict = {}
-    train_ds = TargetDataset(dataset_dir, "train", args.temporal_window, cache=cache)
+    train_ds = TargetDataset(
+        dataset_dir, "train", args.temporal_window, cache=cache, with_previous=args.lambda_temporal > 0
+    )
     val_ds = TargetDataset(dataset_dir, "val", args.temporal_window, cache=cache)
     if accelerator.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -315,12 +336,22 @@ def main(args):
             accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
         )
         for batch in active:
-            fake, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
-            loss_gan, loss_l1 = generator_step(
-                batch, fake, discriminator, gan_loss, opt_g, args.lambda_l1, accelerator
+            fake, fake_prev, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
+            loss_gan, loss_l1, loss_t = generator_step(
+                batch,
+                fake,
+                fake_prev,
+                discriminator,
+                gan_loss,
+                opt_g,
+                args.lambda_l1,
+                args.lambda_temporal,
+                accelerator,
             )
             global_step += 1
             logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
+            if fake_prev is not None:
+                logs["loss_temporal"] = loss_t.item()
             bar.update(1)
             bar.set_postfix(**{k: f"{v:.3f}" for k, v in logs.items()})
             accelerator.log(logs, step=global_step)
