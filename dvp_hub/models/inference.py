@@ -2,7 +2,9 @@
 
 Measured on 2 CPU cores (benchmarks/bench_network.py): the paper generator runs 159 ms a frame in eager
 fp32, 93 ms folded + channels_last, 69 ms with bf16 autocast on top (max output difference 0.0015 on
-[-1, 1], a fifth of a grey level). `fast_generator` makes the folded copy once; `generate` runs it.
+[-1, 1], a fifth of a grey level). `fast_generator` makes the folded copy once; `generate` runs it on
+stacked windows. `generate_windows` runs it on a clip of conditioning images, the first level computed as a
+3D convolution over time, which is what the pipeline calls (no 99-channel stack is ever built).
 """
 
 from __future__ import annotations
