@@ -157,7 +157,7 @@ def test_cli_refuses_with_exit_2_and_the_same_line(kind, sources, tiny_pipeline,
     assert list(out.parent.iterdir()) == []
 
 
-@pytest.mark.parametrize("kind", ["small_face", "black_first_frames", "rotated", "vfr", "4k", "portrait_no_audio"])
+@pytest.mark.parametrize("kind", WORKS)
 def test_cli_works(kind, sources, target_folder, tmp_path, capsys):
     out = tmp_path / "o.mp4"
     rc, err, stdout = _cli(capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out))
