@@ -80,6 +80,13 @@ class ConditioningRenderer:
         )
         if out is None:
             out = torch.empty(p.shape[0], size, size, NUM_CHANNELS, device=dev).permute(0, 3, 1, 2)
+        elif tuple(out.shape) != (p.shape[0], NUM_CHANNELS, size, size) or not out.is_contiguous(
+            memory_format=torch.channels_last
+        ):
+            raise ValueError(
+                f"out must be a channels_last tensor of shape {(p.shape[0], NUM_CHANNELS, size, size)}, "
+                f"got shape {tuple(out.shape)} with strides {out.stride()}"
+            )
         hwc = out.permute(0, 2, 3, 1)  # [B, size, size, 9], contiguous: out is channels_last
         hwc.fill_(-1.0)
         hwc.view(-1, NUM_CHANNELS)[frags.pixels] = (vals * 2 - 1).to(out.dtype)
