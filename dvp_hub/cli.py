@@ -213,7 +213,8 @@ def cmd_bench(args) -> None:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            rows[name] = json.load(open(out))
+            with open(out) as fh:
+                rows[name] = json.load(fh)
     f, net, pipe = rows["foundation"], rows["network"], rows["pipeline"]
     table = [
         ("decode 480 px (fps)", f["decode_fps"]),

@@ -18,27 +18,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import stack_windows
 from .face import topology as topo
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
-
 
 IDENTITY_FRAMES = 24  # frames embedded per set: dlib's detector + ResNet cost ~0.1 s a frame on CPU
 
 
-def _spread(frames, count: int = IDENTITY_FRAMES):
-    idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
-    return [frames[i] for i in idx]
+def _embed_spread(embedder, frames) -> tuple[np.ndarray, str]:
+    """Embeddings of `IDENTITY_FRAMES` frames spread over ``frames``, and "found/tried"."""
+    from .identity import spread
 
-
-def _identity(embedder, frames, reference: np.ndarray, prefix: str) -> dict:
-    from .identity import identity_distance
-
-    emb, found = embedder.embed_frames(_spread(frames))
-    return {
-        f"identity_{prefix}": identity_distance(emb, reference),
-        "identity_faces_found": f"{found}/{len(_spread(frames))}",
-    }
+    picked = spread(frames, IDENTITY_FRAMES)
+    emb, found = embedder.embed_frames(picked)
+    return emb, f"{found}/{len(picked)}"
 
 
 def target_reference(embedder, target_video: str) -> np.ndarray:
@@ -52,7 +44,7 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None, emb
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     from .errors import DVPError
-    from .models.inference import generate
+    from .models.inference import generate_windows
     from .render.conditioning import ConditioningRenderer
     from .video import VideoReader
 
@@ -69,17 +61,23 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None, emb
     crop, size, window = pipe.target.crop, cfg.resolution, pipe.generator.config.temporal_window
     first = max(0, start - window + 1)
     cond = ConditioningRenderer().render(seq, crop, size, frames=slice(first, stop))
-    fakes = []
-    for s in range(start, stop, 8):
-        stack = stack_windows(cond, s, min(stop, s + 8), first, window)
-        fakes.append(((generate(pipe.generator, stack) + 1) / 2).clamp(0, 1))
-    fake = torch.cat(fakes)
+    pad = window - 1 - (start - first)  # history before frame 0 repeats frame 0, as in training
+    cond = torch.cat([cond[:1].expand(pad, -1, -1, -1), cond]) if pad else cond
+    # the pipeline's generator call, 8 frames at a time: cond index j is frame start - window + 1 + j
+    fake = torch.cat(
+        [
+            ((generate_windows(pipe.generator, cond[s - start : min(stop, s + 8) - start + window - 1]) + 1) / 2)
+            for s in range(start, stop, 8)
+        ]
+    ).clamp(0, 1)
     real = []
-    for i, frame in enumerate(VideoReader(target_video, max_frames=stop)):
+    for i, frame in enumerate(reader):
+        if i >= stop:
+            break
         if i >= start:
             real.append(torch.from_numpy(crop.apply(frame, size)).permute(2, 0, 1).float() / 255)
     real = torch.stack(real)
-    mask = (cond[start - first :, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
+    mask = (cond[window - 1 :, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
     mse_face = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
     ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
     box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
@@ -91,9 +89,12 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None, emb
         "ssim_face": float(structural_similarity_index_measure(fake[box], real[box], data_range=1.0)),
     }
     if embedder is not None:  # generated vs real validation frames: the same frames, the same person
-        as_u8 = lambda x: (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
-        ref, _ = embedder.embed_frames(_spread(as_u8(real)))
-        result.update(_identity(embedder, as_u8(fake), ref, "to_real_frames"))
+        from .identity import identity_distance
+        from .video import to_uint8
+
+        ref, _ = _embed_spread(embedder, to_uint8(real.permute(0, 2, 3, 1).numpy()))
+        emb, found = _embed_spread(embedder, to_uint8(fake.permute(0, 2, 3, 1).numpy()))
+        result.update({"identity_to_real_frames": identity_distance(emb, ref), "identity_faces_found": found})
     return result
 
 
@@ -103,9 +104,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def driven(
-    pipe, source_video: str, max_frames: int | None = None, embedder=None, target_embeddings=None
-) -> dict:
+def driven(pipe, source_video: str, max_frames: int | None = None, embedder=None, target_embeddings=None) -> dict:
     """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder)."""
     from .face.fitting import fit_sequence
     from .face.model import load_face_model
@@ -140,13 +139,13 @@ def driven(
         from .identity import identity_distance, sample_frames
 
         src_emb, _ = embedder.embed_frames(sample_frames(source_video, IDENTITY_FRAMES, max_frames))
-        out_emb, found = embedder.embed_frames(_spread(frames))
+        out_emb, found = _embed_spread(embedder, frames)
         result.update(
             {
                 "identity_to_target": identity_distance(out_emb, target_embeddings),
                 "identity_to_source": identity_distance(out_emb, src_emb),
                 "identity_source_to_target": identity_distance(src_emb, target_embeddings),
-                "identity_faces_found": f"{found}/{len(_spread(frames))}",
+                "identity_faces_found": found,
             }
         )
     return result

@@ -70,11 +70,20 @@ def identity_distance(embeddings: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(embeddings - reference.mean(0), axis=1).mean())
 
 
+def spread_indices(n: int, count: int) -> np.ndarray:
+    """At most ``count`` indices spread evenly over ``range(n)``, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int))
+
+
+def spread(items, count: int = 24) -> list:
+    """At most ``count`` items spread evenly over a sequence."""
+    return [items[i] for i in spread_indices(len(items), count)]
+
+
 def sample_frames(video: str, count: int = 24, max_frames: int | None = None) -> list[np.ndarray]:
     """``count`` frames spread evenly over a video (decoded in one pass)."""
     from .video import VideoReader
 
     reader = VideoReader(video, max_frames=max_frames)
-    n = len(reader)
-    keep = set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())
+    keep = set(spread_indices(len(reader), count).tolist())
     return [f for i, f in enumerate(reader) if i in keep]

@@ -110,9 +110,14 @@ def project_sequence(seq: FaceSequence, model: FaceModel | None = None, camera: 
     return out
 
 
-def reprojection_error(seq: FaceSequence, model: FaceModel | None = None) -> tuple[float, float]:
-    """Mean 2D distance between the fitted model and the tracked landmarks: (pixels, fraction of IOD)."""
-    proj = project_sequence(seq, model)
+def reprojection_error(
+    seq: FaceSequence, model: FaceModel | None = None, projected: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Mean 2D distance between the fitted model and the tracked landmarks: (pixels, fraction of IOD).
+
+    projected: `project_sequence(seq, model)` when the caller has it already.
+    """
+    proj = project_sequence(seq, model) if projected is None else projected
     d = np.linalg.norm(proj - seq.landmarks, axis=-1).mean(-1)  # [T]
     iod = topo.interocular_distance(seq.landmarks)
     det = seq.detected if seq.detected.any() else np.ones(len(seq), bool)
@@ -211,9 +216,9 @@ def fit_sequence(
     # 5. Albedo and SH lighting on the visible vertices' colours.
     fit_albedo_lighting(seq, track.colors, model, albedo_frames)
 
-    px, frac = reprojection_error(seq, model)
+    proj = project_sequence(seq, model)  # once: for the error and for the fitted jitter
+    px, frac = reprojection_error(seq, model, proj)
     iod = topo.interocular_distance(target)
-    proj = project_sequence(seq, model)
     seq.info = {
         "frames": n,
         "interpolated_frames": int((~track.detected).sum()),

@@ -59,9 +59,12 @@ def edited_frame(
     roll: float,
     expression: dict,
     gaze: tuple[float, float],
-    train_frames: int | None = None,
+    directions: dict[str, np.ndarray] | None = None,
 ) -> FaceSequence:
-    """A one-frame `FaceSequence`: frame ``index`` of ``seq`` with the edits applied."""
+    """A one-frame `FaceSequence`: frame ``index`` of ``seq`` with the edits applied.
+
+    directions: `control_directions` of the target (needed for named controls; computed once by the caller).
+    """
     one = seq.slice(index, index + 1)
     rot = euler_to_matrix(yaw, pitch, roll) @ axis_angle_to_matrix(one.rotation[0])
     # rotate about the head centre, not the camera: keep the translation of the face's centroid
@@ -70,7 +73,6 @@ def edited_frame(
     r0 = axis_angle_to_matrix(one.rotation[0])
     trans = one.translation[0] + r0 @ centre - rot @ centre
     expr = one.expression.copy()
-    dirs = None
     for key, amount in expression.items():
         if key.startswith("c") and key[1:].isdigit():
             k = int(key[1:])
@@ -80,8 +82,8 @@ def edited_frame(
                 from ..errors import InputError
 
                 raise InputError(f"unknown expression control {key!r}; use one of {CONTROLS} or 'c<k>'.")
-            if dirs is None:
-                dirs = control_directions(seq, slice(0, train_frames))
-            expr[0] += amount * dirs[key]
+            if directions is None:
+                directions = control_directions(seq)
+            expr[0] += amount * directions[key]
     g = one.gaze + np.asarray(gaze, dtype=np.float64)[None, None, :]
     return replace(one, rotation=matrix_to_axis_angle(rot)[None], translation=trans[None], expression=expr, gaze=g)

@@ -28,7 +28,8 @@ ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "DeepVideoPort
 class DeepVideoPortraitPipelineOutput(BaseOutput):
     """frames: ``(1, F, H, W, 3)`` floats in [0, 1] ("np"), ``(1, F, 3, H, W)`` ("pt") or a list of PIL lists;
     None when written straight to ``output_video``. fps: frame rate. parameters: the `FaceSequence` that
-    drove the target. conditioning: the rendered conditioning of the last chunk (for previews)."""
+    drove the target. stats: frames, timings, the source's neutral frame, interpolated frames and the pose
+    range report (`retarget.pose_range`)."""
 
     frames: object
     fps: float
@@ -156,8 +157,32 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         self.register_modules(generator=generator, target=target)
         self.reference_video: str | None = None  # a video of the target (``reference.mp4`` in its folder)
 
+    def _target_state(self) -> dict:
+        """What every call derives from the target, made once per target: its training sequence as numpy, its
+        most neutral training frame (relative expression starts there), and for editing the control
+        directions and a renderer (added by `edit`)."""
+        from . import retarget
+
+        state = self.__dict__.get("_target_cache")
+        if state is None or state["target"] is not self.target:
+            seq = self.target.to_sequence()
+            neutral = retarget.neutral_frame(seq, slice(0, self.target.config.train_frames))
+            state = {"target": self.target, "sequence": seq, "neutral_frame": neutral}
+            self.__dict__["_target_cache"] = state
+        return state
+
     def _background(self) -> np.ndarray:
-        """The target's reference frame at full resolution, from its reference video (for paste-back)."""
+        """The target's reference frame at full resolution, from its reference video (for paste-back).
+
+        Decoded once per reference video: every call of the pipeline pastes into the same frame.
+        """
+        cached = self.__dict__.get("_background_cache")
+        if cached is None or cached[0] != self.reference_video:
+            cached = (self.reference_video, self._decode_background())
+            self.__dict__["_background_cache"] = cached
+        return cached[1]
+
+    def _decode_background(self) -> np.ndarray:
         from ..errors import InputError
         from ..video import VideoReader
 
@@ -232,26 +257,25 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         render and one generator pass (tens of milliseconds with the light generator).
         """
         from ..export import mark_synthetic
+        from ..models.inference import generate_windows
         from ..render.conditioning import ConditioningRenderer
-        from .editing import edited_frame
+        from .editing import control_directions, edited_frame
 
-        tgt = self.target.to_sequence()
+        # Slider calls: the target's sequence, its control directions and a renderer are made once.
+        state = self._target_state()
+        if "renderer" not in state:
+            state["renderer"] = ConditioningRenderer(device=self._execution_device)
+        tgt = state["sequence"]
         if not 0 <= frame_index < len(tgt):
             from ..errors import InputError
 
             raise InputError(f"frame_index={frame_index} is outside the target's {len(tgt)} frames.")
-        one = edited_frame(
-            tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, train_frames=self.target.config.train_frames
-        )
-        if not hasattr(self, "_edit_renderer"):
-            self._edit_renderer = ConditioningRenderer(device=self._execution_device)
-        cond = self._edit_renderer.render(one, self.target.crop, self.target.config.resolution)
-        stack = cond.repeat(1, self.generator.config.temporal_window, 1, 1).to(
-            self._execution_device, self.generator.dtype
-        )
-        from ..models.inference import generate
-
-        img = ((generate(self.generator, stack)[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        if expression and "directions" not in state:
+            state["directions"] = control_directions(tgt, slice(0, self.target.config.train_frames))
+        one = edited_frame(tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, state.get("directions"))
+        cond = state["renderer"].render(one, self.target.crop, self.target.config.resolution)
+        clip = cond.expand(self.generator.config.temporal_window, -1, -1, -1)  # the window repeats the frame
+        img = ((generate_windows(self.generator, clip)[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         img = img.permute(1, 2, 0).cpu().numpy()
         return mark_synthetic(img) if watermark else img
 
@@ -365,19 +389,13 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             raise InputError("paste_back needs a reference video of the target (reference.mp4 in its folder).")
         background = self._background() if paste_back else None
         # 3. Transfer the motion onto the target
-        tgt = self.target.to_sequence()
+        state = self._target_state()
+        tgt, tneu = state["sequence"], state["neutral_frame"]
         cfg = self.target.config
         if mode == "reenact":
-            drive = retarget.reenact(
-                source,
-                tgt,
-                cfg.reference_frame,
-                neutral_frame,
-                retarget.neutral_frame(tgt, slice(0, cfg.train_frames)),
-                transfer,
-            )
+            drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer)
         else:
-            drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame)
+            drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu)
         pose_report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
         if pose_report["frames_beyond_target_pose_range"]:
             logger.warning(
@@ -420,7 +438,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 else:
                     cond = chunk_buf[: hist + e - s]
                 cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
-                renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=tgt.albedo, out=cond[hist:])
+                renderer.render(
+                    drive, crop, size, frames=slice(s, e), batch_size=16, albedo=tgt.albedo, out=cond[hist:]
+                )
                 if tail is None:
                     cond[:hist] = cond[hist : hist + 1]  # before the first frame: the first frame, as in training
                 else:
