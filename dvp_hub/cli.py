@@ -165,17 +165,33 @@ def cmd_evaluate(args) -> None:
 
         embedder = FaceEmbedder()
         ref = target_reference(embedder, args.target_video)
+    stem = os.path.splitext(args.json)[0] if args.json else None  # contact sheets go next to the JSON
+
+    def sheet(name):
+        return f"{stem}_{name}.png" if stem else None
+
     result = {
         "target": args.target,
-        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder),
-        "sources": [driven(pipe, s, args.max_frames, embedder, ref) for s in args.source],
+        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self")),
+        "sources": [
+            driven(pipe, s, args.max_frames, embedder, ref, sheet(os.path.splitext(os.path.basename(s))[0]))
+            for s in args.source
+        ],
     }
     sr = result["self_reenactment"]
-    print(
-        f"self-reenactment on {sr['validation_frames']} validation frames: PSNR {sr['psnr']:.2f} dB, "
-        f"SSIM {sr['ssim']:.4f}; face region: PSNR {sr['psnr_face']:.2f} dB, SSIM {sr['ssim_face']:.4f}"
-        + (f"; identity to the real frames {sr['identity_to_real_frames']:.3f}" if embedder else "")
-    )
+    print(f"self-reenactment on {sr['validation_frames']} validation frames (video frames {sr['source_frames']}):")
+    print(f"{'':22s} {'PSNR':>6s} {'SSIM':>6s} {'face':>12s} {'mouth':>12s}")
+    for label, r in (
+        ("model", sr),
+        ("mean training frame", sr["baseline_mean_frame"]),
+        ("nearest training frame", sr["baseline_nearest_frame"]),
+    ):
+        print(
+            f"{label:22s} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['psnr_face']:6.2f}/{r['ssim_face']:.3f} "
+            f"{r['psnr_mouth']:6.2f}/{r['ssim_mouth']:.3f}"
+        )
+    if embedder:
+        print(f"identity of the output to the real frames {sr['identity_to_real_frames']:.3f}")
     head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s}"
     print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if embedder else ""))
     for r in result["sources"]:

@@ -3,12 +3,13 @@
 Layout written by `prepare_target_dataset` (``training/prepare_target.py``)::
 
     DATASET/
-      dataset.json                 crop, resolution, fps, split, source and tracking statistics
-      face_sequence.safetensors    the fitted `FaceSequence` of the whole clip
-      frames/000000.jpg ...        the crop of every frame at the training resolution (JPEG q=95)
+      dataset.json                 source file (name, size, frames), shots and the one kept, picture box,
+                                   crop and its padding, resolution, fps, split, tracking statistics
+      face_sequence.safetensors    the fitted `FaceSequence` of the kept shot
+      frames/000000.jpg ...        the crop of every frame of the kept shot at the training resolution (JPEG q=95)
 
-Split: the last ``val_fraction`` (10%) of the frames, contiguous, are validation frames and are
-never trained on. The conditioning images are not stored: `TargetDataset` renders them once at load
+Frame ``i`` of the dataset is frame ``shot["kept"][0] + i`` of the source video. Split: the last
+``val_fraction`` (10%) of the frames, contiguous, are validation frames and are never trained on. The conditioning images are not stored: `TargetDataset` renders them once at load
 (a few ms a frame) and keeps them in memory as uint8, so a dataset folder stays small and portable.
 """
 
@@ -35,6 +36,17 @@ def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
     return max(1, min(num_frames - 1, int(round(num_frames * (1 - val_fraction)))))
 
 
+def _slice_track(track, start: int, stop: int):
+    from dataclasses import replace
+
+    return replace(
+        track,
+        landmarks=track.landmarks[start:stop],
+        colors=track.colors[start:stop],
+        detected=track.detected[start:stop],
+    )
+
+
 def prepare_target_dataset(
     video: str,
     output_dir: str,
@@ -42,27 +54,50 @@ def prepare_target_dataset(
     max_frames: int | None = None,
     val_fraction: float = VAL_FRACTION,
     progress=None,
+    shot: str | int = "longest",
 ) -> dict:
-    """Track, fit, crop and write a dataset folder (see the module docstring). Returns its metadata."""
+    """Track, find shots and bars, fit, crop and write a dataset folder (see the module docstring).
+
+    Real footage is cut and framed: the clip's shots are found (`shots.find_cuts`) and only one is kept
+    (``shot``: "longest" or an index), so that no space-time window spans a cut; the crop stays inside
+    the picture's black bars where it fits and is padded where it does not. Returns the metadata, which
+    records the source file, the shot kept and the frames dropped, the crop, its padding and the split.
+    """
     import cv2
 
     from .face.fitting import fit_sequence
     from .face.tracker import FaceTracker
+    from .shots import FrameProbe, find_cuts, split_shots
     from .video import VideoReader
 
     t0 = time.perf_counter()
     reader = VideoReader(video, max_frames=max_frames)
     if len(reader) < 20:
         raise DVPError(f"{video}: only {len(reader)} frames; a target needs at least 20 (ideally 2,000).")
+    probe = FrameProbe(reader)
     with FaceTracker() as tracker:
-        track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=video, progress=progress)
-    seq = fit_sequence(track)
-    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height)
+        track = tracker.track(probe, fps=reader.fps, num_frames=len(reader), name=video, progress=progress)
+    total = track.num_frames
+    try:
+        shots = split_shots(total, find_cuts(np.array(probe.changes), track.landmarks, track.detected), shot)
+    except ValueError as err:
+        raise DVPError(f"{video}: {err}; choose another --shot.") from None
+    if shots.stop - shots.start < 20:
+        raise DVPError(
+            f"{video}: the kept shot (frames {shots.start}-{shots.stop - 1}) has only {shots.stop - shots.start} "
+            "frames; a target needs at least 20 continuous frames."
+        )
+    seq = fit_sequence(_slice_track(track, shots.start, shots.stop))
+    del track
+    box = probe.picture_box()
+    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height, box=box)
     tmp = output_dir.rstrip("/") + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "frames"))
     n = 0
-    for frame in VideoReader(video, max_frames=max_frames):
+    for i, frame in enumerate(VideoReader(video, max_frames=shots.stop)):
+        if i < shots.start:
+            continue
         img = crop.apply(frame, resolution)
         cv2.imwrite(os.path.join(tmp, "frames", f"{n:06d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
         n += 1
@@ -73,11 +108,16 @@ def prepare_target_dataset(
     seq.save(os.path.join(tmp, "face_sequence.safetensors"))
     meta = {
         "source": os.path.basename(video),
+        "source_bytes": os.path.getsize(video),
+        "source_frames": total,
+        "shot": shots.as_dict(),
         "num_frames": n,
         "fps": reader.fps,
         "resolution": resolution,
         "crop": crop.as_list(),
         "frame_size": [reader.width, reader.height],
+        "picture_box": list(box),
+        "padding": crop.padding(box),
         "val_start": split_index(n, val_fraction),
         "val_fraction": val_fraction,
         "fit": seq.info,
@@ -128,6 +168,8 @@ def stack_windows(
 class TargetDataset(torch.utils.data.Dataset):
     """``(conditioning window [9*Nw, R, R], frame [3, R, R])`` pairs in [-1, 1] of one split.
 
+    Each item also carries ``regions`` ``[3, 4]``: the mouth and eye boxes in crop pixels (`render.regions`).
+
     with_previous: each item also carries the previous frame's window and frame (``prev_conditioning``,
     ``prev_frame``; the first frame of the split is its own previous), for a temporal-consistency loss.
     """
@@ -151,18 +193,21 @@ class TargetDataset(torch.utils.data.Dataset):
         self.indices = np.arange(0, val) if split == "train" else np.arange(val, n)
         key = (os.path.abspath(dataset_dir), r)
         if cache is not None and key in cache:
-            self.frames, self.conditioning = cache[key]
+            self.frames, self.conditioning, self.regions = cache[key]
         else:
             seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
             crop = Crop.from_list(self.meta["crop"])
             cond = ConditioningRenderer(device=device).render(seq, crop, r)
             self.conditioning = ((cond + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().contiguous()
+            from .render.regions import region_boxes
+
+            self.regions = torch.from_numpy(region_boxes(seq.landmarks, crop, r))  # [T, 3, 4] mouth, eyes
             frames = np.stack(
                 [cv2.imread(os.path.join(dataset_dir, "frames", f"{i:06d}.jpg"))[..., ::-1] for i in range(n)]
             )
             self.frames = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # [T, 3, R, R] uint8
             if cache is not None:
-                cache[key] = (self.frames, self.conditioning)
+                cache[key] = (self.frames, self.conditioning, self.regions)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -171,6 +216,7 @@ class TargetDataset(torch.utils.data.Dataset):
         """Keep the uint8 frames and conditioning on ``device`` (a GPU builds its batches in place)."""
         self.frames = self.frames.to(device)
         self.conditioning = self.conditioning.to(device)
+        self.regions = self.regions.to(device)
         return self
 
     def conditioning_window(self, t: int) -> torch.Tensor:
@@ -179,7 +225,12 @@ class TargetDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         t = int(self.indices[i])
-        item = {"conditioning": self.conditioning_window(t), "frame": self.frames[t].float() / 127.5 - 1, "index": t}
+        item = {
+            "conditioning": self.conditioning_window(t),
+            "frame": self.frames[t].float() / 127.5 - 1,
+            "regions": self.regions[t],
+            "index": t,
+        }
         if self.with_previous:
             p = max(t - 1, int(self.indices[0]))
             item.update(prev_conditioning=self.conditioning_window(p), prev_frame=self.frames[p].float() / 127.5 - 1)

@@ -40,20 +40,63 @@ def target_reference(embedder, target_video: str) -> np.ndarray:
     return embedder.embed_frames(sample_frames(target_video, IDENTITY_FRAMES))[0]
 
 
-def self_reenactment(pipe, target_video: str, max_frames: int | None = None, embedder=None) -> dict:
+def _region_scores(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """PSNR inside ``mask`` ``[T, 1, H, W]`` and SSIM over the box that holds every masked pixel."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    mse = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
+    ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
+    box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+    return float(10 * torch.log10(1 / mse)), float(structural_similarity_index_measure(fake[box], real[box], data_range=1.0))
+
+
+def _scores(fake: torch.Tensor, real: torch.Tensor, face: torch.Tensor, mouth: torch.Tensor) -> dict:
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+    psnr_face, ssim_face = _region_scores(fake, real, face)
+    psnr_mouth, ssim_mouth = _region_scores(fake, real, mouth)
+    return {
+        "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
+        "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
+        "psnr_face": psnr_face,
+        "ssim_face": ssim_face,
+        "psnr_mouth": psnr_mouth,
+        "ssim_mouth": ssim_mouth,
+    }
+
+
+def nearest_frames(train: torch.Tensor, query: torch.Tensor, size: int = 64) -> torch.Tensor:
+    """Index of the training frame with the smallest pixel error to each query frame (compared at ``size`` px)."""
+    small = lambda x: torch.nn.functional.interpolate(x, size=(size, size), mode="area").flatten(1)  # noqa: E731
+    t, q = small(train), small(query)
+    dist = (q * q).sum(1, keepdim=True) - 2 * q @ t.T + (t * t).sum(1)[None]
+    return dist.argmin(1)
+
+
+def self_reenactment(
+    pipe, target_video: str, max_frames: int | None = None, embedder=None, sheet: str | None = None
+) -> dict:
+    """The target's own validation frames (never trained on), driven by their own fitted parameters.
+
+    Scores (PSNR / SSIM over the whole crop, the face region and the mouth region) for the model and for two
+    baselines in the same crop: the mean training frame, and the training frame nearest to each validation
+    frame by pixel error (an oracle lookup: a target is worth something only where it beats it). ``sheet``:
+    write a contact sheet there (real frame | diffuse render | output, 6 frames).
+    """
     from .errors import DVPError
     from .models.inference import generate_windows
     from .render.conditioning import ConditioningRenderer
+    from .render.regions import box_mask, region_boxes
     from .video import VideoReader
 
     cfg = pipe.target.config
     reader = VideoReader(target_video)
-    if len(reader) != cfg.num_frames:
+    offset = pipe.target.source_start  # the video frame of target frame 0 (the shot kept for training)
+    if len(reader) < offset + cfg.num_frames:
+        named = cfg.get("source_video") or "its own training video"
         raise DVPError(
-            f"{target_video}: {len(reader)} frames, but the target was trained on a video of "
-            f"{cfg.num_frames}; give the target's own training video."
+            f"{target_video}: {len(reader)} frames, but the target was trained on frames {offset}-"
+            f"{offset + cfg.num_frames - 1} of a video; give the target's own training video ({named})."
         )
     seq = pipe.target.to_sequence()
     start = cfg.train_frames
@@ -70,24 +113,36 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None, emb
             for s in range(start, stop, 8)
         ]
     ).clamp(0, 1)
-    real = []
+    train, real = [], []
     for i, frame in enumerate(reader):
-        if i >= stop:
+        if i >= offset + stop:
             break
-        if i >= start:
-            real.append(torch.from_numpy(crop.apply(frame, size)).permute(2, 0, 1).float() / 255)
-    real = torch.stack(real)
-    mask = (cond[window - 1 :, 3:6].amax(1, keepdim=True) > -1).float()  # face region: correspondence rendered
-    mse_face = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
-    ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
-    box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+        if i >= offset:
+            img = torch.from_numpy(crop.apply(frame, size)).permute(2, 0, 1)
+            (real if i >= offset + start else train).append(img)
+    train = torch.stack(train)  # uint8: a minute of 256 px frames is ~200 MB
+    real = torch.stack(real).float() / 255
+    mean = (train.float().mean(0, keepdim=True) / 255).expand_as(real)
+    nearest = train[nearest_frames(train.float() / 255, real)].float() / 255
+    face = (cond[window - 1 :, 3:6].amax(1, keepdim=True) > -1).float()  # where the correspondence is rendered
+    boxes = torch.from_numpy(region_boxes(seq.landmarks[start:stop], crop, size))
+    mouth = box_mask(boxes[:, :1], size)
     result = {
         "validation_frames": int(stop - start),
-        "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
-        "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
-        "psnr_face": float(10 * torch.log10(1 / mse_face)),
-        "ssim_face": float(structural_similarity_index_measure(fake[box], real[box], data_range=1.0)),
+        "source_frames": [offset + start, offset + stop],
+        **_scores(fake, real, face, mouth),
+        "baseline_mean_frame": _scores(mean, real, face, mouth),
+        "baseline_nearest_frame": _scores(nearest, real, face, mouth),
     }
+    if sheet:
+        from .identity import spread_indices
+
+        picks = spread_indices(len(real), 6).tolist()
+        contact_sheet(
+            [[real[i], (cond[window - 1 + i, :3] + 1) / 2, fake[i]] for i in picks],
+            sheet,
+            ["real (held out)", "diffuse render", "output"],
+        )
     if embedder is not None:  # generated vs real validation frames: the same frames, the same person
         from .identity import identity_distance
         from .video import to_uint8
@@ -98,14 +153,46 @@ def self_reenactment(pipe, target_video: str, max_frames: int | None = None, emb
     return result
 
 
+def contact_sheet(rows, path: str, titles: list[str] | None = None, height: int = 192) -> str:
+    """One PNG of ``rows`` of images (``[3, H, W]`` tensors in [0, 1] or ``H x W x 3`` uint8), side by side.
+
+    For a person to look at: source | diffuse render | output, a few frames spread over a clip.
+    """
+    from PIL import Image, ImageDraw
+
+    def tile(img):
+        a = img.permute(1, 2, 0).numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        a = (a * 255).round().clip(0, 255).astype(np.uint8) if a.dtype != np.uint8 else a
+        im = Image.fromarray(a)
+        return im.resize((round(im.width * height / im.height), height), Image.BILINEAR)
+
+    tiles = [[tile(x) for x in row] for row in rows]
+    head = 18 if titles else 0
+    widths = [max(r[j].width for r in tiles) for j in range(len(tiles[0]))]
+    sheet = Image.new("RGB", (sum(widths), head + height * len(tiles)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, title in enumerate(titles or []):
+        draw.text((sum(widths[:j]) + 4, 3), title, fill="black")
+    for i, row in enumerate(tiles):
+        for j, im in enumerate(row):
+            sheet.paste(im, (sum(widths[:j]), head + i * height))
+    sheet.save(path)
+    return path
+
+
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     if a.std() < 1e-9 or b.std() < 1e-9:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def driven(pipe, source_video: str, max_frames: int | None = None, embedder=None, target_embeddings=None) -> dict:
-    """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder)."""
+def driven(
+    pipe, source_video: str, max_frames: int | None = None, embedder=None, target_embeddings=None, sheet=None
+) -> dict:
+    """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder).
+
+    ``sheet``: write a contact sheet there (source frame | diffuse render | output, 6 frames over the clip).
+    """
     from .face.fitting import fit_sequence
     from .face.model import load_face_model
     from .face.smoothing import landmark_jitter
@@ -114,6 +201,25 @@ def driven(pipe, source_video: str, max_frames: int | None = None, embedder=None
     src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
     out = pipe(source_parameters=src, watermark=False, progress=False, output_type="np")
     frames = (out.frames[0] * 255).round().astype(np.uint8)
+    if sheet:
+        from .identity import spread_indices
+        from .render.conditioning import ConditioningRenderer
+        from .video import VideoReader
+
+        picks = spread_indices(len(frames), 6).tolist()
+        size, renderer = pipe.target.config.resolution, ConditioningRenderer()
+        albedo = pipe.target.albedo.numpy()
+        diffuse = [
+            (renderer.render(out.parameters, pipe.target.crop, size, frames=slice(i, i + 1), albedo=albedo)[0, :3] + 1)
+            / 2
+            for i in picks
+        ]
+        sources = [f for i, f in enumerate(VideoReader(source_video, max_frames=picks[-1] + 1)) if i in picks]
+        contact_sheet(
+            [[sources[k], diffuse[k], frames[i]] for k, i in enumerate(picks)],
+            sheet,
+            ["source", "diffuse render", "output"],
+        )
     with FaceTracker() as tracker:
         track = tracker.track(list(frames), fps=out.fps, name="output")
     got = fit_sequence(track)

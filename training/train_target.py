@@ -62,6 +62,20 @@ def parse_args(input_args=None):
         help="weight of a temporal-consistency L1 between consecutive generated and real frame differences "
         "(0, the paper: off); each step then generates each frame's predecessor too",
     )
+    p.add_argument(
+        "--lambda_feature_matching",
+        type=float,
+        default=0.0,
+        help="weight of a feature-matching L1 between the discriminator's activations on real and generated "
+        "frames (pix2pixHD; 0, the paper: off)",
+    )
+    p.add_argument(
+        "--region_weight",
+        type=float,
+        default=0.0,
+        help="extra L1 weight inside the mouth and eye boxes (Head2Head-style; 0, the paper: off): "
+        "a pixel there counts 1 + W times",
+    )
     p.add_argument("--generator_base_channels", type=int, default=64)
     p.add_argument("--generator_max_channels", type=int, default=512)
     p.add_argument("--discriminator_base_channels", type=int, default=64)
@@ -105,20 +119,36 @@ def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, acceler
     return fake, fake_prev, loss_d.detach()
 
 
-def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, lambda_l1, lambda_temporal, accelerator):
-    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the temporal term)."""
+def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator):
+    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the optional terms)."""
     cond, real = batch["conditioning"], batch["frame"]
-    loss_gan = gan_loss(discriminator(cond, fake), True)  # D(x, G(x)) -> 1
-    loss_l1 = nn.functional.l1_loss(fake, real)  # |y - G(x)|_1
-    loss_g = loss_gan + lambda_l1 * loss_l1
+    if args.lambda_feature_matching:  # D's activations on G(x) should match those on y (pix2pixHD)
+        d = accelerator.unwrap_model(discriminator)
+        feats_fake, logits = d.features(cond, fake)
+        with torch.no_grad():
+            feats_real, _ = d.features(cond, real)
+        loss_fm = sum(nn.functional.l1_loss(f, r) for f, r in zip(feats_fake, feats_real)) / len(feats_fake)
+    else:
+        logits, loss_fm = discriminator(cond, fake), torch.zeros((), device=real.device)
+    loss_gan = gan_loss(logits, True)  # D(x, G(x)) -> 1
+    err = (fake - real).abs()
+    loss_l1 = err.mean()  # |y - G(x)|_1
+    if args.region_weight:  # the mouth and eyes count 1 + W times
+        from dvp_hub.render.regions import box_mask
+
+        weight = 1 + args.region_weight * box_mask(batch["regions"].to(err.dtype), err.shape[-1])
+        loss_g = loss_gan + args.lambda_l1 * (err * weight).mean()
+    else:
+        loss_g = loss_gan + args.lambda_l1 * loss_l1
+    loss_g = loss_g + args.lambda_feature_matching * loss_fm
     loss_t = torch.zeros((), device=real.device)
     if fake_prev is not None:  # |(G(x_t) - G(x_t-1)) - (y_t - y_t-1)|_1: no flicker the real video lacks
         loss_t = nn.functional.l1_loss(fake - fake_prev, real - batch["prev_frame"])
-        loss_g = loss_g + lambda_temporal * loss_t
+        loss_g = loss_g + args.lambda_temporal * loss_t
     opt_g.zero_grad(set_to_none=True)
     accelerator.backward(loss_g)
     opt_g.step()
-    return loss_gan.detach(), loss_l1.detach(), loss_t.detach()
+    return loss_gan.detach(), loss_l1.detach(), loss_t.detach(), loss_fm.detach()
 
 
 @torch.no_grad()
@@ -186,20 +216,32 @@ def save_checkpoint(accelerator, args, step):
     accelerator.wait_for_everyone()
 
 
-def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step):
+def make_pipeline(generator, dataset_dir: str, meta: dict, name: str):
+    """The pipeline of a trained generator: the target's face parameters, crop and source from the dataset."""
     from dvp_hub.face.sequence import FaceSequence
-    from dvp_hub.model_card import render_model_card
     from dvp_hub.models import PortraitTarget
     from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
     from dvp_hub.render.crop import Crop
 
     seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
-    name = args.target_name or os.path.splitext(meta["source"])[0]
     target = PortraitTarget.from_sequence(
-        seq, Crop.from_list(meta["crop"]), meta["resolution"], train_frames=meta["val_start"], name=name
+        seq,
+        Crop.from_list(meta["crop"]),
+        meta["resolution"],
+        train_frames=meta["val_start"],
+        name=name,
+        source_video=meta["source"],
+        source_frames=meta.get("shot", {}).get("kept", (0, meta["num_frames"])),
     )
-    gen = accelerator.unwrap_model(generator).to("cpu", torch.float32).eval()
-    pipe = DeepVideoPortraitPipeline(generator=gen, target=target)
+    return DeepVideoPortraitPipeline(generator=generator.to("cpu", torch.float32).eval(), target=target)
+
+
+def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step):
+    from dvp_hub.model_card import render_model_card
+
+    name = args.target_name or os.path.splitext(meta["source"])[0]
+    gen = accelerator.unwrap_model(generator)
+    pipe = make_pipeline(gen, dataset_dir, meta, name)
     training = {
         "generator": f"U-Net, {gen.config.base_channels} base channels, {len(gen.downs)} levels, "
         f"window {gen.config.temporal_window}",
@@ -209,7 +251,9 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
         "processes": accelerator.num_processes,
         "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})",
         "loss": f"cGAN + {args.lambda_l1} x L1"
-        + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else ""),
+        + (f" (x{1 + args.region_weight:g} on mouth and eyes)" if args.region_weight else "")
+        + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else "")
+        + (f" + {args.lambda_feature_matching} x feature matching" if args.lambda_feature_matching else ""),
         "mixed precision": accelerator.mixed_precision,
         "training time": f"{train_seconds / 60:.1f} min on {accelerator.device.type}",
         "seed": args.seed,
@@ -337,21 +381,15 @@ def main(args):
         )
         for batch in active:
             fake, fake_prev, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
-            loss_gan, loss_l1, loss_t = generator_step(
-                batch,
-                fake,
-                fake_prev,
-                discriminator,
-                gan_loss,
-                opt_g,
-                args.lambda_l1,
-                args.lambda_temporal,
-                accelerator,
+            loss_gan, loss_l1, loss_t, loss_fm = generator_step(
+                batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator
             )
             global_step += 1
             logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
             if fake_prev is not None:
                 logs["loss_temporal"] = loss_t.item()
+            if args.lambda_feature_matching:
+                logs["loss_fm"] = loss_fm.item()
             bar.update(1)
             bar.set_postfix(**{k: f"{v:.3f}" for k, v in logs.items()})
             accelerator.log(logs, step=global_step)

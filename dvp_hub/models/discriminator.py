@@ -45,6 +45,15 @@ class SpaceTimePatchDiscriminator(ModelMixin, ConfigMixin):
         """``B x C x R x R`` conditioning and ``B x 3 x R x R`` frame -> ``B x 1 x P x P`` logits."""
         return self.net(torch.cat([conditioning, image], 1))
 
+    def features(self, conditioning: torch.Tensor, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The activations after each LeakyReLU (for a feature-matching loss, pix2pixHD) and the logits."""
+        x, feats = torch.cat([conditioning, image], 1), []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return feats, x
+
 
 class GANLoss(nn.Module):
     """Binary cross-entropy on logits against real (1) / fake (0) labels held as buffers."""

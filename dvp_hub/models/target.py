@@ -40,6 +40,9 @@ class PortraitTarget(ModelMixin, ConfigMixin):
         reference_frame: the target frame whose head pose reenactment starts from.
         train_frames: frames ``[0, train_frames)`` were trained on; the rest are validation frames.
         name: a short display name.
+        source_video: the file name of the video the target was trained on ("" when unknown).
+        source_frames: ``[start, stop)`` the frames of that video the sequence holds (the shot kept by
+            `training/prepare_target.py`): target frame ``i`` is video frame ``start + i``.
     """
 
     @register_to_config
@@ -54,6 +57,8 @@ class PortraitTarget(ModelMixin, ConfigMixin):
         reference_frame: int = 0,
         train_frames: int = 1,
         name: str = "target",
+        source_video: str = "",
+        source_frames: tuple[int, int] | None = None,
     ):
         super().__init__()
         if not 1 <= num_frames <= 1_000_000 or not 1 <= num_expression <= 1024:
@@ -75,6 +80,8 @@ class PortraitTarget(ModelMixin, ConfigMixin):
         train_frames: int | None = None,
         name: str = "target",
         reference_frame: int | None = None,
+        source_video: str = "",
+        source_frames: tuple[int, int] | None = None,
     ) -> "PortraitTarget":
         cam = seq.camera
         if reference_frame is None:
@@ -91,11 +98,19 @@ class PortraitTarget(ModelMixin, ConfigMixin):
             reference_frame=reference_frame,
             train_frames=train_frames or len(seq),
             name=name,
+            source_video=source_video,
+            source_frames=tuple(source_frames) if source_frames is not None else (0, len(seq)),
         )
         with torch.no_grad():
             for k in ("identity", "albedo", "gaze_neutral", "expression", *_PER_FRAME):
                 getattr(target, k).copy_(torch.from_numpy(np.asarray(getattr(seq, k), np.float32)))
         return target
+
+    @property
+    def source_start(self) -> int:
+        """The video frame of target frame 0 (0 for targets exported before shots were recorded)."""
+        frames = self.config.get("source_frames") if hasattr(self.config, "get") else None
+        return int(frames[0]) if frames else 0
 
     @property
     def crop(self) -> Crop:

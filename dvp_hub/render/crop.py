@@ -3,8 +3,8 @@
 Deep Video Portraits synthesises the whole portrait (head, hair, upper torso and background), so
 the crop is centred a little below the face and spans ``scale`` times the face height plus the
 range the face moves over the clip. It is applied identically to frames (`Crop.apply`) and to renders
-(through `Camera.crop`). The square never exceeds the frame's shorter side and is kept inside the
-frame where it fits; anything outside the frame is filled with black.
+(through `Camera.crop`). The square is kept inside the picture (black bars excluded) where it fits;
+where it does not, the part outside the frame or picture is black padding.
 """
 
 from __future__ import annotations
@@ -36,24 +36,50 @@ class Crop:
 
     @classmethod
     def for_landmarks(
-        cls, landmarks: np.ndarray, width: int, height: int, scale: float = 2.6, down: float = 0.2
+        cls,
+        landmarks: np.ndarray,
+        width: int,
+        height: int,
+        scale: float = 2.6,
+        down: float = 0.2,
+        box: tuple[int, int, int, int] | None = None,
+        min_scale: float = 1.8,
     ) -> "Crop":
         """The crop for a clip's ``[T, 478, 2]`` landmarks in a ``width x height`` frame.
 
-        The square is at most the frame's shorter side and is shifted to stay inside the frame, so
-        there is no padding unless the face sits at the border.
+        box: ``(x0, y0, x1, y1)`` the picture inside black bars (`shots.FrameProbe.picture_box`); the
+        whole frame by default. The square spans ``scale`` face heights plus the face's motion, at most
+        the picture's shorter side, and is shifted to stay inside the picture. Only where the picture is
+        tighter than ``min_scale`` face heights plus the motion (a tight face crop, the head touching
+        the frame's edge) is the square larger than the picture: it is then centred on the face and
+        the part outside the picture is padded black (`padding` says how much).
         """
+        bx0, by0, bx1, by1 = box if box is not None else (0, 0, width, height)
         lo = landmarks.min(1)  # [T, 2]
         hi = landmarks.max(1)
         centre = (lo + hi) / 2
         face_h = float(np.median(hi[:, 1] - lo[:, 1]))
         motion = float(max(np.ptp(centre[:, 0]), np.ptp(centre[:, 1])))
-        size = min(scale * face_h + motion, float(min(width, height)))
+        size = min(scale * face_h + motion, float(min(bx1 - bx0, by1 - by0)))
+        size = max(size, min_scale * face_h + motion)
         cx, cy = np.median(centre, axis=0)
         cy += down * face_h
-        x0 = float(np.clip(cx - size / 2, 0, width - size))
-        y0 = float(np.clip(cy - size / 2, 0, height - size))
-        return cls(x0, y0, float(size))
+
+        def place(c, lo_, hi_):  # inside the picture where it fits; else covering all of it, as centred as allowed
+            a, b = sorted((lo_, hi_ - size))
+            return float(np.clip(c - size / 2, a, b))
+
+        return cls(place(cx, bx0, bx1), place(cy, by0, by1), float(size))
+
+    def padding(self, box: tuple[int, int, int, int]) -> dict[str, float]:
+        """Source pixels of the square outside the picture ``box`` on each side (0 where it is inside)."""
+        x0, y0, x1, y1 = box
+        return {
+            "left": round(max(0.0, x0 - self.x0), 1),
+            "top": round(max(0.0, y0 - self.y0), 1),
+            "right": round(max(0.0, self.x0 + self.size - x1), 1),
+            "bottom": round(max(0.0, self.y0 + self.size - y1), 1),
+        }
 
     def camera(self, camera: Camera, out_size: int) -> Camera:
         return camera.crop(self.x0, self.y0, self.size, out_size)

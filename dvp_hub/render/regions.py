@@ -1,0 +1,41 @@
+"""Mouth and eye regions of the crop, from the fitted landmarks: where a viewer looks first.
+
+Used by training (a heavier L1 on the mouth and eyes, as Head2Head weighs them) and by evaluation
+(PSNR / SSIM of the mouth region). Boxes are in crop pixels at the generator's resolution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..face import topology as topo
+from .crop import Crop
+
+OUTER_LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
+REGIONS = {"mouth": (OUTER_LIPS, 0.35), "right_eye": (topo.RIGHT_EYE_RING, 0.6), "left_eye": (topo.LEFT_EYE_RING, 0.6)}
+
+
+def region_boxes(landmarks: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """``[T, 3, 4]`` float32 boxes ``(x0, y0, x1, y1)`` of the mouth, right eye and left eye in crop pixels.
+
+    landmarks: ``[T, 478, 2]`` in source-frame pixels. Each box is its landmarks' bounding box grown by a
+    margin (35% of its size for the mouth, 60% for the eyes, so brows and lids are in), clipped to the crop.
+    """
+    m = crop.matrix(size)
+    pts = landmarks[..., :2] @ m[:, :2].T + m[:, 2]
+    boxes = []
+    for idx, margin in REGIONS.values():
+        p = pts[:, idx]
+        lo, hi = p.min(1), p.max(1)
+        grow = (hi - lo) * margin / 2
+        boxes.append(np.concatenate([lo - grow, hi + grow], 1))
+    return np.clip(np.stack(boxes, 1), 0, size).astype(np.float32)
+
+
+def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, K, 4]`` boxes -> ``[B, 1, size, size]`` float mask, 1 inside any box."""
+    r = torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5
+    inx = (r >= boxes[..., 0, None]) & (r < boxes[..., 2, None])  # [B, K, W]
+    iny = (r >= boxes[..., 1, None]) & (r < boxes[..., 3, None])  # [B, K, H]
+    return (iny[..., :, None] & inx[..., None, :]).any(1, keepdim=True).to(boxes.dtype)

@@ -1,0 +1,77 @@
+"""Export a target pipeline folder from a trained generator's weights and the target's dataset.
+
+For weights trained elsewhere (another machine, a GPU box that returned only the generator):
+
+    python training/export_target.py --generator_weights gen.fp16.safetensors --dataset_dir data/obama \
+        --output_dir runs/obama/pipeline --generator_base_channels 32 --generator_max_channels 256 \
+        --training "steps=13316" --training "training time=7.5 min on one H100"
+
+The target component (face parameters, crop, source frames) is rebuilt from the dataset exactly as
+`train_target.py` builds it; the card records the validation PSNR / SSIM measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from dvp_hub.errors import DVPError  # noqa: E402
+
+
+def parse_args(input_args=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generator_weights", required=True, help="a safetensors file of the generator's weights")
+    p.add_argument("--dataset_dir", required=True)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--target_name", default=None)
+    p.add_argument("--generator_base_channels", type=int, default=64)
+    p.add_argument("--generator_max_channels", type=int, default=512)
+    p.add_argument("--temporal_window", type=int, default=11)
+    p.add_argument("--training", action="append", default=[], help='"key=value" rows of the card\'s training table')
+    return p.parse_args(input_args)
+
+
+def main(args) -> str:
+    import torch
+    from safetensors.torch import load_file
+
+    from dvp_hub.dataset import TargetDataset, load_dataset_meta
+    from dvp_hub.model_card import render_model_card
+    from dvp_hub.models import RenderingToVideoGenerator
+    from train_target import make_pipeline, validate
+
+    meta = load_dataset_meta(args.dataset_dir)
+    gen = RenderingToVideoGenerator(
+        temporal_window=args.temporal_window,
+        resolution=meta["resolution"],
+        base_channels=args.generator_base_channels,
+        max_channels=args.generator_max_channels,
+    )
+    try:
+        state = {k: v.float() for k, v in load_file(args.generator_weights).items()}
+        gen.load_state_dict(state)
+    except Exception as err:  # a wrong file or a configuration that does not match it
+        raise DVPError(f"{args.generator_weights}: does not fit this generator configuration ({err}).") from None
+    name = args.target_name or os.path.splitext(meta["source"])[0]
+    pipe = make_pipeline(gen, args.dataset_dir, meta, name)
+    val = TargetDataset(args.dataset_dir, "val", args.temporal_window)
+    shim = argparse.Namespace(output_dir=os.path.dirname(args.output_dir.rstrip("/")) or ".", max_validation_frames=10**6)
+    with torch.no_grad():
+        metrics = validate(pipe.generator, val, shim, 0, "cpu")
+    training = dict(row.split("=", 1) for row in args.training)
+    card = render_model_card(name, {k: round(v, 4) for k, v in metrics.items()}, training, meta)
+    pipe.save_pretrained(args.output_dir, model_card=card)
+    print(f"exported {args.output_dir} (validation PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f})")
+    return args.output_dir
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except DVPError as err:
+        print(f"export_target: error: {err}", file=sys.stderr)
+        sys.exit(2)
