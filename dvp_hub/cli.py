@@ -102,7 +102,7 @@ def cmd_render(args) -> None:
     print(f"rendered {start} frames at {start / (time.perf_counter() - t0):.0f} frames/s; wrote {args.output}")
 
 
-MOTION_CLIP = os.path.join(os.path.dirname(__file__), "assets", "motion", "talking-d10.safetensors")
+MOTION_CLIP = os.path.join(os.path.dirname(__file__), "assets", "motion", "speech-wda.safetensors")
 
 
 def _load_pipeline(target: str):

@@ -28,10 +28,16 @@ def render_model_card(
     consent: str | None = None,
     provenance: str | None = None,
     driven: list[dict] | None = None,
+    baselines: dict | None = None,
+    sheet: str | None = None,
+    limits: str | None = None,
 ) -> ModelCard:
     """A card with a model-index of the validation metrics, the training configuration and the data's origin.
 
     driven: `dvp evaluate` results of other people driving the target (``evaluate.driven``), one per source.
+    baselines: ``{label: scores}`` of `evaluate.self_reenactment` (the model, the mean and the nearest
+    training frame), shown side by side. sheet: a contact sheet's path or URL. limits: what this target
+    does badly, in a sentence or two.
     """
     driven = [{k: v for k, v in d.items() if k in DRIVEN_METRICS or k == "source"} for d in driven or []]
     results = [
@@ -77,6 +83,9 @@ def render_model_card(
         repo_id=repo_id or name,
         metrics=metrics,
         driven=driven,
+        baselines=baselines,
+        sheet=sheet,
+        limits=limits,
         training=training,
         dataset=dataset,
         consent=consent

@@ -49,7 +49,7 @@ def test_evaluate_prints_a_table_and_writes_json_with_identity(tmp_path):
     r = _dvp(
         "evaluate",
         "--target-video",
-        clip("talking-d6.mp4"),
+        clip("target-obama-34s.mp4"),
         "--source",
         clip("talking-d3.mp4"),
         "--max-frames",
@@ -59,6 +59,8 @@ def test_evaluate_prints_a_table_and_writes_json_with_identity(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "self-reenactment on 16 validation frames" in r.stdout and "id->target" in r.stdout
+    assert "nearest training frame" in r.stdout and (tmp_path / "eval_self.png").is_file()
+    assert (tmp_path / "eval_talking-d3.png").is_file()  # a contact sheet per source, next to the JSON
     res = json.loads(out.read_text())
     src = res["sources"][0]
     assert src["frames"] == 16 and src["identity_faces_found"] == "16/16"

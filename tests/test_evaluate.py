@@ -44,4 +44,34 @@ def test_demo_card_carries_the_evaluation():
     assert 20 < results[("Self-reenactment (validation frames)", "psnr")] < 40
     assert results[("Reenactment driven by talking-d3.mp4", "identity_to_target")] < 0.6
     assert results[("Reenactment driven by talking-d3.mp4", "identity_to_source")] > 0.6
-    assert "consent" in card.text and "talking-d6.mp4" in card.text
+    assert "consent" in card.text and "target-obama-34s.mp4" in card.text and "public domain" in card.text
+    assert "nearest training frame" in card.text  # the baselines stand beside the model's figures
+    assert results[("Self-reenactment (validation frames)", "psnr_face")] > results[
+        ("Self-reenactment (validation frames)", "nearest_frame_psnr")
+    ] - 10  # both recorded in the model-index
+
+
+def test_demo_target_records_its_training_video():
+    """The bundled target says which file and which frames it was trained on, so anyone can evaluate it."""
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    cfg = pipe.target.config
+    assert cfg.source_video == "target-obama-34s.mp4"
+    start, stop = cfg.source_frames
+    assert stop - start == cfg.num_frames and cfg.train_frames < cfg.num_frames
+
+
+def test_self_reenactment_reports_baselines_and_a_contact_sheet(tmp_path):
+    """Model, mean training frame and nearest training frame in the same crop; a sheet for a person to look at."""
+    from PIL import Image
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    sheet = tmp_path / "self.png"
+    r = self_reenactment(pipe, clip("target-obama-34s.mp4"), max_frames=12, sheet=str(sheet))
+    assert r["validation_frames"] == 12 and r["source_frames"][1] - r["source_frames"][0] == 12
+    for key in ("baseline_mean_frame", "baseline_nearest_frame"):
+        assert set(r[key]) == {"psnr", "ssim", "psnr_face", "ssim_face", "psnr_mouth", "ssim_mouth"}
+    # a trained target beats copying the nearest training frame on the face, where the conditioning informs it
+    assert r["psnr_face"] > r["baseline_nearest_frame"]["psnr_face"] + 2
+    assert r["baseline_nearest_frame"]["psnr"] > r["baseline_mean_frame"]["psnr"]
+    im = Image.open(sheet)
+    assert im.width > 2.5 * 192 and im.height > 6 * 192  # three columns, six rows

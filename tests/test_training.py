@@ -1,3 +1,4 @@
+import argparse
 """Training through `accelerate launch` on a tiny prepared clip (CPU)."""
 
 import os
@@ -226,6 +227,42 @@ def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
         assert fake.shape == fake_prev.shape == (2, 3, 64, 64)
         expected = (fake - fake_prev - (batch["frame"] - batch["prev_frame"])).abs().mean()
         before = gen.ups[-1].refine.weight.detach().clone()
-        _, _, loss_t = generator_step(batch, fake, fake_prev, disc, GANLoss(), opt_g, 100.0, 100.0, Accel)
+        args = argparse.Namespace(lambda_l1=100.0, lambda_temporal=100.0, lambda_feature_matching=0.0, region_weight=0.0)
+        _, _, loss_t, _ = generator_step(batch, fake, fake_prev, disc, GANLoss(), opt_g, args, Accel)
     assert torch.allclose(loss_t, expected.detach()) and loss_t > 0
     assert not torch.equal(before, gen.ups[-1].refine.weight)  # the generator was updated
+
+
+def test_region_weight_and_feature_matching_change_the_generator_loss(tiny_dataset):
+    """--region_weight counts the mouth and eye boxes 1 + W times; --lambda_feature_matching adds an L1 between
+    the discriminator's activations on real and generated frames; both at 0 give the paper's loss."""
+    sys.path.insert(0, str(ROOT / "training"))
+    from train_target import generator_step
+
+    from dvp_hub.dataset import TargetDataset
+    from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+    from dvp_hub.render.regions import box_mask
+
+    ds = TargetDataset(tiny_dataset, "train", 3)
+    batch = torch.utils.data.default_collate([ds[3], ds[7]])
+    mask = box_mask(batch["regions"], 64)
+    assert 0.02 < mask.mean() < 0.4  # mouth and eyes: a part of the crop, not nothing and not all
+
+    class Accel:
+        backward = staticmethod(lambda loss: loss.backward())
+        unwrap_model = staticmethod(lambda model: model)
+
+    losses = {}
+    for rw, fm in ((0.0, 0.0), (4.0, 0.0), (0.0, 10.0)):
+        torch.manual_seed(0)
+        gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=3)
+        disc = SpaceTimePatchDiscriminator(conditioning_channels=27, base_channels=4)
+        opt_g = torch.optim.SGD(gen.parameters(), lr=0.0)
+        args = argparse.Namespace(lambda_l1=100.0, lambda_temporal=0.0, lambda_feature_matching=fm, region_weight=rw)
+        with torch.enable_grad():
+            fake = gen(batch["conditioning"])
+            _, l1, _, loss_fm = generator_step(batch, fake, None, disc, GANLoss(), opt_g, args, Accel)
+        losses[(rw, fm)] = (float(l1), float(loss_fm), float(gen.ups[-1].refine.weight.grad.abs().sum()))
+    assert losses[(0.0, 0.0)][1] == 0 and losses[(0.0, 10.0)][1] > 0
+    assert losses[(4.0, 0.0)][0] == losses[(0.0, 0.0)][0]  # the logged L1 stays the plain one
+    assert losses[(4.0, 0.0)][2] > 1.2 * losses[(0.0, 0.0)][2]  # but the weighted one pulls harder
