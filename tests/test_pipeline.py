@@ -137,8 +137,8 @@ def test_edit_changes_the_image_as_asked():
     assert np.abs(turned.astype(int) - base).mean() > 2.0
     # closing the eyes changes the eye region, not the hair at the top of the crop
     blink = pipe.edit(100, expression={"blink": 3.0}, watermark=False).astype(int)
-    lm = pipe.target.landmarks[100].numpy() * 256 / pipe.target.config.crop[2]
-    x, y = lm[159]
+    m = pipe.target.crop.matrix(256)
+    x, y = m[:, :2] @ pipe.target.landmarks[100, 159].numpy() + m[:, 2]  # upper lid of the right eye, in the crop
     box = (slice(int(y) - 6, int(y) + 6), slice(int(x) - 10, int(x) + 10))
     eye_change = np.abs(blink[box] - base[box]).mean()
     assert eye_change > 8

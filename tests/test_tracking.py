@@ -60,3 +60,23 @@ def test_two_faces_keep_one_subject():
     jumps = np.linalg.norm(np.diff(centres, axis=0), axis=-1)
     size = np.ptp(track.landmarks[0, :, 1])
     assert jumps.max() < 0.3 * size  # never switches to the other person
+
+
+def test_missing_system_libraries_are_one_line(monkeypatch):
+    """On a slim Debian image mediapipe's OpenCV cannot find libGL: the error names the packages to install."""
+    import builtins
+
+    from dvp_hub.errors import FaceTrackingError
+    from dvp_hub.face.tracker import FaceTracker
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "mediapipe":
+            raise ImportError("libGL.so.1: cannot open shared object file: No such file or directory")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(FaceTrackingError, match="apt-get install -y libgl1 libglib2.0-0") as err:
+        FaceTracker()
+    assert "\n" not in str(err.value)

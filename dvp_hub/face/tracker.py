@@ -31,6 +31,24 @@ ROI_SIZE = 320  # pixels: the upscaled crop the face mesh sees in small-face mod
 SMALL_FACE = 0.15  # a face shorter than this fraction of the frame's shorter side is tracked in a crop
 
 
+SYSTEM_LIBRARIES = {"libGL.so.1": "libgl1", "libglib-2.0.so.0": "libglib2.0-0"}
+
+
+def import_mediapipe():
+    """mediapipe, or one line naming the Debian packages its OpenCV needs when they are missing."""
+    try:
+        import mediapipe as mp
+    except ImportError as err:
+        missing = [pkg for lib, pkg in SYSTEM_LIBRARIES.items() if lib in str(err)]
+        if missing:
+            raise FaceTrackingError(
+                f"the face tracker needs system libraries that are missing ({err}); install them with "
+                f"`sudo apt-get install -y {' '.join(SYSTEM_LIBRARIES.values())}`."
+            ) from None
+        raise
+    return mp
+
+
 @dataclass
 class FaceTrack:
     """Per-frame landmarks of one subject.
@@ -99,8 +117,7 @@ class FaceTracker:
     """
 
     def __init__(self, max_missing_fraction: float = 0.5):
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         self._mp = mp
         self.max_missing_fraction = max_missing_fraction
         self._mesh = mp.solutions.face_mesh.FaceMesh(
