@@ -47,7 +47,9 @@ def _region_scores(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -
     mse = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
     ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
     box = (slice(None), slice(None), slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
-    return float(10 * torch.log10(1 / mse)), float(structural_similarity_index_measure(fake[box], real[box], data_range=1.0))
+    return float(10 * torch.log10(1 / mse)), float(
+        structural_similarity_index_measure(fake[box], real[box], data_range=1.0)
+    )
 
 
 def _scores(fake: torch.Tensor, real: torch.Tensor, face: torch.Tensor, mouth: torch.Tensor) -> dict:

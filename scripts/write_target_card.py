@@ -102,7 +102,10 @@ def main(argv=None):
         demo = os.path.join(ROOT, "dvp_hub", "assets", "demo_target", "README.md")
         if sheet:  # the package carries no images: say where the sheet is
             line = f"![contact sheet: held-out frame, diffuse render, output]({sheet})"
-            card.text = card.text.replace(line, f"Contact sheet (held-out frame | diffuse render | output): `model_cards/{sheet}` in the dvp_hub repository.")
+            card.text = card.text.replace(
+                line,
+                f"Contact sheet (held-out frame | diffuse render | output): `model_cards/{sheet}` in the dvp_hub repository.",
+            )
         card.save(demo)
         print("wrote", demo)
 

@@ -151,7 +151,9 @@ def _cli(capsys, *args):
 def test_cli_refuses_with_exit_2_and_the_same_line(kind, sources, tiny_pipeline, target_folder, tmp_path, capsys):
     out = tmp_path / "out" / "o.mp4"
     out.parent.mkdir()
-    rc, err, stdout = _cli(capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out))
+    rc, err, stdout = _cli(
+        capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out)
+    )
     assert rc == 2 and [line for line in err if "error" in line] == err[-1:]
     assert err[-1] == f"dvp reenact: error: {_api_message(tiny_pipeline, sources[kind])}"
     assert list(out.parent.iterdir()) == []
@@ -160,7 +162,9 @@ def test_cli_refuses_with_exit_2_and_the_same_line(kind, sources, tiny_pipeline,
 @pytest.mark.parametrize("kind", WORKS)
 def test_cli_works(kind, sources, target_folder, tmp_path, capsys):
     out = tmp_path / "o.mp4"
-    rc, err, stdout = _cli(capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out))
+    rc, err, stdout = _cli(
+        capsys, "reenact", "--target", target_folder, "--source", sources[kind], "--output", str(out)
+    )
     assert rc == 0, err
     _check_output(out, sources[kind])
 
@@ -168,7 +172,16 @@ def test_cli_works(kind, sources, target_folder, tmp_path, capsys):
 def test_cli_subprocess_has_no_traceback(sources, tmp_path):
     """One real process: what a user sees in a terminal."""
     r = subprocess.run(
-        [sys.executable, "-m", "dvp_hub.cli", "reenact", "--source", sources["image"], "--output", str(tmp_path / "o.mp4")],
+        [
+            sys.executable,
+            "-m",
+            "dvp_hub.cli",
+            "reenact",
+            "--source",
+            sources["image"],
+            "--output",
+            str(tmp_path / "o.mp4"),
+        ],
         capture_output=True,
         text=True,
         check=False,

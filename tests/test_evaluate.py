@@ -46,9 +46,10 @@ def test_demo_card_carries_the_evaluation():
     assert results[("Reenactment driven by talking-d3.mp4", "identity_to_source")] > 0.6
     assert "consent" in card.text and "target-obama-34s.mp4" in card.text and "public domain" in card.text
     assert "nearest training frame" in card.text  # the baselines stand beside the model's figures
-    assert results[("Self-reenactment (validation frames)", "psnr_face")] > results[
-        ("Self-reenactment (validation frames)", "nearest_frame_psnr")
-    ] - 10  # both recorded in the model-index
+    assert (
+        results[("Self-reenactment (validation frames)", "psnr_face")]
+        > results[("Self-reenactment (validation frames)", "nearest_frame_psnr")] - 10
+    )  # both recorded in the model-index
 
 
 def test_demo_target_records_its_training_video():

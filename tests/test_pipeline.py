@@ -261,7 +261,9 @@ def test_paste_back_into_the_full_frame(d3_sequence, tmp_path):
     pipe = DeepVideoPortraitPipeline.from_pretrained(str(folder))
     out = pipe(source_parameters=seq.slice(0, 3), progress=False, watermark=False).frames[0]
     assert out.shape == (3, 512, 512, 3)
-    ref_frame = list(VideoReader(folder / "reference.mp4"))[pipe.target.config.reference_frame].astype(np.float32) / 255
+    ref_frame = (
+        list(VideoReader(folder / "reference.mp4"))[pipe.target.config.reference_frame].astype(np.float32) / 255
+    )
     assert np.abs(out[0, :80, :80] - ref_frame[:80, :80]).max() < 1e-6  # outside the crop: the target's frame
     assert np.abs(out[0, 200:280, 220:300] - ref_frame[200:280, 220:300]).mean() > 0.05  # inside: generated
     crop_only = pipe(source_parameters=seq.slice(0, 3), progress=False, paste_back=False).frames[0]

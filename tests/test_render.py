@@ -10,7 +10,10 @@ from dvp_hub.render.crop import Crop
 def test_conditioning_images(d3_sequence, tmp_path):
     _, seq = d3_sequence
     crop = Crop.for_landmarks(seq.landmarks, seq.camera.width, seq.camera.height)
-    assert crop.size <= 512 and crop.x0 >= 0 and crop.y0 >= 0
+    if crop.size <= 512:  # inside the frame where it fits
+        assert crop.x0 >= 0 and crop.y0 >= 0 and crop.x0 + crop.size <= 512 and crop.y0 + crop.size <= 512
+    else:  # a close-up that needs more: the square covers the whole frame and the rest is padding
+        assert crop.x0 <= 0 and crop.y0 <= 0 and crop.x0 + crop.size >= 512 and crop.y0 + crop.size >= 512
     cond = ConditioningRenderer().render(seq, crop, 64, frames=slice(0, 8))
     assert cond.shape == (8, 9, 64, 64)
     assert cond.min() >= -1 and cond.max() <= 1

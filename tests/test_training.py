@@ -1,4 +1,5 @@
 import argparse
+
 """Training through `accelerate launch` on a tiny prepared clip (CPU)."""
 
 import os
@@ -227,7 +228,9 @@ def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
         assert fake.shape == fake_prev.shape == (2, 3, 64, 64)
         expected = (fake - fake_prev - (batch["frame"] - batch["prev_frame"])).abs().mean()
         before = gen.ups[-1].refine.weight.detach().clone()
-        args = argparse.Namespace(lambda_l1=100.0, lambda_temporal=100.0, lambda_feature_matching=0.0, region_weight=0.0)
+        args = argparse.Namespace(
+            lambda_l1=100.0, lambda_temporal=100.0, lambda_feature_matching=0.0, region_weight=0.0
+        )
         _, _, loss_t, _ = generator_step(batch, fake, fake_prev, disc, GANLoss(), opt_g, args, Accel)
     assert torch.allclose(loss_t, expected.detach()) and loss_t > 0
     assert not torch.equal(before, gen.ups[-1].refine.weight)  # the generator was updated

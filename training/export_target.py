@@ -59,7 +59,9 @@ def main(args) -> str:
     name = args.target_name or os.path.splitext(meta["source"])[0]
     pipe = make_pipeline(gen, args.dataset_dir, meta, name)
     val = TargetDataset(args.dataset_dir, "val", args.temporal_window)
-    shim = argparse.Namespace(output_dir=os.path.dirname(args.output_dir.rstrip("/")) or ".", max_validation_frames=10**6)
+    shim = argparse.Namespace(
+        output_dir=os.path.dirname(args.output_dir.rstrip("/")) or ".", max_validation_frames=10**6
+    )
     with torch.no_grad():
         metrics = validate(pipe.generator, val, shim, 0, "cpu")
     training = dict(row.split("=", 1) for row in args.training)

@@ -1,6 +1,6 @@
 """Prepare a target dataset from a video: track, fit, crop, split (see dvp_hub/dataset.py).
 
-python training/prepare_target.py --target_video ../shared/data/talking-d6.mp4 --output_dir data/d6 --resolution 256
+python training/prepare_target.py --target_video ../shared/data/target-obama-34s.mp4 --output_dir data/obama --resolution 256
 """
 
 from __future__ import annotations

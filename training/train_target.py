@@ -1,7 +1,7 @@
 """Fine-tune a Deep Video Portraits target: a person-specific conditional GAN (L1 x 100 + adversarial).
 
-    accelerate launch training/train_target.py --target_video ../shared/data/talking-d6.mp4 \
-        --output_dir runs/d6 --resolution 256 --max_train_steps 20000 --generator_base_channels 32
+    accelerate launch training/train_target.py --target_video ../shared/data/target-obama-34s.mp4 \
+        --output_dir runs/obama --resolution 256 --max_train_steps 20000 --generator_base_channels 32
 
 Writes ``OUTPUT_DIR/checkpoint-STEP/`` folders (generator and discriminator as safetensors, plus
 accelerate's optimizer and RNG state), validation grids and metrics under ``OUTPUT_DIR/validation/``,
