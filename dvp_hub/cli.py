@@ -149,7 +149,7 @@ def cmd_reenact(args) -> None:
 def cmd_demo(args) -> None:
     _check_output(args.output)
     pipe = _load_pipeline("demo")
-    out = pipe(source_parameters=MOTION_CLIP, output_video=args.output, max_frames=args.max_frames)
+    out = pipe(source_parameters=MOTION_CLIP, output_video=args.output, max_frames=args.max_frames, mode=args.mode)
     _report(out, args.output)
 
 
@@ -294,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the demo target driven by the motion clip that ships with the package")
     p.add_argument("--output", "-o", required=True, help="OUT.mp4")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument(
+        "--mode",
+        choices=["dub", "reenact"],
+        default="dub",
+        help="dub (default: the target keeps its head motion, the mouth follows the clip; the demo target's "
+        "cleanest output) or reenact (the clip's head motion too)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="self-reenactment PSNR/SSIM and expression/pose fidelity of a target")

@@ -66,3 +66,17 @@ def test_evaluate_prints_a_table_and_writes_json_with_identity(tmp_path):
     assert src["frames"] == 16 and src["identity_faces_found"] == "16/16"
     assert src["identity_to_target"] < 0.6 < src["identity_to_source"]  # the demo target, not the driver
     assert res["self_reenactment"]["identity_to_real_frames"] < 0.6
+
+
+def test_demo_dubs_the_new_target_with_the_shipped_motion_clip(tmp_path):
+    """`dvp demo`: the bundled Obama target, dubbed by the speech motion clip, labelled synthetic."""
+    from dvp_hub.video import probe_video, read_metadata
+
+    out = tmp_path / "demo.mp4"
+    r = _dvp("demo", "--output", str(out), "--max-frames", "12")
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = probe_video(out)
+    assert info.num_frames == 12 and (info.width, info.height) == (256, 256)
+    assert "synthetic" in " ".join(read_metadata(out).values()).lower()
+    r = _dvp("demo", "--output", str(tmp_path / "r.mp4"), "--max-frames", "4", "--mode", "sing")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
