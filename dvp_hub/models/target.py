@@ -109,7 +109,7 @@ class PortraitTarget(ModelMixin, ConfigMixin):
     @property
     def source_start(self) -> int:
         """The video frame of target frame 0 (0 for targets exported before shots were recorded)."""
-        frames = self.config.get("source_frames") if hasattr(self.config, "get") else None
+        frames = self.config.get("source_frames")
         return int(frames[0]) if frames else 0
 
     @property
