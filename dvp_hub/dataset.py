@@ -36,17 +36,6 @@ def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
     return max(1, min(num_frames - 1, int(round(num_frames * (1 - val_fraction)))))
 
 
-def _slice_track(track, start: int, stop: int):
-    from dataclasses import replace
-
-    return replace(
-        track,
-        landmarks=track.landmarks[start:stop],
-        colors=track.colors[start:stop],
-        detected=track.detected[start:stop],
-    )
-
-
 def prepare_target_dataset(
     video: str,
     output_dir: str,
@@ -87,7 +76,7 @@ def prepare_target_dataset(
             f"{video}: the kept shot (frames {shots.start}-{shots.stop - 1}) has only {shots.stop - shots.start} "
             "frames; a target needs at least 20 continuous frames."
         )
-    seq = fit_sequence(_slice_track(track, shots.start, shots.stop))
+    seq = fit_sequence(track.slice(shots.start, shots.stop))
     del track
     box = probe.picture_box()
     crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height, box=box)

@@ -68,9 +68,16 @@ def _scores(fake: torch.Tensor, real: torch.Tensor, face: torch.Tensor, mouth: t
 
 
 def nearest_frames(train: torch.Tensor, query: torch.Tensor, size: int = 64) -> torch.Tensor:
-    """Index of the training frame with the smallest pixel error to each query frame (compared at ``size`` px)."""
-    small = lambda x: torch.nn.functional.interpolate(x, size=(size, size), mode="area").flatten(1)  # noqa: E731
-    t, q = small(train), small(query)
+    """Index of the training frame with the smallest pixel error to each query frame (compared at ``size`` px).
+
+    train: ``[N, 3, H, W]`` uint8 (converted 128 frames at a time); query: ``[M, 3, H, W]`` in [0, 1].
+    """
+
+    def small(x):
+        return torch.nn.functional.interpolate(x, size=(size, size), mode="area").flatten(1)
+
+    t = torch.cat([small(train[i : i + 128].float() / 255) for i in range(0, len(train), 128)])
+    q = small(query)
     dist = (q * q).sum(1, keepdim=True) - 2 * q @ t.T + (t * t).sum(1)[None]
     return dist.argmin(1)
 
@@ -124,8 +131,8 @@ def self_reenactment(
             (real if i >= offset + start else train).append(img)
     train = torch.stack(train)  # uint8: a minute of 256 px frames is ~200 MB
     real = torch.stack(real).float() / 255
-    mean = (train.float().mean(0, keepdim=True) / 255).expand_as(real)
-    nearest = train[nearest_frames(train.float() / 255, real)].float() / 255
+    mean = (train.sum(0, keepdim=True, dtype=torch.float32) / (255 * len(train))).expand_as(real)
+    nearest = train[nearest_frames(train, real)].float() / 255
     face = (cond[window - 1 :, 3:6].amax(1, keepdim=True) > -1).float()  # where the correspondence is rendered
     boxes = torch.from_numpy(region_boxes(seq.landmarks[start:stop], crop, size))
     mouth = box_mask(boxes[:, :1], size)

@@ -231,7 +231,7 @@ def make_pipeline(generator, dataset_dir: str, meta: dict, name: str):
         train_frames=meta["val_start"],
         name=name,
         source_video=meta["source"],
-        source_frames=meta.get("shot", {}).get("kept", (0, meta["num_frames"])),
+        source_frames=meta.get("shot", {}).get("kept"),  # None: the whole video (datasets before shots)
     )
     return DeepVideoPortraitPipeline(generator=generator.to("cpu", torch.float32).eval(), target=target)
 

@@ -78,6 +78,13 @@ class FaceTrack:
     def num_interpolated(self) -> int:
         return int((~self.detected).sum())
 
+    def slice(self, start: int, stop: int | None = None) -> "FaceTrack":
+        """Frames ``start..stop-1`` of the track (as `FaceSequence.slice`)."""
+        from dataclasses import replace
+
+        sl = slice(start, stop)
+        return replace(self, landmarks=self.landmarks[sl], colors=self.colors[sl], detected=self.detected[sl])
+
 
 def _sample_colors(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear sample of ``frame`` (H, W, 3 uint8) at ``xy`` (N, 2) -> (N, 3) uint8 (compact: kept per frame)."""

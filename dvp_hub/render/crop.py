@@ -51,8 +51,8 @@ class Crop:
         whole frame by default. The square spans ``scale`` face heights plus the face's motion, at most
         the picture's shorter side, and is shifted to stay inside the picture. Only where the picture is
         tighter than ``min_scale`` face heights plus the motion (a tight face crop, the head touching
-        the frame's edge) is the square larger than the picture: it is then centred on the face and
-        the part outside the picture is padded black (`padding` says how much).
+        the frame's edge) is the square larger than the picture: it then covers the whole picture, as near the
+        face's centre as that allows, and the part outside the picture is padded black (`padding` says how much).
         """
         bx0, by0, bx1, by1 = box if box is not None else (0, 0, width, height)
         lo = landmarks.min(1)  # [T, 2]
