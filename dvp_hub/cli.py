@@ -117,6 +117,17 @@ def _check_output(path: str) -> None:
     check_output_path(path)  # fail before loading the target and tracking the source
 
 
+def _check_source(path: str) -> None:
+    """A readable video or parameter file, checked before torch is imported and the target loaded."""
+    if path.endswith(".safetensors"):
+        if not os.path.isfile(path):
+            raise DVPError(f"{path}: no such parameter file; check the path (or give a video).")
+        return
+    from .video import probe_video
+
+    probe_video(path)
+
+
 def _report(out, output: str) -> None:
     st = out.stats
     print(
@@ -133,6 +144,7 @@ def _report(out, output: str) -> None:
 
 def cmd_reenact(args) -> None:
     _check_output(args.output)
+    _check_source(args.source)
     pipe = _load_pipeline(args.target)
     src = {"source_parameters": args.source} if args.source.endswith(".safetensors") else {"source_video": args.source}
     out = pipe(
@@ -265,6 +277,11 @@ def cmd_bench(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dvp", description="Deep Video Portraits: tracking, rendering, reenactment.")
+    ap.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own log lines (mediapipe, TensorFlow Lite, imageio); same as DVP_VERBOSE=1",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("track", help="track and fit the face parameters of a video")
@@ -334,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_allocator()
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        from .logs import set_verbose
+
+        set_verbose(True)
     try:
         args.func(args)
     except DVPError as err:

@@ -23,9 +23,11 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import FaceTrackingError
+from ..logs import native_stderr_silenced, quiet_libraries
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+quiet_libraries()
 
 ROI_SIZE = 320  # pixels: the upscaled crop the face mesh sees in small-face mode
 SMALL_FACE = 0.15  # a face shorter than this fraction of the frame's shorter side is tracked in a crop
@@ -86,6 +88,31 @@ class FaceTrack:
         return replace(self, landmarks=self.landmarks[sl], colors=self.colors[sl], detected=self.detected[sl])
 
 
+class _QuietGraph:
+    """A mediapipe solution whose start-up is silenced (see `dvp_hub.logs`): its native code logs to fd 2
+    from background threads while the graph initialises, which finishes only on the first run, so the
+    graph runs once on a blank frame inside the silence (a few milliseconds; a blank frame has no face,
+    so a tracking graph starts from a fresh detection as before). Runs stay silenced until the first one
+    that finds a face: the landmark stages log once then."""
+
+    def __init__(self, factory, **kwargs):
+        with native_stderr_silenced():
+            self._graph = factory(**kwargs)
+            self._graph.process(np.zeros((64, 64, 3), np.uint8))
+        self._found = False
+
+    def process(self, frame: np.ndarray):
+        if self._found:
+            return self._graph.process(frame)
+        with native_stderr_silenced():  # the landmark stages log once, on their first face
+            res = self._graph.process(frame)
+        self._found = bool(getattr(res, "multi_face_landmarks", None) or getattr(res, "pose_landmarks", None))
+        return res
+
+    def close(self) -> None:
+        self._graph.close()
+
+
 def _sample_colors(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear sample of ``frame`` (H, W, 3 uint8) at ``xy`` (N, 2) -> (N, 3) uint8 (compact: kept per frame)."""
     h, w = frame.shape[:2]
@@ -124,10 +151,12 @@ class FaceTracker:
     """
 
     def __init__(self, max_missing_fraction: float = 0.5):
-        mp = import_mediapipe()
+        with native_stderr_silenced():  # importing mediapipe logs too
+            mp = import_mediapipe()
         self._mp = mp
         self.max_missing_fraction = max_missing_fraction
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
+        self._mesh = _QuietGraph(
+            mp.solutions.face_mesh.FaceMesh,
             static_image_mode=False,
             max_num_faces=1,
             refine_landmarks=True,
@@ -141,15 +170,19 @@ class FaceTracker:
     # -- helpers that create the heavier graphs only when a video needs them
     def _multi_mesh(self):
         if self._multi is None:
-            self._multi = self._mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.4
+            self._multi = _QuietGraph(
+                self._mp.solutions.face_mesh.FaceMesh,
+                static_image_mode=True,
+                max_num_faces=4,
+                refine_landmarks=True,
+                min_detection_confidence=0.4,
             )
         return self._multi
 
     def _locate_head(self, frame: np.ndarray) -> tuple[np.ndarray, float] | None:
         """Find the head of a person with the pose model: (centre xy, head size in px) or None."""
         if self._pose is None:
-            self._pose = self._mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+            self._pose = _QuietGraph(self._mp.solutions.pose.Pose, static_image_mode=True, model_complexity=1)
         res = self._pose.process(frame)
         if res.pose_landmarks is None:
             return None
@@ -163,8 +196,12 @@ class FaceTracker:
 
     def _track_roi(self, frame: np.ndarray, center: np.ndarray, size: float) -> np.ndarray | None:
         if self._roi_mesh is None:
-            self._roi_mesh = self._mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.4
+            self._roi_mesh = _QuietGraph(
+                self._mp.solutions.face_mesh.FaceMesh,
+                static_image_mode=False,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=0.4,
             )
         import cv2
 

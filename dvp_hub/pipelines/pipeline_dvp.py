@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -14,14 +13,11 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 
-from ..errors import TargetLoadError
+from ..errors import InputError, TargetLoadError
 from ..models import PortraitTarget, RenderingToVideoGenerator
+from .target_folder import DEMO_DIR, check_folder, resolve_target  # noqa: F401 - public names, kept here too
 
 logger = logging.get_logger(__name__)
-
-DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "DeepVideoPortraitPipeline"}
 
 
 @dataclass
@@ -35,103 +31,6 @@ class DeepVideoPortraitPipelineOutput(BaseOutput):
     fps: float
     parameters: object = None
     stats: dict | None = None
-
-
-def resolve_target(name_or_path: str, **hub_kwargs) -> str:
-    """``demo``, a local folder or a Hub repo id -> a local pipeline folder (downloaded if needed)."""
-    if name_or_path == "demo":
-        if not os.path.isfile(os.path.join(DEMO_DIR, "model_index.json")):
-            raise TargetLoadError("the bundled demo target is missing from this installation; reinstall dvp-hub.")
-        return DEMO_DIR
-    if os.path.isdir(name_or_path):
-        return name_or_path
-    if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")) or ".." in name_or_path:
-        raise TargetLoadError(f"{name_or_path}: not a target folder; give `demo`, a pipeline folder or a Hub id.")
-    if not _REPO_ID.match(name_or_path):
-        raise TargetLoadError(f"{name_or_path}: not a folder and not a valid Hub repo id (owner/name).")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        return snapshot_download(
-            name_or_path,
-            revision=hub_kwargs.get("revision"),
-            cache_dir=hub_kwargs.get("cache_dir"),
-            local_files_only=hub_kwargs.get("local_files_only", False),
-            token=hub_kwargs.get("token"),
-            allow_patterns=["*.json", "*.safetensors", "*.md", "reference.mp4"],
-        )
-    except LocalEntryNotFoundError:
-        raise TargetLoadError(
-            f"{name_or_path}: not in the local Hugging Face cache and the Hub cannot be reached (offline); "
-            "download it once online or give a local folder."
-        ) from None
-    except (HfHubHTTPError, OSError, ValueError) as err:
-        raise TargetLoadError(
-            f"{name_or_path}: could not download from the Hub ({str(err).splitlines()[0]})."
-        ) from None
-
-
-def check_folder(folder: str) -> None:
-    """Refuse repos with pickled weights or components outside dvp_hub, before anything is loaded."""
-    import json
-
-    index = os.path.join(folder, "model_index.json")
-    if not os.path.isfile(index):
-        raise TargetLoadError(f"{folder}: no model_index.json; not a dvp_hub target folder.")
-    for root, _, files in os.walk(folder):
-        for f in files:
-            if f.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")):
-                raise TargetLoadError(f"{folder}: holds pickled weights ({f}); dvp_hub loads safetensors only.")
-    try:
-        with open(index) as fh:
-            spec = json.load(fh)
-    except ValueError:
-        raise TargetLoadError(f"{index}: not valid JSON.") from None
-    if spec.get("_class_name") != "DeepVideoPortraitPipeline":
-        raise TargetLoadError(f"{folder}: model_index.json names {spec.get('_class_name')!r}, not a dvp_hub pipeline.")
-    for key in ("generator", "target"):
-        lib_cls = spec.get(key)
-        if not (
-            isinstance(lib_cls, list)
-            and len(lib_cls) == 2
-            and str(lib_cls[0]).startswith("dvp_hub")
-            and lib_cls[1] in ALLOWED_CLASSES
-        ):
-            raise TargetLoadError(f"{folder}: component {key!r} is {lib_cls!r}; only dvp_hub classes are loaded.")
-    _check_sizes(folder)
-
-
-# Upper bounds a config must respect before anything is allocated (a hostile config could ask for terabytes).
-_LIMITS = {
-    "generator": {
-        "in_channels": 64,
-        "temporal_window": 64,
-        "base_channels": 1024,
-        "max_channels": 4096,
-        "resolution": 1024,
-        "out_channels": 16,
-    },
-    "target": {"num_frames": 1_000_000, "num_expression": 1024, "resolution": 1024},
-}
-
-
-def _check_sizes(folder: str) -> None:
-    import json
-
-    for comp, limits in _LIMITS.items():
-        path = os.path.join(folder, comp, "config.json")
-        try:
-            with open(path) as fh:
-                cfg = json.load(fh)
-        except (OSError, ValueError):
-            raise TargetLoadError(f"{folder}: {comp}/config.json is missing or not valid JSON.") from None
-        for key, hi in limits.items():
-            v = cfg.get(key)
-            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= hi):
-                raise TargetLoadError(
-                    f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load."
-                )
 
 
 class DeepVideoPortraitPipeline(DiffusionPipeline):
@@ -183,7 +82,6 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         return cached[1]
 
     def _decode_background(self) -> np.ndarray:
-        from ..errors import InputError
         from ..video import VideoReader
 
         cam = self.target.camera
@@ -225,7 +123,12 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 f"{pretrained_model_name_or_path}: has no {variant!r} weights; load it without variant=."
             )
         try:
-            pipe = super().from_pretrained(folder, use_safetensors=True, **kwargs)
+            quiet = not logging.is_progress_bar_enabled()
+            logging.disable_progress_bar()  # two small components load in ~0.1 s: a bar would be noise
+            try:
+                pipe = super().from_pretrained(folder, use_safetensors=True, **kwargs)
+            finally:
+                None if quiet else logging.enable_progress_bar()
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             raise TargetLoadError(
                 f"{pretrained_model_name_or_path}: cannot load the target ({str(err).splitlines()[0][:200]})."
@@ -267,8 +170,6 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             state["renderer"] = ConditioningRenderer(device=self._execution_device)
         tgt = state["sequence"]
         if not 0 <= frame_index < len(tgt):
-            from ..errors import InputError
-
             raise InputError(f"frame_index={frame_index} is outside the target's {len(tgt)} frames.")
         if expression and "directions" not in state:
             state["directions"] = control_directions(tgt, slice(0, self.target.config.train_frames))
@@ -327,177 +228,53 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         """
         import time
 
-        from ..errors import InputError
-        from ..export import mark_synthetic
-        from ..face.sequence import FaceSequence
-        from ..models.inference import generate_windows, input_dtype
-        from ..render.conditioning import ConditioningRenderer
         from ..video import VideoWriter
-        from . import retarget
-        from .streaming import Worker, prefetch
+        from . import steps
 
         t_start = time.perf_counter()
-        # 1. Check inputs
-        if (source_video is None) == (source_parameters is None):
-            raise InputError("give exactly one of source_video= or source_parameters=.")
-        if mode not in ("reenact", "dub"):
-            raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
-        if output_type not in ("np", "pt", "pil"):
-            raise InputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}.")
-        transfer = tuple(transfer)
-        if not transfer or set(transfer) - set(retarget.TRANSFERABLE):
-            raise InputError(f"transfer must be a non-empty subset of {retarget.TRANSFERABLE}, got {transfer}.")
-        steps = "[1/4] tracking source" if source_video is not None else "[1/4] loading parameters"
-        # 2. Track the source
-        if source_video is not None:
-            from ..face.fitting import fit_sequence
-            from ..face.tracker import FaceTracker
-            from ..video import VideoReader
-
-            reader = VideoReader(source_video, max_frames=max_frames)
-            bar = self.progress_bar(total=len(reader)) if progress else None
-            if bar is not None:
-                bar.set_description(steps)
-
-            def tick(done, total):
-                if bar is not None:
-                    bar.update(done - bar.n)
-
-            try:
-                with FaceTracker() as tracker:
-                    track = tracker.track(
-                        reader, fps=reader.fps, num_frames=len(reader), name=str(source_video), progress=tick
-                    )
-            finally:  # before any error message, so that it gets a line of its own
-                if bar is not None:
-                    bar.close()
-            source = fit_sequence(track)
-            del track  # landmarks and colours of every frame: not needed any more
-        else:
-            source = (
-                source_parameters
-                if isinstance(source_parameters, FaceSequence)
-                else FaceSequence.load(source_parameters)
-            )
-            if max_frames:
-                source = source.slice(0, max_frames)
-        if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
-            raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
+        # 1. Check the arguments and the source (probed, not decoded): a bad file fails here, at once
+        transfer, reader = steps.check_inputs(
+            source_video, source_parameters, mode, output_type, transfer, output_video, max_frames
+        )
         if paste_back is None:
             paste_back = self.reference_video is not None
         if paste_back and self.reference_video is None:
             raise InputError("paste_back needs a reference video of the target (reference.mp4 in its folder).")
-        background = self._background() if paste_back else None
-        # 3. Transfer the motion onto the target
-        state = self._target_state()
-        tgt, tneu = state["sequence"], state["neutral_frame"]
-        cfg = self.target.config
-        if mode == "reenact":
-            drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer)
+        stages = 2 if reader is not None else 1
+        show = progress and not getattr(self, "_progress_bar_config", {}).get("disable", False)
+        # 2. Track the source and fit the face model (or load a `dvp track` parameter file)
+        if reader is not None:
+            bar = steps.stage_bar(self, f"[1/{stages}] tracking the source", len(reader)) if show else None
+            try:
+                source = steps.track_source(reader, bar)
+            finally:  # before any error message, so that it gets a line of its own
+                bar.close() if bar is not None else None
         else:
-            drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu)
-        pose_report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
-        if pose_report["frames_beyond_target_pose_range"]:
-            logger.warning(
-                f"{pose_report['frames_beyond_target_pose_range']} of {len(drive)} frames turn the head up to "
-                f"{pose_report['max_pose_offset_deg']:g} degrees from the target's reference pose; its training "
-                f"frames reached {pose_report['target_pose_range_deg']:g}. Those frames are extrapolated and look "
-                "worse: use a source with smaller head turns, or transfer=('expression', 'gaze')."
-            )
-        # 4. Render and generate, chunk by chunk
-        device = self._execution_device
-        gen = self.generator
-        window = gen.config.temporal_window
-        in_dtype = input_dtype(gen, fast)
-        size = cfg.resolution
-        renderer = ConditioningRenderer(device=device)
-        crop = self.target.crop
-        n = len(drive)
+            source = steps.load_parameters(source_parameters, max_frames)
+        # 3. Retarget: the source's motion on the target's face
+        drive, pose_report = steps.retarget_motion(self, source, mode, transfer, neutral_frame)
+        # 4. Render the conditioning, generate, mark and write, chunk by chunk
+        background = self._background() if paste_back else None
         writer = VideoWriter(output_video, drive.fps, audio_from=source_video) if output_video else None
         frames: list = []
-        gen_seconds = 0.0
-        bar = self.progress_bar(total=n) if progress else None
-        if bar is not None:
-            bar.set_description("[2/4] rendering + [3/4] generating")
-
-        if overlap is None:
-            overlap = device.type == "cuda"
-        # Without overlap, the chunk of renders lives in one buffer allocated once, so that a long video
-        # neither grows nor fragments the heap; with overlap each chunk gets its own (threads hold them).
-        hist = window - 1
-        chunk_buf = None
-        if not overlap:
-            chunk_buf = torch.empty(hist + chunk_size, size, size, 9, dtype=in_dtype, device=device)
-
-        def clips():  # conditioning clips, each batch's frames plus their history (a thread ahead with overlap)
-            tail = None  # the previous chunk's last `hist` renders
-            for s in range(0, n, chunk_size):
-                e = min(n, s + chunk_size)
-                if chunk_buf is None:
-                    cond = torch.empty(hist + e - s, size, size, 9, dtype=in_dtype, device=device)
-                else:
-                    cond = chunk_buf[: hist + e - s]
-                cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
-                renderer.render(
-                    drive, crop, size, frames=slice(s, e), batch_size=16, albedo=tgt.albedo, out=cond[hist:]
-                )
-                if tail is None:
-                    cond[:hist] = cond[hist : hist + 1]  # before the first frame: the first frame, as in training
-                else:
-                    cond[:hist] = tail
-                tail = cond[len(cond) - hist :].clone()  # a copy: the buffer is overwritten next
-                for b in range(0, e - s, batch_size):
-                    yield cond[b : b + hist + min(batch_size, e - s - b)]
-
-        def finish(out: torch.Tensor) -> None:  # [4/4] in a thread, behind the generator
-            imgs = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            for img in imgs:
-                if background is not None:
-                    img = crop.paste(background, img)
-                img = mark_synthetic(img) if watermark else img
-                if writer is not None:
-                    writer.write(img)
-                else:
-                    frames.append(img)
-            if bar is not None:
-                bar.update(len(imgs))
-
-        sink = Worker(finish) if overlap else None
+        sink = steps.frame_sink(self.target.crop, background, watermark, writer, frames)
+        bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
         try:
-            for clip in prefetch(clips()) if overlap else clips():
-                t0 = time.perf_counter()
-                out = generate_windows(gen, clip, fast=fast)
-                gen_seconds += time.perf_counter() - t0
-                sink.put(out) if sink is not None else finish(out)
-            if sink is not None:
-                sink.close()
+            gen_seconds = steps.render_generate_write(
+                self, drive, sink, batch_size=batch_size, chunk_size=chunk_size, fast=fast, overlap=overlap, bar=bar
+            )
+            if writer is not None:
+                writer.close()
         except BaseException:
-            try:
-                if sink is not None:
-                    sink.close()
-            except BaseException:  # noqa: BLE001 - the first error is the one to report
-                pass
             if writer is not None:
                 writer.abort()
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close() if bar is not None else None
         # 5. Output
-        if writer is not None:
-            writer.close()
-            result = None
-        else:
-            arr = np.stack(frames)
-            if output_type == "np":
-                result = (arr.astype(np.float32) / 255.0)[None]
-            elif output_type == "pt":
-                result = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)[None]
-            else:
-                from PIL import Image
-
-                result = [[Image.fromarray(a) for a in arr]]
+        result = None if writer is not None else steps.collect_frames(frames, output_type)
         total = time.perf_counter() - t_start
+        n = len(drive)
         stats = {
             "frames": n,
             "seconds": round(total, 3),

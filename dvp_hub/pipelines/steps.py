@@ -1,0 +1,209 @@
+"""The steps of `DeepVideoPortraitPipeline.__call__`, in the order of the paper's figure 2.
+
+1. `check_inputs`: arguments and the source file (probed, not decoded), before any work;
+2. `track_source` / `load_parameters`: landmarks per frame, then the parametric face fit;
+3. `retarget_motion`: the source's pose, expression and gaze on the target's face (reenact or dub);
+4. `render_generate_write`: conditioning images, the generator over the space-time window, and the
+   frames (pasted back, marked synthetic) written to the video or kept, chunk by chunk;
+5. `collect_frames`: the kept frames in the requested output type.
+
+Each stage that takes time shows one progress bar, numbered ``[k/n]``, created with its total.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from diffusers.utils import logging
+
+from ..errors import InputError
+
+logger = logging.get_logger(__name__)
+
+MODES = ("reenact", "dub")
+OUTPUT_TYPES = ("np", "pt", "pil")
+
+
+def stage_bar(pipe, label: str, total: int):
+    """One progress bar for a pipeline stage, created with its description and total (no empty ``0/N``
+    line first); honours ``pipe.set_progress_bar_config`` (e.g. ``disable=True``)."""
+    from tqdm.auto import tqdm
+
+    config = {"unit": "frame", "dynamic_ncols": True, **getattr(pipe, "_progress_bar_config", {})}
+    return tqdm(total=total, desc=label, **config)
+
+
+def check_inputs(source_video, source_parameters, mode, output_type, transfer, output_video, max_frames):
+    """Step 1: refuse bad arguments and unreadable sources at once. Returns ``(transfer, reader)``;
+    ``reader`` is a `VideoReader` over the source video (probed, not decoded) or None."""
+    from . import retarget
+
+    if (source_video is None) == (source_parameters is None):
+        raise InputError("give exactly one of source_video= or source_parameters=.")
+    if mode not in MODES:
+        raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
+    if output_type not in OUTPUT_TYPES:
+        raise InputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}.")
+    transfer = tuple(transfer)
+    if not transfer or set(transfer) - set(retarget.TRANSFERABLE):
+        raise InputError(f"transfer must be a non-empty subset of {retarget.TRANSFERABLE}, got {transfer}.")
+    if max_frames is not None and int(max_frames) < 1:
+        raise InputError(f"max_frames must be at least 1, got {max_frames}.")
+    if output_video is not None:
+        from ..video import check_output_path
+
+        check_output_path(output_video)
+    reader = None
+    if source_video is not None:
+        from ..video import VideoReader
+
+        reader = VideoReader(source_video, max_frames=max_frames)
+    return transfer, reader
+
+
+def track_source(reader, bar=None):
+    """Step 2 from a video: mediapipe landmarks per frame, then the face model fitted to them."""
+    from ..face.fitting import fit_sequence
+    from ..face.tracker import FaceTracker
+
+    def tick(done, total):
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    with FaceTracker() as tracker:
+        track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=reader.path, progress=tick)
+    return fit_sequence(track)
+
+
+def load_parameters(source_parameters, max_frames=None):
+    """Step 2 from a `dvp track` parameter file (or a `FaceSequence`)."""
+    from ..face.sequence import FaceSequence
+
+    seq = source_parameters if isinstance(source_parameters, FaceSequence) else FaceSequence.load(source_parameters)
+    return seq.slice(0, max_frames) if max_frames else seq
+
+
+def retarget_motion(pipe, source, mode, transfer, neutral_frame):
+    """Step 3: the sequence that drives the target, and its pose-range report (a warning when the head
+    turns beyond what the target was trained on)."""
+    from . import retarget
+
+    if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
+        raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
+    state = pipe._target_state()
+    tgt, tneu = state["sequence"], state["neutral_frame"]
+    cfg = pipe.target.config
+    if mode == "reenact":
+        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer)
+    else:
+        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu)
+    report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
+    if report["frames_beyond_target_pose_range"]:
+        logger.warning(
+            f"{report['frames_beyond_target_pose_range']} of {len(drive)} frames turn the head up to "
+            f"{report['max_pose_offset_deg']:g} degrees from the target's reference pose; its training "
+            f"frames reached {report['target_pose_range_deg']:g}. Those frames are extrapolated and look "
+            "worse: use a source with smaller head turns, or transfer=('expression', 'gaze')."
+        )
+    return drive, report
+
+
+def render_generate_write(
+    pipe, drive, sink_frame, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None
+) -> float:
+    """Step 4: render the conditioning of ``drive`` chunk by chunk, run the generator over each frame's
+    space-time window, and hand every output frame (``H x W x 3`` uint8) to ``sink_frame`` in order.
+
+    The first frame's history is the first frame repeated, as in training. Without ``overlap`` the chunk
+    of renders lives in one buffer allocated once, so that a long video neither grows nor fragments the
+    heap; with it (default on a GPU) the next batches are rendered and the last ones encoded in threads
+    while the generator runs (`streaming`). Returns the seconds spent in the generator.
+    """
+    from ..models.inference import generate_windows, input_dtype
+    from ..render.conditioning import ConditioningRenderer
+    from .streaming import Worker, prefetch
+
+    device = pipe._execution_device
+    gen = pipe.generator
+    hist = gen.config.temporal_window - 1
+    in_dtype = input_dtype(gen, fast)
+    size = pipe.target.config.resolution
+    albedo = pipe._target_state()["sequence"].albedo
+    renderer = ConditioningRenderer(device=device)
+    crop = pipe.target.crop
+    n = len(drive)
+    if overlap is None:
+        overlap = device.type == "cuda"
+    chunk_buf = None
+    if not overlap:
+        chunk_buf = torch.empty(hist + chunk_size, size, size, 9, dtype=in_dtype, device=device)
+
+    def clips():  # conditioning clips: each batch's frames plus their history
+        tail = None  # the previous chunk's last `hist` renders
+        for s in range(0, n, chunk_size):
+            e = min(n, s + chunk_size)
+            if chunk_buf is None:
+                cond = torch.empty(hist + e - s, size, size, 9, dtype=in_dtype, device=device)
+            else:
+                cond = chunk_buf[: hist + e - s]
+            cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
+            renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=albedo, out=cond[hist:])
+            cond[:hist] = cond[hist : hist + 1] if tail is None else tail
+            tail = cond[len(cond) - hist :].clone()  # a copy: the buffer is overwritten next
+            for b in range(0, e - s, batch_size):
+                yield cond[b : b + hist + min(batch_size, e - s - b)]
+
+    def finish(out: torch.Tensor) -> None:
+        imgs = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for img in imgs:
+            sink_frame(img)
+        if bar is not None:
+            bar.update(len(imgs))
+
+    gen_seconds = 0.0
+    sink = Worker(finish) if overlap else None
+    try:
+        for clip in prefetch(clips()) if overlap else clips():
+            t0 = time.perf_counter()
+            out = generate_windows(gen, clip, fast=fast)
+            gen_seconds += time.perf_counter() - t0
+            sink.put(out) if sink is not None else finish(out)
+        if sink is not None:
+            sink.close()
+    except BaseException:
+        if sink is not None:
+            try:
+                sink.close()
+            except BaseException:  # noqa: BLE001 - the first error is the one to report
+                pass
+        raise
+    return gen_seconds
+
+
+def frame_sink(crop, background, watermark: bool, writer, frames: list):
+    """What happens to each generated crop: pasted into the target's frame (when a background is given),
+    marked synthetic, then written to ``writer`` or appended to ``frames``."""
+    from ..export import mark_synthetic
+
+    def sink(img: np.ndarray) -> None:
+        if background is not None:
+            img = crop.paste(background, img)
+        if watermark:
+            img = mark_synthetic(img)
+        writer.write(img) if writer is not None else frames.append(img)
+
+    return sink
+
+
+def collect_frames(frames: list, output_type: str):
+    """Step 5: the kept frames as ``(1, F, H, W, 3)`` floats ("np"), ``(1, F, 3, H, W)`` ("pt") or PIL lists."""
+    arr = np.stack(frames)
+    if output_type == "np":
+        return (arr.astype(np.float32) / 255.0)[None]
+    if output_type == "pt":
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)[None]
+    from PIL import Image
+
+    return [[Image.fromarray(a) for a in arr]]

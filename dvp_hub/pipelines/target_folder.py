@@ -1,0 +1,111 @@
+"""Where a target comes from and whether it is safe to load: ``demo``, a local folder or a Hub repo id.
+
+`resolve_target` turns a name into a local pipeline folder (downloading Hub repos with
+``snapshot_download``); `check_folder` refuses, before anything is loaded, folders with pickled
+weights, components outside dvp_hub, or configs asking for absurd sizes (`LIMITS`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from ..errors import TargetLoadError
+
+DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "DeepVideoPortraitPipeline"}
+
+
+def resolve_target(name_or_path: str, **hub_kwargs) -> str:
+    """``demo``, a local folder or a Hub repo id -> a local pipeline folder (downloaded if needed)."""
+    if name_or_path == "demo":
+        if not os.path.isfile(os.path.join(DEMO_DIR, "model_index.json")):
+            raise TargetLoadError("the bundled demo target is missing from this installation; reinstall dvp-hub.")
+        return DEMO_DIR
+    if os.path.isdir(name_or_path):
+        return name_or_path
+    if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")) or ".." in name_or_path:
+        raise TargetLoadError(f"{name_or_path}: not a target folder; give `demo`, a pipeline folder or a Hub id.")
+    if not _REPO_ID.match(name_or_path):
+        raise TargetLoadError(f"{name_or_path}: not a folder and not a valid Hub repo id (owner/name).")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(
+            name_or_path,
+            revision=hub_kwargs.get("revision"),
+            cache_dir=hub_kwargs.get("cache_dir"),
+            local_files_only=hub_kwargs.get("local_files_only", False),
+            token=hub_kwargs.get("token"),
+            allow_patterns=["*.json", "*.safetensors", "*.md", "reference.mp4"],
+        )
+    except LocalEntryNotFoundError:
+        raise TargetLoadError(
+            f"{name_or_path}: not in the local Hugging Face cache and the Hub cannot be reached (offline); "
+            "download it once online or give a local folder."
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise TargetLoadError(
+            f"{name_or_path}: could not download from the Hub ({str(err).splitlines()[0]})."
+        ) from None
+
+
+def check_folder(folder: str) -> None:
+    """Refuse repos with pickled weights or components outside dvp_hub, before anything is loaded."""
+    index = os.path.join(folder, "model_index.json")
+    if not os.path.isfile(index):
+        raise TargetLoadError(f"{folder}: no model_index.json; not a dvp_hub target folder.")
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if f.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")):
+                raise TargetLoadError(f"{folder}: holds pickled weights ({f}); dvp_hub loads safetensors only.")
+    try:
+        with open(index) as fh:
+            spec = json.load(fh)
+    except ValueError:
+        raise TargetLoadError(f"{index}: not valid JSON.") from None
+    if spec.get("_class_name") != "DeepVideoPortraitPipeline":
+        raise TargetLoadError(f"{folder}: model_index.json names {spec.get('_class_name')!r}, not a dvp_hub pipeline.")
+    for key in ("generator", "target"):
+        lib_cls = spec.get(key)
+        if not (
+            isinstance(lib_cls, list)
+            and len(lib_cls) == 2
+            and str(lib_cls[0]).startswith("dvp_hub")
+            and lib_cls[1] in ALLOWED_CLASSES
+        ):
+            raise TargetLoadError(f"{folder}: component {key!r} is {lib_cls!r}; only dvp_hub classes are loaded.")
+    _check_sizes(folder)
+
+
+# Upper bounds a config must respect before anything is allocated (a hostile config could ask for terabytes).
+LIMITS = {
+    "generator": {
+        "in_channels": 64,
+        "temporal_window": 64,
+        "base_channels": 1024,
+        "max_channels": 4096,
+        "resolution": 1024,
+        "out_channels": 16,
+    },
+    "target": {"num_frames": 1_000_000, "num_expression": 1024, "resolution": 1024},
+}
+
+
+def _check_sizes(folder: str) -> None:
+    for comp, limits in LIMITS.items():
+        path = os.path.join(folder, comp, "config.json")
+        try:
+            with open(path) as fh:
+                cfg = json.load(fh)
+        except (OSError, ValueError):
+            raise TargetLoadError(f"{folder}: {comp}/config.json is missing or not valid JSON.") from None
+        for key, hi in limits.items():
+            v = cfg.get(key)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= hi):
+                raise TargetLoadError(
+                    f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load."
+                )
