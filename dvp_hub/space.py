@@ -17,6 +17,11 @@ import gradio as gr
 import numpy as np
 
 from .errors import DVPError
+from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline, resolve_target
+from .video import current_umask
+
+# Imported here, in the main thread: the handlers run in Gradio's worker threads, and two of them importing
+# diffusers for the first time at once can see a half-initialised module.
 
 MAX_SECONDS = float(os.environ.get("DVP_MAX_SECONDS", 60))
 MAX_MB = float(os.environ.get("DVP_MAX_MB", 200))
@@ -55,8 +60,6 @@ def target_choices() -> list[str]:
 def get_pipeline(target: str):
     """Load a target once per process (thread-safe; diffusers' loading bar off, it clashes with gr.Progress)."""
     from diffusers.utils import logging as dlogging
-
-    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
 
     with _LOCK:
         if target not in _PIPES:
@@ -119,6 +122,8 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
     """
     out_dir = None
     try:
+        if not source_video:
+            raise DVPError("Upload or record a source video first.")
         if not consent:
             raise DVPError("Please confirm that you have the right to use this video (tick the box).")
         check_source(source_video)
@@ -126,6 +131,7 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
             raise DVPError("Choose at least one of pose, expression and gaze to transfer.")
         pipe = get_pipeline(_pick_target(target_choice, hub_id))
         out_dir = tempfile.mkdtemp(prefix="dvp-")
+        os.chmod(out_dir, 0o777 & ~current_umask())  # readable by others, as any folder the user makes
         result = os.path.join(out_dir, "reenacted.mp4")
         t0 = time.perf_counter()
         out = pipe(source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result)
@@ -148,8 +154,16 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
         if out_dir is not None:  # nothing half-written stays behind
             shutil.rmtree(out_dir, ignore_errors=True)
         if isinstance(err, DVPError):
-            raise gr.Error(str(err)) from None
+            raise gr.Error(_user_names(str(err), source_video)) from None
         raise
+
+
+def _user_names(message: str, upload: str | None) -> str:
+    """The message with Gradio's temporary upload path replaced by the file's own name (Gradio keeps the
+    uploaded file's original name as the last part of its cache path)."""
+    if upload:
+        message = message.replace(str(upload), os.path.basename(str(upload)))
+    return message
 
 
 @gpu(duration=20)
@@ -165,8 +179,6 @@ def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *contro
 
 def model_card(target_choice, hub_id) -> str:
     try:
-        from .pipelines.pipeline_dvp import resolve_target
-
         folder = resolve_target(_pick_target(target_choice, hub_id))
     except DVPError as err:
         raise gr.Error(str(err)) from None
@@ -220,7 +232,9 @@ def build_demo():
                 image = gr.Image(label="Edited frame (synthetic)", elem_id="edit_image", type="numpy")
             inputs = [target, hub_id, frame, yaw, pitch, roll, gx, gy, *controls]
             for s in [frame, yaw, pitch, roll, gx, gy, *controls]:
-                s.release(edit, inputs, image, api_name=False)
+                # drags, typed values and arrow keys all fire `input`; while a render runs, only the latest
+                # value waits ("always_last"), so a long drag never floods the queue
+                s.input(edit, inputs, image, api_name=False, trigger_mode="always_last", show_progress="hidden")
             demo.load(edit, inputs, image, api_name=False)
         with gr.Tab("Targets"):
             card = gr.Markdown(elem_id="card")

@@ -55,6 +55,20 @@ class VideoInfo:
     variable_rate: bool = False
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``os.umask`` alone must set it)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -343,6 +357,7 @@ class VideoWriter:
         except Exception as err:  # noqa: BLE001
             self.abort()
             raise VideoWriteError(f"{self.path}: ffmpeg failed to write the video ({_first_error_line(str(err))}).")
+        os.chmod(self._tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; a video is as readable as any file
         os.replace(self._tmp, self.path)
         self._gen = None
         self._tmp = None

@@ -67,6 +67,30 @@ def test_gradio_client_reenacts_a_real_clip(app, short_clip):
     assert "30 frames" in summary
 
 
+def test_no_video_bad_file_names_and_result_permissions(app, short_clip, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    import dvp_hub.space as space
+
+    client = Client(app, verbose=False)
+    with pytest.raises(AppError, match="Upload or record a source video first"):
+        client.predict(None, "demo", "", "reenact", ["pose"], True, api_name="/reenact")
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(bad)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
+    assert str(err.value).startswith("holiday.mp4: not a readable video"), str(err.value)
+    # the files the server writes (and serves) are readable by others under the usual umask
+    old = os.umask(0o022)
+    try:
+        result, sbs, _ = space.reenact(short_clip, "demo", "", "dub", ["expression"], True, progress=None)
+    finally:
+        os.umask(old)
+    for path in (result, sbs, os.path.dirname(result)):
+        assert os.stat(path).st_mode & 0o044 == 0o044, oct(os.stat(path).st_mode)
+
+
 def test_gradio_errors_reach_the_client(app, short_clip, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -120,18 +144,50 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         img = page.locator("#edit_image img")
         img.wait_for(timeout=60_000)
         before = img.get_attribute("src")
+        changed = "(b) => { const i = document.querySelector('#edit_image img'); return i && i.src !== b; }"
         slider = page.locator("#yaw input[type=range]")
         slider.fill("25")
-        slider.dispatch_event("change")
+        slider.dispatch_event("input")
         slider.dispatch_event("pointerup")
-        page.wait_for_function(
-            "(b) => { const i = document.querySelector('#edit_image img'); return i && i.src !== b; }",
-            arg=before,
-            timeout=60_000,
-        )
+        page.wait_for_function(changed, arg=before, timeout=60_000)
         page.screenshot(path=str(shots / "edit.png"))
+        # keyboard: a typed value, then the arrow keys, each change the image
+        before = img.get_attribute("src")
+        number = page.locator("#yaw input[type=number]")
+        number.fill("-20")
+        number.press("Enter")
+        page.wait_for_function(changed, arg=before, timeout=60_000)
+        before = img.get_attribute("src")
+        slider.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(changed, arg=before, timeout=60_000)
+        assert page.locator("#yaw input[type=number]").input_value() == "-17"
         browser.close()
     assert (shots / "reenact.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_messages_no_video_and_a_bad_file_by_its_own_name(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    bad = tmp_path / "my holiday clip.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app)
+        page.locator("#consent input[type=checkbox]").check()
+        page.locator("#run").click()
+        toast = page.get_by_text("Upload or record a source video first")
+        toast.first.wait_for(timeout=30_000)
+        page.locator("#source input[type=file]").set_input_files(str(bad))
+        page.wait_for_timeout(500)
+        page.locator("#run").click()
+        msg = page.get_by_text("my holiday clip.mp4: not a readable video")
+        msg.first.wait_for(timeout=30_000)
+        assert "/tmp" not in msg.first.inner_text() and "gradio" not in msg.first.inner_text()
+        browser.close()
 
 
 def test_space_refuses_bad_sources_with_gr_error(app, tmp_path, monkeypatch):

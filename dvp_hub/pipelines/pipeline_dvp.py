@@ -15,6 +15,7 @@ from diffusers.utils import BaseOutput, logging
 
 from ..errors import InputError, TargetLoadError
 from ..models import PortraitTarget, RenderingToVideoGenerator
+from ..video import current_umask
 from .target_folder import DEMO_DIR, check_folder, resolve_target  # noqa: F401 - public names, kept here too
 
 logger = logging.get_logger(__name__)
@@ -294,6 +295,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         parent = os.path.dirname(os.path.abspath(save_directory))
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder becomes the user's target
         try:
             super().save_pretrained(tmp, safe_serialization=True)
             # The fp16 copy is cast from a copy: casting in place and back would round the fp32 weights.
