@@ -333,11 +333,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("space-export", help="write a self-contained Hugging Face Space folder (and push it)")
+    p.add_argument("folder", help="a new or empty folder")
+    p.add_argument("--push", metavar="REPO_ID", default=None, help="upload the folder as a Gradio Space")
+    p.add_argument(
+        "--demo-model",
+        metavar="REPO_ID",
+        default=None,
+        help="the model repo of the demo target, listed in the Space's front matter; with --push the demo target "
+        "is published there first (default OWNER/dvp-TARGETNAME)",
+    )
+    p.add_argument("--wheel", default=None, help="ship this dvp-hub wheel instead of building one from the checkout")
+    p.set_defaults(func=cmd_space_export)
+
     p = sub.add_parser("space", help="launch the Gradio Space (spaces/app.py) with the bundled demo target")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=cmd_space)
     return ap
+
+
+def cmd_space_export(args) -> None:
+    from .space_export import export_space, push_space
+
+    demo_model = args.demo_model
+    if args.push and not demo_model:
+        from .space_export import demo_name
+
+        demo_model = f"{args.push.split('/')[0]}/dvp-{demo_name()}"
+    done = export_space(args.folder, demo_model=demo_model, wheel=args.wheel)
+    print(f"wrote {done['folder']}: {', '.join(done['files'])} (wheels/{done['wheel']})")
+    if args.push:
+        push_space(done["folder"], args.push, demo_model=demo_model)
+        print(f"pushed the demo target to https://huggingface.co/{demo_model}")
+        print(f"pushed the Space to https://huggingface.co/spaces/{args.push}")
 
 
 def cmd_space(args) -> None:

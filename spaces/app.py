@@ -2,7 +2,7 @@
 
 import os
 
-from dvp_hub.space import build_demo, launch  # noqa: F401  (build_demo: for tests and `gradio spaces/app.py`)
+from dvp_hub.space import build_demo, launch  # noqa: F401  (build_demo: for tests and `gradio app.py`)
 
 if __name__ == "__main__":
     launch(
