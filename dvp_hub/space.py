@@ -47,6 +47,13 @@ def gpu(fn=None, **kwargs):
     return deco(fn) if fn is not None else deco
 
 
+def user_error(message: str) -> gr.Error:
+    """A message for the visitor: shown in the page, no traceback in the server log (unless DVP_VERBOSE)."""
+    from .logs import is_verbose
+
+    return gr.Error(message, print_exception=is_verbose())
+
+
 def target_choices() -> list[str]:
     """The bundled demo target plus pipeline folders under $DVP_TARGETS_DIR."""
     out = ["demo"]
@@ -154,7 +161,7 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
         if out_dir is not None:  # nothing half-written stays behind
             shutil.rmtree(out_dir, ignore_errors=True)
         if isinstance(err, DVPError):
-            raise gr.Error(_user_names(str(err), source_video)) from None
+            raise user_error(_user_names(str(err), source_video)) from None
         raise
 
 
@@ -174,14 +181,14 @@ def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *contro
         expression = {k: float(v) for k, v in zip(EDIT_CONTROLS, controls) if v}
         return pipe.edit(frame, yaw=yaw, pitch=pitch, roll=roll, expression=expression, gaze=(gaze_x, gaze_y))
     except DVPError as err:
-        raise gr.Error(str(err)) from None
+        raise user_error(str(err)) from None
 
 
 def model_card(target_choice, hub_id) -> str:
     try:
         folder = resolve_target(_pick_target(target_choice, hub_id))
     except DVPError as err:
-        raise gr.Error(str(err)) from None
+        raise user_error(str(err)) from None
     path = os.path.join(folder, "README.md")
     if not os.path.isfile(path):
         return "This target has no model card."

@@ -91,7 +91,7 @@ def test_no_video_bad_file_names_and_result_permissions(app, short_clip, tmp_pat
         assert os.stat(path).st_mode & 0o044 == 0o044, oct(os.stat(path).st_mode)
 
 
-def test_gradio_errors_reach_the_client(app, short_clip, tmp_path):
+def test_gradio_errors_reach_the_client(app, short_clip, tmp_path, capfd):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
@@ -102,6 +102,7 @@ def test_gradio_errors_reach_the_client(app, short_clip, tmp_path):
     bad.write_text("not a video")
     with pytest.raises(AppError, match="not a readable video"):
         client.predict(handle_file(str(bad)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
+    assert "Traceback" not in capfd.readouterr().err  # expected user errors leave no traceback in the server log
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
