@@ -107,7 +107,9 @@ def main(argv=None):
             print(json.dumps(rows[-1]))
         if args.long_seconds:
             make_source(args.long_seconds, long_)
-            rows.append({"source_seconds": args.long_seconds, **run("light", long_, os.path.join(tmp, "o.mp4"), args.device)})
+            rows.append(
+                {"source_seconds": args.long_seconds, **run("light", long_, os.path.join(tmp, "o.mp4"), args.device)}
+            )
             print(json.dumps(rows[-1]))
             print(
                 f"peak memory {args.long_seconds:.0f} s / 10 s source: {rows[-1]['peak_mb'] / rows[0]['peak_mb']:.3f}"

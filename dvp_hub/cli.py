@@ -6,6 +6,8 @@
     dvp demo --output OUT.mp4
     dvp space
 
+    dvp verify FILE                 (exit 0: marked synthetic, 1: not marked, 2: unreadable)
+
 User errors print one line and exit with code 2, without a traceback.
 """
 
@@ -333,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("verify", help="is a video or image marked as made by dvp_hub? (C2PA, watermark, label)")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("space-export", help="write a self-contained Hugging Face Space folder (and push it)")
     p.add_argument("folder", help="a new or empty folder")
     p.add_argument("--push", metavar="REPO_ID", default=None, help="upload the folder as a Gradio Space")
@@ -369,6 +376,19 @@ def cmd_space_export(args) -> None:
         print(f"pushed the Space to https://huggingface.co/spaces/{args.push}")
 
 
+def cmd_verify(args) -> int:
+    from .provenance.verify import format_report, verify_file
+
+    report = verify_file(args.file)
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_report(report))
+    return 0 if report["synthetic"] else 1
+
+
 def cmd_space(args) -> None:
     from .space import launch
 
@@ -385,14 +405,14 @@ def main(argv: list[str] | None = None) -> int:
 
         set_verbose(True)
     try:
-        args.func(args)
+        code = args.func(args)
     except DVPError as err:
         print(f"dvp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dvp {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

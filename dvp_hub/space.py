@@ -100,13 +100,15 @@ def check_source(path: str | None) -> None:
 
 def side_by_side(source_video: str, result_video: str, parameters, pipe, output: str) -> str:
     """source | diffuse conditioning | result, streamed chunk by chunk."""
+    from .provenance.watermark import embed
     from .render.conditioning import ConditioningRenderer
     from .video import VideoReader, VideoWriter
 
     size = pipe.target.config.resolution
     renderer = ConditioningRenderer()
     albedo = pipe.target.albedo.numpy()
-    with VideoWriter(output, parameters.fps, audio_from=source_video) as writer:
+    provenance = pipe.provenance(source=source_video)
+    with VideoWriter(output, parameters.fps, audio_from=source_video, provenance=provenance) as writer:
         src_iter = iter(VideoReader(source_video, size=(size, size)))
         start = 0
         for chunk in VideoReader(result_video).chunks(32):
@@ -116,7 +118,7 @@ def side_by_side(source_video: str, result_video: str, parameters, pipe, output:
             diffuse = ((cond[:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
             for i, res in enumerate(chunk):
                 src = next(src_iter, np.zeros((size, size, 3), np.uint8))
-                writer.write(np.concatenate([src, diffuse[i], res[:size, :size]], 1))
+                writer.write(embed(np.concatenate([src, diffuse[i], res[:size, :size]], 1)))
             start += len(chunk)
     return output
 
@@ -196,6 +198,20 @@ def model_card(target_choice, hub_id) -> str:
     return text.split("---", 2)[2] if text.startswith("---") else text
 
 
+def verify(file) -> str:
+    """The Verify tab: the `dvp verify` report of an uploaded video or image, as Markdown."""
+    from .provenance.verify import format_report, verify_file
+
+    if not file:
+        raise user_error("Upload a video or an image to check.")
+    try:
+        report = verify_file(file)
+    except DVPError as err:
+        raise user_error(_user_names(str(err), file)) from None
+    lines = _user_names(format_report(report), file).splitlines()
+    return f"**{lines[0]}**\n\n" + "\n".join(f"- {ln.strip()}" for ln in lines[1:])
+
+
 def build_demo():
     with gr.Blocks(title="Deep Video Portraits") as demo:
         gr.Markdown(
@@ -243,6 +259,16 @@ def build_demo():
                 # value waits ("always_last"), so a long drag never floods the queue
                 s.input(edit, inputs, image, api_name=False, trigger_mode="always_last", show_progress="hidden")
             demo.load(edit, inputs, image, api_name=False)
+        with gr.Tab("Verify"):
+            gr.Markdown(
+                "Check whether a video or an image was made with dvp_hub: Content Credentials (C2PA), the "
+                "invisible watermark (it survives crops, resizes and re-encoding), the visible label and the "
+                "metadata."
+            )
+            checked = gr.File(label="Video or image", file_types=["video", "image"], elem_id="verify_file")
+            check = gr.Button("Verify", elem_id="verify")
+            verdict = gr.Markdown(elem_id="verdict")
+            check.click(verify, [checked], verdict, api_name="verify")
         with gr.Tab("Targets"):
             card = gr.Markdown(elem_id="card")
             target.change(model_card, [target, hub_id], card, api_name=False)

@@ -49,9 +49,10 @@ def repo_root() -> str | None:
     """The checkout dvp_hub runs from (a folder with its pyproject.toml), or None for an installed wheel."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     pyproject = os.path.join(root, "pyproject.toml")
-    if os.path.isfile(pyproject) and 'name = "dvp-hub"' in open(pyproject, encoding="utf-8").read():
-        return root
-    return None
+    if not os.path.isfile(pyproject):
+        return None
+    with open(pyproject, encoding="utf-8") as fh:
+        return root if 'name = "dvp-hub"' in fh.read() else None
 
 
 def build_wheel(dest: str) -> str:

@@ -279,7 +279,8 @@ class VideoWriter:
 
     ``audio_from``: a file whose first audio stream is copied in (cut to the video's length).
     ``metadata``: container tags; a ``comment`` labelling the video synthetic is always added
-    unless ``synthetic=False``. The file appears at ``path`` only once it is complete.
+    unless ``synthetic=False``; synthetic videos also get a signed C2PA manifest (`provenance.credentials`;
+    ``provenance``: target, model card, mode and source for it). The file appears at ``path`` only once it is complete.
     Odd frame sizes are padded to even sizes (yuv420p needs them).
     """
 
@@ -291,6 +292,7 @@ class VideoWriter:
         metadata: dict[str, str] | None = None,
         synthetic: bool = True,
         crf: int = 18,
+        provenance: dict | None = None,
     ):
         self.path = check_output_path(path)
         if fps <= 0:
@@ -305,6 +307,8 @@ class VideoWriter:
             self.metadata.setdefault("description", SYNTHETIC_COMMENT)
             self.metadata.setdefault("encoder_notes", "dvp_hub")
         self.crf = crf
+        self.synthetic = synthetic
+        self.provenance = provenance
         self._gen = None
         self._size: tuple[int, int] | None = None
         self._tmp: str | None = None
@@ -357,6 +361,13 @@ class VideoWriter:
         except Exception as err:  # noqa: BLE001
             self.abort()
             raise VideoWriteError(f"{self.path}: ffmpeg failed to write the video ({_first_error_line(str(err))}).")
+        if self.synthetic:  # Content Credentials; a failed signing keeps the video, unsigned, and says why
+            from .provenance.credentials import sign_video
+
+            fd, signed = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
+            os.close(fd)
+            if sign_video(self._tmp, signed, self.path.name, self.provenance):
+                os.replace(signed, self._tmp)
         os.chmod(self._tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; a video is as readable as any file
         os.replace(self._tmp, self.path)
         self._gen = None

@@ -43,7 +43,6 @@ def test_reenact_prints_one_numbered_bar_per_stage_and_nothing_else(tmp_path):
 
 
 def test_verbose_brings_the_library_lines_back(tmp_path):
-    out = tmp_path / "out.mp4"
     r = _dvp(
         "--verbose",
         "track",

@@ -209,3 +209,21 @@ def test_space_refuses_bad_sources_with_gr_error(app, tmp_path, monkeypatch):
     monkeypatch.setattr(space, "MAX_SECONDS", 60)
     with pytest.raises(AppError, match="Hub|folder"):
         client.predict(handle_file(str(no_face)), "demo", "../../etc", "reenact", ["pose"], True, api_name="/reenact")
+
+
+def test_verify_tab_reports_marks_and_refuses_nothing_uploaded(app, short_clip, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from dvp_hub.export import export_to_video
+
+    made = tmp_path / "made here.mp4"
+    export_to_video(list(VideoReader(short_clip, max_frames=8)), str(made), fps=30, watermark=True)
+    client = Client(app, verbose=False)
+    report = client.predict(handle_file(str(made)), api_name="/verify")
+    assert report.startswith("**made here.mp4: MARKED AS SYNTHETIC") and "/tmp" not in report
+    assert "content credentials (C2PA): present, valid" in report
+    report = client.predict(handle_file(short_clip), api_name="/verify")
+    assert "no dvp_hub mark found" in report
+    with pytest.raises(AppError, match="Upload a video or an image"):
+        client.predict(None, api_name="/verify")

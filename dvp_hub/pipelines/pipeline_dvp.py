@@ -57,6 +57,17 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         self.register_modules(generator=generator, target=target)
         self.reference_video: str | None = None  # a video of the target (``reference.mp4`` in its folder)
 
+    def provenance(self, **extra) -> dict:
+        """What the Content Credentials of this target's outputs say about it: name and model card."""
+        origin = getattr(self, "origin", None) or "local"
+        if origin == "demo":
+            card = "dvp_hub bundled demo target (dvp_hub/assets/demo_target/README.md)"
+        elif os.path.isdir(origin) or origin == "local":
+            card = f"{origin}/README.md"
+        else:
+            card = f"https://huggingface.co/{origin}"
+        return {"target": self.target.config.name, "model_card": card, **extra}
+
     def _target_state(self) -> dict:
         """What every call derives from the target, made once per target: its training sequence as numpy, its
         most neutral training frame (relative expression starts there), and for editing the control
@@ -137,6 +148,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         if pipe.target.dtype != torch.float32:
             pipe.target.to(torch.float32)  # face parameters stay in full precision
         pipe.generator.eval()
+        pipe.origin = str(pretrained_model_name_or_path)  # demo, a folder or a Hub id: for the credentials
         ref = os.path.join(folder, "reference.mp4")
         pipe.reference_video = ref if os.path.isfile(ref) else None
         return pipe
@@ -179,7 +191,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         clip = cond.expand(self.generator.config.temporal_window, -1, -1, -1)  # the window repeats the frame
         img = ((generate_windows(self.generator, clip)[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         img = img.permute(1, 2, 0).cpu().numpy()
-        return mark_synthetic(img) if watermark else img
+        from ..provenance.watermark import embed
+
+        return embed(mark_synthetic(img)) if watermark else img
 
     @torch.no_grad()
     def __call__(
@@ -200,6 +214,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         fast=True,
         paste_back=None,
         overlap=None,
+        invisible_watermark=True,
     ):
         r"""Drive the target with a source video (or a saved `dvp track` parameter file).
 
@@ -215,6 +230,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory
                 then stays constant whatever the source's length.
             watermark: draw the visible "SYNTHETIC" label (on by default; turning it off is explicit).
+            invisible_watermark: embed the invisible watermark (`provenance.watermark`) in every frame (on by
+                default; it survives crops, resizes, re-encoding and grey conversion, the label does not).
             batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
             paste_back: composite the generated crop into the target's full frame (its reference video's
                 reference frame) with a feathered edge; ``None`` does it when the target folder has ``reference.mp4``.
@@ -256,9 +273,12 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         drive, pose_report = steps.retarget_motion(self, source, mode, transfer, neutral_frame)
         # 4. Render the conditioning, generate, mark and write, chunk by chunk
         background = self._background() if paste_back else None
-        writer = VideoWriter(output_video, drive.fps, audio_from=source_video) if output_video else None
+        writer = None
+        if output_video:
+            provenance = self.provenance(mode=mode, source=source_video or source_parameters)
+            writer = VideoWriter(output_video, drive.fps, audio_from=source_video, provenance=provenance)
         frames: list = []
-        sink = steps.frame_sink(self.target.crop, background, watermark, writer, frames)
+        sink = steps.frame_sink(self.target.crop, background, watermark, writer, frames, invisible_watermark)
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
         try:
             gen_seconds = steps.render_generate_write(

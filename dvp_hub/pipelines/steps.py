@@ -182,16 +182,20 @@ def render_generate_write(
     return gen_seconds
 
 
-def frame_sink(crop, background, watermark: bool, writer, frames: list):
+def frame_sink(crop, background, watermark: bool, writer, frames: list, invisible_watermark: bool = True):
     """What happens to each generated crop: pasted into the target's frame (when a background is given),
-    marked synthetic, then written to ``writer`` or appended to ``frames``."""
+    marked synthetic (the visible label, then the invisible watermark over the whole frame), then written
+    to ``writer`` or appended to ``frames``."""
     from ..export import mark_synthetic
+    from ..provenance.watermark import embed
 
     def sink(img: np.ndarray) -> None:
         if background is not None:
             img = crop.paste(background, img)
         if watermark:
             img = mark_synthetic(img)
+        if invisible_watermark:
+            img = embed(img)
         writer.write(img) if writer is not None else frames.append(img)
 
     return sink
