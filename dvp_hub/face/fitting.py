@@ -22,6 +22,7 @@ Everything is batched over frames, so fitting costs a few milliseconds a frame.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
 import numpy as np
 
@@ -124,6 +125,42 @@ def reprojection_error(
     return float(d[det].mean()), float((d / iod)[det].mean())
 
 
+def rigid_alignment(lm: np.ndarray, model: FaceModel, cam: Camera):
+    """Step 1 for frames ``lm`` ``[T, 478, 3]`` (float64): their canonical shapes ``[T, 478, 3]``, rotations
+    ``[T, 3, 3]`` and translations ``[T, 3]``."""
+    rig = topo.RIGID_VERTICES
+    s, r, t = similarity_align(model.mean_shape[rig], lm[:, rig])
+    z = cam.focal / s[:, None] + lm[..., 2] / s[:, None]
+    cam3d = np.stack([(lm[..., 0] - cam.cx) * z / cam.focal, (lm[..., 1] - cam.cy) * z / cam.focal, z], -1)
+    s, r, t = similarity_align(model.mean_shape[rig], cam3d[:, rig])
+    canon = np.einsum("tji,tnj->tni", r, cam3d - t[:, None]) / s[:, None, None]
+    return canon, r, t / s[:, None]  # the scene scaled by 1 / s projects identically
+
+
+@lru_cache(maxsize=4)
+def _expression_solver(model: FaceModel, num_expression: int):
+    mesh = np.arange(topo.NUM_MESH_VERTICES)
+    bm = model.basis[:num_expression, mesh].reshape(num_expression, -1)  # [K, 468*3]
+    return bm, bm @ bm.T
+
+
+def canonical_expression(canon: np.ndarray, identity: np.ndarray, model: FaceModel, num_expression: int):
+    """Step 2: least-squares expression coefficients ``[T, K]`` of canonical shapes against an identity."""
+    bm, gram = _expression_solver(model, num_expression)
+    d = (canon[:, : topo.NUM_MESH_VERTICES] - identity[: topo.NUM_MESH_VERTICES]).reshape(len(canon), -1)
+    return np.linalg.solve(gram, bm @ d.T).T
+
+
+def perspective_refinement(model, identity, expr, gaze, gaze_neutral, target, rot, trans, cam: Camera):
+    """Step 3: Gauss-Newton pose on the 2D landmarks, the expression re-solved, the pose again."""
+    x = model.shape(identity, expr, gaze, gaze_neutral)
+    rot, trans = refine_pose(x, target, rot, trans, cam)
+    expr = refine_expression(model, x, expr, target, rot, trans, cam)
+    x = model.shape(identity, expr, gaze, gaze_neutral)
+    rot, trans = refine_pose(x, target, rot, trans, cam, iterations=3)
+    return rot, trans, expr
+
+
 def fit_sequence(
     track: FaceTrack,
     model: FaceModel | None = None,
@@ -141,7 +178,6 @@ def fit_sequence(
     lm32 = track.landmarks  # [T, 478, 3] float32, converted chunk by chunk
     target = np.ascontiguousarray(lm32[..., :2])  # [T, 478, 2] float32, kept in the sequence
     n = len(lm32)
-    rig = topo.RIGID_VERTICES
 
     # 1. Rigid alignment. A weak-perspective similarity gives each frame's depth (T_z = f / s); the
     #    landmarks are then back-projected with that depth plus mediapipe's relative depth, and a
@@ -151,24 +187,13 @@ def fit_sequence(
     rot = np.empty((n, 3, 3))
     trans = np.empty((n, 3))
     for sl in _chunks(n):
-        lm = lm32[sl].astype(np.float64)
-        s, r, t = similarity_align(model.mean_shape[rig], lm[:, rig])
-        z = cam.focal / s[:, None] + lm[..., 2] / s[:, None]
-        cam3d = np.stack([(lm[..., 0] - cam.cx) * z / cam.focal, (lm[..., 1] - cam.cy) * z / cam.focal, z], -1)
-        s, r, t = similarity_align(model.mean_shape[rig], cam3d[:, rig])
-        canon[sl] = np.einsum("tji,tnj->tni", r, cam3d - t[:, None]) / s[:, None, None]
-        rot[sl] = r
-        trans[sl] = t / s[:, None]  # the scene scaled by 1 / s projects identically
+        canon[sl], rot[sl], trans[sl] = rigid_alignment(lm32[sl].astype(np.float64), model, cam)
 
     # 2. Identity, expression, gaze, eye openness in the canonical frame.
     identity = np.median(canon, axis=0).astype(np.float64)
-    mesh = np.arange(topo.NUM_MESH_VERTICES)
-    bm = model.basis[:num_expression, mesh].reshape(num_expression, -1)  # [K, 468*3]
-    gram = bm @ bm.T
     expr = np.empty((n, num_expression))
     for sl in _chunks(n):
-        d = (canon[sl, : topo.NUM_MESH_VERTICES] - identity[mesh]).reshape(len(expr[sl]), -1)
-        expr[sl] = np.linalg.solve(gram, bm @ d.T).T
+        expr[sl] = canonical_expression(canon[sl], identity, model, num_expression)
     gaze = eye_gaze(canon).astype(np.float64)
     gaze_neutral = eye_gaze(identity[None])[0]
     openness = topo.eye_openness(canon).astype(np.float64)
@@ -176,12 +201,9 @@ def fit_sequence(
 
     # 3. Perspective pose from the weak-perspective one, then Gauss-Newton, expression, pose.
     for sl in _chunks(n):
-        x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
-        tg = target[sl].astype(np.float64)
-        rot[sl], trans[sl] = refine_pose(x, tg, rot[sl], trans[sl], cam)
-        expr[sl] = refine_expression(model, x, expr[sl], tg, rot[sl], trans[sl], cam)
-        x = model.shape(identity, expr[sl], gaze[sl], gaze_neutral)
-        rot[sl], trans[sl] = refine_pose(x, tg, rot[sl], trans[sl], cam, iterations=3)
+        rot[sl], trans[sl], expr[sl] = perspective_refinement(
+            model, identity, expr[sl], gaze[sl], gaze_neutral, target[sl].astype(np.float64), rot[sl], trans[sl], cam
+        )
     rotvec = unwrap_axis_angle(matrix_to_axis_angle(rot))
 
     raw = FaceSequence(
