@@ -195,6 +195,22 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
 
         return embed(mark_synthetic(img)) if watermark else img
 
+    def live(
+        self,
+        fps: float = 30.0,
+        transfer=("pose", "expression", "gaze"),
+        calibration_seconds: float = 1.0,
+        watermark: bool = True,
+        invisible_watermark: bool = True,
+        fast: bool = True,
+    ):
+        """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
+        one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
+        redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion."""
+        from .live import LiveSession
+
+        return LiveSession(self, fps, transfer, calibration_seconds, watermark, invisible_watermark, fast)
+
     @torch.no_grad()
     def __call__(
         self,

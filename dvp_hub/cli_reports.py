@@ -1,0 +1,125 @@
+"""The ``dvp evaluate`` and ``dvp bench`` commands: they run the evaluation or the benchmark scripts and
+print their figures as tables (kept apart from `cli` so that each file stays readable)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import DVPError
+
+
+def _load_pipeline(target: str):
+    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+
+    return DeepVideoPortraitPipeline.from_pretrained(target)
+
+
+def cmd_evaluate(args) -> None:
+    import json
+
+    from .evaluate import driven, self_reenactment, target_reference
+
+    pipe = _load_pipeline(args.target)
+    embedder = ref = None
+    if not args.no_identity:
+        from .identity import FaceEmbedder
+
+        embedder = FaceEmbedder()
+        ref = target_reference(embedder, args.target_video)
+    stem = os.path.splitext(args.json)[0] if args.json else None  # contact sheets go next to the JSON
+
+    def sheet(name):
+        return f"{stem}_{name}.png" if stem else None
+
+    result = {
+        "target": args.target,
+        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self")),
+        "sources": [
+            driven(pipe, s, args.max_frames, embedder, ref, sheet(os.path.splitext(os.path.basename(s))[0]))
+            for s in args.source
+        ],
+    }
+    sr = result["self_reenactment"]
+    print(f"self-reenactment on {sr['validation_frames']} validation frames (video frames {sr['source_frames']}):")
+    print(f"{'':22s} {'PSNR':>6s} {'SSIM':>6s} {'face':>12s} {'mouth':>12s}")
+    for label, r in (
+        ("model", sr),
+        ("mean training frame", sr["baseline_mean_frame"]),
+        ("nearest training frame", sr["baseline_nearest_frame"]),
+    ):
+        print(
+            f"{label:22s} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['psnr_face']:6.2f}/{r['ssim_face']:.3f} "
+            f"{r['psnr_mouth']:6.2f}/{r['ssim_mouth']:.3f}"
+        )
+    if embedder:
+        print(f"identity of the output to the real frames {sr['identity_to_real_frames']:.3f}")
+    head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s}"
+    print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if embedder else ""))
+    for r in result["sources"]:
+        line = (
+            f"{r['source'][-32:]:32s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:7.3f} "
+            f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}"
+        )
+        if embedder:
+            line += (
+                f" {r['identity_to_target']:10.3f} {r['identity_to_source']:10.3f} "
+                f"{r['identity_source_to_target']:11.3f}"
+            )
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+def cmd_bench(args) -> None:
+    """Run every stage's benchmark script (they live in the repository's benchmarks/ folder)."""
+    import json
+    import subprocess
+    import tempfile
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    if not os.path.isdir(root):
+        raise DVPError("dvp bench runs the scripts in the repository's benchmarks/ folder; run it from a checkout.")
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in (("foundation", []), ("network", []), ("pipeline", ["--long-seconds", "0"])):
+            out = os.path.join(tmp, name + ".json")
+            print(f"running benchmarks/bench_{name}.py ...", flush=True)
+            subprocess.run(
+                [sys.executable, os.path.join(root, f"bench_{name}.py"), "--json", out, *extra],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            with open(out) as fh:
+                rows[name] = json.load(fh)
+    f, net, pipe = rows["foundation"], rows["network"], rows["pipeline"]
+    table = [
+        ("decode 480 px (fps)", f["decode_fps"]),
+        ("track, decode excluded (fps)", f["track_fps"]),
+        ("fit (fps)", f["fit_fps"]),
+        ("render 9 ch @256, batch 16 (fps)", f["render_fps_256_batch16"]),
+    ]
+    for r in net:
+        if "eager_fp32_ms" in r:
+            table.append(
+                (f"generate {r['config']} (ms/frame eager / fast)", f"{r['eager_fp32_ms']} / {r['folded_cl_bf16_ms']}")
+            )
+        else:
+            table.append((f"train {r['config']} (steps/s)", r["train_steps_per_s"]))
+    table.append(("encode 256 px H.264 (fps)", f["encode_fps_256"]))
+    for r in pipe:
+        table.append(
+            (
+                f"end to end {r['config']}, {r['source_seconds']} s source (fps)",
+                f"{r['fps']} (generator alone {r['generator_fps']}; overhead {r['overhead_over_generator']:.0%})",
+            )
+        )
+    import platform
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    for k, v in table:
+        print(f"{k:48s} {v}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)

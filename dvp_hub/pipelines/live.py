@@ -1,0 +1,277 @@
+"""Live reenactment: the target follows a camera frame by frame (`DeepVideoPortraitPipeline.live`).
+
+The generator only looks at the current and the ``Nw - 1`` previous conditioning frames, so the whole
+path can run causally, one frame at a time:
+
+1. mediapipe's face mesh in video (tracking) mode on the frame;
+2. `LiveFaceFitter`: calibration on the first second (identity and neutral reference), then a per-frame
+   fit against it with One-Euro smoothing;
+3. retargeting as offline (`retarget.reenact` with the calibration's reference as the neutral frame);
+4. one render, written into a ring buffer of the last ``Nw`` conditioning frames (each frame is written
+   twice, at ``k mod Nw`` and ``k mod Nw + Nw``, so the window is always one contiguous slice: no
+   99-channel stack is rebuilt, `generate_windows` reads it in place);
+5. the generator on that window; the visible label and the invisible watermark on the output.
+
+While calibrating, the target is shown at its own reference pose. A frame without a face holds the last
+parameters. `LiveRunner` puts a session behind a one-frame mailbox: frames that arrive while one is being
+processed replace the waiting one (dropped), so latency never grows, and a recording repeats the last
+output for each dropped frame so it lasts as long as what was filmed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import torch
+
+from . import retarget
+
+
+class LiveSession:
+    """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 in, the target's crop out)."""
+
+    def __init__(
+        self,
+        pipe,
+        fps: float = 30.0,
+        transfer=retarget.TRANSFERABLE,
+        calibration_seconds: float = 1.0,
+        watermark: bool = True,
+        invisible_watermark: bool = True,
+        fast: bool = True,
+    ):
+        from ..face.tracker import _QuietGraph, import_mediapipe
+        from ..models.inference import input_dtype
+        from ..render.conditioning import ConditioningRenderer
+
+        self.pipe, self.fps, self.transfer = pipe, float(fps), tuple(transfer)
+        self.watermark, self.invisible_watermark, self.fast = watermark, invisible_watermark, fast
+        self.calibration_frames = max(1, int(round(calibration_seconds * fps)))
+        mp = import_mediapipe()
+        self._mesh = _QuietGraph(
+            mp.solutions.face_mesh.FaceMesh,
+            static_image_mode=False,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
+        self.fitter = None  # made on the first frame (it needs the frame size)
+        state = pipe._target_state()
+        self._target, self._tneu = state["sequence"], state["neutral_frame"]
+        self._tref = pipe.target.config.reference_frame
+        self._renderer = ConditioningRenderer(device=pipe._execution_device)
+        self._window = pipe.generator.config.temporal_window
+        size = pipe.target.config.resolution
+        dtype = input_dtype(pipe.generator, fast)
+        ring = torch.empty(2 * self._window, size, size, 9, dtype=dtype, device=pipe._execution_device)
+        self._ring = ring.permute(0, 3, 1, 2)  # channels_last, as generate_windows reads it
+        self._k = 0
+        self._last: dict | None = None  # the last fitted parameters (held when the face is lost)
+        self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
+        self.frames_in = 0
+        self.frames_without_face = 0
+
+    @property
+    def calibrating(self) -> bool:
+        return self.fitter is None or self.fitter.calibrating
+
+    def recalibrate(self) -> None:
+        """Measure the source's identity and neutral face again from the next second of frames."""
+        if self.fitter is not None:
+            self.fitter.recalibrate()
+        self._last = None
+
+    def _track(self, frame: np.ndarray) -> np.ndarray | None:
+        from ..face.tracker import _to_pixels
+
+        res = self._mesh.process(frame)
+        if not res.multi_face_landmarks:
+            return None
+        h, w = frame.shape[:2]
+        return _to_pixels(res.multi_face_landmarks[0], 0, 0, w, h)
+
+    def _drive(self, params: dict | None):
+        """The target's parameters for this frame: a one-frame `FaceSequence`."""
+        if params is None:  # calibrating (or no face yet): the target at rest, at its reference frame
+            return self._target.slice(self._tref, self._tref + 1)
+        both = {k: np.stack([self.fitter.reference[k], params[k]]) for k in params}
+        src = self.fitter.sequence(both, self.fps)
+        drive = retarget.reenact(src, self._target, self._tref, 0, self._tneu, self.transfer)
+        return drive.slice(1, 2)
+
+    @torch.no_grad()
+    def push(self, frame: np.ndarray, t: float | None = None) -> np.ndarray:
+        """The target's frame for one camera frame seen at time ``t`` (seconds; default: frame count / fps)."""
+        from ..export import mark_synthetic
+        from ..face.live_fit import LiveFaceFitter
+        from ..models.inference import generate_windows
+        from ..provenance.watermark import embed
+
+        t = self.frames_in / self.fps if t is None else float(t)
+        self.frames_in += 1
+        if self.fitter is None:
+            h, w = frame.shape[:2]
+            self.fitter = LiveFaceFitter(w, h, self.calibration_frames)
+        lm = self._track(frame)
+        if lm is None:
+            self.frames_without_face += 1
+            params = self._last
+        else:
+            params = self.fitter.fit(lm, t)
+            if params is not None:
+                self._last = params
+                self.fitted.append(params)
+        w = self._window
+        slot = self._k % w
+        cfg = self.pipe.target.config
+        self._renderer.render(
+            self._drive(params),
+            self.pipe.target.crop,
+            cfg.resolution,
+            albedo=self._target.albedo,
+            out=self._ring[slot : slot + 1],
+        )
+        if self._k == 0:
+            self._ring[:] = self._ring[slot : slot + 1]  # history before the first frame: the first frame
+        else:
+            self._ring[slot + w] = self._ring[slot]
+        self._k += 1
+        out = generate_windows(self.pipe.generator, self._ring[slot + 1 : slot + 1 + w], fast=self.fast)[0]
+        img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        if self.watermark:
+            img = mark_synthetic(img)
+        if self.invisible_watermark:
+            img = embed(img)
+        return img
+
+    def stream(self, frames, fps: float | None = None):
+        """Generator form: one output frame per input frame."""
+        for i, frame in enumerate(frames):
+            yield self.push(frame, i / (fps or self.fps))
+
+    def parameters(self):
+        """The fitted source parameters since calibration, as a `FaceSequence` (a `dvp track` motion clip)."""
+        if not self.fitted:
+            return None
+        seq = self.fitter.sequence({k: np.stack([p[k] for p in self.fitted]) for k in self.fitted[0]}, self.fps)
+        seq.info = {"source": "live", "frames": len(self.fitted)}
+        return seq
+
+
+class LiveRunner:
+    """A session behind a one-frame mailbox, processed in a thread: `offer` never blocks; a frame that
+    arrives while another waits replaces it (the waiting one is dropped). Outputs go to ``on_output(index,
+    frame, arrival_time)`` in order; a recording writes the previous output again for dropped indices."""
+
+    def __init__(self, session: LiveSession, on_output=None):
+        self.session = session
+        self.on_output = on_output
+        self._cv = threading.Condition()
+        self._pending = None
+        self._closed = False
+        self.dropped = 0
+        self.latencies: list[float] = []
+        self.latest: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dvp-live", daemon=True)
+        self._thread.start()
+
+    def offer(self, index: int, frame: np.ndarray, t: float) -> None:
+        with self._cv:
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = (index, frame, t, time.perf_counter())
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._closed:
+                    self._cv.wait()
+                if self._pending is None:
+                    return
+                index, frame, t, arrived = self._pending
+                self._pending = None
+            try:
+                out = self.session.push(frame, t)
+            except BaseException as err:  # noqa: BLE001 - re-raised by close()
+                self.error = err
+                return
+            self.latencies.append(time.perf_counter() - arrived)
+            self.latest = out
+            if self.on_output is not None:
+                self.on_output(index, out, arrived)
+
+    def close(self) -> None:
+        """Process the frame still waiting, stop the thread, re-raise its error."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+class Recording:
+    """Writes a live session's outputs on the source's timeline: one output frame per input frame, the
+    previous output repeated for dropped input frames (`LiveRunner` calls `add`)."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.next_index = 0
+        self.last: np.ndarray | None = None
+
+    def add(self, index: int, frame: np.ndarray, _arrived=None) -> None:
+        fill = self.last if self.last is not None else frame  # dropped before the first output: the first
+        while self.next_index < index:
+            self.writer.write(fill)
+            self.next_index += 1
+        self.writer.write(frame)
+        self.last = frame
+        self.next_index = index + 1
+
+    def finish(self, total: int) -> None:
+        """Fill to ``total`` frames (the inputs dropped after the last processed one)."""
+        while self.next_index < total and self.last is not None:
+            self.writer.write(self.last)
+            self.next_index += 1
+
+
+def run_paced(session: LiveSession, frames, fps: float, writer=None, realtime: bool = True) -> dict:
+    """Feed ``frames`` to a session as a camera would: one every ``1 / fps`` seconds (``realtime``), through a
+    `LiveRunner`, recording to ``writer`` on the source's timeline. Returns frames in / out / dropped,
+    achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
+    rec = Recording(writer) if writer is not None else None
+    runner = LiveRunner(session, on_output=rec.add if rec is not None else None)
+    start = time.perf_counter()
+    n = 0
+    try:
+        for i, frame in enumerate(frames):
+            if realtime:
+                due = start + i / fps
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            runner.offer(i, frame, i / fps)
+            n += 1
+    finally:
+        runner.close()
+    wall = time.perf_counter() - start
+    if rec is not None:
+        rec.finish(n)
+    lat = np.array(runner.latencies) * 1000
+    out = len(runner.latencies)
+    return {
+        "frames_in": n,
+        "frames_out": out,
+        "frames_dropped": runner.dropped,
+        "dropped_fraction": round(runner.dropped / max(n, 1), 4),
+        "fps": round(out / max(wall, 1e-9), 2),
+        "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if out else None,
+        "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if out else None,
+        "frames_recorded": rec.next_index if rec is not None else 0,
+        "frames_without_face": session.frames_without_face,
+    }
