@@ -176,7 +176,7 @@ def cmd_live(args) -> None:
 
     reader = VideoReader(args.source, max_frames=args.max_frames)
     pipe = _load_pipeline(args.target)
-    session = pipe.live(fps=reader.fps, watermark=not args.no_watermark)
+    session = pipe.live(fps=reader.fps, mode=args.mode, watermark=not args.no_watermark)
     writer = VideoWriter(
         args.output, reader.fps, audio_from=args.source, provenance=pipe.provenance(mode="live", source=args.source)
     )
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=None, help="also save the live motion as a parameter file (.safetensors)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-watermark", action="store_true")
+    p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
     p.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: measure the throughput limit")
     p.set_defaults(func=cmd_live)
 

@@ -111,7 +111,10 @@ def similarity_align(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | Non
 
 
 def einsum(equation: str, *operands: np.ndarray) -> np.ndarray:
-    """``np.einsum`` computed by torch (batched BLAS), for the heavy contractions of the fit."""
+    """``np.einsum`` computed by torch (batched BLAS), for the heavy contractions of the fit; numpy itself for a
+    few frames (the live path fits one frame at a time, where torch's per-call overhead dominates)."""
     import torch
 
+    if len(operands[0]) <= 4:
+        return np.einsum(equation, *operands)
     return torch.einsum(equation, *[torch.from_numpy(np.ascontiguousarray(o)) for o in operands]).numpy()

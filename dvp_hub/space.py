@@ -259,6 +259,10 @@ def build_demo():
                 # value waits ("always_last"), so a long drag never floods the queue
                 s.input(edit, inputs, image, api_name=False, trigger_mode="always_last", show_progress="hidden")
             demo.load(edit, inputs, image, api_name=False)
+        with gr.Tab("Live"):
+            from .space_live import build_live_tab
+
+            build_live_tab(target, hub_id)
         with gr.Tab("Verify"):
             gr.Markdown(
                 "Check whether a video or an image was made with dvp_hub: Content Credentials (C2PA), the "

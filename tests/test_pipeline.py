@@ -58,7 +58,14 @@ def test_streamed_chunks_equal_one_pass_over_the_whole_clip(tiny_pipeline, d3_se
     torch.manual_seed(1)
     gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=5).eval()
     pipe = DeepVideoPortraitPipeline(generator=gen, target=tiny_pipeline.target)
-    kw = dict(source_parameters=seq.slice(0, 23), watermark=False, progress=False, output_type="pt", fast=False)
+    kw = dict(
+        source_parameters=seq.slice(0, 23),
+        watermark=False,
+        invisible_watermark=False,  # exact comparison: the frames as generated
+        progress=False,
+        output_type="pt",
+        fast=False,
+    )
     out = pipe(chunk_size=3, batch_size=2, **kw)
     cond = ConditioningRenderer().render(out.parameters, pipe.target.crop, 64, albedo=pipe.target.to_sequence().albedo)
     stacks = torch.stack([torch.cat([cond[max(0, t - 4 + k)] for k in range(5)]) for t in range(23)])
@@ -259,7 +266,7 @@ def test_paste_back_into_the_full_frame(d3_sequence, tmp_path):
     DeepVideoPortraitPipeline(generator=gen, target=target).save_pretrained(folder)
     write_video(VideoReader(clip("talking-d3.mp4"), max_frames=48), folder / "reference.mp4", 30, synthetic=False)
     pipe = DeepVideoPortraitPipeline.from_pretrained(str(folder))
-    out = pipe(source_parameters=seq.slice(0, 3), progress=False, watermark=False).frames[0]
+    out = pipe(source_parameters=seq.slice(0, 3), progress=False, watermark=False, invisible_watermark=False).frames[0]
     assert out.shape == (3, 512, 512, 3)
     ref_frame = (
         list(VideoReader(folder / "reference.mp4"))[pipe.target.config.reference_frame].astype(np.float32) / 255

@@ -227,3 +227,86 @@ def test_verify_tab_reports_marks_and_refuses_nothing_uploaded(app, short_clip, 
     assert "no dvp_hub mark found" in report
     with pytest.raises(AppError, match="Upload a video or an image"):
         client.predict(None, api_name="/verify")
+
+
+@pytest.fixture(scope="module")
+def fake_camera(tmp_path_factory):
+    """A shared clip as Chromium's fake camera (y4m, converted at test time)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = tmp_path_factory.mktemp("cam") / "camera.y4m"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            clip("talking-d3.mp4"),
+            "-t",
+            "8",
+            "-vf",
+            "scale=320:320,fps=25",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
+    return str(path)
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_live_tab_with_a_fake_camera(app, fake_camera, tmp_path):
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from dvp_hub.export import has_synthetic_mark
+    from dvp_hub.provenance.credentials import read_credentials
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={fake_camera}",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app)
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live_consent input[type=checkbox]").check()
+        page.locator("#live_cam").get_by_text("Click to Access Webcam").click()
+        page.locator("#live_cam button[aria-label='capture photo']").click()  # start streaming
+        page.wait_for_function("() => document.querySelector('#live_out img')", timeout=120_000)
+        seen, t0 = set(), time.time()
+        while time.time() - t0 < 8:
+            seen.add(page.evaluate("document.querySelector('#live_out img').src"))
+            page.wait_for_timeout(15)
+        fps = len(seen) / 8
+        status = page.locator("#live_status").inner_text()
+        print(f"live tab: {fps:.1f} output frames/s in headless Chromium; server says: {status}")
+        assert fps >= 3, status  # the goal is 10 (measured 7.8 on 2 cores with the browser on them too)
+        assert "fps" in status and "latency" in status
+        page.locator("#live_calibrate").click()
+        page.get_by_text("Calibrating again").first.wait_for(timeout=30_000)
+        page.locator("#live_record").click()
+        page.get_by_text("Recording").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(2500)
+        page.locator("#live_stop").click()
+        link = page.locator("#live_recording a").first
+        link.wait_for(timeout=60_000)
+        data = page.request.get(link.get_attribute("href")).body()
+        browser.close()
+    rec = tmp_path / "live.mp4"
+    rec.write_bytes(data)
+    frames = list(VideoReader(rec))
+    assert len(frames) >= 20  # ~2.5 s at 20 fps, on the wall clock's timeline
+    assert has_synthetic_mark(frames[len(frames) // 2])
+    assert read_credentials(str(rec))["valid"]

@@ -138,17 +138,17 @@ def rigid_alignment(lm: np.ndarray, model: FaceModel, cam: Camera):
 
 
 @lru_cache(maxsize=4)
-def _expression_solver(model: FaceModel, num_expression: int):
+def _expression_solver(model: FaceModel, num_expression: int) -> np.ndarray:
+    """The least-squares solver of the expression basis as one matrix ``(B B^T)^-1 B``: ``[K, 468*3]``."""
     mesh = np.arange(topo.NUM_MESH_VERTICES)
     bm = model.basis[:num_expression, mesh].reshape(num_expression, -1)  # [K, 468*3]
-    return bm, bm @ bm.T
+    return np.linalg.solve(bm @ bm.T, bm)
 
 
 def canonical_expression(canon: np.ndarray, identity: np.ndarray, model: FaceModel, num_expression: int):
     """Step 2: least-squares expression coefficients ``[T, K]`` of canonical shapes against an identity."""
-    bm, gram = _expression_solver(model, num_expression)
     d = (canon[:, : topo.NUM_MESH_VERTICES] - identity[: topo.NUM_MESH_VERTICES]).reshape(len(canon), -1)
-    return np.linalg.solve(gram, bm @ d.T).T
+    return d @ _expression_solver(model, num_expression).T
 
 
 def perspective_refinement(model, identity, expr, gaze, gaze_neutral, target, rot, trans, cam: Camera):

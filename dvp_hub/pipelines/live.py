@@ -36,6 +36,7 @@ class LiveSession:
         self,
         pipe,
         fps: float = 30.0,
+        mode: str = "reenact",
         transfer=retarget.TRANSFERABLE,
         calibration_seconds: float = 1.0,
         watermark: bool = True,
@@ -46,7 +47,11 @@ class LiveSession:
         from ..models.inference import input_dtype
         from ..render.conditioning import ConditioningRenderer
 
-        self.pipe, self.fps, self.transfer = pipe, float(fps), tuple(transfer)
+        if mode not in ("reenact", "dub"):
+            from ..errors import InputError
+
+            raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
+        self.pipe, self.fps, self.mode, self.transfer = pipe, float(fps), mode, tuple(transfer)
         self.watermark, self.invisible_watermark, self.fast = watermark, invisible_watermark, fast
         self.calibration_frames = max(1, int(round(calibration_seconds * fps)))
         mp = import_mediapipe()
@@ -95,8 +100,28 @@ class LiveSession:
 
     def _drive(self, params: dict | None):
         """The target's parameters for this frame: a one-frame `FaceSequence`."""
+        tgt = self._target
+        if self.mode == "dub":  # the target's own head motion (its training frames forwards and backwards)
+            n = self.pipe.target.config.train_frames
+            j = self._k % max(2 * n - 2, 1)
+            i = j if j < n else 2 * n - 2 - j
+            if params is None:
+                return tgt.slice(i, i + 1)
+            k = tgt.expression.shape[1]
+            expr = tgt.expression[self._tneu] + (params["expression"][:k] - self.fitter.reference["expression"][:k])
+            return retarget._assemble(
+                tgt,
+                tgt.rotation[[i]],
+                tgt.translation[[i]],
+                expr[None],
+                tgt.gaze[[i]],
+                tgt.sh[[i]],
+                self.fps,
+                params["eye_openness"][None],
+                {"mode": "dub"},
+            )
         if params is None:  # calibrating (or no face yet): the target at rest, at its reference frame
-            return self._target.slice(self._tref, self._tref + 1)
+            return tgt.slice(self._tref, self._tref + 1)
         both = {k: np.stack([self.fitter.reference[k], params[k]]) for k in params}
         src = self.fitter.sequence(both, self.fps)
         drive = retarget.reenact(src, self._target, self._tref, 0, self._tneu, self.transfer)
@@ -135,7 +160,7 @@ class LiveSession:
             out=self._ring[slot : slot + 1],
         )
         if self._k == 0:
-            self._ring[:] = self._ring[slot : slot + 1]  # history before the first frame: the first frame
+            self._ring[:] = self._ring[slot : slot + 1].clone()  # history before the first frame: the first frame
         else:
             self._ring[slot + w] = self._ring[slot]
         self._k += 1

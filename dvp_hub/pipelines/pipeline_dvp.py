@@ -198,6 +198,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def live(
         self,
         fps: float = 30.0,
+        mode: str = "reenact",
         transfer=("pose", "expression", "gaze"),
         calibration_seconds: float = 1.0,
         watermark: bool = True,
@@ -206,10 +207,20 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
         one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
-        redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion."""
+        redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
+        ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline)."""
         from .live import LiveSession
 
-        return LiveSession(self, fps, transfer, calibration_seconds, watermark, invisible_watermark, fast)
+        return LiveSession(
+            self,
+            fps,
+            mode,
+            transfer,
+            calibration_seconds,
+            watermark,
+            invisible_watermark=invisible_watermark,
+            fast=fast,
+        )
 
     @torch.no_grad()
     def __call__(
