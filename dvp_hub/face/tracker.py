@@ -113,6 +113,21 @@ class _QuietGraph:
         self._graph.close()
 
 
+def tracking_mesh(mp=None) -> _QuietGraph:
+    """The face mesh in tracking (video) mode with iris refinement, one face: what follows a subject."""
+    if mp is None:
+        with native_stderr_silenced():
+            mp = import_mediapipe()
+    return _QuietGraph(
+        mp.solutions.face_mesh.FaceMesh,
+        static_image_mode=False,
+        max_num_faces=1,
+        refine_landmarks=True,
+        min_detection_confidence=0.5,
+        min_tracking_confidence=0.5,
+    )
+
+
 def _sample_colors(frame: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear sample of ``frame`` (H, W, 3 uint8) at ``xy`` (N, 2) -> (N, 3) uint8 (compact: kept per frame)."""
     h, w = frame.shape[:2]
@@ -155,14 +170,7 @@ class FaceTracker:
             mp = import_mediapipe()
         self._mp = mp
         self.max_missing_fraction = max_missing_fraction
-        self._mesh = _QuietGraph(
-            mp.solutions.face_mesh.FaceMesh,
-            static_image_mode=False,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
+        self._mesh = tracking_mesh(mp)
         self._roi_mesh = None
         self._multi = None
         self._pose = None

@@ -43,7 +43,7 @@ class LiveSession:
         invisible_watermark: bool = True,
         fast: bool = True,
     ):
-        from ..face.tracker import _QuietGraph, import_mediapipe
+        from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
         from ..render.conditioning import ConditioningRenderer
 
@@ -54,15 +54,7 @@ class LiveSession:
         self.pipe, self.fps, self.mode, self.transfer = pipe, float(fps), mode, tuple(transfer)
         self.watermark, self.invisible_watermark, self.fast = watermark, invisible_watermark, fast
         self.calibration_frames = max(1, int(round(calibration_seconds * fps)))
-        mp = import_mediapipe()
-        self._mesh = _QuietGraph(
-            mp.solutions.face_mesh.FaceMesh,
-            static_image_mode=False,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
+        self._mesh = tracking_mesh()
         self.fitter = None  # made on the first frame (it needs the frame size)
         state = pipe._target_state()
         self._target, self._tneu = state["sequence"], state["neutral_frame"]
