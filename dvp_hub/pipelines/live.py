@@ -80,6 +80,7 @@ class LiveSession:
         if self.fitter is not None:
             self.fitter.recalibrate()
         self._last = None
+        self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
     def _track(self, frame: np.ndarray) -> np.ndarray | None:
         from ..face.tracker import _to_pixels
@@ -170,7 +171,8 @@ class LiveSession:
             yield self.push(frame, i / (fps or self.fps))
 
     def parameters(self):
-        """The fitted source parameters since calibration, as a `FaceSequence` (a `dvp track` motion clip)."""
+        """The fitted source parameters since the last calibration, as a `FaceSequence` (a `dvp track` motion
+        clip that can drive any target later)."""
         if not self.fitted:
             return None
         seq = self.fitter.sequence({k: np.stack([p[k] for p in self.fitted]) for k in self.fitted[0]}, self.fps)
