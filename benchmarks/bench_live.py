@@ -47,7 +47,7 @@ def main():
         session = pipe.live(fps=reader.fps, mode=args.mode)
         with tempfile.TemporaryDirectory() as tmp:
             rec = os.path.join(tmp, "live.mp4")
-            writer = VideoWriter(rec, reader.fps)
+            writer = VideoWriter(rec, reader.fps, low_latency=True)
             st = run_paced(session, frames, reader.fps, writer)
             writer.close()
             off = os.path.join(tmp, "offline.mp4")

@@ -156,7 +156,9 @@ class VideoWriter:
     ``audio_from``: a file whose first audio stream is copied in (cut to the video's length).
     ``metadata``: container tags; a ``comment`` labelling the video synthetic is always added
     unless ``synthetic=False``; synthetic videos also get a signed C2PA manifest (`provenance.credentials`;
-    ``provenance``: target, model card, mode and source for it). The file appears at ``path`` only once it is complete.
+    ``provenance``: target, model card, mode and source for it). ``low_latency``: one encoder thread and no
+    lookahead (x264 ``zerolatency``), for a recording made beside live work on the same cores. The file appears at
+    ``path`` only once it is complete.
     Odd frame sizes are padded to even sizes (yuv420p needs them).
     """
 
@@ -169,6 +171,7 @@ class VideoWriter:
         synthetic: bool = True,
         crf: int = 18,
         provenance: dict | None = None,
+        low_latency: bool = False,
     ):
         self.path = check_output_path(path)
         if fps <= 0:
@@ -185,6 +188,7 @@ class VideoWriter:
         self.crf = crf
         self.synthetic = synthetic
         self.provenance = provenance
+        self.low_latency = low_latency
         self._gen = None
         self._size: tuple[int, int] | None = None
         self._tmp: str | None = None
@@ -195,6 +199,8 @@ class VideoWriter:
         fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
         os.close(fd)
         params = ["-crf", str(self.crf), "-preset", "veryfast", "-movflags", "+faststart+use_metadata_tags"]
+        if self.low_latency:  # a live recording: one encoder thread, no lookahead, beside the live work
+            params += ["-tune", "zerolatency", "-threads", "1"]
         for k, v in self.metadata.items():
             params += ["-metadata", f"{k}={v}"]
         if self.audio_from:

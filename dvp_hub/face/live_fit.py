@@ -9,7 +9,12 @@ smoothing is zero-phase. Live, neither is possible. `LiveFaceFitter` instead:
    over (a new person, or a better neutral face);
 2. then fits each frame against that identity with the offline steps (`rigid_alignment`,
    `canonical_expression`, `perspective_refinement`: a few milliseconds);
-3. smooths pose, expression and gaze with One-Euro filters (`one_euro`, parameters in `FILTERS`).
+3. smooths pose, expression and gaze with One-Euro filters (`one_euro`, parameters in `FILTERS`);
+4. keeps looking for a more neutral reference: a second of calibration often catches the person
+   mid-word, and a reference with the mouth half open makes every closed mouth afterwards a negative
+   opening that the target's lips cannot follow (they fold back open). A later frame that scores more
+   neutral (`neutral_score`: expression near the calibration's median, mouth closed, eyes open) becomes
+   the new reference expression, blended in over ``REFERENCE_BLEND_SECONDS`` so the output does not jump.
 """
 
 from __future__ import annotations
@@ -35,6 +40,20 @@ FILTERS = {
 }
 
 
+REFERENCE_BLEND_SECONDS = 0.3
+REFERENCE_MARGIN = 0.02  # a candidate must score this much more neutral than the reference
+TYPICAL_SECONDS = 5.0  # time constant of the running mean expression that "neutral" is measured against
+
+
+def neutral_score(model, identity, expr, typical, eyes_median, eyes) -> np.ndarray:
+    """`retarget.neutral_frame`'s score with an absolute mouth term (lower: more neutral) for ``[T, K]``
+    expressions: distance to the ``typical`` expression, mouth opening, eyes closed below their median."""
+    k = expr.shape[1]
+    z = (expr - typical) / model.std[:k]
+    mouth = topo.mouth_opening(model.shape(identity, expr))
+    return np.sqrt((z**2).mean(1)) + 4.0 * mouth + 4.0 * np.maximum(eyes_median - eyes, 0)
+
+
 class LiveFaceFitter:
     def __init__(self, width: int, height: int, calibration_frames: int = 30, num_expression: int = 64, filters=None):
         self.model = load_face_model()
@@ -51,6 +70,8 @@ class LiveFaceFitter:
         self.reference: dict | None = None
         self._filters = {k: OneEuroFilter(mc, beta) for k, (mc, beta) in self._filter_params.items()}
         self._prev_rot: np.ndarray | None = None
+        self._t_prev: float | None = None
+        self.reference_updates = 0
 
     @property
     def calibrating(self) -> bool:
@@ -85,7 +106,30 @@ class LiveFaceFitter:
         fit = self._solve(lm, canon, np.stack([c[2] for c in self._calib]), np.stack([c[3] for c in self._calib]))
         seq = self.sequence({k: v for k, v in fit.items()}, fps=30.0)
         ref = neutral_frame(seq)
-        self.reference = {k: v[ref] for k, v in fit.items()}
+        self.reference = {k: v[ref].copy() for k, v in fit.items()}
+        self._typical = np.median(fit["expression"], 0)
+        self._eyes_median = float(np.median(fit["eye_openness"].mean(1)))
+        self._ref_target = self.reference["expression"].copy()
+        self._ref_eyes = float(np.mean(fit["eye_openness"][ref]))
+
+    def _adapt_reference(self, params: dict, t: float) -> None:
+        dt = 0.0 if self._t_prev is None else max(t - self._t_prev, 0.0)
+        self._t_prev = t
+        self._typical += (1.0 - np.exp(-dt / TYPICAL_SECONDS)) * (params["expression"] - self._typical)
+        eyes = float(np.mean(params["eye_openness"]))
+        cand, ref = neutral_score(
+            self.model,
+            self.identity,
+            np.stack([params["expression"], self._ref_target]),
+            self._typical,
+            self._eyes_median,
+            np.array([eyes, self._ref_eyes]),
+        )
+        if cand < ref - REFERENCE_MARGIN:
+            self._ref_target, self._ref_eyes = params["expression"].copy(), eyes
+            self.reference_updates += 1
+        a = 1.0 - np.exp(-dt / REFERENCE_BLEND_SECONDS)
+        self.reference["expression"] += a * (self._ref_target - self.reference["expression"])
 
     def fit(self, landmarks: np.ndarray, t: float) -> dict | None:
         """Parameters of one frame (``landmarks``: ``[478, 3]`` pixels, mediapipe depth) seen at time ``t``
@@ -105,6 +149,7 @@ class LiveFaceFitter:
         raw["rotation"] = rv
         for k, f in self._filters.items():
             raw[k] = f(raw[k], t)
+        self._adapt_reference(raw, t)
         return raw
 
     def sequence(self, frames: dict, fps: float) -> FaceSequence:
