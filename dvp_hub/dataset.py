@@ -29,6 +29,8 @@ from .render.conditioning import ConditioningRenderer
 from .render.crop import Crop
 
 VAL_FRACTION = 0.1
+CROP_SCALE = 2.6  # the crop's side in face heights (`render.crop.Crop.for_landmarks`)
+CROP_SCALE_RANGE = (1.2, 6.0)
 
 
 def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
@@ -44,12 +46,15 @@ def prepare_target_dataset(
     val_fraction: float = VAL_FRACTION,
     progress=None,
     shot: str | int = "longest",
+    crop_scale: float = CROP_SCALE,
 ) -> dict:
     """Track, find shots and bars, fit, crop and write a dataset folder (see the module docstring).
 
     Real footage is cut and framed: the clip's shots are found (`shots.find_cuts`) and only one is kept
     (``shot``: "longest" or an index), so that no space-time window spans a cut; the crop stays inside
-    the picture's black bars where it fits and is padded where it does not. Returns the metadata, which
+    the picture's black bars where it fits and is padded where it does not. ``crop_scale``: the square's side
+    in face heights (plus the face's motion): 2.6 keeps hair, shoulders and some background; ~1.8 is a tight
+    head-and-shoulders crop that leaves out hands gesturing below the chest. Returns the metadata, which
     records the source file, the shot kept and the frames dropped, the crop, its padding and the split.
     """
     import cv2
@@ -59,6 +64,10 @@ def prepare_target_dataset(
     from .shots import FrameProbe, find_cuts, split_shots
     from .video import VideoReader
 
+    if not CROP_SCALE_RANGE[0] <= crop_scale <= CROP_SCALE_RANGE[1]:
+        raise DVPError(
+            f"crop_scale must be between {CROP_SCALE_RANGE[0]} and {CROP_SCALE_RANGE[1]} face heights, got {crop_scale}."
+        )
     t0 = time.perf_counter()
     reader = VideoReader(video, max_frames=max_frames)
     if len(reader) < 20:
@@ -79,7 +88,9 @@ def prepare_target_dataset(
     seq = fit_sequence(track.slice(shots.start, shots.stop))
     del track
     box = probe.picture_box()
-    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height, box=box)
+    crop = Crop.for_landmarks(
+        seq.landmarks, reader.width, reader.height, scale=crop_scale, box=box, min_scale=min(1.8, crop_scale)
+    )
     tmp = output_dir.rstrip("/") + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "frames"))
@@ -104,6 +115,7 @@ def prepare_target_dataset(
         "fps": reader.fps,
         "resolution": resolution,
         "crop": crop.as_list(),
+        "crop_scale": crop_scale,
         "frame_size": [reader.width, reader.height],
         "picture_box": list(box),
         "padding": crop.padding(box),

@@ -100,6 +100,22 @@ def test_prepare_pillarboxed_and_tight_clips(tmp_path):
     assert x0 > 20 and x1 < 1260  # the pillarbox bars are found
     cx, cy, size = obama["crop"]
     assert cx >= x0 and cy >= y0 and cx + size <= x1 and cy + size <= y1 and not any(obama["padding"].values())
+    tight = prepare_target_dataset(
+        clip("target-obama-34s.mp4"), str(tmp_path / "t"), resolution=64, max_frames=60, crop_scale=1.8
+    )
+    assert tight["crop_scale"] == 1.8 and obama["crop_scale"] == 2.6
+    assert tight["crop"][2] < 0.85 * size  # head and shoulders: a tighter square around the same face
+    tx, ty, ts = tight["crop"]
+    assert tx < cx + size and ty < cy + size and tx + ts > cx and ty + ts > cy
     lieu = prepare_target_dataset(clip("target-lieu-60s.mp4"), str(tmp_path / "l"), resolution=64, max_frames=60)
     assert lieu["crop"][2] > 256 and any(lieu["padding"].values())  # padded, not crashed
     assert lieu["shot"]["cuts"] == [] and lieu["fps"] == 25
+
+
+def test_prepare_rejects_a_crop_scale_out_of_range(tmp_path):
+    from dvp_hub.dataset import prepare_target_dataset
+    from dvp_hub.errors import DVPError
+
+    with pytest.raises(DVPError, match="crop_scale"):
+        prepare_target_dataset(clip("target-obama-34s.mp4"), str(tmp_path / "x"), crop_scale=0.5)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()

@@ -19,6 +19,13 @@ def parse_args(input_args=None):
     p.add_argument("--max_frames", type=int, default=None)
     p.add_argument("--val_fraction", type=float, default=0.1)
     p.add_argument(
+        "--crop_scale",
+        type=float,
+        default=2.6,
+        help="the crop's side in face heights (plus the face's motion): 2.6 (default) keeps hair, shoulders and some "
+        "background; about 1.8 is a tight head-and-shoulders crop that leaves out gesturing hands",
+    )
+    p.add_argument(
         "--shot",
         default="longest",
         help='which continuous shot to keep when the clip has cuts or splices: "longest" (default) or its index',
@@ -31,7 +38,13 @@ def main(args) -> dict:
 
     shot = args.shot if args.shot == "longest" else int(args.shot)
     meta = prepare_target_dataset(
-        args.target_video, args.output_dir, args.resolution, args.max_frames, args.val_fraction, shot=shot
+        args.target_video,
+        args.output_dir,
+        args.resolution,
+        args.max_frames,
+        args.val_fraction,
+        shot=shot,
+        crop_scale=args.crop_scale,
     )
     fit, cut = meta["fit"], meta["shot"]
     if cut["cuts"]:
