@@ -192,8 +192,9 @@ class LiveRunner:
     frame, arrival_time)`` in order; a recording writes the previous output again for dropped indices.
 
     One thread, not two: running `LiveSession.prepare` of the next frame beside `generate` of the last one
-    was measured (2 cores, demo, dub): 18.8-19.9 fps against 18.5-18.7, but latency p95 205 ms against
-    96-99 ms, as the two stages fight over the same cores."""
+    was measured (2 cores free, demo, dub, talking-d3 at 30 fps, three runs each): 27.1-28.3 fps and 5-8.5%
+    dropped against 27.1-28.8 fps and 4-9.5%, but latency p50 118-123 ms against 34-52 ms: the stages fight
+    over the same cores, and a prepared frame waits for the generator."""
 
     def __init__(self, session: LiveSession, on_output=None):
         self.session = session
