@@ -178,7 +178,10 @@ def cmd_live(args) -> None:
     pipe = _load_pipeline(args.target)
     session = pipe.live(fps=reader.fps, mode=args.mode, watermark=not args.no_watermark)
     writer = VideoWriter(
-        args.output, reader.fps, audio_from=args.source, provenance=pipe.provenance(mode="live", source=args.source),
+        args.output,
+        reader.fps,
+        audio_from=args.source,
+        provenance=pipe.provenance(mode="live", source=args.source),
         low_latency=True,
     )
     try:

@@ -119,7 +119,9 @@ def live_record_start(request: gr.Request = None) -> str:
             os.chmod(folder, 0o755)
             pipe = LIVE.session.pipe
             LIVE.writer = VideoWriter(
-                os.path.join(folder, "live.mp4"), RECORD_FPS, provenance=pipe.provenance(mode="live", source="webcam"),
+                os.path.join(folder, "live.mp4"),
+                RECORD_FPS,
+                provenance=pipe.provenance(mode="live", source="webcam"),
                 low_latency=True,
             )
             LIVE.record_start, LIVE.recorded = time.perf_counter(), 0
