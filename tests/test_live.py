@@ -53,6 +53,31 @@ def test_live_fit_is_close_to_the_offline_fit(d3_sequence, tiny_pipeline):
     assert np.corrcoef(a, b)[0, 1] > 0.85
 
 
+def test_live_reference_moves_to_a_more_neutral_frame():
+    """speech-wda starts mid-word, so its first second calibrates on a half-open mouth; the reference then
+    follows the closed mouths that come later (else every closed mouth would be a negative opening, and the
+    target's lips would fold back open: measured 0.18 -> 0.03 by frame 100)."""
+    from dvp_hub.face import topology as topo
+    from dvp_hub.face.live_fit import LiveFaceFitter
+    from dvp_hub.face.model import load_face_model
+    from dvp_hub.face.tracker import track_video
+
+    track = track_video(clip("speech-wda.mp4"), max_frames=100)
+    model = load_face_model()
+    fitter = LiveFaceFitter(track.width, track.height, calibration_frames=25)
+
+    def ref_mouth():
+        return topo.mouth_opening(model.shape(fitter.identity, fitter.reference["expression"][None]))[0]
+
+    for i in range(26):
+        fitter.fit(track.landmarks[i], i / 25)
+    before = ref_mouth()
+    for i in range(26, 100):
+        fitter.fit(track.landmarks[i], i / 25)
+    assert before > 0.1 and fitter.reference_updates >= 1
+    assert ref_mouth() < before / 2
+
+
 class _SlowSession:
     def __init__(self, seconds):
         self.seconds, self.frames_without_face = seconds, 0
