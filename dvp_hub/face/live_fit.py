@@ -13,8 +13,9 @@ smoothing is zero-phase. Live, neither is possible. `LiveFaceFitter` instead:
 4. keeps looking for a more neutral reference: a second of calibration often catches the person
    mid-word, and a reference with the mouth half open makes every closed mouth afterwards a negative
    opening that the target's lips cannot follow (they fold back open). A later frame that scores more
-   neutral (`neutral_score`: expression near the calibration's median, mouth closed, eyes open) becomes
-   the new reference expression, blended in over ``REFERENCE_BLEND_SECONDS`` so the output does not jump.
+   neutral (`neutral_score`: expression near the running mean of the last ``TYPICAL_SECONDS``, mouth
+   closed, eyes open) becomes the new reference expression, blended in over ``REFERENCE_BLEND_SECONDS`` so
+   the output does not jump.
 """
 
 from __future__ import annotations
