@@ -26,11 +26,11 @@ import torch
 from .errors import DVPError
 from .face.sequence import FaceSequence
 from .render.conditioning import ConditioningRenderer
+from .render.crop import SCALE as CROP_SCALE
 from .render.crop import Crop
 
 VAL_FRACTION = 0.1
-CROP_SCALE = 2.6  # the crop's side in face heights (`render.crop.Crop.for_landmarks`)
-CROP_SCALE_RANGE = (1.2, 6.0)
+CROP_SCALE_RANGE = (1.2, 6.0)  # accepted `crop_scale`s, in face heights
 
 
 def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
@@ -88,9 +88,7 @@ def prepare_target_dataset(
     seq = fit_sequence(track.slice(shots.start, shots.stop))
     del track
     box = probe.picture_box()
-    crop = Crop.for_landmarks(
-        seq.landmarks, reader.width, reader.height, scale=crop_scale, box=box, min_scale=min(1.8, crop_scale)
-    )
+    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height, scale=crop_scale, box=box)
     tmp = output_dir.rstrip("/") + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(tmp, "frames"))

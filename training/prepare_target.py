@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from dvp_hub.errors import DVPError
+from dvp_hub.render.crop import SCALE
 
 
 def parse_args(input_args=None):
@@ -21,9 +22,9 @@ def parse_args(input_args=None):
     p.add_argument(
         "--crop_scale",
         type=float,
-        default=2.6,
-        help="the crop's side in face heights (plus the face's motion): 2.6 (default) keeps hair, shoulders and some "
-        "background; about 1.8 is a tight head-and-shoulders crop that leaves out gesturing hands",
+        default=SCALE,
+        help=f"the crop's side in face heights (plus the face's motion): {SCALE} (default) keeps hair, shoulders and "
+        "some background; about 1.8 is a tight head-and-shoulders crop that leaves out gesturing hands",
     )
     p.add_argument(
         "--shot",

@@ -15,6 +15,9 @@ import numpy as np
 
 from ..face.model import Camera
 
+SCALE = 2.6  # the square's side in face heights (plus the face's motion): hair, shoulders, some background
+MIN_SCALE = 1.8  # the tightest square before the picture's edge makes it pad
+
 
 @dataclass(frozen=True)
 class Crop:
@@ -40,10 +43,10 @@ class Crop:
         landmarks: np.ndarray,
         width: int,
         height: int,
-        scale: float = 2.6,
+        scale: float = SCALE,
         down: float = 0.2,
         box: tuple[int, int, int, int] | None = None,
-        min_scale: float = 1.8,
+        min_scale: float = MIN_SCALE,
     ) -> "Crop":
         """The crop for a clip's ``[T, 478, 2]`` landmarks in a ``width x height`` frame.
 
@@ -55,6 +58,7 @@ class Crop:
         face's centre as that allows, and the part outside the picture is padded black (`padding` says how much).
         """
         bx0, by0, bx1, by1 = box if box is not None else (0, 0, width, height)
+        min_scale = min(min_scale, scale)  # a tight crop asked for is never widened
         lo = landmarks.min(1)  # [T, 2]
         hi = landmarks.max(1)
         centre = (lo + hi) / 2
