@@ -269,3 +269,32 @@ def test_region_weight_and_feature_matching_change_the_generator_loss(tiny_datas
     assert losses[(0.0, 0.0)][1] == 0 and losses[(0.0, 10.0)][1] > 0
     assert losses[(4.0, 0.0)][0] == losses[(0.0, 0.0)][0]  # the logged L1 stays the plain one
     assert losses[(4.0, 0.0)][2] > 1.2 * losses[(0.0, 0.0)][2]  # but the weighted one pulls harder
+
+
+def test_init_from_a_trained_target(tiny_dataset, tmp_path):
+    """--init_from starts the generator from a trained target's weights (architecture from its config); a run
+    that asks for another architecture fails with one line naming the mismatch."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    _launch(["--dataset_dir", tiny_dataset, "--output_dir", str(first), "--max_train_steps", "2", *TINY])
+    tiny = [a for a in TINY]
+    for flag in ("--generator_base_channels", "--generator_max_channels"):  # taken from the init target's config
+        i = tiny.index(flag)
+        del tiny[i : i + 2]
+    r = _launch(
+        ["--dataset_dir", tiny_dataset, "--output_dir", str(second), "--max_train_steps", "1"]
+        + ["--learning_rate", "0", "--init_from", str(first / "pipeline"), *tiny]
+    )
+    a, b = _weights(first), _weights(second)
+    convs = [k for k in a if k.endswith("weight") and a[k].dim() == 4]
+    assert convs and all(torch.equal(a[k], b[k]) for k in convs)  # lr 0: the init weights, exported unchanged
+    assert "generator initialised from" in (second / "pipeline" / "README.md").read_text()
+
+    bad = subprocess.run(
+        [sys.executable, SCRIPT, "--dataset_dir", tiny_dataset, "--output_dir", str(tmp_path / "bad")]
+        + ["--init_from", str(first / "pipeline"), *TINY[:2], "--generator_base_channels", "8", *TINY[4:]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "base_channels 4, this run asks for 8" in bad.stderr, bad.stderr[-2000:]
