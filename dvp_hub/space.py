@@ -7,6 +7,7 @@ a no-op elsewhere, so the same code runs on CPU.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -280,8 +281,20 @@ def build_demo():
     return demo
 
 
+def _warm_live() -> None:
+    """Compile the bundled target's live generator in the background (seconds once), so that the first
+    visitor of the Live tab does not wait for it."""
+    from .pipelines.live import compile_live_generator
+
+    try:
+        compile_live_generator(get_pipeline("demo"))
+    except Exception as err:  # noqa: BLE001 - the Live tab compiles (or falls back) on its first session
+        logging.getLogger("dvp_hub").warning("live warm-up failed: %s", str(err).splitlines()[0][:160])
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, **kwargs):
     get_pipeline("demo")  # load the bundled target before the first visitor arrives
+    threading.Thread(target=_warm_live, name="dvp-warm-live", daemon=True).start()
     demo = build_demo()
     demo.queue(max_size=16, default_concurrency_limit=1)
     return demo.launch(server_name=host, server_port=port, **kwargs)

@@ -145,3 +145,72 @@ def test_dvp_live_prints_one_line_and_writes_a_labelled_recording(tiny_pipeline,
     from dvp_hub.provenance.credentials import read_credentials
 
     assert read_credentials(str(out))["valid"]
+
+
+def _tiny_generator():
+    import torch
+
+    from dvp_hub import RenderingToVideoGenerator
+
+    torch.manual_seed(1)
+    gen = RenderingToVideoGenerator(base_channels=4, max_channels=8, resolution=64, temporal_window=3).eval()
+    clip_ = torch.rand(3, 9, 64, 64) * 2 - 1
+    return gen, clip_.contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_generator_matches_the_eager_one():
+    """The live path's generator compiled by inductor (weights frozen): the same frames within bf16 noise."""
+    import shutil
+
+    from dvp_hub.models.inference import compiled_rest, generate_windows
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        import pytest
+
+        pytest.skip("no C++ compiler: inductor cannot compile here (install g++, as .ci/run does)")
+    gen, clip_ = _tiny_generator()
+    eager = generate_windows(gen, clip_)
+    compiled = generate_windows(gen, clip_, compiled=True)
+    assert compiled_rest(gen) is not None, "the compiled path fell back to eager"
+    assert compiled.shape == eager.shape == (1, 3, 64, 64)
+    assert (compiled - eager).abs().max() < 0.02  # bf16 either way, fused in another order
+
+
+def test_compiled_generator_falls_back_to_eager_with_one_warning(monkeypatch, caplog):
+    import torch
+
+    from dvp_hub.models.inference import compiled_rest, generate_windows
+
+    def broken(fn, **kw):
+        def run(*a):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    gen, clip_ = _tiny_generator()
+    eager = generate_windows(gen, clip_)
+    with caplog.at_level("WARNING", logger="dvp_hub"):
+        out = generate_windows(gen, clip_, compiled=True)
+        again = generate_windows(gen, clip_, compiled=True)
+    assert torch.equal(out, eager) and torch.equal(again, eager)
+    assert compiled_rest(gen) is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "dvp_hub"]
+    assert len(warnings) == 1 and "No working C++ compiler found" in warnings[0] and "more detail" not in warnings[0]
+    monkeypatch.setenv("DVP_COMPILE", "0")
+    assert compiled_rest(_tiny_generator()[0]) is None  # switched off: not even tried
+
+
+def test_frames_are_prepared_with_one_blas_thread():
+    """numpy's BLAS runs one thread while a live frame is prepared (its spinning workers stalled the generator),
+    and gets its thread count back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from dvp_hub.pipelines.live import _one_blas_thread
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
+    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+    assert before, "numpy's BLAS was not found"
+    with _one_blas_thread():
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"] == before

@@ -33,7 +33,7 @@ def test_folder_has_what_hugging_face_builds_a_space_from(exported):
     card = SpaceCard.load(exported / "README.md")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
     assert card.data.models == ["someone/dvp-obama-34s"]
-    assert (exported / "packages.txt").read_text().split() == ["libgl1", "libglib2.0-0"]
+    assert (exported / "packages.txt").read_text().split() == ["libgl1", "libglib2.0-0", "g++"]
     (wheel,) = os.listdir(exported / "wheels")
     assert wheel == "dvp_hub-0.1.0-py3-none-any.whl"
     assert f"./wheels/{wheel}" in (exported / "requirements.txt").read_text().splitlines()

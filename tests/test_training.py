@@ -280,7 +280,7 @@ def test_init_from_a_trained_target(tiny_dataset, tmp_path):
     for flag in ("--generator_base_channels", "--generator_max_channels"):  # taken from the init target's config
         i = tiny.index(flag)
         del tiny[i : i + 2]
-    r = _launch(
+    _launch(
         ["--dataset_dir", tiny_dataset, "--output_dir", str(second), "--max_train_steps", "1"]
         + ["--learning_rate", "0", "--init_from", str(first / "pipeline"), *tiny]
     )

@@ -76,7 +76,9 @@ def parse_args(input_args=None):
         help="extra L1 weight inside the mouth and eye boxes (Head2Head-style; 0, the paper: off): "
         "a pixel there counts 1 + W times",
     )
-    p.add_argument("--generator_base_channels", type=int, default=None, help="64 (default, the paper) or the --init_from's")
+    p.add_argument(
+        "--generator_base_channels", type=int, default=None, help="64 (default, the paper) or the --init_from's"
+    )
     p.add_argument("--generator_max_channels", type=int, default=None, help="512 (default) or the --init_from's")
     p.add_argument(
         "--init_from",

@@ -10,7 +10,9 @@ path can run causally, one frame at a time:
 4. one render, written into a ring buffer of the last ``Nw`` conditioning frames (each frame is written
    twice, at ``k mod Nw`` and ``k mod Nw + Nw``, so the window is always one contiguous slice: no
    99-channel stack is rebuilt, `generate_windows` reads it in place);
-5. the generator on that window; the visible label and the invisible watermark on the output.
+5. the generator on that window (its levels after the first compiled by inductor where a C++ compiler is
+   there: `models.inference.compiled_rest`, 12.6 ms against 17.7 ms a frame on two cores); the visible
+   label and the invisible watermark on the output.
 
 While calibrating, the target is shown at its own reference pose. A frame without a face holds the last
 parameters. `LiveRunner` puts a session behind a one-frame mailbox: frames that arrive while one is being
@@ -28,6 +30,37 @@ import torch
 
 from . import retarget
 
+_BLAS = None
+
+
+def _one_blas_thread():
+    """numpy's BLAS limited to one thread while a frame is prepared (`threadpoolctl`).
+
+    The per-frame fit makes small BLAS calls; OpenBLAS then keeps its worker threads spinning for a while,
+    and on two cores they take a core from torch's OpenMP team in the generator that follows: 15-20% of
+    generator calls took ~100 ms instead of 19 (2 cores, demo, talking-d3, 120 frames: 14-22 calls over
+    50 ms). With one BLAS thread: none over 24 ms, and the fit is no slower (its matrices are small).
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    return _BLAS.limit(limits=1)
+
+
+def compile_live_generator(pipe) -> bool:
+    """Compile the pipeline's generator for the live path's one-window batch (`models.inference.compiled_rest`):
+    seconds the first time in a process, one generator run after. False where it fell back to eager."""
+    from ..models.inference import compiled_rest, generate_windows, input_dtype
+
+    gen, size = pipe.generator, pipe.target.config.resolution
+    w = gen.config.temporal_window
+    window = torch.zeros(w, size, size, 9, dtype=input_dtype(gen, True), device=pipe._execution_device)
+    with torch.no_grad():
+        generate_windows(gen, window.permute(0, 3, 1, 2), fast=True, compiled=True)  # as the ring is read
+    return compiled_rest(gen) is not None
+
 
 class LiveSession:
     """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 in, the target's crop out)."""
@@ -42,6 +75,7 @@ class LiveSession:
         watermark: bool = True,
         invisible_watermark: bool = True,
         fast: bool = True,
+        compile: bool = True,
     ):
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
@@ -65,6 +99,8 @@ class LiveSession:
         dtype = input_dtype(pipe.generator, fast)
         ring = torch.empty(2 * self._window, size, size, 9, dtype=dtype, device=pipe._execution_device)
         self._ring = ring.permute(0, 3, 1, 2)  # channels_last, as generate_windows reads it
+        # compile now (seconds, once per process), not on the first camera frame
+        self.compiled = bool(compile and fast) and compile_live_generator(pipe)
         self._k = 0
         self._last: dict | None = None  # the last fitted parameters (held when the face is lost)
         self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
@@ -123,6 +159,10 @@ class LiveSession:
     @torch.no_grad()
     def prepare(self, frame: np.ndarray, t: float | None = None) -> torch.Tensor:
         """First half of `push`: track, fit, retarget and render one frame: its conditioning ``[1, 9, R, R]``."""
+        with _one_blas_thread():
+            return self._prepare(frame, t)
+
+    def _prepare(self, frame: np.ndarray, t: float | None) -> torch.Tensor:
         from ..face.live_fit import LiveFaceFitter
 
         t = self.frames_in / self.fps if t is None else float(t)
@@ -159,7 +199,8 @@ class LiveSession:
             self._ring[slot] = cond[0]
             self._ring[slot + w] = cond[0]
         self._k += 1
-        out = generate_windows(self.pipe.generator, self._ring[slot + 1 : slot + 1 + w], fast=self.fast)[0]
+        window = self._ring[slot + 1 : slot + 1 + w]
+        out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
         img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         if self.watermark:
             img = mark_synthetic(img)

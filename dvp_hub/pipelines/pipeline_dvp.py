@@ -204,11 +204,14 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         watermark: bool = True,
         invisible_watermark: bool = True,
         fast: bool = True,
+        compile: bool = True,
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
         one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
         redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
-        ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline)."""
+        ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline). ``compile``:
+        the generator compiled by inductor when the session starts (seconds, once per process; falls back to
+        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``)."""
         from .live import LiveSession
 
         return LiveSession(
@@ -220,6 +223,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             watermark,
             invisible_watermark=invisible_watermark,
             fast=fast,
+            compile=compile,
         )
 
     @torch.no_grad()
