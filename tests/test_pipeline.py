@@ -70,9 +70,11 @@ def test_streamed_chunks_equal_one_pass_over_the_whole_clip(tiny_pipeline, d3_se
     cond = ConditioningRenderer().render(out.parameters, pipe.target.crop, 64, albedo=pipe.target.to_sequence().albedo)
     stacks = torch.stack([torch.cat([cond[max(0, t - 4 + k)] for k in range(5)]) for t in range(23)])
     ref = ((generate(gen, stacks, fast=False) + 1) * 127.5).round().clamp(0, 255) / 255
-    assert torch.equal(out.frames[0], ref)
-    threaded = pipe(chunk_size=3, batch_size=2, overlap=True, **kw).frames[0]
-    assert torch.equal(threaded, ref)
+    # The same computation in other batch sizes: float sums in another order can move a value across a
+    # rounding boundary, so at most a grey level, on a handful of pixels (2 of 282,624 here).
+    for frames in (out.frames[0], pipe(chunk_size=3, batch_size=2, overlap=True, **kw).frames[0]):
+        d = (frames - ref).abs()
+        assert d.max() <= 1 / 255 + 1e-6 and (d > 0).float().mean() < 1e-4
 
 
 def test_overlap_threads_report_errors_and_stop():
@@ -119,6 +121,31 @@ def test_reenact_uses_the_neutral_frame_and_target_identity(d3_sequence):
     assert retarget.neutral_frame(smiling) != 0
     only_pose = retarget.reenact(seq, seq, target_ref=ref, transfer=("pose",))
     assert np.allclose(only_pose.expression, seq.expression[ref])
+
+
+def test_a_closed_source_mouth_drives_a_closed_target_mouth(d3_sequence):
+    """Expressions are transferred from closed-lip neutrals: neither the source's neutral frame nor the target's
+    need have closed lips (talking-d3's first 48 frames have none), yet closed source mouths come out closed."""
+    from dvp_hub.face import topology as topo
+    from dvp_hub.face.model import load_face_model
+    from dvp_hub.face.mouth import CLOSED_MOUTH, close_mouth
+
+    _, seq = d3_sequence
+    model = load_face_model()
+    source = seq.index(np.arange(len(seq)))
+    source.expression = seq.expression.copy()
+    for i in range(30, 40):  # ten frames with their lips closed, the rest as tracked
+        source.expression[i] = close_mouth(model, seq.identity, seq.expression[i])
+    opening = topo.mouth_opening(model.shape(seq.identity, source.expression))
+    assert opening[30:40].max() < CLOSED_MOUTH + 0.01 and np.delete(opening, range(30, 40)).min() > 0.07
+    open_frame = int(np.argmax(opening))
+    for out in (
+        retarget.reenact(source, seq, target_ref=0, source_ref=0, target_neutral=open_frame),
+        retarget.dub(source, seq, 40, source_ref=0, target_neutral=open_frame),
+    ):
+        driven = topo.mouth_opening(model.shape(seq.identity, out.expression))
+        assert driven[30:40].max() < CLOSED_MOUTH + 0.02  # the target's neutral had an opening over 0.2
+        assert np.corrcoef(driven, opening)[0, 1] > 0.9
 
 
 def test_dub_length_audio_and_motion(tiny_pipeline, tmp_path):

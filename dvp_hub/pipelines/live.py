@@ -93,6 +93,7 @@ class LiveSession:
         state = pipe._target_state()
         self._target, self._tneu = state["sequence"], state["neutral_frame"]
         self._tref = pipe.target.config.reference_frame
+        self._tneu_closed = retarget.closed_neutral(self._target, self._tneu)  # dub: expressions measured from it
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
@@ -137,7 +138,7 @@ class LiveSession:
             if params is None:
                 return tgt.slice(i, i + 1)
             k = tgt.expression.shape[1]
-            expr = tgt.expression[self._tneu] + (params["expression"][:k] - self.fitter.reference["expression"][:k])
+            expr = self._tneu_closed + (params["expression"][:k] - self.fitter.reference["expression"][:k])
             return retarget._assemble(
                 tgt,
                 tgt.rotation[[i]],

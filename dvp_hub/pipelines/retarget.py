@@ -47,6 +47,15 @@ def neutral_frame(seq: FaceSequence, frames: slice | None = None) -> int:
     return int(np.argmin(score))
 
 
+def closed_neutral(seq: FaceSequence, frame: int, k: int | None = None) -> np.ndarray:
+    """The expression of ``seq``'s neutral ``frame`` (first ``k`` modes) with closed lips (`face.mouth`): expressions
+    are transferred as differences from it, so a closed source mouth drives a closed target mouth."""
+    from ..face.mouth import close_mouth
+
+    expr = seq.expression[frame] if k is None else seq.expression[frame, :k]
+    return close_mouth(load_face_model(), seq.identity, expr)
+
+
 def pingpong(n: int, length: int) -> np.ndarray:
     """Indices 0..length-1 played forwards then backwards, repeated to ``n`` entries."""
     if length <= 1:
@@ -82,7 +91,7 @@ def reenact(
         trans = np.repeat(target.translation[target_ref][None], n, 0)
     k = target.expression.shape[1]
     if "expression" in transfer:
-        expr = target.expression[tneu] + (source.expression[:, :k] - source.expression[ref, :k])
+        expr = closed_neutral(target, tneu) + (source.expression[:, :k] - closed_neutral(source, ref, k))
     else:
         expr = np.repeat(target.expression[tneu][None], n, 0)
     if "gaze" in transfer:
@@ -120,7 +129,7 @@ def dub(
     tneu = neutral_frame(target, slice(0, train_frames)) if target_neutral is None else target_neutral
     idx = pingpong(n, train_frames)
     k = target.expression.shape[1]
-    expr = target.expression[tneu] + (source.expression[:, :k] - source.expression[ref, :k])
+    expr = closed_neutral(target, tneu) + (source.expression[:, :k] - closed_neutral(source, ref, k))
     return _assemble(
         target,
         target.rotation[idx],
