@@ -25,7 +25,8 @@ clip, out_png = sys.argv[1], sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 300
 model = load_face_model()
 pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
-frames = [f.copy() for f in VideoReader(clip, max_frames=N)]
+reader = VideoReader(clip, max_frames=N)
+frames = [f.copy() for f in reader]
 off = fit_sequence(track_video(clip, N))
 src_m = topo.mouth_opening(model.shape(off.identity, off.expression))
 tgt = pipe._target_state()["sequence"]
@@ -34,7 +35,7 @@ off_r = np.corrcoef(src_m, topo.mouth_opening(model.shape(tgt.identity, d.expres
 
 
 def run():
-    s = pipe.live(fps=25, mode="dub")
+    s = pipe.live(fps=reader.fps, mode="dub")
     drives, conds, outs = [], [], []
     orig = s._drive
     s._drive = lambda p, o=orig: drives.append(o(p)) or drives[-1]

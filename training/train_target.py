@@ -243,7 +243,7 @@ def init_generator(args):
                 f"--init_from {args.init_from} has {key} {cfg[key]}, this run asks for {value}; "
                 f"drop the option or train with {key} {cfg[key]}."
             )
-    return gen.to(torch.float32).train()
+    return gen.train()
 
 
 def make_pipeline(generator, dataset_dir: str, meta: dict, name: str):
@@ -357,8 +357,9 @@ def main(args):
     )
 
     # 2. Models, losses, optimizers (Adam, lr 2e-4, beta1 0.5).
-    generator = init_generator(args) if args.init_from else None
-    if generator is None:
+    if args.init_from:
+        generator = init_generator(args)
+    else:
         generator = RenderingToVideoGenerator(
             temporal_window=args.temporal_window,
             resolution=args.resolution,

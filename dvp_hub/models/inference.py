@@ -116,10 +116,9 @@ def compiled_rest(model: RenderingToVideoGenerator):
     """
     if os.environ.get("DVP_COMPILE", "1").strip().lower() in ("0", "false", "no"):
         return None
-    key = _fast(model)[0]
+    key, net, _ = _fast(model)
     cached = getattr(model, "_dvp_compiled", None)
     if cached is None or cached[0] != key:
-        net = _fast(model)[1]
         compiled = torch.compile(net.forward_from_first_level, dynamic=False)
 
         def fn(first):

@@ -92,8 +92,8 @@ class LiveSession:
         self.fitter = None  # made on the first frame (it needs the frame size)
         state = pipe._target_state()
         self._target, self._tneu = state["sequence"], state["neutral_frame"]
+        self._tneu_closed = state["neutral_expression"]  # expressions are measured from it (closed lips)
         self._tref = pipe.target.config.reference_frame
-        self._tneu_closed = retarget.closed_neutral(self._target, self._tneu)  # dub: expressions measured from it
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
@@ -154,7 +154,7 @@ class LiveSession:
             return tgt.slice(self._tref, self._tref + 1)
         both = {k: np.stack([self.fitter.reference[k], params[k]]) for k in params}
         src = self.fitter.sequence(both, self.fps)
-        drive = retarget.reenact(src, self._target, self._tref, 0, self._tneu, self.transfer)
+        drive = retarget.reenact(src, self._target, self._tref, 0, self._tneu, self.transfer, self._tneu_closed)
         return drive.slice(1, 2)
 
     @torch.no_grad()

@@ -70,15 +70,20 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
 
     def _target_state(self) -> dict:
         """What every call derives from the target, made once per target: its training sequence as numpy, its
-        most neutral training frame (relative expression starts there), and for editing the control
-        directions and a renderer (added by `edit`)."""
+        most neutral training frame and that frame's expression with closed lips (relative expression starts
+        there), and for editing the control directions and a renderer (added by `edit`)."""
         from . import retarget
 
         state = self.__dict__.get("_target_cache")
         if state is None or state["target"] is not self.target:
             seq = self.target.to_sequence()
             neutral = retarget.neutral_frame(seq, slice(0, self.target.config.train_frames))
-            state = {"target": self.target, "sequence": seq, "neutral_frame": neutral}
+            state = {
+                "target": self.target,
+                "sequence": seq,
+                "neutral_frame": neutral,
+                "neutral_expression": retarget.closed_neutral(seq, neutral),
+            }
             self.__dict__["_target_cache"] = state
         return state
 

@@ -71,8 +71,10 @@ def reenact(
     source_ref: int | None = None,
     target_neutral: int | None = None,
     transfer=TRANSFERABLE,
+    target_neutral_expression: np.ndarray | None = None,
 ) -> FaceSequence:
-    """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame."""
+    """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame.
+    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it."""
     bad = set(transfer) - set(TRANSFERABLE)
     if bad:
         raise ValueError(f"transfer must be a subset of {TRANSFERABLE}, got {sorted(bad)}")
@@ -91,7 +93,8 @@ def reenact(
         trans = np.repeat(target.translation[target_ref][None], n, 0)
     k = target.expression.shape[1]
     if "expression" in transfer:
-        expr = closed_neutral(target, tneu) + (source.expression[:, :k] - closed_neutral(source, ref, k))
+        t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
+        expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
     else:
         expr = np.repeat(target.expression[tneu][None], n, 0)
     if "gaze" in transfer:
@@ -122,14 +125,17 @@ def dub(
     train_frames: int,
     source_ref: int | None = None,
     target_neutral: int | None = None,
+    target_neutral_expression: np.ndarray | None = None,
 ) -> FaceSequence:
-    """Visual dubbing: the target's own head motion and lighting, the source's (relative) expression."""
+    """Visual dubbing: the target's own head motion and lighting, the source's (relative) expression.
+    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it."""
     n = len(source)
     ref = neutral_frame(source) if source_ref is None else int(source_ref)
     tneu = neutral_frame(target, slice(0, train_frames)) if target_neutral is None else target_neutral
     idx = pingpong(n, train_frames)
     k = target.expression.shape[1]
-    expr = closed_neutral(target, tneu) + (source.expression[:, :k] - closed_neutral(source, ref, k))
+    t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
+    expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
     return _assemble(
         target,
         target.rotation[idx],

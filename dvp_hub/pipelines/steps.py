@@ -93,12 +93,12 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame):
     if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
         raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
     state = pipe._target_state()
-    tgt, tneu = state["sequence"], state["neutral_frame"]
+    tgt, tneu, tneu_expr = state["sequence"], state["neutral_frame"], state["neutral_expression"]
     cfg = pipe.target.config
     if mode == "reenact":
-        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer)
+        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer, tneu_expr)
     else:
-        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu)
+        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr)
     report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
     if report["frames_beyond_target_pose_range"]:
         logger.warning(
