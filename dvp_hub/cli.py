@@ -142,6 +142,11 @@ def _report(out, output: str) -> None:
             f"note: {st['frames_beyond_target_pose_range']} frames turn the head up to {st['max_pose_offset_deg']:g} "
             f"degrees, beyond the target's trained {st['target_pose_range_deg']:g}: those frames are extrapolated"
         )
+    if st.get("frames_pose_limited"):
+        print(
+            f"note: {st['frames_pose_limited']} frames held the head nearer the target's trained poses than the "
+            "source moved (--no-pose-limit to follow it further)"
+        )
 
 
 def cmd_reenact(args) -> None:
@@ -156,6 +161,7 @@ def cmd_reenact(args) -> None:
         max_frames=args.max_frames,
         output_video=args.output,
         watermark=not args.no_watermark,
+        limit_pose=not args.no_pose_limit,
     )
     _report(out, args.output)
 
@@ -235,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer", default="pose,expression,gaze", help="comma-separated subset of pose,expression,gaze")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-watermark", action="store_true", help="omit the visible SYNTHETIC label (metadata stays)")
+    p.add_argument(
+        "--no-pose-limit",
+        action="store_true",
+        help="let the head go beyond the target's trained poses (by default it is held near them: a generator "
+        "paints a doubled head where its target's never was)",
+    )
     p.set_defaults(func=cmd_reenact)
 
     p = sub.add_parser("live", help="the live (webcam) path on a video file, paced as a camera: fps, drops, latency")

@@ -249,6 +249,7 @@ def driven(
         "output_jitter_iod": landmark_jitter(got.landmarks, topo.interocular_distance(got.landmarks)),
         "source_jitter_iod": landmark_jitter(src.landmarks, topo.interocular_distance(src.landmarks)),
         "interpolated_output_frames": int((~track.detected).sum()),
+        "frames_pose_limited": int(out.stats.get("frames_pose_limited", 0)),
     }
     if embedder is not None:
         from .identity import identity_distance, sample_frames

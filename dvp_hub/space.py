@@ -159,6 +159,11 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
                 f"{st['max_pose_offset_deg']:g} degrees, beyond the {st['target_pose_range_deg']:g} degrees this "
                 "target was trained on: those frames are extrapolated and look worse."
             )
+        if st.get("frames_pose_limited"):
+            summary += (
+                f"\n\nIn **{st['frames_pose_limited']} frames** the head moved less than the source's, to stay near "
+                "the poses this target was trained on."
+            )
         return result, sbs, summary
     except BaseException as err:
         if out_dir is not None:  # nothing half-written stays behind

@@ -252,14 +252,26 @@ def _turning_source(d3_sequence):
 
 def test_extreme_head_pose_is_generated_and_reported(d3_sequence, tiny_pipeline, target_folder, tmp_path, capsys):
     src = _turning_source(d3_sequence)
-    res = tiny_pipeline(source_parameters=src, neutral_frame=0, progress=False, watermark=False)
+    # by default the head is held near the target's trained poses: no frame beyond them, the held ones counted
+    held = tiny_pipeline(source_parameters=src, neutral_frame=0, progress=False, watermark=False).stats
+    assert held["frames_beyond_target_pose_range"] == 0 and held["frames_pose_limited"] >= 12
+    assert held["max_pose_offset_deg"] <= held["target_pose_range_deg"] + 5
+    # with the limit off it is extrapolated, and reported
+    res = tiny_pipeline(source_parameters=src, neutral_frame=0, progress=False, watermark=False, limit_pose=False)
     st = res.stats
     assert res.frames.shape[1] == 24 and np.isfinite(res.frames).all()
     assert st["max_pose_offset_deg"] > 70 and 0 < st["frames_beyond_target_pose_range"] <= 12
-    # the CLI, from the same motion saved as a parameter file: it works, and says which frames are extrapolated
+    assert st["frames_pose_limited"] == 0
+    # the CLI, from the same motion saved as a parameter file: it works, and says what it did
     params = tmp_path / "turning.safetensors"
     src.save(str(params))
     out = tmp_path / "o.mp4"
     rc, err, stdout = _cli(capsys, "reenact", "--target", target_folder, "--source", str(params), "--output", str(out))
+    assert rc == 0 and probe_video(out).num_frames == 24
+    assert re.search(r"note: \d+ frames held the head nearer the target's trained poses", stdout)
+    out = tmp_path / "x.mp4"
+    rc, err, stdout = _cli(
+        capsys, "reenact", "--target", target_folder, "--source", str(params), "--output", str(out), "--no-pose-limit"
+    )
     assert rc == 0 and probe_video(out).num_frames == 24
     assert re.search(r"note: 1\d frames turn the head up to [789]\d", stdout) and "extrapolated" in stdout

@@ -73,3 +73,20 @@ def test_fast_paths_match_the_plain_module():
         assert fast.shape == (9, 3, 64, 64)
         diff = (fast - plain).abs()
         assert diff.max() < 0.03 and diff.mean() < 0.004, (diff.max(), diff.mean())
+
+
+def test_bf16_is_chosen_by_measurement_and_can_be_forced(monkeypatch):
+    """A CPU may report avx512_bf16 and still run bf16 slower than fp32: the fast path measures it once;
+    DVP_BF16 overrides the choice either way."""
+    from dvp_hub.models import inference
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("DVP_BF16", "0")
+    assert inference.bf16_supported(cpu) is False
+    monkeypatch.setenv("DVP_BF16", "1")
+    assert inference.bf16_supported(cpu) is True
+    monkeypatch.delenv("DVP_BF16")
+    measured = inference._bf16_faster_on_cpu()
+    assert isinstance(measured, bool) and inference._bf16_faster_on_cpu() is measured  # once per process
+    cap = torch.backends.cpu.get_cpu_capability().upper()
+    assert inference.bf16_supported(cpu) == (("AVX512" in cap or "AMX" in cap) and measured)

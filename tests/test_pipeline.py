@@ -111,7 +111,10 @@ def test_reenact_uses_the_neutral_frame_and_target_identity(d3_sequence):
     ref = retarget.neutral_frame(seq)
     out = retarget.reenact(seq, seq, target_ref=ref)
     assert out.info["source_reference_frame"] == ref
-    # self-reenactment from the reference frame reproduces the pose and expression there
+    # the source's median pose maps to the target's reference pose
+    assert np.allclose(out.rotation[retarget.median_pose_frame(seq)], seq.rotation[ref], atol=1e-6)
+    # self-reenactment anchored at the reference frame reproduces the pose and expression there
+    out = retarget.reenact(seq, seq, target_ref=ref, source_pose_ref=ref)
     assert np.allclose(out.rotation[ref], seq.rotation[ref], atol=1e-6)
     assert np.allclose(out.expression, seq.expression, atol=1e-9)
     # a source whose first frame smiles: the reference is not frame 0 unless it is the most neutral

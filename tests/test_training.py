@@ -298,3 +298,36 @@ def test_init_from_a_trained_target(tiny_dataset, tmp_path):
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "base_channels 4, this run asks for 8" in bad.stderr, bad.stderr[-2000:]
+
+
+def test_shift_zoom_moves_frames_conditioning_and_region_boxes_alike(tiny_dataset):
+    """Augmentation: one warp per item for the conditioning and the frame, the mouth/eye boxes moved with it."""
+    from dvp_hub.augment import shift_zoom
+    from dvp_hub.dataset import TargetDataset
+    from dvp_hub.render.regions import box_mask
+
+    ds = TargetDataset(tiny_dataset, "train", 3)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert shift_zoom(batch, 0, 0) is batch  # off: untouched
+    size = batch["frame"].shape[-1]
+    boxes = torch.tensor([[20.0, 24, 30, 34], [40, 10, 50, 20], [8, 40, 16, 50]]).repeat(4, 1, 1)  # off the edges
+    frame = box_mask(boxes, size).repeat(1, 3, 1, 1) * 2 - 1
+    marked = {**batch, "frame": frame, "conditioning": torch.cat([frame] * 9, 1), "regions": boxes}
+    out = shift_zoom(marked, 0.1, 0.1, generator=torch.Generator().manual_seed(0))
+    inside = (out["frame"][:, :1] > 0).float()
+    moved = box_mask(out["regions"], size)
+    assert inside.sum() > 0 and (inside * moved).sum() / inside.sum() > 0.99  # the boxes moved with the pixels
+    assert abs(float(moved.sum() / inside.sum()) - 1) < 0.05
+    assert not torch.equal(out["regions"], boxes) and not torch.equal(out["frame"], frame)
+    assert torch.allclose(out["conditioning"][:, 3:6], out["frame"])  # the same warp for both
+    real = shift_zoom(batch, 0.05, 0.05)
+    assert real["conditioning"].shape == batch["conditioning"].shape and real["frame"].dtype == batch["frame"].dtype
+
+
+def test_augmented_training_runs_and_is_recorded(tiny_dataset, tmp_path):
+    out = tmp_path / "aug"
+    _launch(
+        ["--dataset_dir", tiny_dataset, "--output_dir", str(out), "--max_train_steps", "2", *TINY]
+        + ["--augment_shift", "0.05", "--augment_zoom", "0.05"]
+    )
+    assert "shift up to 0.05 of the crop" in (out / "pipeline" / "README.md").read_text()

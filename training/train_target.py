@@ -87,6 +87,16 @@ def parse_args(input_args=None):
         "scratch: the same person in a new crop, or a new person, converges in a fraction of the steps; the "
         "discriminator still starts from scratch",
     )
+    p.add_argument(
+        "--augment_shift",
+        type=float,
+        default=0.0,
+        help="shift each training pair (conditioning and frame alike) by up to this fraction of the crop "
+        "(0, the paper: off): the generator then copes with a driven head where its target's never was",
+    )
+    p.add_argument(
+        "--augment_zoom", type=float, default=0.0, help="and zoom it by up to this factor (0.05: 1/1.05 to 1.05)"
+    )
     p.add_argument("--discriminator_base_channels", type=int, default=64)
     p.add_argument("--temporal_window", type=int, default=11)
     p.add_argument("--checkpointing_steps", type=int, default=500)
@@ -290,6 +300,8 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
     }
     if args.init_from:
         training["generator initialised from"] = args.init_from
+    if args.augment_shift or args.augment_zoom:
+        training["augmentation"] = f"shift up to {args.augment_shift:g} of the crop, zoom up to {args.augment_zoom:g}"
     card = render_model_card(
         name, {k: round(v, 4) for k, v in metrics.items()}, training, meta, repo_id=args.hub_model_id
     )
@@ -305,6 +317,7 @@ def main(args):
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
 
+    from dvp_hub.augment import shift_zoom
     from dvp_hub.dataset import TargetDataset, load_dataset_meta
     from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
 
@@ -415,6 +428,7 @@ def main(args):
             accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
         )
         for batch in active:
+            batch = shift_zoom(batch, args.augment_shift, args.augment_zoom)
             fake, fake_prev, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
             loss_gan, loss_l1, loss_t, loss_fm = generator_step(
                 batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator

@@ -76,6 +76,7 @@ class LiveSession:
         invisible_watermark: bool = True,
         fast: bool = True,
         compile: bool = True,
+        limit_pose: bool = True,
     ):
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
@@ -94,6 +95,7 @@ class LiveSession:
         self._target, self._tneu = state["sequence"], state["neutral_frame"]
         self._tneu_closed = state["neutral_expression"]  # expressions are measured from it (closed lips)
         self._tref = pipe.target.config.reference_frame
+        self._limits = state["pose_limits"] if limit_pose else None  # the head stays where the target's was
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
@@ -154,7 +156,9 @@ class LiveSession:
             return tgt.slice(self._tref, self._tref + 1)
         both = {k: np.stack([self.fitter.reference[k], params[k]]) for k in params}
         src = self.fitter.sequence(both, self.fps)
-        drive = retarget.reenact(src, self._target, self._tref, 0, self._tneu, self.transfer, self._tneu_closed)
+        drive = retarget.reenact(
+            src, self._target, self._tref, 0, self._tneu, self.transfer, self._tneu_closed, self._limits, 0, 0.0
+        )
         return drive.slice(1, 2)
 
     @torch.no_grad()

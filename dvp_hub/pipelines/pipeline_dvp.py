@@ -71,8 +71,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def _target_state(self) -> dict:
         """What every call derives from the target, made once per target: its training sequence as numpy, its
         most neutral training frame and that frame's expression with closed lips (relative expression starts
-        there), and for editing the control directions and a renderer (added by `edit`)."""
+        there), its trained range of head poses (`PoseLimits`), and for editing the control directions and a renderer (added by `edit`)."""
         from . import retarget
+        from .pose_limits import PoseLimits
 
         state = self.__dict__.get("_target_cache")
         if state is None or state["target"] is not self.target:
@@ -83,6 +84,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 "sequence": seq,
                 "neutral_frame": neutral,
                 "neutral_expression": retarget.closed_neutral(seq, neutral),
+                "pose_limits": PoseLimits.from_target(
+                    seq, self.target.config.train_frames, self.target.config.reference_frame
+                ),
             }
             self.__dict__["_target_cache"] = state
         return state
@@ -210,13 +214,14 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         invisible_watermark: bool = True,
         fast: bool = True,
         compile: bool = True,
+        limit_pose: bool = True,
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
         one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
         redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
         ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline). ``compile``:
         the generator compiled by inductor when the session starts (seconds, once per process; falls back to
-        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``)."""
+        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``). ``limit_pose``: as in ``__call__``."""
         from .live import LiveSession
 
         return LiveSession(
@@ -229,6 +234,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             invisible_watermark=invisible_watermark,
             fast=fast,
             compile=compile,
+            limit_pose=limit_pose,
         )
 
     @torch.no_grad()
@@ -239,6 +245,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         mode="reenact",
         transfer=("pose", "expression", "gaze"),
         neutral_frame=None,
+        limit_pose=True,
         max_frames=None,
         output_type="np",
         return_dict=True,
@@ -261,6 +268,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 the source's expression; the output keeps the source's audio).
             transfer: which of ``"pose"``, ``"expression"``, ``"gaze"`` to take from the source (reenact).
             neutral_frame: the source frame taken as neutral; ``None`` picks the most neutral one.
+            limit_pose: keep the driven head within the target's trained range of head rotation, image position
+                and size, plus a margin (`pose_limits`; reenact mode). A generator paints a doubled or shattered
+                head where its target's head never was; ``False`` extrapolates.
             max_frames: use only the first frames of the source.
             output_type: ``"np"``, ``"pt"`` or ``"pil"``.
             output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory
@@ -271,7 +281,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
             paste_back: composite the generated crop into the target's full frame (its reference video's
                 reference frame) with a feathered edge; ``None`` does it when the target folder has ``reference.mp4``.
-            fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where the hardware has it;
+            fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where it runs faster than fp32;
                 outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
             overlap: render the next batches and encode the last ones in threads while the generator runs
                 (`streaming`). ``None`` does it on a GPU; on a CPU the stages compete for the same cores and
@@ -306,7 +316,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         else:
             source = steps.load_parameters(source_parameters, max_frames)
         # 3. Retarget: the source's motion on the target's face
-        drive, pose_report = steps.retarget_motion(self, source, mode, transfer, neutral_frame)
+        drive, pose_report = steps.retarget_motion(self, source, mode, transfer, neutral_frame, limit_pose)
         # 4. Render the conditioning, generate, mark and write, chunk by chunk
         background = self._background() if paste_back else None
         writer = None

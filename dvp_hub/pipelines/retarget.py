@@ -26,6 +26,7 @@ from ..face import topology as topo
 from ..face.model import load_face_model
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle, unwrap_axis_angle
+from .pose_limits import SMOOTHING, PoseLimits
 
 TRANSFERABLE = ("pose", "expression", "gaze")
 
@@ -45,6 +46,14 @@ def neutral_frame(seq: FaceSequence, frames: slice | None = None) -> int:
         eyes[s : s + 256] = topo.eye_openness(verts).mean(1)
     score = score + 4.0 * np.maximum(mouth - np.percentile(mouth, 20), 0) + 4.0 * np.maximum(np.median(eyes) - eyes, 0)
     return int(np.argmin(score))
+
+
+def median_pose_frame(seq: FaceSequence) -> int:
+    """The frame whose head rotation and position are nearest the sequence's medians (each axis in its own
+    spread): the centre of the motion, where relative pose transfer anchors the source."""
+    pose = np.concatenate([seq.rotation, seq.translation], 1)
+    z = (pose - np.median(pose, 0)) / (pose.std(0) + 1e-9)
+    return int(np.argmin(np.linalg.norm(z, axis=1)))
 
 
 def closed_neutral(seq: FaceSequence, frame: int, k: int | None = None) -> np.ndarray:
@@ -72,9 +81,17 @@ def reenact(
     target_neutral: int | None = None,
     transfer=TRANSFERABLE,
     target_neutral_expression: np.ndarray | None = None,
+    limits: PoseLimits | None = None,
+    source_pose_ref: int | None = None,
+    limit_smoothing: float = SMOOTHING,
 ) -> FaceSequence:
     """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame.
-    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it."""
+    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it.
+    ``limits``: keep the driven head within the target's trained range (`pose_limits`); the number of frames it
+    changed is in the result's ``info["frames_pose_limited"]``; ``limit_smoothing`` (frames) smooths the
+    pull over time (0 for a live caller). ``source_pose_ref``: the source frame whose head
+    pose maps to the target's reference pose (default: the source's median pose, `median_pose_frame`, so that
+    the source's motion is centred on the target's; the neutral expression frame can be anywhere in it)."""
     bad = set(transfer) - set(TRANSFERABLE)
     if bad:
         raise ValueError(f"transfer must be a subset of {TRANSFERABLE}, got {sorted(bad)}")
@@ -82,12 +99,17 @@ def reenact(
     ref = neutral_frame(source) if source_ref is None else int(source_ref)
     tneu = target_ref if target_neutral is None else target_neutral
     r_tref = axis_angle_to_matrix(target.rotation[target_ref])
+    limited = 0
     if "pose" in transfer:
+        pref = median_pose_frame(source) if source_pose_ref is None else int(source_pose_ref)
         r_src = axis_angle_to_matrix(source.rotation)
-        rel = r_src @ r_src[ref].T
+        rel = r_src @ r_src[pref].T
         rot = unwrap_axis_angle(matrix_to_axis_angle(rel @ r_tref))
-        scale = target.translation[target_ref, 2] / source.translation[ref, 2]
-        trans = target.translation[target_ref] + (source.translation - source.translation[ref]) * scale
+        scale = target.translation[target_ref, 2] / source.translation[pref, 2]
+        trans = target.translation[target_ref] + (source.translation - source.translation[pref]) * scale
+        if limits is not None:
+            rot, trans, changed = limits.apply(rot, trans, limit_smoothing)
+            rot, limited = unwrap_axis_angle(rot), int(changed.sum())
     else:
         rot = np.repeat(target.rotation[target_ref][None], n, 0)
         trans = np.repeat(target.translation[target_ref][None], n, 0)
@@ -115,6 +137,7 @@ def reenact(
             "source_reference_frame": ref,
             "target_reference_frame": int(target_ref),
             "transfer": list(transfer),
+            "frames_pose_limited": limited,
         },
     )
 

@@ -85,9 +85,9 @@ def load_parameters(source_parameters, max_frames=None):
     return seq.slice(0, max_frames) if max_frames else seq
 
 
-def retarget_motion(pipe, source, mode, transfer, neutral_frame):
+def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True):
     """Step 3: the sequence that drives the target, and its pose-range report (a warning when the head
-    turns beyond what the target was trained on)."""
+    turns beyond what the target was trained on; with ``limit_pose``, how many frames were kept in range)."""
     from . import retarget
 
     if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
@@ -96,10 +96,12 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame):
     tgt, tneu, tneu_expr = state["sequence"], state["neutral_frame"], state["neutral_expression"]
     cfg = pipe.target.config
     if mode == "reenact":
-        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer, tneu_expr)
+        limits = state["pose_limits"] if limit_pose else None
+        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer, tneu_expr, limits)
     else:
         drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr)
     report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
+    report["frames_pose_limited"] = int(drive.info.get("frames_pose_limited", 0))
     if report["frames_beyond_target_pose_range"]:
         logger.warning(
             f"{report['frames_beyond_target_pose_range']} of {len(drive)} frames turn the head up to "

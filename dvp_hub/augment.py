@@ -1,0 +1,44 @@
+"""Training augmentation: one random shift and zoom applied alike to a batch's conditioning and real frames.
+
+A person-specific generator sees its target's head only where the training clip put it; driven by someone who
+moves more, it meets face renders at new places and sizes and paints a doubled head or a shattered collar there.
+Shifting and zooming each (conditioning, frame) pair together (pix2pix's "random jitter", as an affine warp)
+teaches it that the picture moves with the face render. The mouth and eye boxes move with the pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+WARPED = ("conditioning", "frame", "prev_conditioning", "prev_frame")
+
+
+def shift_zoom(batch: dict, shift: float, zoom: float, generator: torch.Generator | None = None) -> dict:
+    """``batch`` with every image warped by one random affine per item: a translation of up to ``shift`` of the
+    crop's side on each axis and a zoom factor within ``[1 / (1 + zoom), 1 + zoom]`` about the centre (edges
+    replicated). ``regions`` boxes (crop pixels) are moved alike. ``shift = zoom = 0`` returns ``batch``."""
+    if not shift and not zoom:
+        return batch
+    ref = batch["frame"]
+    b, dev = ref.shape[0], ref.device
+    u = torch.rand(b, 3, generator=generator).to(dev)
+    s = torch.exp((2 * u[:, 0] - 1) * math.log1p(zoom))  # zoom factor
+    t = (2 * u[:, 1:] - 1) * shift * 2  # translation in normalised coordinates (the crop spans 2)
+    theta = torch.zeros(b, 2, 3, device=dev)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
+    theta[:, :, 2] = -t / s[:, None]  # output x = s * input x + t
+    out = dict(batch)
+    for key in WARPED:
+        if key in batch:
+            img = batch[key]
+            grid = F.affine_grid(theta.to(img.dtype), list(img.shape), align_corners=False)
+            out[key] = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if "regions" in batch:
+        size = ref.shape[-1]
+        boxes = batch["regions"].to(torch.float32) / size * 2 - 1  # [B, K, 4] normalised (x0, y0, x1, y1)
+        boxes = boxes * s[:, None, None] + t.repeat(1, 2)[:, None, :]
+        out["regions"] = ((boxes + 1) / 2 * size).to(batch["regions"].dtype)
+    return out

@@ -1,0 +1,95 @@
+"""Keep a driven head where the target's generator has seen heads.
+
+A person-specific generator knows only the head poses and image placements of its training clip. Relative
+motion transfer (`retarget.reenact`) adds the source's head motion to the target's reference pose, so a source
+that moves more than the target did puts the target's head where it never was, and the generator paints a
+doubled or shattered head there (plainly so with a tight head-and-shoulders crop, where the head fills the
+picture). The range is joint, not per axis: a head pitched up where the target only pitched up while low in the
+picture is as new to the generator as a head beyond any bound. `PoseLimits` holds the poses of the target's
+training frames (rotation away from its reference, image position of the head's centre, depth) in units of
+a just-visible change; `PoseLimits.apply` pulls each driven pose towards its nearest training pose until it is
+at most ``radius`` units away. Poses near the training ones are left alone; the others stop at that distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..face.model import Camera
+from ..face.sequence import FaceSequence
+from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
+
+# One unit of pose distance: this much rotation per axis, head movement in the image (in face widths) or depth.
+UNIT_DEG = 2.0
+UNIT_FACE = 0.03
+UNIT_DEPTH = 0.01
+SMOOTHING = 2.0  # frames: the Gaussian over the pull, offline
+RADIUS = 0.5  # how far (in units) a driven pose may be from the nearest pose of the target's training frames
+
+
+@dataclass
+class PoseLimits:
+    reference: np.ndarray  # [3, 3] the target's reference rotation
+    poses: np.ndarray  # [N, 6] training poses in units: rotation from the reference, image position, depth
+    scale: np.ndarray  # [6] the size of one unit in each coordinate (radians, pixels, depth)
+    centre: np.ndarray  # [3] the head's centre in model space (the target's identity)
+    camera: Camera
+    radius: float = RADIUS
+
+    @classmethod
+    def from_target(
+        cls, target: FaceSequence, train_frames: int, reference_frame: int, radius: float = RADIUS
+    ) -> "PoseLimits":
+        """The poses of the target's training frames (the first ``train_frames``)."""
+        n = max(1, int(train_frames))
+        ref = axis_angle_to_matrix(target.rotation[reference_frame])
+        centre = target.identity.mean(0)
+        p = np.einsum("tij,j->ti", axis_angle_to_matrix(target.rotation[:n]), centre) + target.translation[:n]
+        depth = float(np.median(p[:, 2]))
+        face_px = target.camera.focal * np.ptp(target.identity[:, 0]) / depth
+        scale = np.array([np.deg2rad(UNIT_DEG)] * 3 + [UNIT_FACE * face_px] * 2 + [UNIT_DEPTH * depth])
+        limits = cls(ref, np.zeros((0, 6)), scale, centre, target.camera, radius)
+        limits.poses = limits.coordinates(target.rotation[:n], target.translation[:n])[0]
+        return limits
+
+    def coordinates(self, rotation: np.ndarray, translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Poses in units ``[T, 6]``, and the head centre's offset from the translation ``[T, 3]``."""
+        rel = matrix_to_axis_angle(axis_angle_to_matrix(rotation) @ self.reference.T)
+        offset = np.einsum("tij,j->ti", axis_angle_to_matrix(rotation), self.centre)
+        p = offset + translation
+        q = np.concatenate([rel, self.camera.project(p), p[:, 2:]], 1) / self.scale
+        return q, offset
+
+    def apply(
+        self, rotation: np.ndarray, translation: np.ndarray, smoothing: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``[T, 3]`` axis-angle rotations and translations, each pulled towards the nearest training pose until it
+        is at most ``radius`` units from it; also which frames were changed. ``smoothing``: a Gaussian of this many
+        frames over the pull (offline), so that the nearest training pose switching from one frame to the next
+        does not make the head jump (a live caller, one frame at a time, leaves it at 0)."""
+        q, _ = self.coordinates(rotation, translation)
+        near = np.empty_like(q)
+        dist = np.empty(len(q))
+        for s in range(0, len(q), 512):  # bounded [512, N] distance blocks whatever the length
+            d2 = ((q[s : s + 512, None] - self.poses[None]) ** 2).sum(-1)
+            near[s : s + 512] = self.poses[np.argmin(d2, 1)]
+            dist[s : s + 512] = np.sqrt(d2.min(1))
+        changed = dist > self.radius
+        if not changed.any():
+            return rotation, translation, changed
+        f = np.where(changed, self.radius / np.maximum(dist, 1e-9), 1.0)[:, None]
+        pull = (near - q) * (1 - f)
+        if smoothing > 0 and len(q) > 1:
+            from scipy.ndimage import gaussian_filter1d
+
+            pull = gaussian_filter1d(pull, smoothing, axis=0, mode="nearest")
+            changed = np.abs(pull).max(1) > 1e-6
+        q = (q + pull) * self.scale
+        rot = matrix_to_axis_angle(axis_angle_to_matrix(q[:, :3]) @ self.reference)
+        offset = np.einsum("tij,j->ti", axis_angle_to_matrix(rot), self.centre)
+        z = q[:, 5:]
+        xy = (q[:, 3:5] - np.array([self.camera.cx, self.camera.cy])) / self.camera.focal * z
+        trans = np.concatenate([xy, z], 1) - offset
+        return np.where(changed[:, None], rot, rotation), np.where(changed[:, None], trans, translation), changed

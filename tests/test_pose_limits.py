@@ -1,0 +1,69 @@
+"""Keeping a driven head within the target's trained poses (`pipelines.pose_limits`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dvp_hub.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from dvp_hub.pipelines import retarget
+from dvp_hub.pipelines.pose_limits import PoseLimits
+
+
+def test_training_poses_are_left_alone(d3_sequence):
+    _, seq = d3_sequence
+    limits = PoseLimits.from_target(seq, 40, 0)
+    rot, trans, changed = limits.apply(seq.rotation[:40], seq.translation[:40])
+    assert not changed.any()
+    assert np.array_equal(rot, seq.rotation[:40]) and np.array_equal(trans, seq.translation[:40])
+
+
+def test_far_poses_are_pulled_to_the_radius_of_the_nearest_training_pose(d3_sequence):
+    _, seq = d3_sequence
+    limits = PoseLimits.from_target(seq, 40, 0)
+    rot = seq.rotation[:3].copy()
+    trans = seq.translation[:3].copy()
+    trans[0, 0] += 0.5 * trans[0, 2]  # the head far to the side
+    rot[1] = matrix_to_axis_angle(
+        axis_angle_to_matrix(np.array([0.0, np.deg2rad(50), 0.0])) @ axis_angle_to_matrix(rot[1])
+    )
+    trans[2, 2] *= 0.7  # much closer to the camera
+    new_rot, new_trans, changed = limits.apply(rot, trans)
+    assert changed.all()
+    q, _ = limits.coordinates(new_rot, new_trans)
+    nearest = np.sqrt(((q[:, None] - limits.poses[None]) ** 2).sum(-1)).min(1)
+    assert np.all(nearest <= limits.radius + 1e-6)
+    before, _ = limits.coordinates(rot, trans)
+    assert np.all(np.sqrt(((before[:, None] - limits.poses[None]) ** 2).sum(-1)).min(1) > limits.radius)
+
+
+def test_reenact_reports_the_frames_it_limited(d3_sequence):
+    _, seq = d3_sequence
+    wild = seq.index(np.arange(len(seq)))
+    wild.translation = seq.translation.copy()
+    bump = np.zeros(len(seq))
+    bump[15:36] = np.sin(np.linspace(0, np.pi, 21)) ** 2
+    wild.translation[:, 1] += 0.3 * bump * seq.translation[:, 2]  # the source ducks far down and back up
+    limits = PoseLimits.from_target(seq, len(seq), 0)
+    free = retarget.reenact(wild, seq, target_ref=0, source_pose_ref=0)
+    held = retarget.reenact(wild, seq, target_ref=0, source_pose_ref=0, limits=limits, limit_smoothing=0)
+    assert free.info["frames_pose_limited"] == 0
+    assert 5 <= held.info["frames_pose_limited"] <= 21  # self-reenactment elsewhere: the target's own poses
+    assert np.allclose(held.translation[:15], seq.translation[:15])
+    # the ducking frames stay near the target's picture, the free ones leave it
+    gap_held = np.abs(held.landmarks[22:29, :, 1].mean() - seq.landmarks[22:29, :, 1].mean())
+    gap_free = np.abs(free.landmarks[22:29, :, 1].mean() - seq.landmarks[22:29, :, 1].mean())
+    assert gap_held < 0.25 * gap_free
+    # smoothed (offline default): the pull eases in and out instead of kinking where it starts
+    smooth = retarget.reenact(wild, seq, target_ref=0, source_pose_ref=0, limits=limits)
+    assert smooth.info["frames_pose_limited"] >= held.info["frames_pose_limited"]
+    jerk = lambda s: np.abs(np.diff(s.translation[10:40, 1], 2)).max()  # noqa: E731
+    assert jerk(smooth) < jerk(held)
+
+
+def test_median_pose_frame_is_the_centre_of_the_motion(d3_sequence):
+    _, seq = d3_sequence
+    moved = seq.index(np.arange(len(seq)))
+    moved.translation = seq.translation.copy()
+    moved.translation[:, 0] = np.linspace(-1, 1, len(seq)) * 0.1 * seq.translation[:, 2]
+    moved.rotation = np.zeros_like(seq.rotation)
+    assert abs(retarget.median_pose_frame(moved) - (len(seq) - 1) / 2) <= 1
