@@ -267,7 +267,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             mode: ``"reenact"`` (full head: pose, expression, gaze) or ``"dub"`` (the target's own head motion,
                 the source's expression; the output keeps the source's audio).
             transfer: which of ``"pose"``, ``"expression"``, ``"gaze"`` to take from the source (reenact).
-            neutral_frame: the source frame taken as neutral; ``None`` picks the most neutral one.
+            neutral_frame: the source frame whose expression and gaze are taken as neutral; ``None`` picks the most
+                neutral one. (The head pose is measured from the source's median pose.)
             limit_pose: keep the driven head within the target's trained range of head rotation, image position
                 and size, plus a margin (`pose_limits`; reenact mode). A generator paints a doubled or shattered
                 head where its target's head never was; ``False`` extrapolates.

@@ -1,12 +1,14 @@
 """Motion transfer: the source's relative head pose, expression and gaze applied to the target.
 
 Reenactment (the paper's full-head reenactment): with ``ref`` the source's reference (most neutral)
-frame and ``tref`` the target's reference frame,
+frame, ``pref`` its median-pose frame and ``tref`` the target's reference (median-pose) frame,
 
-    R_out[t] = (R_src[t] R_src[ref]^T) R_tgt[tref]                 rotation change, in camera axes
-    T_out[t] = T_tgt[tref] + (T_src[t] - T_src[ref]) * Z_tgt / Z_src   translation change, rescaled by depth
+    R_out[t] = (R_src[t] R_src[pref]^T) R_tgt[tref]                  rotation change, in camera axes
+    T_out[t] = T_tgt[tref] + (T_src[t] - T_src[pref]) * Z_tgt / Z_src  translation change, rescaled by depth
     e_out[t] = e_tgt[neutral] + (e_src[t] - e_src[ref])              relative expression
     g_out[t] = g_tgt[neutral] + (g_src[t] - g_src[ref])              relative gaze
+
+then, by default, each pose is held near the target's trained poses (`pose_limits.PoseLimits`).
 
 Identity, albedo and illumination stay the target's. Using the source's most neutral frame as the
 reference (rather than its first frame) keeps a source that starts smiling from making the target
