@@ -67,3 +67,23 @@ def test_median_pose_frame_is_the_centre_of_the_motion(d3_sequence):
     moved.translation[:, 0] = np.linspace(-1, 1, len(seq)) * 0.1 * seq.translation[:, 2]
     moved.rotation = np.zeros_like(seq.rotation)
     assert abs(retarget.median_pose_frame(moved) - (len(seq) - 1) / 2) <= 1
+
+
+def test_live_pull_is_smoothed_causally_across_calls(d3_sequence):
+    """One frame per call (live): with a state the pull moves part of the way each call, so a pose whose nearest
+    training pose changes abruptly does not make the head jump; without smoothing it follows at once."""
+    _, seq = d3_sequence
+    limits = PoseLimits.from_target(seq, 40, 0)
+    rot = seq.rotation[[0]]
+    far = seq.translation[[0]].copy()
+    far[0, 0] += 0.4 * far[0, 2]  # far to the side: pulled hard
+    state: dict = {}
+    _, first, changed = limits.apply(rot, far, 2.0, state)
+    assert changed.all() and "pull" in state
+    _, back, _ = limits.apply(rot, seq.translation[[0]], 2.0, state)  # a training pose: no pull of its own
+    assert not np.allclose(back, seq.translation[[0]])  # the pull fades over calls instead of vanishing
+    _, instant, changed = limits.apply(rot, seq.translation[[0]], 0.0, {})
+    assert not changed.any() and np.array_equal(instant, seq.translation[[0]])
+    for _ in range(30):
+        _, back, _ = limits.apply(rot, seq.translation[[0]], 2.0, state)
+    assert np.allclose(back, seq.translation[[0]], atol=1e-4)

@@ -96,6 +96,7 @@ class LiveSession:
         self._tneu_closed = state["neutral_expression"]  # expressions are measured from it (closed lips)
         self._tref = pipe.target.config.reference_frame
         self._limits = state["pose_limits"] if limit_pose else None  # the head stays where the target's was
+        self._limit_state: dict = {}  # the pose limit's pull, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
@@ -119,6 +120,7 @@ class LiveSession:
         if self.fitter is not None:
             self.fitter.recalibrate()
         self._last = None
+        self._limit_state.clear()
         self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
     def _track(self, frame: np.ndarray) -> np.ndarray | None:
@@ -157,7 +159,16 @@ class LiveSession:
         both = {k: np.stack([self.fitter.reference[k], params[k]]) for k in params}
         src = self.fitter.sequence(both, self.fps)
         drive = retarget.reenact(
-            src, self._target, self._tref, 0, self._tneu, self.transfer, self._tneu_closed, self._limits, 0, 0.0
+            src,
+            self._target,
+            self._tref,
+            0,
+            self._tneu,
+            self.transfer,
+            self._tneu_closed,
+            self._limits,
+            0,
+            limit_state=self._limit_state,
         )
         return drive.slice(1, 2)
 

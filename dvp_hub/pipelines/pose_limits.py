@@ -63,12 +63,14 @@ class PoseLimits:
         return q, offset
 
     def apply(
-        self, rotation: np.ndarray, translation: np.ndarray, smoothing: float = 0.0
+        self, rotation: np.ndarray, translation: np.ndarray, smoothing: float = 0.0, state: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[T, 3]`` axis-angle rotations and translations, each pulled towards the nearest training pose until it
         is at most ``radius`` units from it; also which frames were changed. ``smoothing``: a Gaussian of this many
         frames over the pull (offline), so that the nearest training pose switching from one frame to the next
-        does not make the head jump (a live caller, one frame at a time, leaves it at 0)."""
+        does not make the head jump. ``state``: a dict kept by a caller that sends one frame at a time (live): the
+        pull is then smoothed causally instead, each call moving ``1 / (1 + smoothing)`` of the way from the last
+        call's pull to this one's (rows matched by position)."""
         q, _ = self.coordinates(rotation, translation)
         near = np.empty_like(q)
         dist = np.empty(len(q))
@@ -77,15 +79,21 @@ class PoseLimits:
             near[s : s + 512] = self.poses[np.argmin(d2, 1)]
             dist[s : s + 512] = np.sqrt(d2.min(1))
         changed = dist > self.radius
-        if not changed.any():
-            return rotation, translation, changed
         f = np.where(changed, self.radius / np.maximum(dist, 1e-9), 1.0)[:, None]
         pull = (near - q) * (1 - f)
-        if smoothing > 0 and len(q) > 1:
+        if state is not None:  # causal: one-pole filter over calls
+            last = state.get("pull")
+            if last is not None and last.shape == pull.shape and smoothing > 0:
+                pull = last + (pull - last) / (1 + smoothing)
+            state["pull"] = pull
+            changed = np.abs(pull).max(1) > 1e-6
+        elif smoothing > 0 and len(q) > 1:
             from scipy.ndimage import gaussian_filter1d
 
             pull = gaussian_filter1d(pull, smoothing, axis=0, mode="nearest")
             changed = np.abs(pull).max(1) > 1e-6
+        if not changed.any():
+            return rotation, translation, changed
         q = (q + pull) * self.scale
         rot = matrix_to_axis_angle(axis_angle_to_matrix(q[:, :3]) @ self.reference)
         offset = np.einsum("tij,j->ti", axis_angle_to_matrix(rot), self.centre)

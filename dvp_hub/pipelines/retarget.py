@@ -86,12 +86,14 @@ def reenact(
     limits: PoseLimits | None = None,
     source_pose_ref: int | None = None,
     limit_smoothing: float = SMOOTHING,
+    limit_state: dict | None = None,
 ) -> FaceSequence:
     """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame.
     ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it.
     ``limits``: keep the driven head within the target's trained range (`pose_limits`); the number of frames it
     changed is in the result's ``info["frames_pose_limited"]``; ``limit_smoothing`` (frames) smooths the
-    pull over time (0 for a live caller). ``source_pose_ref``: the source frame whose head
+    pull over time; a live caller, one frame per call, passes a ``limit_state`` dict that it keeps, and the
+    pull is smoothed causally across calls. ``source_pose_ref``: the source frame whose head
     pose maps to the target's reference pose (default: the source's median pose, `median_pose_frame`, so that
     the source's motion is centred on the target's; the neutral expression frame can be anywhere in it)."""
     bad = set(transfer) - set(TRANSFERABLE)
@@ -110,7 +112,7 @@ def reenact(
         scale = target.translation[target_ref, 2] / source.translation[pref, 2]
         trans = target.translation[target_ref] + (source.translation - source.translation[pref]) * scale
         if limits is not None:
-            rot, trans, changed = limits.apply(rot, trans, limit_smoothing)
+            rot, trans, changed = limits.apply(rot, trans, limit_smoothing, limit_state)
             rot, limited = unwrap_axis_angle(rot), int(changed.sum())
     else:
         rot = np.repeat(target.rotation[target_ref][None], n, 0)
