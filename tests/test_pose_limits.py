@@ -29,10 +29,10 @@ def test_far_poses_are_pulled_to_the_radius_of_the_nearest_training_pose(d3_sequ
     trans[2, 2] *= 0.7  # much closer to the camera
     new_rot, new_trans, changed = limits.apply(rot, trans)
     assert changed.all()
-    q, _ = limits.coordinates(new_rot, new_trans)
+    q = limits.coordinates(new_rot, new_trans)
     nearest = np.sqrt(((q[:, None] - limits.poses[None]) ** 2).sum(-1)).min(1)
     assert np.all(nearest <= limits.radius + 1e-6)
-    before, _ = limits.coordinates(rot, trans)
+    before = limits.coordinates(rot, trans)
     assert np.all(np.sqrt(((before[:, None] - limits.poses[None]) ** 2).sum(-1)).min(1) > limits.radius)
 
 

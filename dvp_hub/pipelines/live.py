@@ -162,12 +162,12 @@ class LiveSession:
             src,
             self._target,
             self._tref,
-            0,
-            self._tneu,
-            self.transfer,
-            self._tneu_closed,
-            self._limits,
-            0,
+            source_ref=0,  # the calibration's reference, for expression and pose alike
+            target_neutral=self._tneu,
+            transfer=self.transfer,
+            target_neutral_expression=self._tneu_closed,
+            limits=self._limits,
+            source_pose_ref=0,
             limit_state=self._limit_state,
         )
         return drive.slice(1, 2)

@@ -71,7 +71,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def _target_state(self) -> dict:
         """What every call derives from the target, made once per target: its training sequence as numpy, its
         most neutral training frame and that frame's expression with closed lips (relative expression starts
-        there), its trained range of head poses (`PoseLimits`), and for editing the control directions and a renderer (added by `edit`)."""
+        there), its trained head poses (`PoseLimits`), and for editing the control directions and a renderer
+        (added by `edit`)."""
         from . import retarget
         from .pose_limits import PoseLimits
 
@@ -269,9 +270,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             transfer: which of ``"pose"``, ``"expression"``, ``"gaze"`` to take from the source (reenact).
             neutral_frame: the source frame whose expression and gaze are taken as neutral; ``None`` picks the most
                 neutral one. (The head pose is measured from the source's median pose.)
-            limit_pose: keep the driven head within the target's trained range of head rotation, image position
-                and size, plus a margin (`pose_limits`; reenact mode). A generator paints a doubled or shattered
-                head where its target's head never was; ``False`` extrapolates.
+            limit_pose: hold the driven head near the target's trained poses (rotation, image position and size;
+                `pose_limits`, reenact mode). A generator paints a doubled or shattered head where its target's
+                head never was; ``False`` extrapolates.
             max_frames: use only the first frames of the source.
             output_type: ``"np"``, ``"pt"`` or ``"pil"``.
             output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory

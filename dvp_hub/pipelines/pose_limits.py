@@ -44,23 +44,21 @@ class PoseLimits:
     ) -> "PoseLimits":
         """The poses of the target's training frames (the first ``train_frames``)."""
         n = max(1, int(train_frames))
-        ref = axis_angle_to_matrix(target.rotation[reference_frame])
+        rotation, translation = target.rotation[:n], target.translation[:n]
         centre = target.identity.mean(0)
-        p = np.einsum("tij,j->ti", axis_angle_to_matrix(target.rotation[:n]), centre) + target.translation[:n]
-        depth = float(np.median(p[:, 2]))
+        depth = float(np.median((_centre_offset(rotation, centre) + translation)[:, 2]))
         face_px = target.camera.focal * np.ptp(target.identity[:, 0]) / depth
         scale = np.array([np.deg2rad(UNIT_DEG)] * 3 + [UNIT_FACE * face_px] * 2 + [UNIT_DEPTH * depth])
+        ref = axis_angle_to_matrix(target.rotation[reference_frame])
         limits = cls(ref, np.zeros((0, 6)), scale, centre, target.camera, radius)
-        limits.poses = limits.coordinates(target.rotation[:n], target.translation[:n])[0]
+        limits.poses = limits.coordinates(rotation, translation)
         return limits
 
-    def coordinates(self, rotation: np.ndarray, translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Poses in units ``[T, 6]``, and the head centre's offset from the translation ``[T, 3]``."""
+    def coordinates(self, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+        """``[T, 3]`` axis-angle rotations and translations as poses in units ``[T, 6]``."""
         rel = matrix_to_axis_angle(axis_angle_to_matrix(rotation) @ self.reference.T)
-        offset = np.einsum("tij,j->ti", axis_angle_to_matrix(rotation), self.centre)
-        p = offset + translation
-        q = np.concatenate([rel, self.camera.project(p), p[:, 2:]], 1) / self.scale
-        return q, offset
+        p = _centre_offset(rotation, self.centre) + translation
+        return np.concatenate([rel, self.camera.project(p), p[:, 2:]], 1) / self.scale
 
     def apply(
         self, rotation: np.ndarray, translation: np.ndarray, smoothing: float = 0.0, state: dict | None = None
@@ -71,7 +69,7 @@ class PoseLimits:
         does not make the head jump. ``state``: a dict kept by a caller that sends one frame at a time (live): the
         pull is then smoothed causally instead, each call moving ``1 / (1 + smoothing)`` of the way from the last
         call's pull to this one's (rows matched by position)."""
-        q, _ = self.coordinates(rotation, translation)
+        q = self.coordinates(rotation, translation)
         near = np.empty_like(q)
         dist = np.empty(len(q))
         for s in range(0, len(q), 512):  # bounded [512, N] distance blocks whatever the length
@@ -96,8 +94,12 @@ class PoseLimits:
             return rotation, translation, changed
         q = (q + pull) * self.scale
         rot = matrix_to_axis_angle(axis_angle_to_matrix(q[:, :3]) @ self.reference)
-        offset = np.einsum("tij,j->ti", axis_angle_to_matrix(rot), self.centre)
         z = q[:, 5:]
         xy = (q[:, 3:5] - np.array([self.camera.cx, self.camera.cy])) / self.camera.focal * z
-        trans = np.concatenate([xy, z], 1) - offset
+        trans = np.concatenate([xy, z], 1) - _centre_offset(rot, self.centre)
         return np.where(changed[:, None], rot, rotation), np.where(changed[:, None], trans, translation), changed
+
+
+def _centre_offset(rotation: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Where the head's centre sits relative to the translation, for ``[T, 3]`` axis-angle rotations."""
+    return np.einsum("tij,j->ti", axis_angle_to_matrix(rotation), centre)

@@ -97,7 +97,9 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True
     cfg = pipe.target.config
     if mode == "reenact":
         limits = state["pose_limits"] if limit_pose else None
-        drive = retarget.reenact(source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer, tneu_expr, limits)
+        drive = retarget.reenact(
+            source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer, tneu_expr, limits=limits
+        )
     else:
         drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr)
     report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
