@@ -147,6 +147,11 @@ def _report(out, output: str) -> None:
             f"note: {st['frames_pose_limited']} frames held the head nearer the target's trained poses than the "
             "source moved (--no-pose-limit to follow it further)"
         )
+    if st.get("frames_expression_limited"):
+        print(
+            f"note: {st['frames_expression_limited']} frames made a smaller expression than the source's, to stay "
+            "near the target's trained faces (--no-expression-limit to pass it on whole)"
+        )
 
 
 def cmd_reenact(args) -> None:
@@ -162,6 +167,7 @@ def cmd_reenact(args) -> None:
         output_video=args.output,
         watermark=not args.no_watermark,
         limit_pose=not args.no_pose_limit,
+        limit_expression=not args.no_expression_limit,
     )
     _report(out, args.output)
 
@@ -247,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="let the head go beyond the target's trained poses (by default it is held near them: a generator "
         "paints a doubled head where its target's never was)",
     )
+    p.add_argument(
+        "--no-expression-limit",
+        action="store_true",
+        help="pass the source's expression on whole (by default one the target never made is made smaller: a "
+        "generator tears the collar or mottles the face on expressions it never saw)",
+    )
     p.set_defaults(func=cmd_reenact)
 
     p = sub.add_parser("live", help="the live (webcam) path on a video file, paced as a camera: fps, drops, latency")
@@ -279,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
     p.add_argument("--json", default=None)
+    p.add_argument("--no-pose-limit", action="store_true", help="drive without the pose limit (as dvp reenact)")
+    p.add_argument(
+        "--no-expression-limit", action="store_true", help="drive without the expression limit (as dvp reenact)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="run every stage's benchmark and print a table")

@@ -32,11 +32,22 @@ def cmd_evaluate(args) -> None:
     def sheet(name):
         return f"{stem}_{name}.png" if stem else None
 
+    torso: dict = {}  # the training frames' torsos, for counting driven frames with a torso never seen
     result = {
         "target": args.target,
-        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self")),
+        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self"), torso),
         "sources": [
-            driven(pipe, s, args.max_frames, embedder, ref, sheet(os.path.splitext(os.path.basename(s))[0]))
+            driven(
+                pipe,
+                s,
+                args.max_frames,
+                embedder,
+                ref,
+                sheet(os.path.splitext(os.path.basename(s))[0]),
+                torso,
+                limit_pose=not args.no_pose_limit,
+                limit_expression=not args.no_expression_limit,
+            )
             for s in args.source
         ],
     }
@@ -54,12 +65,18 @@ def cmd_evaluate(args) -> None:
         )
     if embedder:
         print(f"identity of the output to the real frames {sr['identity_to_real_frames']:.3f}")
-    head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s}"
+    print(
+        f"novel torso (lower centre farther from every training frame than any real held-out frame, "
+        f"{sr['torso_novelty_real_max']:.2f} grey levels): {sr['torso_novel_frames']}/{sr['validation_frames']} "
+        "held-out outputs"
+    )
+    head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s} {'torso':>9s}"
     print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if embedder else ""))
     for r in result["sources"]:
         line = (
             f"{r['source'][-32:]:32s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:7.3f} "
             f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}"
+            f" {r['torso_novel_frames']:4d}/{r['frames']:<4d}"
         )
         if embedder:
             line += (

@@ -8,6 +8,11 @@
   openness with the source's, the mean error between the source's head rotation relative to its
   neutral frame and the output's (degrees), and the landmark jitter of the output against the source's.
 
+- Torso novelty: the output's lower centre (collar, tie, shoulders in a head-and-shoulders crop), compared at
+  128 px with the same region of every training frame; a frame whose nearest training frame is farther than
+  any real held-out frame's is counted (a torn collar, a smeared neck: what a viewer sees first, which PSNR
+  on the face does not measure).
+
 - Identity (with an `identity.FaceEmbedder`, dlib's 128-D face-recognition embeddings): the mean distance of
   the output's embeddings to the centroid of the target's real frames (same person below ~0.6; goal <= 0.45)
   and to the source's (goal > 0.6), plus the distance between the two real people for scale.
@@ -22,6 +27,26 @@ from .face import topology as topo
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
 IDENTITY_FRAMES = 24  # frames embedded per set: dlib's detector + ResNet cost ~0.1 s a frame on CPU
+TORSO_ROWS, TORSO_COLS, TORSO_SIZE = (0.72, 1.0), (0.2, 0.8), 128  # the lower centre of the crop, at 128 px
+
+
+def torso_patches(frames: torch.Tensor) -> torch.Tensor:
+    """``[T, 3, H, W]`` frames (uint8, or floats in [0, 1]) -> their lower-centre regions ``[T, D]`` in grey levels."""
+    out = []
+    for s in range(0, len(frames), 128):
+        x = frames[s : s + 128].float()
+        x = x if frames.dtype == torch.uint8 else x * 255
+        x = torch.nn.functional.interpolate(x, size=(TORSO_SIZE, TORSO_SIZE), mode="area")
+        r0, c0, c1 = (int(f * TORSO_SIZE) for f in (TORSO_ROWS[0], *TORSO_COLS))
+        out.append(x[:, :, r0:, c0:c1].flatten(1))
+    return torch.cat(out)
+
+
+def torso_novelty(train: torch.Tensor, query: torch.Tensor) -> np.ndarray:
+    """Mean absolute difference (grey levels) of each `torso_patches` row of ``query`` to its nearest in ``train``."""
+    return np.concatenate(
+        [torch.cdist(query[s : s + 64], train, p=1).amin(1).numpy() / train.shape[1] for s in range(0, len(query), 64)]
+    )
 
 
 def _embed_spread(embedder, frames) -> tuple[np.ndarray, str]:
@@ -83,14 +108,20 @@ def nearest_frames(train: torch.Tensor, query: torch.Tensor, size: int = 64) -> 
 
 
 def self_reenactment(
-    pipe, target_video: str, max_frames: int | None = None, embedder=None, sheet: str | None = None
+    pipe,
+    target_video: str,
+    max_frames: int | None = None,
+    embedder=None,
+    sheet: str | None = None,
+    torso: dict | None = None,
 ) -> dict:
     """The target's own validation frames (never trained on), driven by their own fitted parameters.
 
     Scores (PSNR / SSIM over the whole crop, the face region and the mouth region) for the model and for two
     baselines in the same crop: the mean training frame, and the training frame nearest to each validation
     frame by pixel error (an oracle lookup: a target is worth something only where it beats it). ``sheet``:
-    write a contact sheet there (real frame | diffuse render | output, 6 frames).
+    write a contact sheet there (real frame | diffuse render | output, 6 frames). ``torso``: a dict that receives
+    the training frames' `torso_patches` and the held-out real frames' largest `torso_novelty`, for `driven`.
     """
     from .errors import DVPError
     from .models.inference import generate_windows
@@ -143,6 +174,12 @@ def self_reenactment(
         "baseline_mean_frame": _scores(mean, real, face, mouth),
         "baseline_nearest_frame": _scores(nearest, real, face, mouth),
     }
+    train_torso = torso_patches(train)
+    limit = float(torso_novelty(train_torso, torso_patches(real)).max())
+    result["torso_novelty_real_max"] = limit  # real held-out frames are never farther than this
+    result["torso_novel_frames"] = int((torso_novelty(train_torso, torso_patches(fake)) > limit).sum())
+    if torso is not None:
+        torso.update(train=train_torso, limit=limit)
     if sheet:
         from .identity import spread_indices
 
@@ -196,11 +233,21 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def driven(
-    pipe, source_video: str, max_frames: int | None = None, embedder=None, target_embeddings=None, sheet=None
+    pipe,
+    source_video: str,
+    max_frames: int | None = None,
+    embedder=None,
+    target_embeddings=None,
+    sheet=None,
+    torso: dict | None = None,
+    limit_pose: bool = True,
+    limit_expression: bool = True,
 ) -> dict:
     """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder).
 
     ``sheet``: write a contact sheet there (source frame | diffuse render | output, 6 frames over the clip).
+    ``torso``: what `self_reenactment` put in its ``torso`` dict: count the frames with a novel torso.
+    ``limit_pose``, ``limit_expression``: as in the pipeline's call.
     """
     from .face.fitting import fit_sequence
     from .face.model import load_face_model
@@ -208,7 +255,14 @@ def driven(
     from .face.tracker import FaceTracker, track_video
 
     src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
-    out = pipe(source_parameters=src, watermark=False, progress=False, output_type="np")
+    out = pipe(
+        source_parameters=src,
+        watermark=False,
+        progress=False,
+        output_type="np",
+        limit_pose=limit_pose,
+        limit_expression=limit_expression,
+    )
     frames = (out.frames[0] * 255).round().astype(np.uint8)
     if sheet:
         from .identity import spread_indices
@@ -250,7 +304,13 @@ def driven(
         "source_jitter_iod": landmark_jitter(src.landmarks, topo.interocular_distance(src.landmarks)),
         "interpolated_output_frames": int((~track.detected).sum()),
         "frames_pose_limited": int(out.stats.get("frames_pose_limited", 0)),
+        "frames_expression_limited": int(out.stats.get("frames_expression_limited", 0)),
     }
+    if torso:
+        d = torso_novelty(torso["train"], torso_patches(torch.from_numpy(frames).permute(0, 3, 1, 2)))
+        result.update(
+            {"torso_novel_frames": int((d > torso["limit"]).sum()), "torso_novelty_median": float(np.median(d))}
+        )
     if embedder is not None:
         from .identity import identity_distance, sample_frames
 

@@ -164,6 +164,11 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
                 f"\n\nIn **{st['frames_pose_limited']} frames** the head moved less than the source's, to stay near "
                 "the poses this target was trained on."
             )
+        if st.get("frames_expression_limited"):
+            summary += (
+                f"\n\nIn **{st['frames_expression_limited']} frames** the face made a smaller expression than the "
+                "source's, to stay near the expressions this target was trained on."
+            )
         return result, sbs, summary
     except BaseException as err:
         if out_dir is not None:  # nothing half-written stays behind

@@ -3,7 +3,7 @@ import pytest
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
-from dvp_hub.evaluate import driven, self_reenactment
+from dvp_hub.evaluate import driven, self_reenactment, torso_novelty, torso_patches
 from dvp_hub.video import VideoReader, write_video
 
 from .conftest import clip
@@ -76,3 +76,24 @@ def test_self_reenactment_reports_baselines_and_a_contact_sheet(tmp_path):
     assert r["baseline_nearest_frame"]["psnr"] > r["baseline_mean_frame"]["psnr"]
     im = Image.open(sheet)
     assert im.width > 2.5 * 192 and im.height > 6 * 192  # three columns, six rows
+    assert r["torso_novelty_real_max"] > 0 and 0 <= r["torso_novel_frames"] <= 12
+
+
+def test_torso_novelty_counts_a_torn_collar_not_a_real_frame():
+    """Real frames of a clip are near its other frames in the lower centre; the same frame with its collar region
+    smeared (grey over the shirt and tie) is far from all of them."""
+    import torch
+
+    frames = torch.from_numpy(np.stack(list(VideoReader(clip("target-obama-34s.mp4"), max_frames=40)))).permute(
+        0, 3, 1, 2
+    )
+    train, held = torso_patches(frames[:30:2]), torso_patches(frames[31:40:2])
+    real = torso_novelty(train, held)
+    assert np.all(torso_novelty(train, train) == 0) and real.max() < 10
+    torn = frames[31:40:2].clone()
+    h, w = torn.shape[-2:]
+    rng = torch.Generator().manual_seed(0)
+    torn[:, :, int(0.8 * h) :, int(0.4 * w) : int(0.6 * w)] = torch.randint(0, 256, (1,), generator=rng).to(
+        torch.uint8
+    )
+    assert np.all(torso_novelty(train, torso_patches(torn)) > 1.5 * real.max())

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import retarget
+from .pose_limits import SMOOTHING
 
 _BLAS = None
 
@@ -77,6 +78,7 @@ class LiveSession:
         fast: bool = True,
         compile: bool = True,
         limit_pose: bool = True,
+        limit_expression: bool = True,
     ):
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
@@ -97,6 +99,8 @@ class LiveSession:
         self._tref = pipe.target.config.reference_frame
         self._limits = state["pose_limits"] if limit_pose else None  # the head stays where the target's was
         self._limit_state: dict = {}  # the pose limit's pull, smoothed causally frame to frame
+        self._expr_limits = state["expression_limits"] if limit_expression else None  # and the face its trained faces
+        self._expr_state: dict = {}  # the expression limit's pull, likewise
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
@@ -121,6 +125,7 @@ class LiveSession:
             self.fitter.recalibrate()
         self._last = None
         self._limit_state.clear()
+        self._expr_state.clear()
         self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
     def _track(self, frame: np.ndarray) -> np.ndarray | None:
@@ -143,6 +148,8 @@ class LiveSession:
                 return tgt.slice(i, i + 1)
             k = tgt.expression.shape[1]
             expr = self._tneu_closed + (params["expression"][:k] - self.fitter.reference["expression"][:k])
+            if self._expr_limits is not None:
+                expr = self._expr_limits.apply(expr[None], SMOOTHING, self._expr_state)[0][0]
             return retarget._assemble(
                 tgt,
                 tgt.rotation[[i]],
@@ -169,6 +176,8 @@ class LiveSession:
             limits=self._limits,
             source_pose_ref=0,
             limit_state=self._limit_state,
+            expression_limits=self._expr_limits,
+            expression_state=self._expr_state,
         )
         return drive.slice(1, 2)
 

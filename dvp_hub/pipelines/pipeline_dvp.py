@@ -71,9 +71,10 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def _target_state(self) -> dict:
         """What every call derives from the target, made once per target: its training sequence as numpy, its
         most neutral training frame and that frame's expression with closed lips (relative expression starts
-        there), its trained head poses (`PoseLimits`), and for editing the control directions and a renderer
-        (added by `edit`)."""
+        there), its trained head poses (`PoseLimits`) and expressions (`ExpressionLimits`), and for editing the
+        control directions and a renderer (added by `edit`)."""
         from . import retarget
+        from .expression_limits import ExpressionLimits
         from .pose_limits import PoseLimits
 
         state = self.__dict__.get("_target_cache")
@@ -88,6 +89,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 "pose_limits": PoseLimits.from_target(
                     seq, self.target.config.train_frames, self.target.config.reference_frame
                 ),
+                "expression_limits": ExpressionLimits.from_target(seq, self.target.config.train_frames),
             }
             self.__dict__["_target_cache"] = state
         return state
@@ -216,13 +218,15 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         fast: bool = True,
         compile: bool = True,
         limit_pose: bool = True,
+        limit_expression: bool = True,
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
         one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
         redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
         ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline). ``compile``:
         the generator compiled by inductor when the session starts (seconds, once per process; falls back to
-        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``). ``limit_pose``: as in ``__call__``."""
+        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``). ``limit_pose``, ``limit_expression``: as in
+        ``__call__``."""
         from .live import LiveSession
 
         return LiveSession(
@@ -236,6 +240,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             fast=fast,
             compile=compile,
             limit_pose=limit_pose,
+            limit_expression=limit_expression,
         )
 
     @torch.no_grad()
@@ -247,6 +252,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         transfer=("pose", "expression", "gaze"),
         neutral_frame=None,
         limit_pose=True,
+        limit_expression=True,
         max_frames=None,
         output_type="np",
         return_dict=True,
@@ -273,6 +279,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             limit_pose: hold the driven head near the target's trained poses (rotation, image position and size;
                 `pose_limits`, reenact mode). A generator paints a doubled or shattered head where its target's
                 head never was; ``False`` extrapolates.
+            limit_expression: hold the driven expression near the target's trained expressions (`expression_limits`,
+                both modes): a grimace the target never made keeps its direction at a size it did make, where the
+                generator would tear the collar or mottle the face. ``False`` passes it on whole.
             max_frames: use only the first frames of the source.
             output_type: ``"np"``, ``"pt"`` or ``"pil"``.
             output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory
@@ -318,7 +327,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         else:
             source = steps.load_parameters(source_parameters, max_frames)
         # 3. Retarget: the source's motion on the target's face
-        drive, pose_report = steps.retarget_motion(self, source, mode, transfer, neutral_frame, limit_pose)
+        drive, pose_report = steps.retarget_motion(
+            self, source, mode, transfer, neutral_frame, limit_pose, limit_expression
+        )
         # 4. Render the conditioning, generate, mark and write, chunk by chunk
         background = self._background() if paste_back else None
         writer = None

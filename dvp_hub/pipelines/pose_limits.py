@@ -20,6 +20,7 @@ import numpy as np
 from ..face.model import Camera
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from . import leash
 
 # One unit of pose distance: this much rotation per axis, head movement in the image (in face widths) or depth.
 UNIT_DEG = 2.0
@@ -41,7 +42,7 @@ class PoseLimits:
     @classmethod
     def from_target(
         cls, target: FaceSequence, train_frames: int, reference_frame: int, radius: float = RADIUS
-    ) -> "PoseLimits":
+    ) -> PoseLimits:
         """The poses of the target's training frames (the first ``train_frames``)."""
         n = max(1, int(train_frames))
         rotation, translation = target.rotation[:n], target.translation[:n]
@@ -70,29 +71,10 @@ class PoseLimits:
         pull is then smoothed causally instead, each call moving ``1 / (1 + smoothing)`` of the way from the last
         call's pull to this one's (rows matched by position)."""
         q = self.coordinates(rotation, translation)
-        near = np.empty_like(q)
-        dist = np.empty(len(q))
-        for s in range(0, len(q), 512):  # bounded [512, N] distance blocks whatever the length
-            d2 = ((q[s : s + 512, None] - self.poses[None]) ** 2).sum(-1)
-            near[s : s + 512] = self.poses[np.argmin(d2, 1)]
-            dist[s : s + 512] = np.sqrt(d2.min(1))
-        changed = dist > self.radius
-        f = np.where(changed, self.radius / np.maximum(dist, 1e-9), 1.0)[:, None]
-        pull = (near - q) * (1 - f)
-        if state is not None:  # causal: one-pole filter over calls
-            last = state.get("pull")
-            if last is not None and last.shape == pull.shape and smoothing > 0:
-                pull = last + (pull - last) / (1 + smoothing)
-            state["pull"] = pull
-            changed = np.abs(pull).max(1) > 1e-6
-        elif smoothing > 0 and len(q) > 1:
-            from scipy.ndimage import gaussian_filter1d
-
-            pull = gaussian_filter1d(pull, smoothing, axis=0, mode="nearest")
-            changed = np.abs(pull).max(1) > 1e-6
+        move, changed = leash.pull(q, self.poses, self.radius, smoothing, state)
         if not changed.any():
             return rotation, translation, changed
-        q = (q + pull) * self.scale
+        q = (q + move) * self.scale
         rot = matrix_to_axis_angle(axis_angle_to_matrix(q[:, :3]) @ self.reference)
         z = q[:, 5:]
         xy = (q[:, 3:5] - np.array([self.camera.cx, self.camera.cy])) / self.camera.focal * z

@@ -8,7 +8,8 @@ frame, ``pref`` its median-pose frame and ``tref`` the target's reference (media
     e_out[t] = e_tgt[neutral] + (e_src[t] - e_src[ref])              relative expression
     g_out[t] = g_tgt[neutral] + (g_src[t] - g_src[ref])              relative gaze
 
-then, by default, each pose is held near the target's trained poses (`pose_limits.PoseLimits`).
+then, by default, each pose is held near the target's trained poses (`pose_limits.PoseLimits`) and each
+expression near its trained expressions (`expression_limits.ExpressionLimits`; in dubbing too).
 
 Identity, albedo and illumination stay the target's. Using the source's most neutral frame as the
 reference (rather than its first frame) keeps a source that starts smiling from making the target
@@ -28,6 +29,7 @@ from ..face import topology as topo
 from ..face.model import load_face_model
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle, unwrap_axis_angle
+from .expression_limits import ExpressionLimits
 from .pose_limits import SMOOTHING, PoseLimits
 
 TRANSFERABLE = ("pose", "expression", "gaze")
@@ -87,6 +89,8 @@ def reenact(
     source_pose_ref: int | None = None,
     limit_smoothing: float = SMOOTHING,
     limit_state: dict | None = None,
+    expression_limits: ExpressionLimits | None = None,
+    expression_state: dict | None = None,
 ) -> FaceSequence:
     """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame.
     ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it.
@@ -95,7 +99,9 @@ def reenact(
     pull over time; a live caller, one frame per call, passes a ``limit_state`` dict that it keeps, and the
     pull is smoothed causally across calls. ``source_pose_ref``: the source frame whose head
     pose maps to the target's reference pose (default: the source's median pose, `median_pose_frame`, so that
-    the source's motion is centred on the target's; the neutral expression frame can be anywhere in it)."""
+    the source's motion is centred on the target's; the neutral expression frame can be anywhere in it).
+    ``expression_limits``: keep the driven expressions near the target's trained ones (counted in
+    ``info["frames_expression_limited"]``), smoothed like the pose; a live caller keeps an ``expression_state``."""
     bad = set(transfer) - set(TRANSFERABLE)
     if bad:
         raise ValueError(f"transfer must be a subset of {TRANSFERABLE}, got {sorted(bad)}")
@@ -121,8 +127,9 @@ def reenact(
     if "expression" in transfer:
         t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
         expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
+        expr, expr_limited = _limit_expression(expr, expression_limits, limit_smoothing, expression_state)
     else:
-        expr = np.repeat(target.expression[tneu][None], n, 0)
+        expr, expr_limited = np.repeat(target.expression[tneu][None], n, 0), 0
     if "gaze" in transfer:
         gaze = target.gaze[tneu] + (source.gaze - source.gaze[ref])
     else:
@@ -142,6 +149,7 @@ def reenact(
             "target_reference_frame": int(target_ref),
             "transfer": list(transfer),
             "frames_pose_limited": limited,
+            "frames_expression_limited": expr_limited,
         },
     )
 
@@ -153,9 +161,11 @@ def dub(
     source_ref: int | None = None,
     target_neutral: int | None = None,
     target_neutral_expression: np.ndarray | None = None,
+    expression_limits: ExpressionLimits | None = None,
 ) -> FaceSequence:
     """Visual dubbing: the target's own head motion and lighting, the source's (relative) expression.
-    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it."""
+    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it.
+    ``expression_limits``: as in `reenact`."""
     n = len(source)
     ref = neutral_frame(source) if source_ref is None else int(source_ref)
     tneu = neutral_frame(target, slice(0, train_frames)) if target_neutral is None else target_neutral
@@ -163,6 +173,7 @@ def dub(
     k = target.expression.shape[1]
     t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
     expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
+    expr, expr_limited = _limit_expression(expr, expression_limits, SMOOTHING, None)
     return _assemble(
         target,
         target.rotation[idx],
@@ -172,8 +183,20 @@ def dub(
         target.sh[idx],
         source.fps,
         source.eye_openness,
-        {"mode": "dub", "source_reference_frame": ref, "target_neutral": tneu},
+        {
+            "mode": "dub",
+            "source_reference_frame": ref,
+            "target_neutral": tneu,
+            "frames_expression_limited": expr_limited,
+        },
     )
+
+
+def _limit_expression(expr, limits, smoothing, state) -> tuple[np.ndarray, int]:
+    if limits is None:
+        return expr, 0
+    expr, changed = limits.apply(expr, smoothing, state)
+    return expr, int(changed.sum())
 
 
 def _assemble(target, rot, trans, expr, gaze, sh, fps, openness, info) -> FaceSequence:

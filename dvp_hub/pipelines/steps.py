@@ -85,9 +85,10 @@ def load_parameters(source_parameters, max_frames=None):
     return seq.slice(0, max_frames) if max_frames else seq
 
 
-def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True):
+def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True, limit_expression=True):
     """Step 3: the sequence that drives the target, and its pose-range report (a warning when the head
-    turns beyond what the target was trained on; with ``limit_pose``, how many frames were kept in range)."""
+    turns beyond what the target was trained on; with ``limit_pose`` / ``limit_expression``, how many frames were
+    held near the target's trained poses / expressions)."""
     from . import retarget
 
     if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
@@ -95,15 +96,25 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True
     state = pipe._target_state()
     tgt, tneu, tneu_expr = state["sequence"], state["neutral_frame"], state["neutral_expression"]
     cfg = pipe.target.config
+    expr_limits = state["expression_limits"] if limit_expression else None
     if mode == "reenact":
         limits = state["pose_limits"] if limit_pose else None
         drive = retarget.reenact(
-            source, tgt, cfg.reference_frame, neutral_frame, tneu, transfer, tneu_expr, limits=limits
+            source,
+            tgt,
+            cfg.reference_frame,
+            neutral_frame,
+            tneu,
+            transfer,
+            tneu_expr,
+            limits=limits,
+            expression_limits=expr_limits,
         )
     else:
-        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr)
+        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr, expr_limits)
     report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
     report["frames_pose_limited"] = int(drive.info.get("frames_pose_limited", 0))
+    report["frames_expression_limited"] = int(drive.info.get("frames_expression_limited", 0))
     if report["frames_beyond_target_pose_range"]:
         logger.warning(
             f"{report['frames_beyond_target_pose_range']} of {len(drive)} frames turn the head up to "
