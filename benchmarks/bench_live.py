@@ -1,6 +1,7 @@
 """The live path on files played as a camera: fps, drops, latency, and how well the output follows.
 
-    python benchmarks/bench_live.py [--target demo] [--mode dub] [--json out.json] [--every-frame] CLIP [CLIP ...]
+    python benchmarks/bench_live.py [--target demo] [--mode dub] [--json out.json] [--every-frame]
+        [--no-pose-limit] [--expression-limit] CLIP [CLIP ...]
 
 Per clip: `run_paced` (frames arrive at the clip's own rate), then the recording and the offline
 pipeline's output on the same clip are both re-tracked, and their mouth opening is correlated with
@@ -61,14 +62,17 @@ def main():
         help="no camera pacing and no drops: each frame is pushed and waited for, so the mouth figure measures the "
         "live path itself whatever the machine's speed (fps is then its throughput)",
     )
+    ap.add_argument("--no-pose-limit", action="store_true", help="as dvp reenact (reenact mode)")
+    ap.add_argument("--expression-limit", action="store_true", help="as dvp reenact (reenact mode)")
     args = ap.parse_args()
+    limits = dict(limit_pose=not args.no_pose_limit, limit_expression=args.expression_limit)
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
     pipe.set_progress_bar_config(disable=True)
     rows = []
     for clip in args.clips:
         reader = VideoReader(clip, max_frames=args.max_frames)
         frames = [f.copy() for f in reader]
-        session = pipe.live(fps=reader.fps, mode=args.mode)
+        session = pipe.live(fps=reader.fps, mode=args.mode, **limits)
         with tempfile.TemporaryDirectory() as tmp:
             rec = os.path.join(tmp, "live.mp4")
             writer = VideoWriter(rec, reader.fps, low_latency=True)
@@ -79,7 +83,7 @@ def main():
             )
             writer.close()
             off = os.path.join(tmp, "offline.mp4")
-            pipe(source_video=clip, max_frames=args.max_frames, mode=args.mode, output_video=off)
+            pipe(source_video=clip, max_frames=args.max_frames, mode=args.mode, output_video=off, **limits)
             src = mouth(clip, args.max_frames)
             calib = session.calibration_frames
             live_m, off_m = mouth(rec), mouth(off)
@@ -87,6 +91,7 @@ def main():
             st.update(
                 clip=os.path.basename(clip),
                 mode=args.mode,
+                **(limits if args.mode == "reenact" else {}),
                 paced=not args.every_frame,
                 mouth_r_live=round(float(np.corrcoef(src[calib:n], live_m[calib:n])[0, 1]), 3),
                 mouth_r_offline=round(float(np.corrcoef(src[calib:n], off_m[calib:n])[0, 1]), 3),

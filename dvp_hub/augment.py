@@ -4,6 +4,12 @@ A person-specific generator sees its target's head only where the training clip 
 moves more, it meets face renders at new places and sizes and paints a doubled head or a shattered collar there.
 Shifting and zooming each (conditioning, frame) pair together (pix2pix's "random jitter", as an affine warp)
 teaches it that the picture moves with the face render. The mouth and eye boxes move with the pixels.
+
+Measured on the demo (6,000 steps of batch 16 on an H200 from its weights, shift and zoom 0.06): driven by a
+grimacing source the collars stay whole and the mouth follows better, but the whole crop loses 1.1 dB on held-out
+frames and checkerboards appear (a tie, a nose): a bilinear resampling leaves the real frames softer than the
+generator's, and the discriminator learns to tell them apart (its loss fell to 0.02-0.05, against 0.69 without the
+augmentation). Off by default; the demo is trained without it.
 """
 
 from __future__ import annotations

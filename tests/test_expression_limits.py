@@ -47,7 +47,7 @@ def test_a_grimace_keeps_its_direction_at_the_radius(d3_sequence):
     assert np.allclose(held, near + f[:, None] * (wild - near), atol=1e-9) and np.all((f > 0) & (f < 1))
 
 
-def test_reenact_and_dub_report_the_frames_they_limited(d3_sequence):
+def test_reenact_reports_the_frames_it_limited(d3_sequence):
     _, seq = d3_sequence
     limits = ExpressionLimits.from_target(seq, 48, radius=0.005)  # tight: most of a grimacing clip is held
     free = retarget.reenact(seq, seq, target_ref=0, source_pose_ref=0)
@@ -56,10 +56,6 @@ def test_reenact_and_dub_report_the_frames_they_limited(d3_sequence):
     assert np.all(limits.distance(held.expression) <= np.minimum(limits.distance(free.expression), 0.005) + 1e-9)
     smooth = retarget.reenact(seq, seq, target_ref=0, source_pose_ref=0, expression_limits=limits)  # offline default
     assert smooth.info["frames_expression_limited"] >= held.info["frames_expression_limited"]
-    wild = seq.index(np.arange(len(seq)))
-    wild.expression = seq.expression.mean(0) + 3 * (seq.expression - seq.expression.mean(0))  # grimacing harder
-    assert retarget.dub(wild, seq, 48).info["frames_expression_limited"] == 0
-    assert retarget.dub(wild, seq, 48, expression_limits=limits).info["frames_expression_limited"] > 0
 
 
 def test_live_pull_is_smoothed_causally_across_calls(d3_sequence):
@@ -84,10 +80,8 @@ def test_live_pull_is_smoothed_causally_across_calls(d3_sequence):
 
 def test_pipeline_stats_and_switch(tiny_pipeline, d3_sequence):
     _, seq = d3_sequence
-    on = tiny_pipeline(source_parameters=seq, neutral_frame=0, progress=False, watermark=False)
-    off = tiny_pipeline(
-        source_parameters=seq, neutral_frame=0, progress=False, watermark=False, limit_expression=False
-    )
+    on = tiny_pipeline(source_parameters=seq, neutral_frame=0, progress=False, watermark=False, limit_expression=True)
+    off = tiny_pipeline(source_parameters=seq, neutral_frame=0, progress=False, watermark=False)  # off by default
     assert off.stats["frames_expression_limited"] == 0
     assert on.stats["frames_expression_limited"] >= 0
     limited = on.stats["frames_expression_limited"]

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from . import retarget
-from .pose_limits import SMOOTHING
 
 _BLAS = None
 
@@ -78,7 +77,7 @@ class LiveSession:
         fast: bool = True,
         compile: bool = True,
         limit_pose: bool = True,
-        limit_expression: bool = True,
+        limit_expression: bool = False,
     ):
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
@@ -99,7 +98,7 @@ class LiveSession:
         self._tref = pipe.target.config.reference_frame
         self._limits = state["pose_limits"] if limit_pose else None  # the head stays where the target's was
         self._limit_state: dict = {}  # the pose limit's pull, smoothed causally frame to frame
-        self._expr_limits = state["expression_limits"] if limit_expression else None  # and the face its trained faces
+        self._expr_limits = state["expression_limits"] if limit_expression else None  # the face near its trained ones
         self._expr_state: dict = {}  # the expression limit's pull, likewise
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
@@ -148,8 +147,6 @@ class LiveSession:
                 return tgt.slice(i, i + 1)
             k = tgt.expression.shape[1]
             expr = self._tneu_closed + (params["expression"][:k] - self.fitter.reference["expression"][:k])
-            if self._expr_limits is not None:
-                expr = self._expr_limits.apply(expr[None], SMOOTHING, self._expr_state)[0][0]
             return retarget._assemble(
                 tgt,
                 tgt.rotation[[i]],

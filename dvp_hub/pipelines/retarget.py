@@ -9,7 +9,8 @@ frame, ``pref`` its median-pose frame and ``tref`` the target's reference (media
     g_out[t] = g_tgt[neutral] + (g_src[t] - g_src[ref])              relative gaze
 
 then, by default, each pose is held near the target's trained poses (`pose_limits.PoseLimits`) and each
-expression near its trained expressions (`expression_limits.ExpressionLimits`; in dubbing too).
+expression near its trained expressions (`expression_limits.ExpressionLimits`). Dubbing keeps the target's own
+head motion, where the generator does not tear the collar, and passes the expression on whole: the mouth is the point.
 
 Identity, albedo and illumination stay the target's. Using the source's most neutral frame as the
 reference (rather than its first frame) keeps a source that starts smiling from making the target
@@ -109,7 +110,7 @@ def reenact(
     ref = neutral_frame(source) if source_ref is None else int(source_ref)
     tneu = target_ref if target_neutral is None else target_neutral
     r_tref = axis_angle_to_matrix(target.rotation[target_ref])
-    limited = 0
+    limited = expr_limited = 0
     if "pose" in transfer:
         pref = median_pose_frame(source) if source_pose_ref is None else int(source_pose_ref)
         r_src = axis_angle_to_matrix(source.rotation)
@@ -127,9 +128,11 @@ def reenact(
     if "expression" in transfer:
         t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
         expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
-        expr, expr_limited = _limit_expression(expr, expression_limits, limit_smoothing, expression_state)
+        if expression_limits is not None:
+            expr, changed = expression_limits.apply(expr, limit_smoothing, expression_state)
+            expr_limited = int(changed.sum())
     else:
-        expr, expr_limited = np.repeat(target.expression[tneu][None], n, 0), 0
+        expr = np.repeat(target.expression[tneu][None], n, 0)
     if "gaze" in transfer:
         gaze = target.gaze[tneu] + (source.gaze - source.gaze[ref])
     else:
@@ -161,11 +164,9 @@ def dub(
     source_ref: int | None = None,
     target_neutral: int | None = None,
     target_neutral_expression: np.ndarray | None = None,
-    expression_limits: ExpressionLimits | None = None,
 ) -> FaceSequence:
     """Visual dubbing: the target's own head motion and lighting, the source's (relative) expression.
-    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it.
-    ``expression_limits``: as in `reenact`."""
+    ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it."""
     n = len(source)
     ref = neutral_frame(source) if source_ref is None else int(source_ref)
     tneu = neutral_frame(target, slice(0, train_frames)) if target_neutral is None else target_neutral
@@ -173,7 +174,6 @@ def dub(
     k = target.expression.shape[1]
     t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
     expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
-    expr, expr_limited = _limit_expression(expr, expression_limits, SMOOTHING, None)
     return _assemble(
         target,
         target.rotation[idx],
@@ -183,20 +183,8 @@ def dub(
         target.sh[idx],
         source.fps,
         source.eye_openness,
-        {
-            "mode": "dub",
-            "source_reference_frame": ref,
-            "target_neutral": tneu,
-            "frames_expression_limited": expr_limited,
-        },
+        {"mode": "dub", "source_reference_frame": ref, "target_neutral": tneu},
     )
-
-
-def _limit_expression(expr, limits, smoothing, state) -> tuple[np.ndarray, int]:
-    if limits is None:
-        return expr, 0
-    expr, changed = limits.apply(expr, smoothing, state)
-    return expr, int(changed.sum())
 
 
 def _assemble(target, rot, trans, expr, gaze, sh, fps, openness, info) -> FaceSequence:

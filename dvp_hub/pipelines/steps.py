@@ -85,7 +85,7 @@ def load_parameters(source_parameters, max_frames=None):
     return seq.slice(0, max_frames) if max_frames else seq
 
 
-def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True, limit_expression=True):
+def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True, limit_expression=False):
     """Step 3: the sequence that drives the target, and its pose-range report (a warning when the head
     turns beyond what the target was trained on; with ``limit_pose`` / ``limit_expression``, how many frames were
     held near the target's trained poses / expressions)."""
@@ -96,9 +96,9 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True
     state = pipe._target_state()
     tgt, tneu, tneu_expr = state["sequence"], state["neutral_frame"], state["neutral_expression"]
     cfg = pipe.target.config
-    expr_limits = state["expression_limits"] if limit_expression else None
     if mode == "reenact":
         limits = state["pose_limits"] if limit_pose else None
+        expr_limits = state["expression_limits"] if limit_expression else None
         drive = retarget.reenact(
             source,
             tgt,
@@ -111,7 +111,7 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True
             expression_limits=expr_limits,
         )
     else:
-        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr, expr_limits)
+        drive = retarget.dub(source, tgt, cfg.train_frames, neutral_frame, tneu, tneu_expr)
     report = retarget.pose_range(drive, tgt, cfg.reference_frame, cfg.train_frames)
     report["frames_pose_limited"] = int(drive.info.get("frames_pose_limited", 0))
     report["frames_expression_limited"] = int(drive.info.get("frames_expression_limited", 0))
