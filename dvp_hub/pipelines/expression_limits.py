@@ -5,20 +5,20 @@ grimaces where the target only spoke calmly, it meets face renders unlike any it
 a torn collar, a mottled face or a blurred neck (the demo driven by talking-d3: 144 of 300 frames whose collar
 region is farther from every training frame than any real held-out frame is; see `evaluate.torso_novelty`).
 
-`ExpressionLimits` measures expressions by what they do to the face: the mesh displacement between two
-expressions, root-mean-square over the vertices, in inter-ocular distances of the target's face (so a mode that
-barely moves a vertex barely counts, and the jaw counts for what it moves). Each driven expression is pulled
-towards the nearest expression of the target's training frames until it is at most ``radius`` from it
-(`leash.pull`, smoothed over time like the pose limit). The radius is about the 99th percentile of the training
-frames' own distance to their nearest training frame 15 or more frames away (0.022 on the demo target), so
-the target's own expressions and most speech pass untouched, and a grimace keeps its direction at a size the
-generator has seen.
+`ExpressionLimits` measures expressions by what they do to the face outside the mouth and the eyes: the mesh
+displacement between two expressions, root-mean-square over those vertices, in inter-ocular distances of the
+target's face (so a mode that barely moves a vertex barely counts). Each driven expression is pulled towards the
+nearest expression of the target's training frames until it is at most ``radius`` from it (`leash.pull`,
+smoothed over time like the pose limit), and the pull is then projected so that it leaves the mouth and eye
+vertices where the source put them (least squares over the shared expression modes, the mouth and eyes weighted
+4:1): a frown or a squint the target never made is made smaller, the mouth and the blinks still follow the source.
+The radius, 0.01, is about the median distance of the target's training frames to their nearest training frame
+15 or more frames away (0.0097 on the demo; 99th percentile 0.0165).
 
-Off by default (``limit_expression=True`` / ``--expression-limit``, reenact mode only): on the demo it cut the
-frames with a novel torso from 144 to 93 of 300 (talking-d3) and from 85 to 62 of 200 (speech-wda), but made
-the mouth follow less (re-tracked mouth r 0.92 -> 0.86 and 0.95 -> 0.93 offline; live, causally smoothed, talking-d3
-0.84 -> 0.53), and on two clips nothing was tuned on it removed no torn frame (talking-d10 5 -> 4, anchor 5 -> 5)
-while lowering talking-d10's mouth r from 0.97 to 0.92 and eye r from 0.86 to 0.75.
+Measured on the demo (talking-d3 / speech-wda / target-macron-50s, 300 / 200 / 300 frames, reenact): see the README
+and ``benchmarks/results/evaluate_demo_torso_expression_limit.json``. A first version measured the whole face and
+pulled the mouth too: a third fewer torn frames, but the re-tracked mouth followed less (0.92 -> 0.86; live 0.84 ->
+0.53).
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ from ..face.model import load_face_model
 from ..face.sequence import FaceSequence
 from . import leash
 
-RADIUS = 0.02  # root-mean-square vertex displacement, in inter-ocular distances, from the nearest training expression
+RADIUS = 0.01  # RMS displacement of the face outside mouth and eyes, in inter-ocular distances
+KEEP_WEIGHT = 4.0  # how much more the mouth and eye vertices count than the rest when the pull is projected
 
 
 @dataclass
 class ExpressionLimits:
     expressions: np.ndarray  # [N, K] the training frames' expression coefficients
     metric: np.ndarray  # [K, K] e @ metric: coordinates where Euclidean distance is the RMS displacement in IODs
+    keep: np.ndarray  # [K, K] move @ keep: a pull in coefficients that leaves the mouth and eye vertices in place
     radius: float = RADIUS
 
     def __post_init__(self):
@@ -48,27 +50,53 @@ class ExpressionLimits:
     def from_target(cls, target: FaceSequence, train_frames: int, radius: float = RADIUS) -> ExpressionLimits:
         """The expressions of the target's training frames (the first ``train_frames``)."""
         k = target.expression.shape[1]
-        basis = load_face_model().basis[:k].astype(np.float64)  # [K, V, 3] offsets per unit coefficient
+        model = load_face_model()
+        basis = model.basis[:k, : topo.NUM_MESH_VERTICES].astype(np.float64)  # [K, V, 3] offsets per coefficient
         iod = float(topo.interocular_distance(target.identity))
-        flat = basis.reshape(k, -1) / (iod * np.sqrt(basis.shape[1]))
-        w, v = np.linalg.eigh(flat @ flat.T)
-        metric = v * np.sqrt(np.clip(w, 0, None))  # metric @ metric.T == flat @ flat.T
+        kept = kept_vertices(target.identity)
+        rest = np.setdiff1d(np.arange(topo.NUM_MESH_VERTICES), kept)
+
+        def gram(vertices):  # [K, K]: RMS displacement over these vertices, in IODs, as a quadratic form
+            flat = basis[:, vertices].reshape(k, -1) / (iod * np.sqrt(len(vertices)))
+            return flat @ flat.T
+
+        g_rest, g_kept = gram(rest), gram(kept)
+        w, v = np.linalg.eigh(g_rest)
+        metric = v * np.sqrt(np.clip(w, 0, None))  # metric @ metric.T == g_rest
+        # least squares: the move m' closest to m on the rest while moving the kept vertices as little as possible
+        keep = g_rest @ np.linalg.inv(KEEP_WEIGHT * g_kept + g_rest + 1e-9 * np.eye(k))
         n = max(1, int(train_frames))
-        return cls(np.asarray(target.expression[:n], dtype=np.float64), metric, radius)
+        return cls(np.asarray(target.expression[:n], dtype=np.float64), metric, keep, radius)
 
     def distance(self, expression: np.ndarray) -> np.ndarray:
-        """``[T]``: each ``[T, K]`` expression's distance (RMS displacement in IODs) to the nearest training one."""
+        """``[T]``: each ``[T, K]`` expression's distance (RMS displacement of the face outside mouth and eyes, in
+        IODs) to the nearest training expression."""
         return leash.nearest(np.asarray(expression, np.float64) @ self.metric, self.points)[1]
 
     def apply(
         self, expression: np.ndarray, smoothing: float = 0.0, state: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``[T, K]`` expressions, each pulled towards the nearest training expression until it is at most
-        ``radius`` from it, and which frames were changed; ``smoothing`` and ``state`` as in `leash.pull`."""
+        ``radius`` from it outside the mouth and eyes, those left as driven; also which frames were changed.
+        ``smoothing`` and ``state`` as in `leash.pull`."""
         e = np.asarray(expression, np.float64)
         index, dist = leash.nearest(e @ self.metric, self.points)
         move, over = leash.toward(self.expressions[index] - e, dist, self.radius)  # straight, in coefficients
-        move, changed = leash.smooth(move, over, smoothing, state)
+        move, changed = leash.smooth(move @ self.keep, over, smoothing, state)
         if not changed.any():
             return expression, changed
         return (e + move).astype(np.asarray(expression).dtype), changed
+
+
+def kept_vertices(identity: np.ndarray) -> np.ndarray:
+    """The mesh vertices of the mouth and the eyes (with lids and the skin just around them): those inside the
+    boxes `render.regions` trains the mouth and eyes on, in the face's own frontal coordinates."""
+    from ..render.regions import REGIONS
+
+    pts = identity[: topo.NUM_MESH_VERTICES, :2]
+    inside = np.zeros(len(pts), bool)
+    for idx, margin in REGIONS.values():
+        lo, hi = identity[idx, :2].min(0), identity[idx, :2].max(0)
+        grow = (hi - lo) * margin / 2
+        inside |= np.all((pts >= lo - grow) & (pts <= hi + grow), 1)
+    return np.nonzero(inside)[0]
