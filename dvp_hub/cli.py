@@ -202,14 +202,14 @@ def cmd_live(args) -> None:
     except BaseException:
         writer.abort()
         raise
-    if args.params:
-        seq = session.parameters()
-        if seq is not None:
-            seq.save(args.params)
+    seq = session.parameters() if args.params else None
+    if seq is not None:
+        seq.save(args.params)
     print(
         f"frames in {st['frames_in']}, out {st['frames_out']}, dropped {st['frames_dropped']} "
         f"({100 * st['dropped_fraction']:.1f}%); {st['fps']:.1f} fps; latency p50 {st['latency_p50_ms']:.0f} ms, "
         f"p95 {st['latency_p95_ms']:.0f} ms; wrote {args.output} ({st['frames_recorded']} frames, labelled synthetic)"
+        + ("" if seq is not None or not args.params else "; no frame was fitted after calibration: no parameter file")
     )
 
 

@@ -216,3 +216,40 @@ def test_frames_are_prepared_with_one_blas_thread():
     with _one_blas_thread():
         assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
     assert [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+def test_dvp_live_says_so_when_no_frame_was_fitted(tiny_pipeline, tmp_path, monkeypatch, capsys):
+    """A machine too slow for the clip's rate can drop every frame after calibration: the recording still comes
+    out (the calibration frames), and the one line says that no parameter file was written."""
+    from dvp_hub import cli
+    from dvp_hub.pipelines import live
+
+    folder = tmp_path / "tiny"
+    tiny_pipeline.save_pretrained(str(folder))
+
+    def calibration_only(session, frames, fps, writer=None, realtime=True):
+        frames = list(frames)
+        for f in frames:
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+        n = len(frames)
+        return {
+            "frames_in": n,
+            "frames_out": n,
+            "frames_dropped": 0,
+            "dropped_fraction": 0.0,
+            "fps": 30.0,
+            "latency_p50_ms": 50.0,
+            "latency_p95_ms": 60.0,
+            "frames_recorded": n,
+            "frames_without_face": 0,
+        }
+
+    monkeypatch.setattr(live, "run_paced", calibration_only)
+    monkeypatch.setattr(live.LiveSession, "parameters", lambda self: None)
+    out, params = tmp_path / "live.mp4", tmp_path / "live.safetensors"
+    argv = ["live", "--target", str(folder), "--source", clip("talking-d3.mp4"), "--output", str(out)]
+    code = cli.main(argv + ["--params", str(params), "--max-frames", "12"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert printed.out.count("\n") == 1 and printed.out.rstrip().endswith("no parameter file")
+    assert out.exists() and not params.exists()
