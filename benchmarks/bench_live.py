@@ -1,7 +1,7 @@
 """The live path on files played as a camera: fps, drops, latency, and how well the output follows.
 
     python benchmarks/bench_live.py [--target demo] [--mode dub] [--json out.json] [--every-frame]
-        [--no-pose-limit] [--expression-limit] CLIP [CLIP ...]
+        [--no-pose-limit] [--no-expression-limit] CLIP [CLIP ...]
 
 Per clip: `run_paced` (frames arrive at the clip's own rate), then the recording and the offline
 pipeline's output on the same clip are both re-tracked, and their mouth opening is correlated with
@@ -63,9 +63,9 @@ def main():
         "live path itself whatever the machine's speed (fps is then its throughput)",
     )
     ap.add_argument("--no-pose-limit", action="store_true", help="as dvp reenact (reenact mode)")
-    ap.add_argument("--expression-limit", action="store_true", help="as dvp reenact (reenact mode)")
+    ap.add_argument("--no-expression-limit", action="store_true", help="as dvp reenact (reenact mode)")
     args = ap.parse_args()
-    limits = dict(limit_pose=not args.no_pose_limit, limit_expression=args.expression_limit)
+    limits = dict(limit_pose=not args.no_pose_limit, limit_expression=not args.no_expression_limit)
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
     pipe.set_progress_bar_config(disable=True)
     rows = []

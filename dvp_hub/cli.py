@@ -150,7 +150,7 @@ def _report(out, output: str) -> None:
     if st.get("frames_expression_limited"):
         print(
             f"note: {st['frames_expression_limited']} frames made a smaller expression than the source's, to stay "
-            "near the target's trained faces (--expression-limit)"
+            "near the target's trained faces (--no-expression-limit to pass it on whole)"
         )
 
 
@@ -167,7 +167,7 @@ def cmd_reenact(args) -> None:
         output_video=args.output,
         watermark=not args.no_watermark,
         limit_pose=not args.no_pose_limit,
-        limit_expression=args.expression_limit,
+        limit_expression=not args.no_expression_limit,
     )
     _report(out, args.output)
 
@@ -254,10 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paints a doubled head where its target's never was)",
     )
     p.add_argument(
-        "--expression-limit",
+        "--no-expression-limit",
         action="store_true",
-        help="make an expression the target never made smaller (reenact mode): fewer torn collars and mottled "
-        "faces on grimacing sources, at the price of a mouth and eyes that follow the source less",
+        help="pass the source's expression on whole (by default, in reenact mode, a frown or squint the target never "
+        "made is made smaller outside the mouth and eyes: a generator tears the collar on faces it never saw)",
     )
     p.set_defaults(func=cmd_reenact)
 
@@ -292,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
     p.add_argument("--json", default=None)
     p.add_argument("--no-pose-limit", action="store_true", help="drive without the pose limit (as dvp reenact)")
-    p.add_argument("--expression-limit", action="store_true", help="drive with the expression limit (as dvp reenact)")
+    p.add_argument(
+        "--no-expression-limit", action="store_true", help="drive without the expression limit (as dvp reenact)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="run every stage's benchmark and print a table")

@@ -46,7 +46,7 @@ def cmd_evaluate(args) -> None:
                 sheet(os.path.splitext(os.path.basename(s))[0]),
                 torso,
                 limit_pose=not args.no_pose_limit,
-                limit_expression=args.expression_limit,
+                limit_expression=not args.no_expression_limit,
             )
             for s in args.source
         ],

@@ -241,7 +241,7 @@ def driven(
     sheet=None,
     torso: dict | None = None,
     limit_pose: bool = True,
-    limit_expression: bool = False,
+    limit_expression: bool = True,
 ) -> dict:
     """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder).
 

@@ -88,8 +88,9 @@ def test_live_pull_is_smoothed_causally_across_calls(d3_sequence):
 
 def test_pipeline_stats_and_switch(tiny_pipeline, d3_sequence):
     _, seq = d3_sequence
-    on = tiny_pipeline(source_parameters=seq, neutral_frame=0, progress=False, watermark=False, limit_expression=True)
-    off = tiny_pipeline(source_parameters=seq, neutral_frame=0, progress=False, watermark=False)  # off by default
+    common = dict(source_parameters=seq, neutral_frame=0, progress=False, watermark=False)
+    on = tiny_pipeline(**common)  # on by default
+    off = tiny_pipeline(**common, limit_expression=False)
     assert off.stats["frames_expression_limited"] == 0
     assert on.stats["frames_expression_limited"] >= 0
     limited = on.stats["frames_expression_limited"]

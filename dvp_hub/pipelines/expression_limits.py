@@ -15,10 +15,13 @@ vertices where the source put them (least squares over the shared expression mod
 The radius, 0.01, is about the median distance of the target's training frames to their nearest training frame
 15 or more frames away (0.0097 on the demo; 99th percentile 0.0165).
 
-Measured on the demo (talking-d3 / speech-wda / target-macron-50s, 300 / 200 / 300 frames, reenact): see the README
-and ``benchmarks/results/evaluate_demo_torso_expression_limit.json``. A first version measured the whole face and
-pulled the mouth too: a third fewer torn frames, but the re-tracked mouth followed less (0.92 -> 0.86; live 0.84 ->
-0.53).
+Measured on the demo (reenact, 300 frames; speech-wda has 200): frames with a torn collar (`dvp evaluate`'s torso
+count) 85 -> 72 (speech-wda), 144 -> 85 (talking-d3), 66 -> 51 (target-macron-50s), 5 -> 4 on each of two clips
+nothing was tuned on; the re-tracked mouth r 0.952 -> 0.945, 0.920 -> 0.933, 0.913 -> 0.911, 0.970 -> 0.971 and
+0.898 -> 0.896; live (talking-d3, every frame) 0.838 -> 0.868. A first version measured the whole face and pulled the
+mouth and eyes too: as many torn frames removed on talking-d3, but its mouth followed less (0.92 -> 0.86; live
+0.84 -> 0.53) and it removed none on the unseen clips.
+Figures: `benchmarks/results/evaluate_demo_torso_expression_limit.json`.
 """
 
 from __future__ import annotations

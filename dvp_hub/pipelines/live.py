@@ -77,7 +77,7 @@ class LiveSession:
         fast: bool = True,
         compile: bool = True,
         limit_pose: bool = True,
-        limit_expression: bool = False,
+        limit_expression: bool = True,
     ):
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype

@@ -8,9 +8,10 @@ frame, ``pref`` its median-pose frame and ``tref`` the target's reference (media
     e_out[t] = e_tgt[neutral] + (e_src[t] - e_src[ref])              relative expression
     g_out[t] = g_tgt[neutral] + (g_src[t] - g_src[ref])              relative gaze
 
-then, by default, each pose is held near the target's trained poses (`pose_limits.PoseLimits`) and, on request,
-each expression near its trained expressions (`expression_limits.ExpressionLimits`). Dubbing keeps the target's
-own head motion, where the generator does not tear the collar, and passes the expression on whole.
+then, by default, each pose is held near the target's trained poses (`pose_limits.PoseLimits`) and each
+expression near its trained expressions outside the mouth and eyes (`expression_limits.ExpressionLimits`).
+Dubbing keeps the target's own head motion, where the generator does not tear the collar, and passes the
+expression on whole.
 
 Identity, albedo and illumination stay the target's. Using the source's most neutral frame as the
 reference (rather than its first frame) keeps a source that starts smiling from making the target

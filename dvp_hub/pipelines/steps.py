@@ -85,7 +85,7 @@ def load_parameters(source_parameters, max_frames=None):
     return seq.slice(0, max_frames) if max_frames else seq
 
 
-def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True, limit_expression=False):
+def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True, limit_expression=True):
     """Step 3: the sequence that drives the target, and its pose-range report (a warning when the head
     turns beyond what the target was trained on; with ``limit_pose`` / ``limit_expression``, how many frames were
     held near the target's trained poses / expressions)."""
