@@ -16,6 +16,7 @@ DRIVEN_METRICS = (
     "head_pose_error_deg",
     "output_jitter_iod",
     "source_jitter_iod",
+    "torso_novel_frames",
 )
 
 
