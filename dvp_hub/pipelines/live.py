@@ -97,9 +97,8 @@ class LiveSession:
         self._tneu_closed = state["neutral_expression"]  # expressions are measured from it (closed lips)
         self._tref = pipe.target.config.reference_frame
         self._limits = state["pose_limits"] if limit_pose else None  # the head stays where the target's was
-        self._limit_state: dict = {}  # the pose limit's pull, smoothed causally frame to frame
         self._expr_limits = state["expression_limits"] if limit_expression else None  # the face near its trained ones
-        self._expr_state: dict = {}  # the expression limit's pull, likewise
+        self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
@@ -124,7 +123,6 @@ class LiveSession:
             self.fitter.recalibrate()
         self._last = None
         self._limit_state.clear()
-        self._expr_state.clear()
         self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
     def _track(self, frame: np.ndarray) -> np.ndarray | None:
@@ -174,7 +172,6 @@ class LiveSession:
             source_pose_ref=0,
             limit_state=self._limit_state,
             expression_limits=self._expr_limits,
-            expression_state=self._expr_state,
         )
         return drive.slice(1, 2)
 

@@ -67,11 +67,9 @@ class PoseLimits:
         self, rotation: np.ndarray, translation: np.ndarray, smoothing: float = 0.0, state: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[T, 3]`` axis-angle rotations and translations, each pulled towards the nearest training pose until it
-        is at most ``radius`` units from it; also which frames were changed. ``smoothing``: a Gaussian of this many
-        frames over the pull (offline), so that the nearest training pose switching from one frame to the next
-        does not make the head jump. ``state``: a dict kept by a caller that sends one frame at a time (live): the
-        pull is then smoothed causally instead, each call moving ``1 / (1 + smoothing)`` of the way from the last
-        call's pull to this one's (rows matched by position)."""
+        is at most ``radius`` units from it; also which frames were changed. ``smoothing`` and ``state`` as in
+        `leash.smooth` (a Gaussian offline, a one-pole filter across calls live), so that the nearest training pose
+        switching from one frame to the next does not make the head jump."""
         q = self.coordinates(rotation, translation)
         move, changed = leash.pull(q, self.poses, self.radius, smoothing, state)
         if not changed.any():

@@ -92,18 +92,17 @@ def reenact(
     limit_smoothing: float = SMOOTHING,
     limit_state: dict | None = None,
     expression_limits: ExpressionLimits | None = None,
-    expression_state: dict | None = None,
 ) -> FaceSequence:
     """The target's parameters driven by ``source`` (see the module docstring); one entry per source frame.
     ``target_neutral_expression``: `closed_neutral` of the target's neutral frame, where the caller has it.
     ``limits``: keep the driven head within the target's trained range (`pose_limits`); the number of frames it
     changed is in the result's ``info["frames_pose_limited"]``; ``limit_smoothing`` (frames) smooths the
     pull over time; a live caller, one frame per call, passes a ``limit_state`` dict that it keeps, and the
-    pull is smoothed causally across calls. ``source_pose_ref``: the source frame whose head
+    pulls of both limits are smoothed causally across calls. ``source_pose_ref``: the source frame whose head
     pose maps to the target's reference pose (default: the source's median pose, `median_pose_frame`, so that
     the source's motion is centred on the target's; the neutral expression frame can be anywhere in it).
     ``expression_limits``: keep the driven expressions near the target's trained ones (counted in
-    ``info["frames_expression_limited"]``), smoothed like the pose; a live caller keeps an ``expression_state``."""
+    ``info["frames_expression_limited"]``), smoothed like the pose."""
     bad = set(transfer) - set(TRANSFERABLE)
     if bad:
         raise ValueError(f"transfer must be a subset of {TRANSFERABLE}, got {sorted(bad)}")
@@ -120,7 +119,8 @@ def reenact(
         scale = target.translation[target_ref, 2] / source.translation[pref, 2]
         trans = target.translation[target_ref] + (source.translation - source.translation[pref]) * scale
         if limits is not None:
-            rot, trans, changed = limits.apply(rot, trans, limit_smoothing, limit_state)
+            state = None if limit_state is None else limit_state.setdefault("pose", {})
+            rot, trans, changed = limits.apply(rot, trans, limit_smoothing, state)
             rot, limited = unwrap_axis_angle(rot), int(changed.sum())
     else:
         rot = np.repeat(target.rotation[target_ref][None], n, 0)
@@ -130,7 +130,8 @@ def reenact(
         t0 = closed_neutral(target, tneu) if target_neutral_expression is None else target_neutral_expression
         expr = t0 + (source.expression[:, :k] - closed_neutral(source, ref, k))
         if expression_limits is not None:
-            expr, changed = expression_limits.apply(expr, limit_smoothing, expression_state)
+            state = None if limit_state is None else limit_state.setdefault("expression", {})
+            expr, changed = expression_limits.apply(expr, limit_smoothing, state)
             expr_limited = int(changed.sum())
     else:
         expr = np.repeat(target.expression[tneu][None], n, 0)
