@@ -1,7 +1,7 @@
 """The live path on files played as a camera: fps, drops, latency, and how well the output follows.
 
     python benchmarks/bench_live.py [--target demo] [--mode dub] [--json out.json] [--every-frame]
-        [--no-pose-limit] [--no-expression-limit] CLIP [CLIP ...]
+        [--no-pose-limit] [--no-expression-limit] [--no-int8] CLIP [CLIP ...]
 
 Per clip: `run_paced` (frames arrive at the clip's own rate), then the recording and the offline
 pipeline's output on the same clip are both re-tracked, and their mouth opening is correlated with
@@ -64,6 +64,9 @@ def main():
     )
     ap.add_argument("--no-pose-limit", action="store_true", help="as dvp reenact (reenact mode)")
     ap.add_argument("--no-expression-limit", action="store_true", help="as dvp reenact (reenact mode)")
+    ap.add_argument(
+        "--no-int8", action="store_true", help="the compiled float generator instead of int8 (as DVP_INT8=0)"
+    )
     args = ap.parse_args()
     limits = dict(limit_pose=not args.no_pose_limit, limit_expression=not args.no_expression_limit)
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
@@ -72,7 +75,7 @@ def main():
     for clip in args.clips:
         reader = VideoReader(clip, max_frames=args.max_frames)
         frames = [f.copy() for f in reader]
-        session = pipe.live(fps=reader.fps, mode=args.mode, **limits)
+        session = pipe.live(fps=reader.fps, mode=args.mode, int8=not args.no_int8, **limits)
         with tempfile.TemporaryDirectory() as tmp:
             rec = os.path.join(tmp, "live.mp4")
             writer = VideoWriter(rec, reader.fps, low_latency=True)
@@ -93,6 +96,7 @@ def main():
                 mode=args.mode,
                 **(limits if args.mode == "reenact" else {}),
                 paced=not args.every_frame,
+                generator="int8" if session.int8 is not None else ("compiled" if session.compiled else "eager"),
                 mouth_r_live=round(float(np.corrcoef(src[calib:n], live_m[calib:n])[0, 1]), 3),
                 mouth_r_offline=round(float(np.corrcoef(src[calib:n], off_m[calib:n])[0, 1]), 3),
             )

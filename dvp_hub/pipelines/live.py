@@ -49,6 +49,43 @@ def _one_blas_thread():
     return _BLAS.limit(limits=1)
 
 
+def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Tensor]:
+    """Conditioning windows ``[1, 9, Nw, R, R]`` of the target's own training frames, for int8 calibration:
+    ``runs`` stretches of ``length`` consecutive frames spread over the training clip (``length - Nw + 1``
+    windows each)."""
+    from ..render.conditioning import ConditioningRenderer
+
+    seq, w = pipe._target_state()["sequence"], pipe.generator.config.temporal_window
+    n, size = pipe.target.config.train_frames, pipe.target.config.resolution
+    length = min(max(length, w), n)
+    renderer = ConditioningRenderer(device=pipe._execution_device)
+    out = []
+    for start in np.linspace(0, n - length, runs).round().astype(int):
+        clip = renderer.render(seq, pipe.target.crop, size, frames=slice(start, start + length), albedo=seq.albedo)
+        x = clip.float().permute(1, 0, 2, 3)[None]  # [1, 9, T, R, R]
+        out += [x[:, :, j : j + w].contiguous(memory_format=torch.channels_last_3d) for j in range(length - w + 1)]
+    return out
+
+
+def int8_live_generator(pipe):
+    """The pipeline's generator quantized for the live path (`models.int8`), or None where int8 is unavailable
+    or fails here (the compiled float generator runs instead; a failure is logged once)."""
+    from ..models.int8 import cached_int8, int8_available
+
+    ok, _why = int8_available(pipe._execution_device)
+    if not ok:
+        return None
+    try:
+        return cached_int8(pipe.generator, lambda: calibration_windows(pipe))
+    except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
+        import logging
+
+        logging.getLogger("dvp_hub").warning(
+            "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
+        )
+        return None
+
+
 def compile_live_generator(pipe) -> bool:
     """Compile the pipeline's generator for the live path's one-window batch (`models.inference.compiled_rest`):
     seconds the first time in a process, one generator run after. False where it fell back to eager."""
@@ -78,6 +115,7 @@ class LiveSession:
         compile: bool = True,
         limit_pose: bool = True,
         limit_expression: bool = True,
+        int8: bool = True,
     ):
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
@@ -103,10 +141,16 @@ class LiveSession:
         self._window = pipe.generator.config.temporal_window
         size = pipe.target.config.resolution
         dtype = input_dtype(pipe.generator, fast)
-        ring = torch.empty(2 * self._window, size, size, 9, dtype=dtype, device=pipe._execution_device)
-        self._ring = ring.permute(0, 3, 1, 2)  # channels_last, as generate_windows reads it
-        # compile now (seconds, once per process), not on the first camera frame
-        self.compiled = bool(compile and fast) and compile_live_generator(pipe)
+        # quantize or compile now (seconds, once per process), not on the first camera frame
+        self.int8 = int8_live_generator(pipe) if (int8 and fast) else None
+        self.compiled = self.int8 is None and bool(compile and fast) and compile_live_generator(pipe)
+        if self.int8 is not None:
+            self._ring = self.int8.ring(2 * self._window, size)  # quantized once per frame, read in place
+            self._cond_dtype = torch.float32
+        else:
+            ring = torch.empty(2 * self._window, size, size, 9, dtype=dtype, device=pipe._execution_device)
+            self._ring = ring.permute(0, 3, 1, 2)  # channels_last, as generate_windows reads it
+            self._cond_dtype = dtype
         self._k = 0
         self._last: dict | None = None  # the last fitted parameters (held when the face is lost)
         self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
@@ -199,7 +243,7 @@ class LiveSession:
                 self._last = params
                 self.fitted.append(params)
         size = self.pipe.target.config.resolution
-        cond = torch.empty(1, size, size, 9, dtype=self._ring.dtype, device=self._ring.device).permute(0, 3, 1, 2)
+        cond = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
         self._renderer.render(self._drive(params), self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
         return cond
 
@@ -212,6 +256,8 @@ class LiveSession:
 
         w = self._window
         slot = self._k % w
+        if self.int8 is not None:
+            cond = self.int8.quantize(cond)
         if self._k == 0:
             self._ring[:] = cond  # history before the first frame: the first frame, as in training
         else:
@@ -219,7 +265,10 @@ class LiveSession:
             self._ring[slot + w] = cond[0]
         self._k += 1
         window = self._ring[slot + 1 : slot + 1 + w]
-        out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
+        if self.int8 is not None:
+            out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
+        else:
+            out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
         img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         if self.watermark:
             img = mark_synthetic(img)

@@ -219,13 +219,17 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         compile: bool = True,
         limit_pose: bool = True,
         limit_expression: bool = True,
+        int8: bool = True,
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
         one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
         redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
         ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline). ``compile``:
         the generator compiled by inductor when the session starts (seconds, once per process; falls back to
-        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``). ``limit_pose``, ``limit_expression``: as in
+        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``). ``int8``: on a CPU with PyTorch's x86
+        quantized engine, the generator quantized to int8 instead (calibrated on the target's own frames when the
+        session starts, once per process; `models.int8`; ``DVP_INT8=0`` also turns it off); where int8 is
+        unavailable the compiled float generator runs. ``limit_pose``, ``limit_expression``: as in
         ``__call__``."""
         from .live import LiveSession
 
@@ -241,6 +245,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             compile=compile,
             limit_pose=limit_pose,
             limit_expression=limit_expression,
+            int8=int8,
         )
 
     @torch.no_grad()

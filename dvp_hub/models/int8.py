@@ -1,0 +1,216 @@
+"""The live path's generator in int8 on CPU: PyTorch's x86 quantized engine (oneDNN's VNNI kernels).
+
+The live path runs the generator on one window per frame. On two cores of an Intel Xeon (avx512 VNNI, no AMX)
+the light demo generator took 28-29 ms a frame in fp32 (compiled; bf16 measures slower there), more than the
+prepared conditioning (face mesh, fit, render: 15-17 ms), and the two together did not fit a 30 fps camera.
+Quantized with FX graph mode (`torch.ao.quantization.quantize_fx`: weights int8, per-channel for the convolutions
+and per-tensor for the transposed ones; activations uint8, ranges calibrated with histogram observers on the
+target's own conditioning), the whole generator, its first level's 3D convolution over the window included,
+runs in about a third of that (figures: `benchmarks/bench_int8.py`).
+
+Two things make this more than a call to the quantizer:
+
+- **A kernel bug, detected at run time.** PyTorch 2.13's x86/oneDNN quantized ``conv_transpose2d`` reads the
+  weight's in- and out-channel axes wrongly when they differ (a 16 -> 8 deconvolution is off by 78% of its range;
+  equal counts are right). `deconv_weight_layout` finds out, once per process, on a small deconvolution whether
+  the weight must be handed over as it is or rearranged (`_swap_layout`), and int8 is off where neither gives
+  the float result. So a PyTorch that fixes the bug is picked up without a change here.
+- **Fallback, not failure.** ``torch.ao.quantization`` and quantized tensors are deprecated in PyTorch; where they
+  are gone, the engine is missing, or the probe fails, `int8_available` says why and the live path keeps the
+  compiled fp32 generator. ``DVP_INT8=0`` turns int8 off, ``DVP_INT8=1`` asks for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+
+import torch
+
+from .generator import RenderingToVideoGenerator
+
+
+def _swap_layout(w: torch.Tensor) -> torch.Tensor:
+    """The weight ``[C_in, C_out, k, k]`` rearranged so that the buggy kernel reads it as the float one does."""
+    cin, cout, *k = w.shape
+    return w.transpose(0, 1).contiguous().reshape(cin, cout, *k).transpose(0, 1).contiguous().view(cin, cout, *k)
+
+
+@functools.lru_cache(maxsize=1)
+def deconv_weight_layout() -> str | None:
+    """``"plain"`` where the quantized transposed convolution reads its weight as the float one, ``"swapped"``
+    where it needs `_swap_layout` (PyTorch 2.13), None where neither matches or quantized ops are unavailable."""
+    try:
+        with warnings.catch_warnings():  # deprecation notes of torch.ao and of its TorchScript parts
+            warnings.simplefilter("ignore")
+            import torch.ao.nn.quantized as nnq
+
+        if "x86" not in torch.backends.quantized.supported_engines:
+            return None
+        gen = torch.Generator().manual_seed(0)
+        ref = torch.nn.ConvTranspose2d(6, 4, 4, 2, 1).eval()
+        x = torch.rand(1, 6, 5, 5, generator=gen)
+        with torch.no_grad(), _engine(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = ref(x)
+            scale = float(want.abs().max()) * 2 / 255
+            for name, fix in (("plain", lambda w: w), ("swapped", _swap_layout)):
+                q = nnq.ConvTranspose2d(6, 4, 4, 2, 1)
+                w = ref.weight.detach()
+                q.set_weight_bias(
+                    torch.quantize_per_tensor(fix(w), float(w.abs().max()) / 127, 0, torch.qint8), ref.bias.detach()
+                )
+                q.scale, q.zero_point = scale, 128
+                got = q(torch.quantize_per_tensor(x, 1 / 255, 0, torch.quint8)).dequantize()
+                if float((got - want).abs().max()) < 4 * scale:
+                    return name
+    except Exception:  # noqa: BLE001 - no quantized engine, a removed API: int8 is simply unavailable
+        return None
+    return None
+
+
+class _engine:
+    """The x86 quantized engine for the duration of a block (the process-wide setting is restored after)."""
+
+    def __enter__(self):
+        self.prev = torch.backends.quantized.engine
+        torch.backends.quantized.engine = "x86"
+
+    def __exit__(self, *exc):
+        torch.backends.quantized.engine = self.prev
+
+
+def int8_available(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """Whether the live path runs the generator in int8 here, and why not where it does not."""
+    forced = os.environ.get("DVP_INT8", "").strip().lower()
+    if forced in ("0", "false", "no"):
+        return False, "DVP_INT8=0"
+    if torch.device(device).type != "cpu":
+        return False, "int8 is the CPU path (a GPU runs the float generator)"
+    if deconv_weight_layout() is None:
+        return False, "this PyTorch has no working x86 quantized engine"
+    return True, ""
+
+
+class _WindowGenerator(torch.nn.Module):
+    """The generator on one window ``[1, 9, Nw, R, R]`` -> ``[1, 3, R, R]``: the first level as a 3D convolution
+    over time (as `inference.generate_windows`), then the rest of the folded U-Net; what FX traces."""
+
+    def __init__(self, net: RenderingToVideoGenerator, conv3d: torch.nn.Conv3d):
+        super().__init__()
+        self.net, self.conv3d = net, conv3d
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        # squeeze, not [0].transpose(0, 1) as the float path: the quantizer keeps a squeeze in int8, not an index
+        return self.net.forward_from_first_level(self.net.downs[0].act(self.conv3d(window).squeeze(2)))
+
+
+class Int8WindowGenerator:
+    """A quantized `_WindowGenerator`. The live path keeps its window of conditioning frames quantized (`ring`,
+    each new frame written once by `quantize`), so the window reaches the first convolution as a view, with
+    no copy: ``gen(ring[j : j + Nw].permute(1, 0, 2, 3)[None])`` -> ``[1, 3, R, R]`` float in [-1, 1].
+    Conditioning images lie in [-1, 1]: they are quantized in steps of 2 / 255 (zero point 128)."""
+
+    scale, zero_point = 2 / 255, 128
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def ring(self, frames: int, size: int, channels: int = 9) -> torch.Tensor:
+        """An empty quantized ring ``[frames, channels, size, size]`` in channels_last memory."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zero = torch.zeros(frames, size, size, channels)
+            return torch.quantize_per_tensor(zero, self.scale, self.zero_point, torch.quint8).permute(0, 3, 1, 2)
+
+    def quantize(self, cond: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.quantize_per_tensor(cond.float(), self.scale, self.zero_point, torch.quint8)
+
+    @torch.inference_mode()
+    def __call__(self, window: torch.Tensor) -> torch.Tensor:
+        with _engine(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.module(window)
+
+
+def _traced(module: torch.nn.Module) -> torch.fx.GraphModule:
+    """``module`` traced by FX with its no-op modules (the folded BatchNorms' Identity, eval-mode Dropout) taken out
+    of the graph, and its LeakyReLUs out of place: the quantizer leaves a module it does not know in float, with a
+    dequantize before and a quantize after, and the quantized LeakyReLU warns about ``inplace``. ``torch.relu``
+    becomes ``F.relu``, which the quantizer fuses into the convolution before it or runs in int8 (``torch.relu``
+    went through float: 15 dequantize/quantize pairs a frame)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.LeakyReLU):
+            m.inplace = False
+    gm = torch.fx.symbolic_trace(module)
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is torch.relu:
+            node.target = torch.nn.functional.relu  # fused with the convolution before it (torch.relu is not)
+        elif node.op == "call_module" and isinstance(
+            gm.get_submodule(node.target), (torch.nn.Identity, torch.nn.Dropout)
+        ):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[torch.Tensor]) -> Int8WindowGenerator:
+    """Quantize ``model`` for one-window calls, its activation ranges calibrated on ``windows`` (float
+    ``[1, 9, Nw, R, R]`` conditioning windows, a few dozen of the target's own). Raises where int8 is unavailable."""
+    import copy
+
+    from .inference import _fast
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch.ao.nn.quantized as nnq
+        from torch.ao.quantization import HistogramObserver, MinMaxObserver, QConfig, get_default_qconfig_mapping
+        from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    layout = deconv_weight_layout()
+    if layout is None:
+        raise RuntimeError("this PyTorch has no working x86 quantized engine")
+    _, net, conv3d = _fast(model)
+    module = _traced(_WindowGenerator(copy.deepcopy(net).float(), copy.deepcopy(conv3d).float()).eval())
+    qmap = get_default_qconfig_mapping("x86")
+    per_tensor = QConfig(  # the transposed convolutions: per-tensor weights (a rearranged weight keeps its scale)
+        activation=HistogramObserver.with_args(reduce_range=False),
+        weight=MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric),
+    )
+    qmap.set_object_type(torch.nn.ConvTranspose2d, per_tensor)
+    with _engine(), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        config = PrepareCustomConfig().set_input_quantized_indexes([0])  # the ring is quantized already
+        prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
+        for w in windows:  # as the ring holds them: in steps of 2 / 255
+            q = torch.quantize_per_tensor(
+                w.float(), Int8WindowGenerator.scale, Int8WindowGenerator.zero_point, torch.quint8
+            )
+            prepared(q.dequantize())
+        quantized = convert_fx(prepared)
+        if layout == "swapped":
+            for mod in quantized.modules():
+                if isinstance(mod, nnq.ConvTranspose2d):
+                    wq = mod.weight()
+                    w = _swap_layout(wq.dequantize())
+                    mod.set_weight_bias(torch.quantize_per_tensor(w, wq.q_scale(), 0, torch.qint8), mod.bias())
+    return Int8WindowGenerator(quantized.eval())
+
+
+def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator:
+    """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
+    windows when it runs), cached on the model like the fast copy."""
+    from .inference import _fast
+
+    key = _fast(model)[0]
+    cached = getattr(model, "_dvp_int8", None)
+    if cached is None or cached[0] != key:
+        cached = (key, quantize_window_generator(model, windows_fn()))
+        object.__setattr__(model, "_dvp_int8", cached)
+    return cached[1]
