@@ -292,12 +292,14 @@ def build_demo():
 
 
 def _warm_live() -> None:
-    """Compile the bundled target's live generator in the background (seconds once), so that the first
-    visitor of the Live tab does not wait for it."""
-    from .pipelines.live import compile_live_generator
+    """Quantize (int8, where this CPU has the engine) or else compile the bundled target's live generator in the
+    background (seconds once), so that the first visitor of the Live tab does not wait for it."""
+    from .pipelines.live import compile_live_generator, int8_live_generator
 
     try:
-        compile_live_generator(get_pipeline("demo"))
+        pipe = get_pipeline("demo")
+        if int8_live_generator(pipe) is None:
+            compile_live_generator(pipe)
     except Exception as err:  # noqa: BLE001 - the Live tab compiles (or falls back) on its first session
         logging.getLogger("dvp_hub").warning("live warm-up failed: %s", str(err).splitlines()[0][:160])
 
