@@ -119,6 +119,7 @@ class LiveSession:
         limit_expression: bool = True,
         int8: bool = True,
     ):
+        from ..face import live_fit  # noqa: F401 - imported now (scipy.signal, ~0.3 s), not on the first camera frame
         from ..face.tracker import tracking_mesh
         from ..models.inference import input_dtype
         from ..render.conditioning import ConditioningRenderer
@@ -305,9 +306,15 @@ class LiveRunner:
     One thread, not two: running `LiveSession.prepare` of the next frame beside `generate` of the last one
     was measured (2 cores free, demo, dub, talking-d3 at 30 fps, three runs each): 27.1-28.3 fps and 5-8.5%
     dropped against 27.1-28.8 fps and 4-9.5%, but latency p50 118-123 ms against 34-52 ms: the stages fight
-    over the same cores, and a prepared frame waits for the generator."""
+    over the same cores, and a prepared frame waits for the generator.
 
-    def __init__(self, session: LiveSession, on_output=None):
+    ``thread=False``: no thread of its own; the caller runs `serve` (frames are then offered from another
+    thread). `run_paced` does this so that the session runs in the thread that made it: torch's CPU work is
+    slower in a thread other than the first one to use its OpenMP pool (2 Intel cores, the int8 demo generator:
+    16.6-18.8 ms a window against 10.1 when every call is made in one thread; the float one 50 against 45 ms).
+    """
+
+    def __init__(self, session: LiveSession, on_output=None, thread: bool = True):
         self.session = session
         self.on_output = on_output
         self._cv = threading.Condition()
@@ -317,8 +324,9 @@ class LiveRunner:
         self.latencies: list[float] = []
         self.latest: np.ndarray | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dvp-live", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="dvp-live", daemon=True) if thread else None
+        if self._thread is not None:
+            self._thread.start()
 
     def offer(self, index: int, frame: np.ndarray, t: float) -> None:
         with self._cv:
@@ -346,12 +354,23 @@ class LiveRunner:
             if self.on_output is not None:
                 self.on_output(index, out, arrived)
 
-    def close(self) -> None:
-        """Process the frame still waiting, stop the thread, re-raise its error."""
+    def serve(self) -> None:
+        """Process offered frames in the calling thread until `finish` has been called and nothing waits."""
+        self._run()
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> None:
+        """No more frames: the one still waiting is processed, then `serve` (or the thread) returns."""
         with self._cv:
             self._closed = True
             self._cv.notify()
-        self._thread.join()
+
+    def close(self) -> None:
+        """Process the frame still waiting, stop the thread, re-raise its error."""
+        self.finish()
+        if self._thread is not None:
+            self._thread.join()
         if self.error is not None:
             raise self.error
 
@@ -386,20 +405,36 @@ def run_paced(session: LiveSession, frames, fps: float, writer=None, realtime: b
     `LiveRunner`, recording to ``writer`` on the source's timeline. Returns frames in / out / dropped,
     achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
     rec = Recording(writer) if writer is not None else None
-    runner = LiveRunner(session, on_output=rec.add if rec is not None else None)
+    runner = LiveRunner(session, on_output=rec.add if rec is not None else None, thread=False)
+    stop, fed, failed = threading.Event(), [0], []
+
+    def camera():  # the frames arrive from this thread; the session runs in the caller's (see `LiveRunner`)
+        try:
+            for i, frame in enumerate(frames):
+                if stop.is_set():
+                    return
+                if realtime:
+                    wait = start + i / fps - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                runner.offer(i, frame, i / fps)
+                fed[0] += 1
+        except BaseException as err:  # noqa: BLE001 - a reader error: re-raised in the caller's thread
+            failed.append(err)
+        finally:
+            runner.finish()
+
+    feeder = threading.Thread(target=camera, name="dvp-camera", daemon=True)
     start = time.perf_counter()
-    n = 0
+    feeder.start()
     try:
-        for i, frame in enumerate(frames):
-            if realtime:
-                due = start + i / fps
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-            runner.offer(i, frame, i / fps)
-            n += 1
+        runner.serve()
     finally:
-        runner.close()
+        stop.set()
+        feeder.join()
+    if failed:
+        raise failed[0]
+    n = fed[0]
     wall = time.perf_counter() - start
     if rec is not None:
         rec.finish(n)
