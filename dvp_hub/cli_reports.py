@@ -70,9 +70,14 @@ def cmd_evaluate(args) -> None:
         f"{sr['torso_novelty_real_max']:.2f} grey levels): {sr['torso_novel_frames']}/{sr['validation_frames']} "
         "held-out outputs"
     )
+
+    def floor(key):
+        j, p = sr.get(f"{key}_jitter_iod"), sr.get(f"{key}_head_pose_error_deg")
+        return "no face found" if j is None else f"jitter {j:.4f}, pose error {p:.2f}d"
+
     print(
-        f"landmark jitter re-tracked at the crop's size: real held-out frames {sr['real_jitter_iod']:.4f}, "
-        f"their self-reenactment {sr['self_output_jitter_iod']:.4f} (a driven output's floor, next to its source's)"
+        f"re-tracked at the crop's size (the floor for the driven rows): real held-out frames {floor('real')}; "
+        f"their self-reenactment {floor('self_output')}"
     )
     head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s} {'torso':>9s}"
     print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if embedder else ""))

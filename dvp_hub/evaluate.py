@@ -107,21 +107,41 @@ def nearest_frames(train: torch.Tensor, query: torch.Tensor, size: int = 64) -> 
     return dist.argmin(1)
 
 
-def _jitter_at_crop_size(real: torch.Tensor, fake: torch.Tensor, fps: float) -> dict:
-    """Landmark jitter (as `driven` measures it) of the real held-out frames and of their self-reenactment, both
-    re-tracked at the crop's size: the floor a driven output's jitter is to be read against. A driven output is
-    tracked at 256 px and its source at its own size, so a steady source filmed large (talking-d3: 0.009) can be
-    far below what the tracker reads on real footage of the target at the crop's size (the demo: 0.020-0.023)."""
+def _pose_error_deg(reference_rotation: np.ndarray, rotation: np.ndarray, ref: int) -> float:
+    """Mean angle (degrees) between two sequences' head rotations, each taken relative to its frame ``ref``."""
+    ra, rb = axis_angle_to_matrix(reference_rotation), axis_angle_to_matrix(rotation)
+    rel_a, rel_b = ra @ ra[ref].T, rb @ rb[ref].T
+    return float(np.rad2deg(np.linalg.norm(matrix_to_axis_angle(rel_b @ np.swapaxes(rel_a, 1, 2)), axis=-1)).mean())
+
+
+def _tracking_floor(real: torch.Tensor, fake: torch.Tensor, fitted, fps: float) -> dict:
+    """What the re-tracking itself reads on the held-out frames at the crop's size: the floor a driven output's
+    jitter and head-pose error are to be read against.
+
+    The real held-out frames and their self-reenactment are re-tracked and fitted as `driven` re-tracks its
+    output: their landmark jitter (a driven output is tracked at the crop's 256 px and its source at its own size,
+    so a steady source filmed large, talking-d3: 0.009, can lie far below what the tracker reads on real footage
+    of the target at the crop's size, the demo: 0.020-0.023), and their head-pose error against ``fitted``, the
+    target's own fit of those frames in the full video (relative to its median-pose frame, as `driven` measures
+    it against the source)."""
+    from .errors import FaceTrackingError
     from .face.fitting import fit_sequence
     from .face.smoothing import landmark_jitter
     from .face.tracker import FaceTracker
+    from .pipelines.retarget import median_pose_frame
 
+    ref = median_pose_frame(fitted)
     out = {}
-    for key, frames in (("real_jitter_iod", real), ("self_output_jitter_iod", fake)):
+    for key, frames in (("real", real), ("self_output", fake)):
         imgs = list((frames * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-        with FaceTracker() as tracker:
-            seq = fit_sequence(tracker.track(imgs, fps=fps, name=key))
-        out[key] = landmark_jitter(seq.landmarks, topo.interocular_distance(seq.landmarks))
+        try:
+            with FaceTracker() as tracker:
+                seq = fit_sequence(tracker.track(imgs, fps=fps, name=key))
+        except FaceTrackingError:  # an untrained generator's output shows no face: nothing to read there
+            out[f"{key}_jitter_iod"] = out[f"{key}_head_pose_error_deg"] = None
+            continue
+        out[f"{key}_jitter_iod"] = landmark_jitter(seq.landmarks, topo.interocular_distance(seq.landmarks))
+        out[f"{key}_head_pose_error_deg"] = _pose_error_deg(fitted.rotation, seq.rotation, ref)
     return out
 
 
@@ -192,7 +212,7 @@ def self_reenactment(
         "baseline_mean_frame": _scores(mean, real, face, mouth),
         "baseline_nearest_frame": _scores(nearest, real, face, mouth),
     }
-    result.update(_jitter_at_crop_size(real, fake, pipe.target.config.fps))
+    result.update(_tracking_floor(real, fake, seq.slice(start, stop), pipe.target.config.fps))
     train_torso = torso_patches(train)
     limit = float(torso_novelty(train_torso, torso_patches(real)).max())
     result["torso_novelty_real_max"] = limit  # real held-out frames are never farther than this
@@ -308,17 +328,13 @@ def driven(
     model = load_face_model()
     sv = model.shape(src.identity, src.expression)
     gv = model.shape(got.identity, got.expression)
-    ref = out.stats["source_reference_frame"]
-    rs, rg = axis_angle_to_matrix(src.rotation), axis_angle_to_matrix(got.rotation)
-    rel_s = rs @ rs[ref].T
-    rel_g = rg @ rg[ref].T
-    pose_err = np.rad2deg(np.linalg.norm(matrix_to_axis_angle(rel_g @ np.swapaxes(rel_s, 1, 2)), axis=-1))
+    pose_err = _pose_error_deg(src.rotation, got.rotation, out.stats["source_reference_frame"])
     result = {
         "source": source_video,
         "frames": len(frames),
         "mouth_opening_correlation": _corr(topo.mouth_opening(sv), topo.mouth_opening(gv)),
         "eye_openness_correlation": _corr(topo.eye_openness(sv).mean(1), topo.eye_openness(gv).mean(1)),
-        "head_pose_error_deg": float(pose_err.mean()),
+        "head_pose_error_deg": pose_err,
         "output_jitter_iod": landmark_jitter(got.landmarks, topo.interocular_distance(got.landmarks)),
         "source_jitter_iod": landmark_jitter(src.landmarks, topo.interocular_distance(src.landmarks)),
         "interpolated_output_frames": int((~track.detected).sum()),

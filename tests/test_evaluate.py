@@ -80,6 +80,8 @@ def test_self_reenactment_reports_baselines_and_a_contact_sheet(tmp_path):
     # the jitter floor at the crop's size: real frames re-tracked at 256 px are far from still (the demo: ~0.02 over
     # 100+ frames), and the self-reenactment of those frames is of the same order
     assert 0.005 < r["real_jitter_iod"] < 0.1 and 0.005 < r["self_output_jitter_iod"] < 0.1
+    # re-tracking the real frames at 256 px reads their head pose within a couple of degrees of the full-size fit
+    assert 0 < r["real_head_pose_error_deg"] < 3 and 0 < r["self_output_head_pose_error_deg"] < 5
 
 
 def test_torso_novelty_counts_a_torn_collar_not_a_real_frame():
