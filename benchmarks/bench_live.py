@@ -1,7 +1,7 @@
 """The live path on files played as a camera: fps, drops, latency, and how well the output follows.
 
     python benchmarks/bench_live.py [--target demo] [--mode dub] [--json out.json] [--every-frame]
-        [--no-pose-limit] [--no-expression-limit] [--no-int8] CLIP [CLIP ...]
+        [--no-pose-limit] [--no-expression-limit] [--no-int8] [--no-pipeline] CLIP [CLIP ...]
 
 Per clip: `run_paced` (frames arrive at the clip's own rate), then the recording and the offline
 pipeline's output on the same clip are both re-tracked, and their mouth opening is correlated with
@@ -23,7 +23,7 @@ from dvp_hub.face import topology as topo
 from dvp_hub.face.fitting import fit_sequence
 from dvp_hub.face.model import load_face_model
 from dvp_hub.face.tracker import track_video
-from dvp_hub.pipelines.live import run_paced
+from dvp_hub.pipelines.live import pipelined_by_default, run_paced
 from dvp_hub.video import VideoReader, VideoWriter
 
 
@@ -67,6 +67,7 @@ def main():
     ap.add_argument(
         "--no-int8", action="store_true", help="the compiled float generator instead of int8 (as DVP_INT8=0)"
     )
+    ap.add_argument("--no-pipeline", action="store_true", help="prepare and generate one after the other (run_paced)")
     args = ap.parse_args()
     limits = dict(limit_pose=not args.no_pose_limit, limit_expression=not args.no_expression_limit)
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
@@ -82,7 +83,7 @@ def main():
             st = (
                 every_frame(session, frames, writer)
                 if args.every_frame
-                else run_paced(session, frames, reader.fps, writer)
+                else run_paced(session, frames, reader.fps, writer, pipelined=False if args.no_pipeline else None)
             )
             writer.close()
             off = os.path.join(tmp, "offline.mp4")
@@ -96,6 +97,7 @@ def main():
                 mode=args.mode,
                 **(limits if args.mode == "reenact" else {}),
                 paced=not args.every_frame,
+                pipelined=not args.every_frame and (not args.no_pipeline and pipelined_by_default(session)),
                 generator="int8" if session.int8 is not None else ("compiled" if session.compiled else "eager"),
                 mouth_r_live=round(float(np.corrcoef(src[calib:n], live_m[calib:n])[0, 1]), 3),
                 mouth_r_offline=round(float(np.corrcoef(src[calib:n], off_m[calib:n])[0, 1]), 3),

@@ -154,7 +154,8 @@ class LiveSession:
             ring = torch.empty(2 * self._window, size, size, 9, dtype=dtype, device=pipe._execution_device)
             self._ring = ring.permute(0, 3, 1, 2)  # channels_last, as generate_windows reads it
             self._cond_dtype = dtype
-        self._k = 0
+        self._k = 0  # frames generated (the ring's write position)
+        self._dub_k = 0  # frames driven in dub mode (kept by the prepare stage: it may run a frame ahead)
         self._last: dict | None = None  # the last fitted parameters (held when the face is lost)
         self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
         self.frames_in = 0
@@ -186,7 +187,8 @@ class LiveSession:
         tgt = self._target
         if self.mode == "dub":  # the target's own head motion (its training frames forwards and backwards)
             n = self.pipe.target.config.train_frames
-            j = self._k % max(2 * n - 2, 1)
+            j = self._dub_k % max(2 * n - 2, 1)
+            self._dub_k += 1
             i = j if j < n else 2 * n - 2 - j
             if params is None:
                 return tgt.slice(i, i + 1)
@@ -299,78 +301,132 @@ class LiveSession:
 
 
 class LiveRunner:
-    """A session behind a one-frame mailbox, processed in a thread: `offer` never blocks; a frame that
-    arrives while another waits replaces it (the waiting one is dropped). Outputs go to ``on_output(index,
-    frame, arrival_time)`` in order; a recording writes the previous output again for dropped indices.
+    """A session behind a one-frame mailbox: `offer` never blocks; a frame that arrives while another waits
+    replaces it (the waiting one is dropped). Outputs go to ``on_output(index, frame, arrival_time)`` in order;
+    a recording writes the previous output again for dropped indices.
 
-    One thread, not two: running `LiveSession.prepare` of the next frame beside `generate` of the last one
-    was measured (2 cores free, demo, dub, talking-d3 at 30 fps, three runs each): 27.1-28.3 fps and 5-8.5%
-    dropped against 27.1-28.8 fps and 4-9.5%, but latency p50 118-123 ms against 34-52 ms: the stages fight
-    over the same cores, and a prepared frame waits for the generator.
+    ``pipelined``: `LiveSession.prepare` (face mesh, fit, render) of the next frame runs in a thread of its own
+    while the generator works on the last one, each stage with one torch thread, and a prepared frame waits in a
+    second one-frame mailbox (replaced, and counted as dropped, if the generator is still busy). On two Intel
+    cores with the int8 demo generator, talking-d3 played at 30 fps: 29.7 fps and 1% dropped, latency p50 / p95
+    50 / 66 ms, against 22-27 fps and 9-26% one stage after the other (`bench_live.py`: see the README). With two
+    torch threads for the generator the stages fought over the cores (24.9 fps, 17% dropped, p95 124 ms), as they
+    did with the float generator on two AMD cores (27.1-28.3 fps and 5-8.5% dropped against 27.1-28.8 fps and
+    4-9.5%, latency p50 118-123 ms against 34-52 ms), where one thread running both stages was kept.
 
-    ``thread=False``: no thread of its own; the caller runs `serve` (frames are then offered from another
-    thread). `run_paced` does this so that the session runs in the thread that made it: torch's CPU work is
-    slower in a thread other than the first one to use its OpenMP pool (2 Intel cores, the int8 demo generator:
-    16.6-18.8 ms a window against 10.1 when every call is made in one thread; the float one 50 against 45 ms).
+    ``thread=False``: no generator thread of its own; the caller runs `serve` (frames are then offered from another
+    thread). `run_paced` does this so that the generator runs in the thread that made the session: torch's CPU
+    work is slower in a thread other than the first one to use its OpenMP pool (2 Intel cores, the int8 demo
+    generator with two torch threads: 16.6-18.8 ms a window against 10.1 when every call is made in one thread;
+    the float one 50 against 45 ms).
     """
 
-    def __init__(self, session: LiveSession, on_output=None, thread: bool = True):
+    def __init__(self, session: LiveSession, on_output=None, thread: bool = True, pipelined: bool = False):
         self.session = session
         self.on_output = on_output
+        self.pipelined = pipelined
         self._cv = threading.Condition()
-        self._pending = None
-        self._closed = False
+        self._pending = None  # the next camera frame
+        self._prepared = None  # pipelined: the next prepared frame
+        self._closed = False  # no more camera frames
+        self._prepare_done = not pipelined  # pipelined: the prepare thread has finished
         self.dropped = 0
         self.latencies: list[float] = []
         self.latest: np.ndarray | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dvp-live", daemon=True) if thread else None
-        if self._thread is not None:
-            self._thread.start()
+        self._torch_threads = torch.get_num_threads()  # restored by serve() / close() (pipelined sets 1)
+        self._threads = []
+        if pipelined:
+            self._threads.append(threading.Thread(target=self._prepare_loop, name="dvp-live-prepare", daemon=True))
+        if thread:
+            self._threads.append(threading.Thread(target=self._run, name="dvp-live", daemon=True))
+        for t in self._threads:
+            t.start()
 
     def offer(self, index: int, frame: np.ndarray, t: float) -> None:
         with self._cv:
             if self._pending is not None:
                 self.dropped += 1
             self._pending = (index, frame, t, time.perf_counter())
-            self._cv.notify()
+            self._cv.notify_all()
+
+    def _next(self, slot: str, done) -> tuple | None:
+        """Wait for the item in mailbox ``slot`` and take it; None once ``done()`` and the mailbox is empty."""
+        with self._cv:
+            while getattr(self, slot) is None and not done() and self.error is None:
+                self._cv.wait()
+            item = getattr(self, slot)
+            setattr(self, slot, None)
+            return item if self.error is None else None
+
+    def _prepare_loop(self) -> None:
+        torch.set_num_threads(1)  # this thread's share: the generator runs on the other core
+        try:
+            while (item := self._next("_pending", lambda: self._closed)) is not None:
+                index, frame, t, arrived = item
+                cond = self.session.prepare(frame, t)
+                with self._cv:
+                    if self._prepared is not None:
+                        self.dropped += 1
+                    self._prepared = (index, cond, arrived)
+                    self._cv.notify_all()
+        except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
+            self.error = err
+        finally:
+            with self._cv:
+                self._prepare_done = True
+                self._cv.notify_all()
 
     def _run(self) -> None:
-        while True:
+        if self.pipelined:
+            torch.set_num_threads(1)
+        try:
+            while True:
+                if self.pipelined:
+                    item = self._next("_prepared", lambda: self._prepare_done)
+                    if item is None:
+                        return
+                    index, cond, arrived = item
+                    out = self.session.generate(cond)
+                else:
+                    item = self._next("_pending", lambda: self._closed)
+                    if item is None:
+                        return
+                    index, frame, t, arrived = item
+                    out = self.session.push(frame, t)
+                self.latencies.append(time.perf_counter() - arrived)
+                self.latest = out
+                if self.on_output is not None:
+                    self.on_output(index, out, arrived)
+        except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
             with self._cv:
-                while self._pending is None and not self._closed:
-                    self._cv.wait()
-                if self._pending is None:
-                    return
-                index, frame, t, arrived = self._pending
-                self._pending = None
-            try:
-                out = self.session.push(frame, t)
-            except BaseException as err:  # noqa: BLE001 - re-raised by close()
                 self.error = err
-                return
-            self.latencies.append(time.perf_counter() - arrived)
-            self.latest = out
-            if self.on_output is not None:
-                self.on_output(index, out, arrived)
+                self._cv.notify_all()
 
     def serve(self) -> None:
         """Process offered frames in the calling thread until `finish` has been called and nothing waits."""
         self._run()
+        self._join()
         if self.error is not None:
             raise self.error
 
     def finish(self) -> None:
-        """No more frames: the one still waiting is processed, then `serve` (or the thread) returns."""
+        """No more frames: the ones still waiting are processed, then `serve` (or the threads) return."""
         with self._cv:
             self._closed = True
-            self._cv.notify()
+            self._cv.notify_all()
+
+    def _join(self) -> None:
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
+        if self.pipelined:
+            torch.set_num_threads(self._torch_threads)
 
     def close(self) -> None:
-        """Process the frame still waiting, stop the thread, re-raise its error."""
+        """Process the frames still waiting, stop the threads, re-raise an error of theirs."""
         self.finish()
-        if self._thread is not None:
-            self._thread.join()
+        self._join()
         if self.error is not None:
             raise self.error
 
@@ -400,12 +456,24 @@ class Recording:
             self.next_index += 1
 
 
-def run_paced(session: LiveSession, frames, fps: float, writer=None, realtime: bool = True) -> dict:
+def pipelined_by_default(session: LiveSession) -> bool:
+    """Whether `run_paced` runs the two stages side by side (`LiveRunner`): on a CPU with at least two cores."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return session._ring.device.type == "cpu" and cores >= 2
+
+
+def run_paced(
+    session: LiveSession, frames, fps: float, writer=None, realtime: bool = True, pipelined: bool | None = None
+) -> dict:
     """Feed ``frames`` to a session as a camera would: one every ``1 / fps`` seconds (``realtime``), through a
     `LiveRunner`, recording to ``writer`` on the source's timeline. Returns frames in / out / dropped,
     achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
     rec = Recording(writer) if writer is not None else None
-    runner = LiveRunner(session, on_output=rec.add if rec is not None else None, thread=False)
+    if pipelined is None:
+        pipelined = pipelined_by_default(session)
+    runner = LiveRunner(session, on_output=rec.add if rec is not None else None, thread=False, pipelined=pipelined)
     stop, fed, failed = threading.Event(), [0], []
 
     def camera():  # the frames arrive from this thread; the session runs in the caller's (see `LiveRunner`)
