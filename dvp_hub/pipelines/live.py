@@ -308,11 +308,12 @@ class LiveRunner:
     ``pipelined``: `LiveSession.prepare` (face mesh, fit, render) of the next frame runs in a thread of its own
     while the generator works on the last one, each stage with one torch thread, and a prepared frame waits in a
     second one-frame mailbox (replaced, and counted as dropped, if the generator is still busy). On two Intel
-    cores with the int8 demo generator, talking-d3 played at 30 fps: 29.7 fps and 1% dropped, latency p50 / p95
-    50 / 66 ms, against 22-27 fps and 9-26% one stage after the other (`bench_live.py`: see the README). With two
-    torch threads for the generator the stages fought over the cores (24.9 fps, 17% dropped, p95 124 ms), as they
-    did with the float generator on two AMD cores (27.1-28.3 fps and 5-8.5% dropped against 27.1-28.8 fps and
-    4-9.5%, latency p50 118-123 ms against 34-52 ms), where one thread running both stages was kept.
+    cores with the int8 demo generator, talking-d3 played at 30 fps and recorded (`bench_live.py`, three runs):
+    28.4-28.7 fps, 4.3-5.3% dropped, latency p50 / p95 50-55 / 82-91 ms, against 22-27 fps and 9-26% one stage
+    after the other. With two torch threads for the generator the stages fought over the cores (a prototype
+    without recording: 24.9 fps, 17% dropped, p95 124 ms against 29.7 fps, 1%, 66 ms with one), as they did with
+    the float generator on two AMD cores (27.1-28.3 fps and 5-8.5% dropped against 27.1-28.8 fps and 4-9.5%,
+    latency p50 118-123 ms against 34-52 ms). `run_paced` chooses it with `pipelined_by_default`.
 
     ``thread=False``: no generator thread of its own; the caller runs `serve` (frames are then offered from another
     thread). `run_paced` does this so that the generator runs in the thread that made the session: torch's CPU
@@ -457,11 +458,14 @@ class Recording:
 
 
 def pipelined_by_default(session: LiveSession) -> bool:
-    """Whether `run_paced` runs the two stages side by side (`LiveRunner`): on a CPU with at least two cores."""
+    """Whether `run_paced` runs the two stages side by side (`LiveRunner`): with the int8 generator on a CPU with at
+    least two cores. Not with the float one: on one torch thread it takes longer than both stages on two (2 Intel
+    cores, demo, dub, talking-d3 at 30 fps: 11.6 fps and 61% dropped side by side, 17.5 fps and 41% one after the
+    other)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return session._ring.device.type == "cpu" and cores >= 2
+    return session.int8 is not None and session._ring.device.type == "cpu" and cores >= 2
 
 
 def run_paced(
