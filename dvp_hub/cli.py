@@ -183,7 +183,7 @@ def cmd_live(args) -> None:
     """The live path on a file, paced at its own frame rate as a camera would deliver it."""
     _check_output(args.output)
     _check_source(args.source)
-    from .pipelines.live import run_paced
+    from .pipelines.live import pipelined_by_default, run_paced
     from .video import VideoReader, VideoWriter
 
     reader = VideoReader(args.source, max_frames=args.max_frames)
@@ -196,6 +196,8 @@ def cmd_live(args) -> None:
         provenance=pipe.provenance(mode="live", source=args.source),
         low_latency=True,
     )
+    how = "int8" if session.int8 is not None else ("compiled" if session.compiled else "eager")
+    how += ", stages side by side" if pipelined_by_default(session) else ""
     try:
         st = run_paced(session, reader, reader.fps, writer, realtime=not args.as_fast_as_possible)
         writer.close()
@@ -208,7 +210,8 @@ def cmd_live(args) -> None:
     print(
         f"frames in {st['frames_in']}, out {st['frames_out']}, dropped {st['frames_dropped']} "
         f"({100 * st['dropped_fraction']:.1f}%); {st['fps']:.1f} fps; latency p50 {st['latency_p50_ms']:.0f} ms, "
-        f"p95 {st['latency_p95_ms']:.0f} ms; wrote {args.output} ({st['frames_recorded']} frames, labelled synthetic)"
+        f"p95 {st['latency_p95_ms']:.0f} ms ({how}); wrote {args.output} ({st['frames_recorded']} frames, "
+        "labelled synthetic)"
         + ("" if seq is not None or not args.params else "; no frame was fitted after calibration: no parameter file")
     )
 
