@@ -17,7 +17,7 @@ Two things make this more than a call to the quantizer:
   the float result. So a PyTorch that fixes the bug is picked up without a change here.
 - **Fallback, not failure.** ``torch.ao.quantization`` and quantized tensors are deprecated in PyTorch; where they
   are gone, the engine is missing, or the probe fails, `int8_available` says why and the live path keeps the
-  compiled fp32 generator. ``DVP_INT8=0`` turns int8 off, ``DVP_INT8=1`` asks for it.
+  compiled fp32 generator. ``DVP_INT8=0`` turns int8 off (as ``pipe.live(int8=False)``).
 """
 
 from __future__ import annotations
@@ -124,15 +124,14 @@ class Int8WindowGenerator:
             zero = torch.zeros(frames, size, size, channels)
             return torch.quantize_per_tensor(zero, self.scale, self.zero_point, torch.quint8).permute(0, 3, 1, 2)
 
+    # No warnings.catch_warnings() per frame (it is not thread-safe, and the live stages run in two threads):
+    # PyTorch's deprecation note on quantized tensors is a warn-once, spent by `deconv_weight_layout`'s probe.
     def quantize(self, cond: torch.Tensor) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.quantize_per_tensor(cond.float(), self.scale, self.zero_point, torch.quint8)
+        return torch.quantize_per_tensor(cond.float(), self.scale, self.zero_point, torch.quint8)
 
     @torch.inference_mode()
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
-        with _engine(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _engine():
             return self.module(window)
 
 
