@@ -21,16 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-
-def median_ms(fn, n: int = 40) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
 
 
 def main(argv=None) -> int:

@@ -15,23 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-
-def median_ms(fn, n: int = 40) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
 
 
 def main(argv=None) -> int:

@@ -196,8 +196,7 @@ def cmd_live(args) -> None:
         provenance=pipe.provenance(mode="live", source=args.source),
         low_latency=True,
     )
-    how = "int8" if session.int8 is not None else ("compiled" if session.compiled else "eager")
-    how += ", stages side by side" if pipelined_by_default(session) else ""
+    how = session.generator_kind + (", stages side by side" if pipelined_by_default(session) else "")
     try:
         st = run_paced(session, reader, reader.fps, writer, realtime=not args.as_fast_as_possible)
         writer.close()

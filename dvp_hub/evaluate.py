@@ -107,6 +107,23 @@ def nearest_frames(train: torch.Tensor, query: torch.Tensor, size: int = 64) -> 
     return dist.argmin(1)
 
 
+def _retracked(frames: np.ndarray, fps: float, name: str):
+    """``[T, H, W, 3]`` uint8 frames tracked and fitted as a source is: ``(track, FaceSequence)``."""
+    from .face.fitting import fit_sequence
+    from .face.tracker import FaceTracker
+
+    with FaceTracker() as tracker:
+        track = tracker.track(list(frames), fps=fps, name=name)
+    return track, fit_sequence(track)
+
+
+def _jitter(seq) -> float:
+    """Landmark jitter of a fitted sequence, in inter-ocular distances."""
+    from .face.smoothing import landmark_jitter
+
+    return landmark_jitter(seq.landmarks, topo.interocular_distance(seq.landmarks))
+
+
 def _pose_error_deg(reference_rotation: np.ndarray, rotation: np.ndarray, ref: int) -> float:
     """Mean angle (degrees) between two sequences' head rotations, each taken relative to its frame ``ref``."""
     ra, rb = axis_angle_to_matrix(reference_rotation), axis_angle_to_matrix(rotation)
@@ -125,22 +142,18 @@ def _tracking_floor(real: torch.Tensor, fake: torch.Tensor, fitted, fps: float) 
     target's own fit of those frames in the full video (relative to its median-pose frame, as `driven` measures
     it against the source)."""
     from .errors import FaceTrackingError
-    from .face.fitting import fit_sequence
-    from .face.smoothing import landmark_jitter
-    from .face.tracker import FaceTracker
     from .pipelines.retarget import median_pose_frame
 
     ref = median_pose_frame(fitted)
     out = {}
     for key, frames in (("real", real), ("self_output", fake)):
-        imgs = list((frames * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        imgs = (frames * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         try:
-            with FaceTracker() as tracker:
-                seq = fit_sequence(tracker.track(imgs, fps=fps, name=key))
+            _, seq = _retracked(imgs, fps, key)
         except FaceTrackingError:  # an untrained generator's output shows no face: nothing to read there
             out[f"{key}_jitter_iod"] = out[f"{key}_head_pose_error_deg"] = None
             continue
-        out[f"{key}_jitter_iod"] = landmark_jitter(seq.landmarks, topo.interocular_distance(seq.landmarks))
+        out[f"{key}_jitter_iod"] = _jitter(seq)
         out[f"{key}_head_pose_error_deg"] = _pose_error_deg(fitted.rotation, seq.rotation, ref)
     return out
 
@@ -290,8 +303,7 @@ def driven(
     """
     from .face.fitting import fit_sequence
     from .face.model import load_face_model
-    from .face.smoothing import landmark_jitter
-    from .face.tracker import FaceTracker, track_video
+    from .face.tracker import track_video
 
     src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
     out = pipe(
@@ -322,9 +334,7 @@ def driven(
             sheet,
             ["source", "diffuse render", "output"],
         )
-    with FaceTracker() as tracker:
-        track = tracker.track(list(frames), fps=out.fps, name="output")
-    got = fit_sequence(track)
+    track, got = _retracked(frames, out.fps, "output")
     model = load_face_model()
     sv = model.shape(src.identity, src.expression)
     gv = model.shape(got.identity, got.expression)
@@ -335,8 +345,8 @@ def driven(
         "mouth_opening_correlation": _corr(topo.mouth_opening(sv), topo.mouth_opening(gv)),
         "eye_openness_correlation": _corr(topo.eye_openness(sv).mean(1), topo.eye_openness(gv).mean(1)),
         "head_pose_error_deg": pose_err,
-        "output_jitter_iod": landmark_jitter(got.landmarks, topo.interocular_distance(got.landmarks)),
-        "source_jitter_iod": landmark_jitter(src.landmarks, topo.interocular_distance(src.landmarks)),
+        "output_jitter_iod": _jitter(got),
+        "source_jitter_iod": _jitter(src),
         "interpolated_output_frames": int((~track.detected).sum()),
         "frames_pose_limited": int(out.stats.get("frames_pose_limited", 0)),
         "frames_expression_limited": int(out.stats.get("frames_expression_limited", 0)),

@@ -126,8 +126,9 @@ class Int8WindowGenerator:
 
     # No warnings.catch_warnings() per frame (it is not thread-safe, and the live stages run in two threads):
     # PyTorch's deprecation note on quantized tensors is a warn-once, spent by `deconv_weight_layout`'s probe.
-    def quantize(self, cond: torch.Tensor) -> torch.Tensor:
-        return torch.quantize_per_tensor(cond.float(), self.scale, self.zero_point, torch.quint8)
+    @classmethod
+    def quantize(cls, cond: torch.Tensor) -> torch.Tensor:
+        return torch.quantize_per_tensor(cond.float(), cls.scale, cls.zero_point, torch.quint8)
 
     @torch.inference_mode()
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
@@ -188,10 +189,7 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
         config = PrepareCustomConfig().set_input_quantized_indexes([0])  # the ring is quantized already
         prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
         for w in windows:  # as the ring holds them: in steps of 2 / 255
-            q = torch.quantize_per_tensor(
-                w.float(), Int8WindowGenerator.scale, Int8WindowGenerator.zero_point, torch.quint8
-            )
-            prepared(q.dequantize())
+            prepared(Int8WindowGenerator.quantize(w).dequantize())
         quantized = convert_fx(prepared)
         if layout == "swapped":
             for mod in quantized.modules():

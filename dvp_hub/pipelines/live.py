@@ -63,7 +63,7 @@ def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Ten
     renderer = ConditioningRenderer(device=pipe._execution_device)
     out = []
     for start in np.linspace(0, n - length, runs).round().astype(int):
-        clip = renderer.render(seq, pipe.target.crop, size, frames=slice(start, start + length), albedo=seq.albedo)
+        clip = renderer.render(seq, pipe.target.crop, size, frames=slice(start, start + length))
         x = clip.float().permute(1, 0, 2, 3)[None]  # [1, 9, T, R, R]
         out += [x[:, :, j : j + w].contiguous(memory_format=torch.channels_last_3d) for j in range(length - w + 1)]
     return out
@@ -160,6 +160,11 @@ class LiveSession:
         self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
         self.frames_in = 0
         self.frames_without_face = 0
+
+    @property
+    def generator_kind(self) -> str:
+        """Which generator the session runs: ``"int8"``, ``"compiled"`` or ``"eager"``."""
+        return "int8" if self.int8 is not None else ("compiled" if self.compiled else "eager")
 
     @property
     def calibrating(self) -> bool:
@@ -465,7 +470,7 @@ def pipelined_by_default(session: LiveSession) -> bool:
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return session.int8 is not None and session._ring.device.type == "cpu" and cores >= 2
+    return session.int8 is not None and cores >= 2  # int8 runs on a CPU only
 
 
 def run_paced(
