@@ -220,6 +220,12 @@ class VideoWriter:
         )
         self._gen.send(None)
 
+    def open(self, width: int, height: int) -> None:
+        """Start the encoder now for frames of this size, rather than on the first `write` (a live recording: the
+        encoder's start, ~0.1 s of CPU, would otherwise land on the first output frames). No-op once open."""
+        if self._gen is None:
+            self._open(int(width), int(height))
+
     def write(self, frame: np.ndarray) -> None:
         """Write one ``H x W x 3`` frame (uint8, or float in [0, 1])."""
         frame = to_uint8(frame)
@@ -236,7 +242,8 @@ class VideoWriter:
         self.frames_written += 1
 
     def close(self) -> None:
-        if self._gen is None:
+        if self._gen is None or self.frames_written == 0:
+            self.abort()  # an encoder opened ahead (`open`) leaves nothing behind either
             raise VideoWriteError(f"{self.path}: no frames were written.")
         try:
             self._gen.close()

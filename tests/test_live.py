@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -83,8 +84,16 @@ def test_live_reference_has_closed_lips_though_calibration_catches_a_word():
 class _SlowSession:
     def __init__(self, seconds):
         self.seconds, self.frames_without_face = seconds, 0
+        self.threads = {}  # which thread warmed up / ran each stage
+
+    def warm_up(self, stage):
+        self.threads.setdefault(("warm", stage), set()).add(threading.current_thread().name)
+
+    def _ran(self, stage):
+        self.threads.setdefault(("run", stage), set()).add(threading.current_thread().name)
 
     def push(self, frame, t):
+        self._ran("generate")
         time.sleep(self.seconds)
         return frame
 
@@ -93,10 +102,12 @@ class _TwoStageSession(_SlowSession):
     """prepare and generate each take ``seconds`` (sleeping, so the two can overlap)."""
 
     def prepare(self, frame, t):
+        self._ran("prepare")
         time.sleep(self.seconds)
         return frame
 
     def generate(self, cond):
+        self._ran("generate")
         time.sleep(self.seconds)
         return cond
 
@@ -122,7 +133,8 @@ def test_pipelined_runner_overlaps_the_stages_and_keeps_order_and_timeline():
     for pipelined in (False, True):
         writer = _Writer()
         rec = Recording(writer)
-        runner = LiveRunner(_TwoStageSession(0.02), on_output=rec.add, pipelined=pipelined)
+        session = _TwoStageSession(0.02)
+        runner = LiveRunner(session, on_output=rec.add, pipelined=pipelined)
         for i in range(60):
             runner.offer(i, np.full((2, 2, 3), i, np.uint8), i * 0.025)
             time.sleep(0.025)
@@ -131,6 +143,11 @@ def test_pipelined_runner_overlaps_the_stages_and_keeps_order_and_timeline():
         values = [int(f[0, 0, 0]) for f in writer.frames]
         assert len(values) == 60 and values == sorted(values) and values[-1] == 59
         results[pipelined] = runner.dropped
+        # each stage ran in one thread, and that thread warmed the stage up before the first frame
+        stages = ("prepare", "generate") if pipelined else ("generate",)
+        for stage in stages:
+            assert len(session.threads[("run", stage)]) == 1
+            assert session.threads[("run", stage)] <= session.threads[("warm", stage)], session.threads
     assert results[False] > 12 and results[True] <= 6, results
     assert torch.get_num_threads() == threads
 

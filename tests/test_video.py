@@ -114,3 +114,25 @@ def test_writer_failure_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(VideoWriteError):
         write_video([], tmp_path / "none.mp4", 10)
+
+
+def test_writer_opened_ahead_records_the_same_and_leaves_nothing_when_empty(tmp_path):
+    """`VideoWriter.open` starts the encoder before the first frame (a live recording); the frames then written are
+    the video, a size that differs is refused, and closing with no frame written leaves no file."""
+    from dvp_hub.video import VideoWriter
+
+    w = VideoWriter(tmp_path / "ahead.mp4", 10, low_latency=True)
+    w.open(32, 24)
+    w.open(32, 24)  # no-op once open
+    for i in range(5):
+        w.write(np.full((24, 32, 3), 40 * i, np.uint8))
+    with pytest.raises(VideoWriteError, match="frame size changed"):
+        w.write(np.zeros((16, 16, 3), np.uint8))
+    w.close()
+    info = probe_video(tmp_path / "ahead.mp4")
+    assert (info.width, info.height, info.num_frames) == (32, 24, 5)
+    empty = VideoWriter(tmp_path / "empty.mp4", 10)
+    empty.open(32, 24)
+    with pytest.raises(VideoWriteError, match="no frames were written"):
+        empty.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ahead.mp4"]

@@ -160,6 +160,32 @@ class LiveSession:
         self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
         self.frames_in = 0
         self.frames_without_face = 0
+        self._recalibrate = False  # set by `recalibrate` (any thread), applied by the next `prepare`
+        size = self.pipe.target.config.resolution
+        self._rest = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device)
+        self._rest = self._rest.permute(0, 3, 1, 2)  # channels_last, as `prepare` writes it
+        self.warm_up("prepare", out=self._rest)  # the target at rest, kept for warming the generator
+        self.warm_up("generate")
+
+    def warm_up(self, stage: str, out: torch.Tensor | None = None) -> None:
+        """One frame through a stage now, not on the first camera frame: ``"prepare"`` renders the target at rest,
+        ``"generate"`` runs the generator and the marks on it. The first call of each in a thread (or after a change
+        of torch's thread count) is slower: the generator stage took 56 against 22 ms, and the camera frames that
+        arrived meanwhile were dropped. `LiveRunner` calls this in each of its threads before taking frames."""
+        if stage == "prepare":
+            size = self.pipe.target.config.resolution
+            out = self._rest.clone(memory_format=torch.channels_last) if out is None else out
+            with torch.no_grad(), _one_blas_thread():
+                rest = self._target.slice(self._tref, self._tref + 1)
+                self._renderer.render(rest, self.pipe.target.crop, size, albedo=self._target.albedo, out=out)
+        elif self._k == 0:  # a session that has not started (it would lose its window's history)
+            self.generate(self._rest)
+            self._k = 0  # the first camera frame fills the window again
+
+    @property
+    def output_size(self) -> int:
+        """The output frames' width and height (the target's crop)."""
+        return int(self.pipe.target.config.resolution)
 
     @property
     def generator_kind(self) -> str:
@@ -168,10 +194,15 @@ class LiveSession:
 
     @property
     def calibrating(self) -> bool:
-        return self.fitter is None or self.fitter.calibrating
+        return self._recalibrate or self.fitter is None or self.fitter.calibrating
 
     def recalibrate(self) -> None:
-        """Measure the source's identity and neutral face again from the next second of frames."""
+        """Measure the source's identity and neutral face again from the next second of frames. Safe to call from
+        any thread while frames are being processed: it takes effect when the next frame is prepared."""
+        self._recalibrate = True
+
+    def _apply_recalibration(self) -> None:
+        self._recalibrate = False
         if self.fitter is not None:
             self.fitter.recalibrate()
         self._last = None
@@ -238,6 +269,8 @@ class LiveSession:
     def _prepare(self, frame: np.ndarray, t: float | None) -> torch.Tensor:
         from ..face.live_fit import LiveFaceFitter
 
+        if self._recalibrate:
+            self._apply_recalibration()
         t = self.frames_in / self.fps if t is None else float(t)
         self.frames_in += 1
         if self.fitter is None:
@@ -298,7 +331,7 @@ class LiveSession:
     def parameters(self):
         """The fitted source parameters since the last calibration, as a `FaceSequence` (a `dvp track` motion
         clip that can drive any target later)."""
-        if not self.fitted:
+        if not self.fitted or self._recalibrate:
             return None
         seq = self.fitter.sequence({k: np.stack([p[k] for p in self.fitted]) for k in self.fitted[0]}, self.fps)
         seq.info = {"source": "live", "frames": len(self.fitted)}
@@ -345,9 +378,26 @@ class LiveRunner:
         if pipelined:
             self._threads.append(threading.Thread(target=self._prepare_loop, name="dvp-live-prepare", daemon=True))
         if thread:
-            self._threads.append(threading.Thread(target=self._run, name="dvp-live", daemon=True))
+            self._threads.append(threading.Thread(target=self._run, args=(True,), name="dvp-live", daemon=True))
+        self._warm = threading.Barrier(len(self._threads) + 1, timeout=60)
         for t in self._threads:
             t.start()
+        try:
+            if not thread:  # the caller serves: its thread runs the generator
+                self._warm_generator()
+            self._warm.wait()  # every stage has run once in the thread it runs in
+        except BaseException:
+            self._warm.abort()
+            self.finish()
+            self._join()
+            if self.error is not None and not isinstance(self.error, threading.BrokenBarrierError):
+                raise self.error from None  # a thread's own error, the cause of the broken barrier
+            raise
+
+    def _warm_generator(self) -> None:
+        if self.pipelined:
+            torch.set_num_threads(1)  # this thread's share: the prepare stage runs on the other core
+        self.session.warm_up("generate")
 
     def offer(self, index: int, frame: np.ndarray, t: float) -> None:
         with self._cv:
@@ -368,6 +418,8 @@ class LiveRunner:
     def _prepare_loop(self) -> None:
         torch.set_num_threads(1)  # this thread's share: the generator runs on the other core
         try:
+            self.session.warm_up("prepare")
+            self._warm.wait()
             while (item := self._next("_pending", lambda: self._closed)) is not None:
                 index, frame, t, arrived = item
                 cond = self.session.prepare(frame, t)
@@ -378,15 +430,19 @@ class LiveRunner:
                     self._cv.notify_all()
         except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
             self.error = err
+            self._warm.abort()
         finally:
             with self._cv:
                 self._prepare_done = True
                 self._cv.notify_all()
 
-    def _run(self) -> None:
-        if self.pipelined:
-            torch.set_num_threads(1)
+    def _run(self, own_thread: bool = False) -> None:
         try:
+            if own_thread:
+                self._warm_generator()
+                self._warm.wait()
+            elif self.pipelined:
+                torch.set_num_threads(1)  # as `_warm_generator` set it (serve() runs in the thread that made this)
             while True:
                 if self.pipelined:
                     item = self._next("_prepared", lambda: self._prepare_done)
@@ -408,6 +464,7 @@ class LiveRunner:
             with self._cv:
                 self.error = err
                 self._cv.notify_all()
+            self._warm.abort()
 
     def serve(self) -> None:
         """Process offered frames in the calling thread until `finish` has been called and nothing waits."""
@@ -480,6 +537,8 @@ def run_paced(
     `LiveRunner`, recording to ``writer`` on the source's timeline. Returns frames in / out / dropped,
     achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
     rec = Recording(writer) if writer is not None else None
+    if writer is not None and hasattr(writer, "open"):  # the encoder starts before the camera does
+        writer.open(session.output_size, session.output_size)
     if pipelined is None:
         pipelined = pipelined_by_default(session)
     runner = LiveRunner(session, on_output=rec.add if rec is not None else None, thread=False, pipelined=pipelined)
