@@ -324,6 +324,36 @@ def test_shift_zoom_moves_frames_conditioning_and_region_boxes_alike(tiny_datase
     assert real["conditioning"].shape == batch["conditioning"].shape and real["frame"].dtype == batch["frame"].dtype
 
 
+def test_whole_pixel_shift_copies_pixels_and_marks_the_band(tiny_dataset):
+    """Whole pixels: each item is its input moved by an integer offset, exactly (no resampling); ``valid`` marks
+    what came from inside the crop, the boxes move by the same pixels, and `composite_valid` puts the real frame's
+    band into a generated one."""
+    from dvp_hub.augment import composite_valid, shift_zoom
+    from dvp_hub.dataset import TargetDataset
+
+    ds = TargetDataset(tiny_dataset, "train", 3)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    size = batch["frame"].shape[-1]
+    out = shift_zoom(batch, 0.1, 0, generator=torch.Generator().manual_seed(1), whole_pixels=True)
+    valid = out["valid"][:, 0]
+    for i in range(4):
+        dx, dy = (out["regions"][i, 0, :2] - batch["regions"][i, 0, :2]).round().long().tolist()
+        assert torch.allclose(out["regions"][i] - batch["regions"][i], torch.tensor([dx, dy, dx, dy]).float())
+        assert 0 < abs(dx) + abs(dy) and max(abs(dx), abs(dy)) <= round(0.1 * size)
+        ys, xs = slice(max(dy, 0), size + min(dy, 0)), slice(max(dx, 0), size + min(dx, 0))
+        src_ys, src_xs = slice(max(-dy, 0), size + min(-dy, 0)), slice(max(-dx, 0), size + min(-dx, 0))
+        for key in ("frame", "conditioning"):
+            assert torch.equal(out[key][i][:, ys, xs], batch[key][i][:, src_ys, src_xs]), key  # copied exactly
+        assert bool(valid[i][ys, xs].all()) and int(valid[i].sum()) == (size - abs(dy)) * (size - abs(dx))
+    fake = torch.zeros_like(out["frame"])
+    mixed = composite_valid(out, fake)
+    assert torch.equal(mixed[~out["valid"].expand_as(fake)], out["frame"][~out["valid"].expand_as(fake)])
+    assert bool((mixed[out["valid"].expand_as(fake)] == 0).all())
+    assert composite_valid(batch, fake) is fake  # no mask: untouched
+    with pytest.raises(ValueError, match="zoom"):
+        shift_zoom(batch, 0.1, 0.05, whole_pixels=True)
+
+
 def test_augmented_training_runs_and_is_recorded(tiny_dataset, tmp_path):
     out = tmp_path / "aug"
     _launch(
@@ -331,3 +361,12 @@ def test_augmented_training_runs_and_is_recorded(tiny_dataset, tmp_path):
         + ["--augment_shift", "0.05", "--augment_zoom", "0.05"]
     )
     assert "shift up to 0.05 of the crop" in (out / "pipeline" / "README.md").read_text()
+    whole = tmp_path / "whole"
+    _launch(
+        ["--dataset_dir", tiny_dataset, "--output_dir", str(whole), "--max_train_steps", "2", *TINY]
+        + ["--augment_shift", "0.05", "--augment_whole_pixels"]
+    )
+    assert (
+        "(whole pixels, the band from outside the crop out of the losses)"
+        in (whole / "pipeline" / "README.md").read_text()
+    )

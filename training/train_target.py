@@ -97,6 +97,12 @@ def parse_args(input_args=None):
     p.add_argument(
         "--augment_zoom", type=float, default=0.0, help="and zoom it by up to this factor (0.05: 1/1.05 to 1.05)"
     )
+    p.add_argument(
+        "--augment_whole_pixels",
+        action="store_true",
+        help="shift by whole pixels, copied rather than resampled (no zoom), the band brought in from outside the "
+        "crop left out of the losses (see dvp_hub/augment.py)",
+    )
     p.add_argument("--discriminator_base_channels", type=int, default=64)
     p.add_argument("--temporal_window", type=int, default=11)
     p.add_argument("--checkpointing_steps", type=int, default=500)
@@ -113,6 +119,8 @@ def parse_args(input_args=None):
     p.add_argument("--hub_model_id", default=None)
     p.add_argument("--hub_token", default=None)
     args = p.parse_args(input_args)
+    if args.augment_whole_pixels and (args.augment_zoom or not args.augment_shift):
+        p.error("--augment_whole_pixels shifts without resampling: give --augment_shift and leave --augment_zoom at 0")
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
     return args
@@ -123,12 +131,16 @@ def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, acceler
 
     With a temporal loss the batch carries each frame's predecessor: one generator forward makes both.
     """
+    from dvp_hub.augment import composite_valid
+
     cond, real = batch["conditioning"], batch["frame"]
     fake_prev = None
     if "prev_conditioning" in batch:
         fake, fake_prev = generator(torch.cat([cond, batch["prev_conditioning"]])).chunk(2)  # G(x_t), G(x_t-1)
+        fake_prev = composite_valid(batch, fake_prev, "prev_frame")
     else:
         fake = generator(cond)  # G(x)
+    fake = composite_valid(batch, fake)  # a whole-pixel shift's band: the real frame's in both (no loss there)
     logits = discriminator(torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
     d_real, d_fake = logits.chunk(2)
     loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))  # D(x, y) -> 1, D(x, G(x)) -> 0
@@ -302,6 +314,8 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
         training["generator initialised from"] = args.init_from
     if args.augment_shift or args.augment_zoom:
         training["augmentation"] = f"shift up to {args.augment_shift:g} of the crop, zoom up to {args.augment_zoom:g}"
+        if args.augment_whole_pixels:
+            training["augmentation"] += " (whole pixels, the band from outside the crop out of the losses)"
     card = render_model_card(
         name, {k: round(v, 4) for k, v in metrics.items()}, training, meta, repo_id=args.hub_model_id
     )
@@ -428,7 +442,7 @@ def main(args):
             accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
         )
         for batch in active:
-            batch = shift_zoom(batch, args.augment_shift, args.augment_zoom)
+            batch = shift_zoom(batch, args.augment_shift, args.augment_zoom, whole_pixels=args.augment_whole_pixels)
             fake, fake_prev, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
             loss_gan, loss_l1, loss_t, loss_fm = generator_step(
                 batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator

@@ -353,6 +353,9 @@ class LiveRunner:
     the float generator on two AMD cores (27.1-28.3 fps and 5-8.5% dropped against 27.1-28.8 fps and 4-9.5%,
     latency p50 118-123 ms against 34-52 ms). `run_paced` chooses it with `pipelined_by_default`.
 
+    Before it takes a frame, each stage runs once in the thread it will run in (`LiveSession.warm_up`): the first
+    call there was 56-68 ms instead of 22, and the camera frames that arrived meanwhile were dropped.
+
     ``thread=False``: no generator thread of its own; the caller runs `serve` (frames are then offered from another
     thread). `run_paced` does this so that the generator runs in the thread that made the session: torch's CPU
     work is slower in a thread other than the first one to use its OpenMP pool (2 Intel cores, the int8 demo
