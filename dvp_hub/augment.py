@@ -56,18 +56,16 @@ def shift_zoom(
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
     theta[:, :, 2] = -t / s[:, None]  # output x = s * input x + t
     mode = "nearest" if whole_pixels else "bilinear"  # whole pixels: each output pixel centre is an input one
+    grid = F.affine_grid(theta, [b, 1, *ref.shape[-2:]], align_corners=False)  # the same for every image here
     out = dict(batch)
     for key in WARPED:
         if key in batch:
             img = batch[key]
-            grid = F.affine_grid(theta.to(img.dtype), list(img.shape), align_corners=False)
-            out[key] = F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=False)
+            out[key] = F.grid_sample(img, grid.to(img.dtype), mode=mode, padding_mode="border", align_corners=False)
     if whole_pixels:
         ones = torch.ones(b, 1, *ref.shape[-2:], device=dev)
-        grid = F.affine_grid(theta, list(ones.shape), align_corners=False)
         out["valid"] = F.grid_sample(ones, grid, mode="nearest", padding_mode="zeros", align_corners=False) > 0.5
     if "regions" in batch:
-        size = ref.shape[-1]
         boxes = batch["regions"].to(torch.float32) / size * 2 - 1  # [B, K, 4] normalised (x0, y0, x1, y1)
         boxes = boxes * s[:, None, None] + t.repeat(1, 2)[:, None, :]
         out["regions"] = ((boxes + 1) / 2 * size).to(batch["regions"].dtype)

@@ -85,7 +85,7 @@ class LiveFaceFitter:
         }
 
     def _finish_calibration(self) -> None:
-        from ..pipelines.retarget import neutral_frame
+        from ..pipelines.retarget import neutral_index
 
         lm = np.stack([c[0] for c in self._calib])
         canon = np.stack([c[1] for c in self._calib])
@@ -94,12 +94,7 @@ class LiveFaceFitter:
         # The reference is chosen on the canonical expressions (a linear solve, ~2 ms for a second of frames) and
         # only it is refined: refining all of them took 45-50 ms, a camera frame and a half dropped at the end of
         # every calibration, and picked the same frame on 8 of 9 shared clips (an adjacent one on the ninth).
-        n = len(canon)
-        expr = canonical_expression(canon, self.identity, self.model, self.num_expression)
-        zeros = {"rotation": np.zeros((n, 3)), "translation": np.zeros((n, 3)), "eye_openness": np.zeros((n, 2))}
-        ref = neutral_frame(
-            self.sequence({**zeros, "expression": expr, "gaze": eye_gaze(canon), "landmarks": lm[..., :2]}, 30.0)
-        )
+        ref = neutral_index(self.identity, canonical_expression(canon, self.identity, self.model, self.num_expression))
         c = self._calib[ref]
         fit = self._solve(lm[ref : ref + 1], canon[ref : ref + 1], c[2][None], c[3][None])
         self.reference = {k: v[0].copy() for k, v in fit.items()}

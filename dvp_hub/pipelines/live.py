@@ -161,23 +161,28 @@ class LiveSession:
         self.frames_in = 0
         self.frames_without_face = 0
         self._recalibrate = False  # set by `recalibrate` (any thread), applied by the next `prepare`
-        size = self.pipe.target.config.resolution
-        self._rest = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device)
-        self._rest = self._rest.permute(0, 3, 1, 2)  # channels_last, as `prepare` writes it
-        self.warm_up("prepare", out=self._rest)  # the target at rest, kept for warming the generator
+        self._rest = self._rest_conditioning()  # the target at rest, kept for warming the generator
         self.warm_up("generate")
 
-    def warm_up(self, stage: str, out: torch.Tensor | None = None) -> None:
+    def _render(self, drive) -> torch.Tensor:
+        """The conditioning ``[1, 9, R, R]`` (channels_last, as the ring takes it) of a one-frame drive."""
+        size = self.output_size
+        cond = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
+        self._renderer.render(drive, self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
+        return cond
+
+    @torch.no_grad()
+    def _rest_conditioning(self) -> torch.Tensor:
+        with _one_blas_thread():
+            return self._render(self._target.slice(self._tref, self._tref + 1))
+
+    def warm_up(self, stage: str) -> None:
         """One frame through a stage now, not on the first camera frame: ``"prepare"`` renders the target at rest,
         ``"generate"`` runs the generator and the marks on it. The first call of each in a thread (or after a change
         of torch's thread count) is slower: the generator stage took 56 against 22 ms, and the camera frames that
         arrived meanwhile were dropped. `LiveRunner` calls this in each of its threads before taking frames."""
         if stage == "prepare":
-            size = self.pipe.target.config.resolution
-            out = self._rest.clone(memory_format=torch.channels_last) if out is None else out
-            with torch.no_grad(), _one_blas_thread():
-                rest = self._target.slice(self._tref, self._tref + 1)
-                self._renderer.render(rest, self.pipe.target.crop, size, albedo=self._target.albedo, out=out)
+            self._rest_conditioning()
         elif self._k == 0:  # a session that has not started (it would lose its window's history)
             self.generate(self._rest)
             self._k = 0  # the first camera frame fills the window again
@@ -285,10 +290,7 @@ class LiveSession:
             if params is not None:
                 self._last = params
                 self.fitted.append(params)
-        size = self.pipe.target.config.resolution
-        cond = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
-        self._renderer.render(self._drive(params), self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
-        return cond
+        return self._render(self._drive(params))
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor) -> np.ndarray:
