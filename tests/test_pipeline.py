@@ -167,14 +167,17 @@ def test_dub_length_audio_and_motion(tiny_pipeline, tmp_path):
 
 def test_edit_changes_the_image_as_asked():
     pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
-    base = pipe.edit(100, watermark=False)
-    assert base.shape == (256, 256, 3) and base.dtype == np.uint8
-    assert np.array_equal(base, pipe.edit(100, watermark=False))
-    turned = pipe.edit(100, yaw=20, watermark=False)
+    full = pipe.edit(100, watermark=False)  # the demo carries its full frame: the edit is pasted back
+    assert full.shape == (720, 1280, 3) and full.dtype == np.uint8
+    size = 256 * (pipe.refiner.config.scale if pipe.refiner is not None else 1)
+    base = pipe.edit(100, watermark=False, paste_back=False)
+    assert base.shape == (size, size, 3) and base.dtype == np.uint8
+    assert np.array_equal(base, pipe.edit(100, watermark=False, paste_back=False))
+    turned = pipe.edit(100, yaw=20, watermark=False, paste_back=False)
     assert np.abs(turned.astype(int) - base).mean() > 2.0
     # closing the eyes changes the eye region, not the hair at the top of the crop
-    blink = pipe.edit(100, expression={"blink": 3.0}, watermark=False).astype(int)
-    m = pipe.target.crop.matrix(256)
+    blink = pipe.edit(100, expression={"blink": 3.0}, watermark=False, paste_back=False).astype(int)
+    m = pipe.target.crop.matrix(size)
     x, y = m[:, :2] @ pipe.target.landmarks[100, 159].numpy() + m[:, 2]  # upper lid of the right eye, in the crop
     box = (slice(int(y) - 6, int(y) + 6), slice(int(x) - 10, int(x) + 10))
     eye_change = np.abs(blink[box] - base[box]).mean()
@@ -279,9 +282,12 @@ def test_demo_target_resolves_and_runs():
     from dvp_hub.cli import MOTION_CLIP
 
     out = pipe(source_parameters=MOTION_CLIP, max_frames=3, progress=False)
-    assert out.frames.shape == (1, 3, 256, 256, 3)
-    # a trained generator makes a face-like image: not flat, skin tones in the centre
-    assert out.frames[0, 0].std() > 0.1
+    assert out.frames.shape == (1, 3, 720, 1280, 3)  # the target's full frame at its native size, by default
+    crop = pipe(source_parameters=MOTION_CLIP, max_frames=3, progress=False, paste_back=False).frames
+    size = 256 * (pipe.refiner.config.scale if pipe.refiner is not None else 1)
+    assert crop.shape == (1, 3, size, size, 3)
+    # a trained generator makes a face-like image: not flat
+    assert crop[0, 0].std() > 0.1
 
 
 def test_paste_back_into_the_full_frame(d3_sequence, tmp_path):

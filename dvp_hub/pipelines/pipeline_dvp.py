@@ -14,9 +14,11 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 
 from ..errors import InputError, TargetLoadError
-from ..models import PortraitTarget, RenderingToVideoGenerator
+from ..models import FaceRefiner, PortraitTarget, RenderingToVideoGenerator
 from ..video import current_umask
-from .target_folder import DEMO_DIR, check_folder, resolve_target  # noqa: F401 - public names, kept here too
+from .finish import FrameFinisher
+from .reference import load_background
+from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
 
 logger = logging.get_logger(__name__)
 
@@ -40,6 +42,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     Components:
         generator ([`RenderingToVideoGenerator`]): the target's rendering-to-video network.
         target ([`PortraitTarget`]): the target's face model, crop, camera and training sequence.
+        refiner ([`FaceRefiner`], optional): takes the generator's crop to twice its size with the target's detail.
 
     Example:
         ```py
@@ -50,12 +53,13 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         ```
     """
 
-    model_cpu_offload_seq = "generator"
+    model_cpu_offload_seq = "generator->refiner"
+    _optional_components = ["refiner"]
 
-    def __init__(self, generator: RenderingToVideoGenerator, target: PortraitTarget):
+    def __init__(self, generator: RenderingToVideoGenerator, target: PortraitTarget, refiner: FaceRefiner = None):
         super().__init__()
-        self.register_modules(generator=generator, target=target)
-        self.reference_video: str | None = None  # a video of the target (``reference.mp4`` in its folder)
+        self.register_modules(generator=generator, target=target, refiner=refiner)
+        self.reference: str | None = None  # the target's full frame (`target_folder.REFERENCE_FILES`)
 
     def provenance(self, **extra) -> dict:
         """What the Content Credentials of this target's outputs say about it: name and model card."""
@@ -94,31 +98,21 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             self.__dict__["_target_cache"] = state
         return state
 
-    def _background(self) -> np.ndarray:
-        """The target's reference frame at full resolution, from its reference video (for paste-back).
+    @property
+    def has_reference(self) -> bool:
+        """Whether the target folder carries its full frame (``reference.png`` or ``reference.mp4``)."""
+        return self.reference is not None
 
-        Decoded once per reference video: every call of the pipeline pastes into the same frame.
-        """
+    def background(self) -> np.ndarray:
+        """The target's reference frame at its native size (``H x W x 3`` uint8), decoded once per file."""
+        if self.reference is None:
+            raise InputError("this target has no reference frame (reference.png in its folder): ask for the crop.")
         cached = self.__dict__.get("_background_cache")
-        if cached is None or cached[0] != self.reference_video:
-            cached = (self.reference_video, self._decode_background())
-            self.__dict__["_background_cache"] = cached
+        if cached is None or cached[0] != self.reference:
+            cam = self.target.camera
+            frame = load_background(self.reference, cam.width, cam.height, self.target.config.reference_frame)
+            cached = self.__dict__["_background_cache"] = (self.reference, frame)
         return cached[1]
-
-    def _decode_background(self) -> np.ndarray:
-        from ..video import VideoReader
-
-        cam = self.target.camera
-        reader = VideoReader(self.reference_video, max_frames=self.target.config.reference_frame + 1)
-        if (reader.width, reader.height) != (cam.width, cam.height):
-            raise InputError(
-                f"{self.reference_video}: {reader.width}x{reader.height}, but the target was fitted on "
-                f"{cam.width}x{cam.height} frames; give the target's own video."
-            )
-        for i, frame in enumerate(reader):
-            if i == self.target.config.reference_frame:
-                return frame.copy()
-        raise InputError(f"{self.reference_video}: shorter than the target's reference frame; give its own video.")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs) -> "DeepVideoPortraitPipeline":
@@ -161,8 +155,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             pipe.target.to(torch.float32)  # face parameters stay in full precision
         pipe.generator.eval()
         pipe.origin = str(pretrained_model_name_or_path)  # demo, a folder or a Hub id: for the credentials
-        ref = os.path.join(folder, "reference.mp4")
-        pipe.reference_video = ref if os.path.isfile(ref) else None
+        if pipe.refiner is not None:
+            pipe.refiner.eval()
+        pipe.reference = reference_file(folder)
         return pipe
 
     @torch.no_grad()
@@ -175,21 +170,21 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         expression: dict | None = None,
         gaze: tuple[float, float] = (0.0, 0.0),
         watermark: bool = True,
+        paste_back: bool | None = None,
     ):
-        """One edited frame of the target (interactive editing), ``H x W x 3`` uint8.
+        """One edited frame of the target (interactive editing), ``H x W x 3`` uint8, marked like every output.
 
         Starts from the target's training frame ``frame_index``; yaw / pitch / roll (degrees) rotate the head in
         camera axes; ``expression`` maps the named controls of `pipelines.editing.CONTROLS` ("jaw_open",
         "smile", "brows", "blink") or ``"c<k>"`` (coefficient k) to amounts in standard deviations; ``gaze``
         shifts both irises (x, y) in eye widths. The window repeats the edited frame, so the call is one
-        render and one generator pass (tens of milliseconds with the light generator).
+        render and one generator pass. ``paste_back``: the target's full frame (default where it has one).
         """
-        from ..export import mark_synthetic
         from ..models.inference import generate_windows
         from ..render.conditioning import ConditioningRenderer
         from .editing import control_directions, edited_frame
 
-        # Slider calls: the target's sequence, its control directions and a renderer are made once.
+        # Slider calls: the target's sequence, its control directions, a renderer and the finisher are made once.
         state = self._target_state()
         if "renderer" not in state:
             state["renderer"] = ConditioningRenderer(device=self._execution_device)
@@ -198,14 +193,16 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             raise InputError(f"frame_index={frame_index} is outside the target's {len(tgt)} frames.")
         if expression and "directions" not in state:
             state["directions"] = control_directions(tgt, slice(0, self.target.config.train_frames))
+        paste_back = self.has_reference if paste_back is None else paste_back
+        key = ("finisher", paste_back, watermark)
+        if key not in state:
+            state[key] = FrameFinisher(self, paste_back, watermark=watermark, invisible_watermark=watermark)
         one = edited_frame(tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, state.get("directions"))
         cond = state["renderer"].render(one, self.target.crop, self.target.config.resolution)
         clip = cond.expand(self.generator.config.temporal_window, -1, -1, -1)  # the window repeats the frame
-        img = ((generate_windows(self.generator, clip)[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        img = img.permute(1, 2, 0).cpu().numpy()
-        from ..provenance.watermark import embed
-
-        return embed(mark_synthetic(img)) if watermark else img
+        finisher = state[key]
+        finisher.reset()  # a still: no smoothing with the previous slider position
+        return finisher(generate_windows(self.generator, clip))[0]
 
     def live(
         self,
@@ -261,6 +258,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         max_frames=None,
         output_type="np",
         return_dict=True,
+        refine=True,
         output_video=None,
         watermark=True,
         batch_size=8,
@@ -297,8 +295,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             invisible_watermark: embed the invisible watermark (`provenance.watermark`) in every frame (on by
                 default; it survives crops, resizes, re-encoding and grey conversion, the label does not).
             batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
-            paste_back: composite the generated crop into the target's full frame (its reference video's
-                reference frame) with a feathered edge; ``None`` does it when the target folder has ``reference.mp4``.
+            paste_back: composite the generated person into the target's full frame at its native size (its
+                reference frame; `render.composite`); ``None`` does it when the target has one. ``False``: the crop.
+            refine: run the target's `FaceRefiner` (when it has one): the crop at twice the generator's size.
             fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where it runs faster than fp32;
                 outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
             overlap: render the next batches and encode the last ones in threads while the generator runs
@@ -319,9 +318,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             source_video, source_parameters, mode, output_type, transfer, output_video, max_frames
         )
         if paste_back is None:
-            paste_back = self.reference_video is not None
-        if paste_back and self.reference_video is None:
-            raise InputError("paste_back needs a reference video of the target (reference.mp4 in its folder).")
+            paste_back = self.has_reference
+        if paste_back and not self.has_reference:
+            raise InputError("paste_back needs the target's full frame (reference.png in its folder); ask for the crop.")
         stages = 2 if reader is not None else 1
         show = progress and not getattr(self, "_progress_bar_config", {}).get("disable", False)
         # 2. Track the source and fit the face model (or load a `dvp track` parameter file)
@@ -338,13 +337,13 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             self, source, mode, transfer, neutral_frame, limit_pose, limit_expression
         )
         # 4. Render the conditioning, generate, mark and write, chunk by chunk
-        background = self._background() if paste_back else None
+        finisher = FrameFinisher(self, paste_back, refine, watermark, invisible_watermark)
         writer = None
         if output_video:
             provenance = self.provenance(mode=mode, source=source_video or source_parameters)
             writer = VideoWriter(output_video, drive.fps, audio_from=source_video, provenance=provenance)
         frames: list = []
-        sink = steps.frame_sink(self.target.crop, background, watermark, writer, frames, invisible_watermark)
+        sink = steps.frame_sink(finisher, writer, frames)
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
         try:
             gen_seconds = steps.render_generate_write(
@@ -388,9 +387,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             half = torch.nn.Module.half(copy.deepcopy(self.generator))  # Module.half: no ModelMixin.to warning
             half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
-            ref = getattr(self, "reference_video", None)
+            ref = getattr(self, "reference", None)
             if ref and os.path.isfile(ref):
-                shutil.copy(ref, os.path.join(tmp, "reference.mp4"))
+                shutil.copy(ref, os.path.join(tmp, "reference" + os.path.splitext(ref)[1].lower()))
             if model_card is not None:
                 model_card.save(os.path.join(tmp, "README.md"))
             elif os.path.isfile(os.path.join(save_directory, "README.md")):

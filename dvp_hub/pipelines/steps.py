@@ -126,10 +126,11 @@ def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True
 
 
 def render_generate_write(
-    pipe, drive, sink_frame, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None
+    pipe, drive, on_output, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None
 ) -> float:
     """Step 4: render the conditioning of ``drive`` chunk by chunk, run the generator over each frame's
-    space-time window, and hand every output frame (``H x W x 3`` uint8) to ``sink_frame`` in order.
+    space-time window, and hand each batch of generator output (``[B, 3, R, R]`` in [-1, 1], frames in order)
+    to ``on_output`` (`frame_sink`: refined, pasted back, marked and written).
 
     The first frame's history is the first frame repeated, as in training. Without ``overlap`` the chunk
     of renders lives in one buffer allocated once, so that a long video neither grows nor fragments the
@@ -171,11 +172,9 @@ def render_generate_write(
                 yield cond[b : b + hist + min(batch_size, e - s - b)]
 
     def finish(out: torch.Tensor) -> None:
-        imgs = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        for img in imgs:
-            sink_frame(img)
+        on_output(out)
         if bar is not None:
-            bar.update(len(imgs))
+            bar.update(len(out))
 
     gen_seconds = 0.0
     sink = Worker(finish) if overlap else None
@@ -197,21 +196,13 @@ def render_generate_write(
     return gen_seconds
 
 
-def frame_sink(crop, background, watermark: bool, writer, frames: list, invisible_watermark: bool = True):
-    """What happens to each generated crop: pasted into the target's frame (when a background is given),
-    marked synthetic (the visible label, then the invisible watermark over the whole frame), then written
-    to ``writer`` or appended to ``frames``."""
-    from ..export import mark_synthetic
-    from ..provenance.watermark import embed
+def frame_sink(finisher, writer, frames: list):
+    """``on_output`` for `render_generate_write`: each batch through the run's `finish.FrameFinisher`
+    (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``."""
 
-    def sink(img: np.ndarray) -> None:
-        if background is not None:
-            img = crop.paste(background, img)
-        if watermark:
-            img = mark_synthetic(img)
-        if invisible_watermark:
-            img = embed(img)
-        writer.write(img) if writer is not None else frames.append(img)
+    def sink(out: torch.Tensor) -> None:
+        for img in finisher(out):
+            writer.write(img) if writer is not None else frames.append(img)
 
     return sink
 

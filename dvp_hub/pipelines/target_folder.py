@@ -15,7 +15,9 @@ from ..errors import TargetLoadError
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "DeepVideoPortraitPipeline"}
+ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "FaceRefiner", "DeepVideoPortraitPipeline"}
+REFERENCE_FILES = ("reference.png", "reference.jpg", "reference.mp4")  # the target's full frame, for paste-back
+
 
 
 def resolve_target(name_or_path: str, **hub_kwargs) -> str:
@@ -40,7 +42,7 @@ def resolve_target(name_or_path: str, **hub_kwargs) -> str:
             cache_dir=hub_kwargs.get("cache_dir"),
             local_files_only=hub_kwargs.get("local_files_only", False),
             token=hub_kwargs.get("token"),
-            allow_patterns=["*.json", "*.safetensors", "*.md", "reference.mp4"],
+            allow_patterns=["*.json", "*.safetensors", "*.md", *REFERENCE_FILES],
         )
     except LocalEntryNotFoundError:
         raise TargetLoadError(
@@ -69,8 +71,10 @@ def check_folder(folder: str) -> None:
         raise TargetLoadError(f"{index}: not valid JSON.") from None
     if spec.get("_class_name") != "DeepVideoPortraitPipeline":
         raise TargetLoadError(f"{folder}: model_index.json names {spec.get('_class_name')!r}, not a dvp_hub pipeline.")
-    for key in ("generator", "target"):
+    for key in ("generator", "target", "refiner"):
         lib_cls = spec.get(key)
+        if key == "refiner" and lib_cls in (None, [None, None]):
+            continue  # optional
         if not (
             isinstance(lib_cls, list)
             and len(lib_cls) == 2
@@ -92,12 +96,15 @@ LIMITS = {
         "out_channels": 16,
     },
     "target": {"num_frames": 1_000_000, "num_expression": 1024, "resolution": 1024},
+    "refiner": {"channels": 512, "num_blocks": 64, "scale": 8},
 }
 
 
 def _check_sizes(folder: str) -> None:
     for comp, limits in LIMITS.items():
         path = os.path.join(folder, comp, "config.json")
+        if comp == "refiner" and not os.path.isdir(os.path.join(folder, comp)):
+            continue  # optional
         try:
             with open(path) as fh:
                 cfg = json.load(fh)
@@ -109,3 +116,12 @@ def _check_sizes(folder: str) -> None:
                 raise TargetLoadError(
                     f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load."
                 )
+
+
+def reference_file(folder: str) -> str | None:
+    """The target's full-frame reference (`REFERENCE_FILES`, first found) in ``folder``, or None."""
+    for name in REFERENCE_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None

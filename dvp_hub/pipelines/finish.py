@@ -1,0 +1,81 @@
+"""The end of the frame engine, shared by the offline pipeline, `edit` and the live session.
+
+Generator output ``[B, 3, R, R]`` in [-1, 1] -> the frames a user gets (``H x W x 3`` uint8):
+
+1. refined: the target's `FaceRefiner`, when it has one, takes the crop to twice its size;
+2. pasted back: composited into the target's full reference frame at its native size
+   (`render.composite.Compositor`), unless the crop alone was asked for;
+3. marked: the visible "SYNTHETIC" label, then the invisible watermark over the whole frame.
+
+Every path that makes frames for a user goes through `FrameFinisher`, so every output is marked the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..export import mark_synthetic
+from ..provenance.watermark import embed
+from ..render.composite import Compositor
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``[B, 3, H, W]`` (or ``[3, H, W]``) in [-1, 1] -> ``[B, H, W, 3]`` (``[H, W, 3]``) uint8."""
+    img = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return img.movedim(-3, -1).cpu().numpy()
+
+
+class FrameFinisher:
+    """Refine, paste back and mark generator outputs for one run (one clip, one live session or one slider).
+
+    Args:
+        pipe: the `DeepVideoPortraitPipeline` (its ``refiner`` may be None).
+        paste_back: composite into the target's reference frame (needs one: ``pipe.has_reference``).
+        refine: run the target's refiner when it has one.
+        watermark, invisible_watermark: the two marks (on by default everywhere).
+
+    ``output_size``: ``(width, height)`` of the frames it returns.
+    """
+
+    def __init__(self, pipe, paste_back: bool, refine: bool = True, watermark=True, invisible_watermark=True):
+        self.refiner = pipe.refiner if refine else None
+        self.watermark, self.invisible_watermark = watermark, invisible_watermark
+        res = int(pipe.target.config.resolution)
+        self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
+        self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        if self.compositor is None:
+            return (self.crop_size, self.crop_size)
+        h, w = self.compositor.background.shape[:2]
+        return (w, h)
+
+    @torch.no_grad()
+    def crops(self, out: torch.Tensor) -> np.ndarray:
+        """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks)."""
+        if self.refiner is not None:
+            out = self.refiner(out.float())
+        return to_uint8(out)
+
+    def mark(self, img: np.ndarray) -> np.ndarray:
+        """The visible label and the invisible watermark, as asked."""
+        if self.watermark:
+            img = mark_synthetic(img)
+        if self.invisible_watermark:
+            img = embed(img)
+        return img
+
+    def frame(self, crop: np.ndarray) -> np.ndarray:
+        """One refined crop -> the user's frame (pasted back when asked, marked)."""
+        return self.mark(self.compositor(crop) if self.compositor is not None else crop)
+
+    def __call__(self, out: torch.Tensor) -> list[np.ndarray]:
+        """Generator output ``[B, 3, R, R]`` -> the user's frames, in order."""
+        return [self.frame(c) for c in self.crops(out)]
+
+    def reset(self) -> None:
+        """A new clip starts (the paste-back mask's smoothing forgets the last frame)."""
+        if self.compositor is not None:
+            self.compositor.reset()

@@ -1,0 +1,94 @@
+"""Training pairs for a target's `FaceRefiner`: the generator's crop of each target frame and the real crop.
+
+For every frame of the target's sequence the generator is driven by that frame's own fitted parameters
+(self-reenactment, the pipeline's own render-and-generate step), and the real frame is cut with the
+target's crop at ``scale`` times the generator's resolution. The last ``num_frames - train_frames``
+frames are the target's held-out frames: the refiner never trains on them either.
+
+A pair folder holds ``generated.npy`` ``[N, R, R, 3]`` uint8, ``real.npy`` ``[N, sR, sR, 3]`` uint8,
+``face_boxes.npy`` ``[N, 4]`` (x0, y0, x1, y1 of the landmarks in the real crop's pixels) and
+``pairs.json`` (sizes, the held-out split, the target's name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .errors import DVPError
+from .pipelines import steps
+from .pipelines.finish import to_uint8
+from .video import VideoReader
+
+
+def generated_crops(pipe, frames: slice | None = None) -> np.ndarray:
+    """The generator's output for the target's own frames, ``[N, R, R, 3]`` uint8 (no marks)."""
+    seq = pipe._target_state()["sequence"]
+    if frames is not None:
+        seq = seq.slice(frames.start or 0, frames.stop)
+    out: list[np.ndarray] = []
+    steps.render_generate_write(pipe, seq, lambda x: out.extend(to_uint8(x)), batch_size=8, chunk_size=64)
+    return np.stack(out)
+
+
+def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None) -> np.ndarray:
+    """The target's real frames cut with its crop at ``size`` px, ``[N, size, size, 3]`` uint8."""
+    cfg = pipe.target.config
+    start = pipe.target.source_start
+    n = cfg.num_frames if max_frames is None else min(cfg.num_frames, max_frames)
+    reader = VideoReader(target_video)
+    if len(reader) < start + n:
+        raise DVPError(f"{target_video}: {len(reader)} frames, the target needs {start + n}; give its own video.")
+    crop = pipe.target.crop
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i, frame in enumerate(reader):
+        if i >= start + n:
+            break
+        if i >= start:
+            out[i - start] = crop.apply(frame, size)
+    return out
+
+
+def face_boxes(pipe, size: int, n: int) -> np.ndarray:
+    """Each frame's landmark box in the crop's pixels at ``size`` px, ``[n, 4]`` float32."""
+    crop = pipe.target.crop
+    lm = pipe.target.to_sequence().landmarks[:n]  # [n, 478, 2] video pixels
+    s = size / crop.size
+    xy = (lm - np.array([crop.x0, crop.y0])) * s
+    return np.concatenate([xy.min(1), xy.max(1)], axis=1).astype(np.float32)
+
+
+def build_pairs(pipe, target_video: str, out_dir: str, scale: int = 2, max_frames: int | None = None) -> dict:
+    """Write a pair folder (see the module's docstring) for ``pipe``'s target; returns its ``pairs.json``."""
+    cfg = pipe.target.config
+    n = cfg.num_frames if max_frames is None else min(cfg.num_frames, max_frames)
+    size = cfg.resolution * scale
+    real = real_crops(pipe, target_video, size, n)
+    gen = generated_crops(pipe, slice(0, n))
+    os.makedirs(out_dir, exist_ok=True)
+    np.save(os.path.join(out_dir, "generated.npy"), gen)
+    np.save(os.path.join(out_dir, "real.npy"), real)
+    np.save(os.path.join(out_dir, "face_boxes.npy"), face_boxes(pipe, size, n))
+    meta = {
+        "target": cfg.name,
+        "frames": int(n),
+        "train_frames": int(min(cfg.train_frames, n)),
+        "resolution": int(cfg.resolution),
+        "scale": int(scale),
+        "crop_size_native": float(pipe.target.crop.size),
+    }
+    with open(os.path.join(out_dir, "pairs.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+def load_pairs(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """``(generated, real, face_boxes, meta)`` of a pair folder, the arrays memory-mapped."""
+    if not os.path.isfile(os.path.join(folder, "pairs.json")):
+        raise DVPError(f"{folder}: no pairs.json; build it first with training/train_refiner.py --target_video.")
+    with open(os.path.join(folder, "pairs.json")) as f:
+        meta = json.load(f)
+    load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")  # noqa: E731
+    return load("generated.npy"), load("real.npy"), load("face_boxes.npy"), meta

@@ -1,0 +1,132 @@
+"""Paste-back: the generated crop composited into the target's full frame at its native size.
+
+The person (head, hair, neck, torso) comes from the generated crop; the background from the target's
+real reference frame, which is sharper than any generated background and never moves. The mask is the
+union of a person segmentation of the generated crop and of the reference frame's crop (so the real
+head of the reference never shows beside the generated one), widened a little, feathered, smoothed over
+time and faded to zero at the crop's edge. The generated pixels are shifted in colour by the mean
+difference between the generated and the real background just outside the person, so that the edge of
+the mask does not show as a change of tone.
+
+The person mask is mediapipe's selfie segmentation, which ships inside the pinned wheel.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import mediapipe as mp
+import numpy as np
+
+from .crop import Crop
+
+SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
+MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
+
+
+class PersonSegmenter:
+    """``H x W x 3`` uint8 RGB -> person probability ``SEGMENT_SIZE`` px square, float32 in [0, 1] (thread-safe)."""
+
+    def __init__(self):
+        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The mask at `SEGMENT_SIZE` px (callers resize it once, after their own filtering)."""
+        small = cv2.resize(image, (SEGMENT_SIZE, SEGMENT_SIZE), interpolation=cv2.INTER_AREA)
+        with self._lock:
+            mask = self._seg.process(np.ascontiguousarray(small)).segmentation_mask
+        return np.zeros((SEGMENT_SIZE, SEGMENT_SIZE), np.float32) if mask is None else mask.astype(np.float32)
+
+    def close(self) -> None:
+        self._seg.close()
+
+
+def square_ramp(n: int, feather: float) -> np.ndarray:
+    """``n x n`` weights: 1 inside, falling linearly to 0 over ``feather * n`` px at the square's edge."""
+    ramp = np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / max(feather * n, 1.0), 0, 1).astype(np.float32)
+    return np.minimum(ramp[:, None], ramp[None, :])
+
+
+class Compositor:
+    """Generated crops (``size x size x 3`` uint8) -> the target's full frames (the reference's size).
+
+    Args:
+        background: the target's reference frame, ``H x W x 3`` uint8 at its native size.
+        crop: the target's crop in that frame's pixels.
+        size: the side of the crops that will be pasted (the generator's or the refiner's output).
+        person_mask: composite by person mask (True) or by the crop's feathered square alone (False, the
+            older paste-back; also the fallback where the segmenter finds no person).
+        smooth: weight of the previous frame's mask in each frame's (0: none); call `reset` between clips.
+
+    Guarantees: the output is the background outside the crop's square, the same size and dtype, and a
+    pixel's weight changes continuously from the background to the generated crop.
+    """
+
+    def __init__(self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5):
+        self.background = np.ascontiguousarray(background)
+        self.crop, self.size, self.smooth = crop, int(size), float(smooth)
+        h, w = self.background.shape[:2]
+        self.roi = (
+            max(0, int(np.floor(crop.x0))),
+            max(0, int(np.floor(crop.y0))),
+            min(w, int(np.ceil(crop.x0 + crop.size))),
+            min(h, int(np.ceil(crop.y0 + crop.size))),
+        )
+        x0, y0, x1, y1 = self.roi
+        inv = cv2.invertAffineTransform(crop.matrix(self.size))
+        inv[:, 2] -= (x0, y0)
+        self.to_roi = inv
+        self.square = square_ramp(self.size, feather)
+        self.widen = max(1, int(round(widen * SEGMENT_SIZE)))  # at the segmenter's size
+        self.segmenter = PersonSegmenter() if person_mask else None
+        self.ref_crop = crop.apply(self.background, self.size).astype(np.float32)
+        self.ref_mask = self.segmenter(crop.apply(self.background, self.size)) if self.segmenter else None
+        self._previous: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the previous frame's mask (a new clip starts)."""
+        self._previous = None
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """The blend weight of each crop pixel, ``size x size`` float32 in [0, 1]."""
+        if self.segmenter is None:
+            return self.square
+        person = self.segmenter(image)
+        if person.max() < 0.5:  # no person found: the square alone
+            return self.square
+        m = np.maximum(person, self.ref_mask)
+        k = 2 * self.widen + 1
+        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        m = cv2.GaussianBlur(m, (0, 0), self.widen)
+        if self._previous is not None and self.smooth > 0:
+            m = (1 - self.smooth) * m + self.smooth * self._previous
+        self._previous = m
+        return cv2.resize(m, (self.size, self.size), interpolation=cv2.INTER_LINEAR) * self.square
+
+    def colour_shift(self, image: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Per-channel mean of (real - generated) over the background inside the square, clipped."""
+        bg = (m < 0.02) & (self.square > 0.99)
+        if bg.sum() < 100:
+            return np.zeros(3, np.float32)
+        diff = self.ref_crop[bg] - image[bg].astype(np.float32)
+        return np.clip(diff.mean(0), -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT).astype(np.float32)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[:2] != (self.size, self.size):
+            raise ValueError(f"expected a {self.size} px crop, got {image.shape[1]}x{image.shape[0]}")
+        m = self.mask(image)
+        shifted = image.astype(np.float32) + (self.colour_shift(image, m) if self.segmenter else 0)
+        x0, y0, x1, y1 = self.roi
+        size = (x1 - x0, y1 - y0)
+        warped = cv2.warpAffine(shifted, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        out = self.background.copy()
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = (region + (warped - region) * weight).round().clip(0, 255).astype(np.uint8)
+        return out
+
+    def close(self) -> None:
+        if self.segmenter is not None:
+            self.segmenter.close()

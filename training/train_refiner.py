@@ -1,0 +1,209 @@
+"""Train a target's `FaceRefiner` (generated crop -> real crop at twice the size) on its own footage.
+
+    accelerate launch training/train_refiner.py --target demo \
+        --target_video ../shared/data/target-obama-34s.mp4 --output_dir runs/refiner --max_train_minutes 120
+
+The first run builds the training pairs (``OUTPUT_DIR/pairs/``, `dvp_hub.refiner_data`). Every
+``--checkpointing_steps`` it writes ``OUTPUT_DIR/checkpoint-STEP/`` (the refiner as a ``save_pretrained``
+folder through accelerate's save hook, the discriminator, optimizers and RNG state); ``--resume_from_checkpoint
+latest`` goes on from the newest. Held-out scores go to ``OUTPUT_DIR/validation.jsonl``; the final refiner to
+``OUTPUT_DIR/refiner/``, which ``training/export_target.py --refiner`` (or copying it into a target folder as
+``refiner/``) adds to a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from dvp_hub.errors import DVPError
+from dvp_hub.models.refiner import FaceRefiner, PatchDiscriminator
+from dvp_hub.refiner_data import build_pairs, load_pairs
+from dvp_hub.refiner_train import PatchSampler, feature_matching, lsgan, upsample, validate
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train a target's face refiner.")
+    p.add_argument("--target", default="demo", help="the target (demo, a folder or a Hub id) whose generator feeds it")
+    p.add_argument("--target_video", help="the target's own video (needed to build the pairs once)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--max_frames", type=int, default=None, help="use only the first N target frames (tests)")
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--num_blocks", type=int, default=4)
+    p.add_argument("--init_from", help="a refiner folder to start from")
+    p.add_argument("--patch", type=int, default=192, help="real patch side in px")
+    p.add_argument("--train_batch_size", type=int, default=8)
+    p.add_argument("--learning_rate", type=float, default=2e-4)
+    p.add_argument("--lambda_l1", type=float, default=10.0)
+    p.add_argument("--lambda_adv", type=float, default=1.0)
+    p.add_argument("--lambda_feature_matching", type=float, default=10.0)
+    p.add_argument("--adv_start", type=int, default=300, help="steps of L1 alone before the adversarial terms")
+    p.add_argument("--input_blur", type=float, default=1.0, help="largest sigma of the input blur augmentation")
+    p.add_argument("--max_train_steps", type=int, default=100_000)
+    p.add_argument("--max_train_minutes", type=float, default=None)
+    p.add_argument("--checkpointing_steps", type=int, default=500)
+    p.add_argument("--checkpoints_total_limit", type=int, default=2)
+    p.add_argument("--validation_steps", type=int, default=500)
+    p.add_argument("--validation_frames", type=int, default=16)
+    p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def pairs_folder(args, accelerator) -> str:
+    """The pair folder, built once by the main process when missing."""
+    folder = os.path.join(args.output_dir, "pairs")
+    if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "pairs.json")):
+        if not args.target_video:
+            raise DVPError(f"{folder} has no training pairs yet: give --target_video (the target's own video).")
+        from dvp_hub import DeepVideoPortraitPipeline
+
+        pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
+        build_pairs(pipe, args.target_video, folder + ".tmp", max_frames=args.max_frames)
+        os.replace(folder + ".tmp", folder)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def register_hooks(accelerator):
+    """Checkpoints hold the refiner as a ``save_pretrained`` folder (diffusers' training-example pattern)."""
+
+    def save_hook(models, weights, output_dir):
+        for i, model in reversed(list(enumerate(models))):
+            if isinstance(accelerator.unwrap_model(model), FaceRefiner):
+                if accelerator.is_main_process:
+                    accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, "refiner"))
+                weights.pop(i)
+
+    def load_hook(models, input_dir):
+        for i in reversed(range(len(models))):
+            if isinstance(accelerator.unwrap_model(models[i]), FaceRefiner):
+                model = models.pop(i)
+                loaded = FaceRefiner.from_pretrained(os.path.join(input_dir, "refiner"))
+                accelerator.unwrap_model(model).load_state_dict(loaded.state_dict())
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    found = [d for d in os.listdir(output_dir) if d.startswith("checkpoint-")] if os.path.isdir(output_dir) else []
+    return os.path.join(output_dir, max(found, key=lambda d: int(d.split("-")[1]))) if found else None
+
+
+def save_checkpoint(accelerator, args, step: int) -> None:
+    if accelerator.is_main_process and args.checkpoints_total_limit:
+        old = sorted((d for d in os.listdir(args.output_dir) if d.startswith("checkpoint-")), key=lambda d: int(d[11:]))
+        for d in old[: max(0, len(old) - args.checkpoints_total_limit + 1)]:
+            shutil.rmtree(os.path.join(args.output_dir, d), ignore_errors=True)
+    accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{step}"))
+
+
+def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator) -> dict:
+    """One generator and one discriminator update; returns the losses."""
+    scale = accelerator.unwrap_model(refiner).config.scale
+    cond = upsample(gen, scale)
+    fake = refiner(gen)
+    adv = step >= args.adv_start
+    loss = args.lambda_l1 * torch.nn.functional.l1_loss(fake, real)
+    logs = {"l1": float(loss.detach()) / args.lambda_l1}
+    if adv:
+        logits, fake_feats = disc(torch.cat([cond, fake], 1))
+        with torch.no_grad():
+            _, real_feats = disc(torch.cat([cond, real], 1))
+        g_adv = lsgan(logits, True)
+        fm = feature_matching(fake_feats, real_feats)
+        loss = loss + args.lambda_adv * g_adv + args.lambda_feature_matching * fm
+        logs.update(g_adv=float(g_adv.detach()), fm=float(fm.detach()))
+    opt_g.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    opt_g.step()
+    if adv:
+        real_logits, _ = disc(torch.cat([cond, real], 1))
+        fake_logits, _ = disc(torch.cat([cond, fake.detach()], 1))
+        d_loss = 0.5 * (lsgan(real_logits, True) + lsgan(fake_logits, False))
+        opt_d.zero_grad(set_to_none=True)
+        accelerator.backward(d_loss)
+        opt_d.step()
+        logs["d"] = float(d_loss)
+    return logs
+
+
+def run_validation(args, refiner, pairs, step, accelerator) -> None:
+    generated, real, boxes, meta = pairs
+    held = np.arange(meta["train_frames"], meta["frames"])
+    if not len(held):
+        return
+    picks = held[np.linspace(0, len(held) - 1, min(args.validation_frames, len(held))).round().astype(int)]
+    scores, _ = validate(accelerator.unwrap_model(refiner), generated, real, boxes, picks.tolist())
+    with open(os.path.join(args.output_dir, "validation.jsonl"), "a") as f:
+        f.write(json.dumps({"step": step, **scores}) + "\n")
+    r, b = scores["refined"], scores["bilinear"]
+    accelerator.print(
+        f"step {step}: held-out PSNR {r['psnr']:.2f} dB (bilinear {b['psnr']:.2f}), mid-band detail "
+        f"{r['detail_mid_band']:.2f} ({b['detail_mid_band']:.2f}), band error {r['band_error']:.2f} ({b['band_error']:.2f})"
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    accelerator = Accelerator()
+    set_seed(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    pairs = load_pairs(pairs_folder(args, accelerator))
+    generated, real, boxes, meta = pairs
+    if args.init_from:
+        refiner = FaceRefiner.from_pretrained(args.init_from)
+    else:
+        refiner = FaceRefiner(channels=args.channels, num_blocks=args.num_blocks, scale=meta["scale"])
+    disc = PatchDiscriminator()
+    opt_g = torch.optim.Adam(refiner.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
+    refiner, disc, opt_g, opt_d = accelerator.prepare(refiner, disc, opt_g, opt_d)
+    register_hooks(accelerator)
+    step = 0
+    ckpt = latest_checkpoint(args.output_dir) if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
+    if ckpt:
+        accelerator.load_state(ckpt)
+        step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
+        accelerator.print(f"resumed from {ckpt}")
+    sampler = PatchSampler(
+        generated, real, boxes, meta["train_frames"], args.patch, meta["scale"], blur=args.input_blur,
+        seed=args.seed * 1000 + step + accelerator.process_index,
+    )
+    t0, logs = time.time(), {}
+    while step < args.max_train_steps:
+        if args.max_train_minutes is not None and time.time() - t0 > 60 * args.max_train_minutes:
+            break
+        gen, rl = sampler.batch(args.train_batch_size)
+        logs = train_step(args, step, refiner, disc, opt_g, opt_d, gen, rl, accelerator)
+        step += 1
+        if step % 50 == 0:
+            accelerator.print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
+        if step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args, step)
+        if step % args.validation_steps == 0 and accelerator.is_main_process:
+            run_validation(args, refiner, pairs, step, accelerator)
+    accelerator.wait_for_everyone()
+    save_checkpoint(accelerator, args, step)
+    if accelerator.is_main_process:
+        run_validation(args, refiner, pairs, step, accelerator)
+        accelerator.unwrap_model(refiner).save_pretrained(os.path.join(args.output_dir, "refiner"))
+        accelerator.print(f"{step} steps; refiner saved to {os.path.join(args.output_dir, 'refiner')}")
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except DVPError as err:
+        raise SystemExit(f"error: {err}") from None
