@@ -168,6 +168,7 @@ def cmd_reenact(args) -> None:
         watermark=not args.no_watermark,
         limit_pose=not args.no_pose_limit,
         limit_expression=not args.no_expression_limit,
+        paste_back=False if args.crop_only else None,
     )
     _report(out, args.output)
 
@@ -175,7 +176,13 @@ def cmd_reenact(args) -> None:
 def cmd_demo(args) -> None:
     _check_output(args.output)
     pipe = _load_pipeline("demo")
-    out = pipe(source_parameters=MOTION_CLIP, output_video=args.output, max_frames=args.max_frames, mode=args.mode)
+    out = pipe(
+        source_parameters=MOTION_CLIP,
+        output_video=args.output,
+        max_frames=args.max_frames,
+        mode=args.mode,
+        paste_back=False if args.crop_only else None,
+    )
     _report(out, args.output)
 
 
@@ -188,7 +195,9 @@ def cmd_live(args) -> None:
 
     reader = VideoReader(args.source, max_frames=args.max_frames)
     pipe = _load_pipeline(args.target)
-    session = pipe.live(fps=reader.fps, mode=args.mode, watermark=not args.no_watermark)
+    session = pipe.live(
+        fps=reader.fps, mode=args.mode, watermark=not args.no_watermark, paste_back=False if args.crop_only else None
+    )
     writer = VideoWriter(
         args.output,
         reader.fps,
@@ -261,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass the source's expression on whole (by default, in reenact mode, a frown or squint the target never "
         "made is made smaller outside the mouth and eyes: a generator tears the collar on faces it never saw)",
     )
+    p.add_argument(
+        "--crop-only",
+        action="store_true",
+        help="return the generated crop instead of the target's full frame at its native size",
+    )
     p.set_defaults(func=cmd_reenact)
 
     p = sub.add_parser("live", help="the live (webcam) path on a video file, paced as a camera: fps, drops, latency")
@@ -272,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watermark", action="store_true")
     p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
     p.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: measure the throughput limit")
+    p.add_argument(
+        "--crop-only",
+        action="store_true",
+        help="return the generated crop instead of the target's full frame at its native size",
+    )
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("demo", help="the demo target driven by the motion clip that ships with the package")
@@ -283,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="dub",
         help="dub (default: the target keeps its head motion, the mouth follows the clip; the demo target's "
         "cleanest output) or reenact (the clip's head motion too)",
+    )
+    p.add_argument(
+        "--crop-only",
+        action="store_true",
+        help="return the generated crop instead of the target's full frame at its native size",
     )
     p.set_defaults(func=cmd_demo)
 

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 
+import cv2
 import gradio as gr
 import numpy as np
 
@@ -99,13 +100,16 @@ def check_source(path: str | None) -> None:
         )
 
 
+SIDE_BY_SIDE_HEIGHT = 360  # px
+
+
 def side_by_side(source_video: str, result_video: str, parameters, pipe, output: str) -> str:
-    """source | diffuse conditioning | result, streamed chunk by chunk."""
+    """source | diffuse conditioning | result (full frame, same height), streamed chunk by chunk."""
     from .provenance.watermark import embed
     from .render.conditioning import ConditioningRenderer
     from .video import VideoReader, VideoWriter
 
-    size = pipe.target.config.resolution
+    size = SIDE_BY_SIDE_HEIGHT  # every panel this tall; the result keeps its aspect ratio
     renderer = ConditioningRenderer()
     albedo = pipe.target.albedo.numpy()
     provenance = pipe.provenance(source=source_video)
@@ -119,7 +123,9 @@ def side_by_side(source_video: str, result_video: str, parameters, pipe, output:
             diffuse = ((cond[:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
             for i, res in enumerate(chunk):
                 src = next(src_iter, np.zeros((size, size, 3), np.uint8))
-                writer.write(embed(np.concatenate([src, diffuse[i], res[:size, :size]], 1)))
+                w = int(round(res.shape[1] * size / res.shape[0] / 2)) * 2  # even: H.264 needs it
+                res = cv2.resize(res, (w, size), interpolation=cv2.INTER_AREA)
+                writer.write(embed(np.concatenate([src, diffuse[i], res], 1)))
             start += len(chunk)
     return output
 

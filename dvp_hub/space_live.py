@@ -124,7 +124,7 @@ def live_record_start(request: gr.Request = None) -> str:
                 provenance=pipe.provenance(mode="live", source="webcam"),
                 low_latency=True,
             )
-            LIVE.writer.open(LIVE.session.output_size, LIVE.session.output_size)  # here, not in the frame path
+            LIVE.writer.open(*LIVE.session.output_size)  # here, not in the frame path
             LIVE.record_start, LIVE.recorded = time.perf_counter(), 0
         return "Recording: press Stop to get the video."
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import retarget
+from .finish import FrameFinisher
 
 _BLAS = None
 
@@ -118,6 +119,8 @@ class LiveSession:
         limit_pose: bool = True,
         limit_expression: bool = True,
         int8: bool = True,
+        paste_back: bool | None = None,
+        refine: bool = False,
     ):
         from ..face import live_fit  # noqa: F401 - imported now (scipy.signal, ~0.3 s), not on the first camera frame
         from ..face.tracker import tracking_mesh
@@ -142,7 +145,9 @@ class LiveSession:
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
-        size = pipe.target.config.resolution
+        size = self._resolution = int(pipe.target.config.resolution)
+        paste_back = pipe.has_reference if paste_back is None else paste_back
+        self.finisher = FrameFinisher(pipe, paste_back, refine, watermark, invisible_watermark)
         dtype = input_dtype(pipe.generator, fast)
         # quantize or compile now (seconds, once per process), not on the first camera frame
         self.int8 = int8_live_generator(pipe) if (int8 and fast) else None
@@ -166,7 +171,7 @@ class LiveSession:
 
     def _render(self, drive) -> torch.Tensor:
         """The conditioning ``[1, 9, R, R]`` (channels_last, as the ring takes it) of a one-frame drive."""
-        size = self.output_size
+        size = self._resolution
         cond = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
         self._renderer.render(drive, self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
         return cond
@@ -188,9 +193,9 @@ class LiveSession:
             self._k = 0  # the first camera frame fills the window again
 
     @property
-    def output_size(self) -> int:
-        """The output frames' width and height (the target's crop)."""
-        return int(self.pipe.target.config.resolution)
+    def output_size(self) -> tuple[int, int]:
+        """The output frames' ``(width, height)``: the target's full frame, or its crop without paste-back."""
+        return self.finisher.output_size
 
     @property
     def generator_kind(self) -> str:
@@ -294,10 +299,9 @@ class LiveSession:
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor) -> np.ndarray:
-        """Second half of `push`: the conditioning into the window, the generator, the marks."""
-        from ..export import mark_synthetic
+        """Second half of `push`: the conditioning into the window, the generator, then `FrameFinisher` (paste-back,
+        the marks)."""
         from ..models.inference import generate_windows
-        from ..provenance.watermark import embed
 
         w = self._window
         slot = self._k % w
@@ -314,12 +318,7 @@ class LiveSession:
             out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
         else:
             out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
-        img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        if self.watermark:
-            img = mark_synthetic(img)
-        if self.invisible_watermark:
-            img = embed(img)
-        return img
+        return self.finisher(out[None])[0]
 
     def push(self, frame: np.ndarray, t: float | None = None) -> np.ndarray:
         """The target's frame for one camera frame seen at time ``t`` (seconds; default: frame count / fps)."""
@@ -543,7 +542,7 @@ def run_paced(
     achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
     rec = Recording(writer) if writer is not None else None
     if writer is not None and hasattr(writer, "open"):  # the encoder starts before the camera does
-        writer.open(session.output_size, session.output_size)
+        writer.open(*session.output_size)
     if pipelined is None:
         pipelined = pipelined_by_default(session)
     runner = LiveRunner(session, on_output=rec.add if rec is not None else None, thread=False, pipelined=pipelined)

@@ -217,6 +217,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         limit_pose: bool = True,
         limit_expression: bool = True,
         int8: bool = True,
+        paste_back: bool | None = None,
+        refine: bool = False,
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
         one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
@@ -227,7 +229,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         quantized engine, the generator quantized to int8 instead (calibrated on the target's own frames when the
         session starts, once per process; `models.int8`; ``DVP_INT8=0`` also turns it off); where int8 is
         unavailable the compiled float generator runs. ``limit_pose``, ``limit_expression``: as in
-        ``__call__``."""
+        ``__call__``. ``paste_back``: the target's full frame (default where it has one), as offline.
+        ``refine``: the target's refiner too (off by default: on two CPU cores it does not fit a camera frame's
+        time)."""
         from .live import LiveSession
 
         return LiveSession(
@@ -243,6 +247,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             limit_pose=limit_pose,
             limit_expression=limit_expression,
             int8=int8,
+            paste_back=paste_back,
+            refine=refine,
         )
 
     @torch.no_grad()
