@@ -15,9 +15,8 @@ def _load_pipeline(target: str):
     return DeepVideoPortraitPipeline.from_pretrained(target)
 
 
-def cmd_evaluate(args) -> None:
-    import json
-
+def _evaluation(args) -> dict:
+    """Run `dvp evaluate`'s measures (contact sheets beside ``--json``); returns the result dict."""
     from .evaluate import driven, self_reenactment, target_reference
 
     pipe = _load_pipeline(args.target)
@@ -33,27 +32,29 @@ def cmd_evaluate(args) -> None:
         return f"{stem}_{name}.png" if stem else None
 
     torso: dict = {}  # the training frames' torsos, for counting driven frames with a torso never seen
-    result = {
-        "target": args.target,
-        "self_reenactment": self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self"), torso),
-        "sources": [
-            driven(
-                pipe,
-                s,
-                args.max_frames,
-                embedder,
-                ref,
-                sheet(os.path.splitext(os.path.basename(s))[0]),
-                torso,
-                limit_pose=not args.no_pose_limit,
-                limit_expression=not args.no_expression_limit,
-            )
-            for s in args.source
-        ],
-    }
-    sr = result["self_reenactment"]
+    native: dict = {}  # the target's real frames at native size, for the driven rows' detail
+    sr = self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self"), torso, native)
+    sources = [
+        driven(
+            pipe,
+            s,
+            args.max_frames,
+            embedder,
+            ref,
+            sheet(os.path.splitext(os.path.basename(s))[0]),
+            torso,
+            limit_pose=not args.no_pose_limit,
+            limit_expression=not args.no_expression_limit,
+            native=native,
+        )
+        for s in args.source
+    ]
+    return {"target": args.target, "self_reenactment": sr, "sources": sources}
+
+
+def _print_self(sr: dict, identity: bool) -> None:
     print(f"self-reenactment on {sr['validation_frames']} validation frames (video frames {sr['source_frames']}):")
-    print(f"{'':22s} {'PSNR':>6s} {'SSIM':>6s} {'face':>12s} {'mouth':>12s}")
+    print(f"{'in the crop':22s} {'PSNR':>6s} {'SSIM':>6s} {'face':>12s} {'mouth':>12s}")
     for label, r in (
         ("model", sr),
         ("mean training frame", sr["baseline_mean_frame"]),
@@ -63,7 +64,25 @@ def cmd_evaluate(args) -> None:
             f"{label:22s} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['psnr_face']:6.2f}/{r['ssim_face']:.3f} "
             f"{r['psnr_mouth']:6.2f}/{r['ssim_mouth']:.3f}"
         )
-    if embedder:
+    nat = sr.get("native")
+    if nat:
+        w, h = nat["native_size"]
+        print(f"{f'full frame {w}x{h}':22s} {'PSNR':>6s} {'SSIM':>6s} {'detail mid':>10s} {'finest':>7s} {'band err':>8s}")
+        for label, key in (
+            ("model", "full_frame"),
+            ("generator, bilinear", "full_frame_generator_bilinear"),
+            ("nearest training frame", "full_frame_baseline_nearest_frame"),
+            ("mean training frame", "full_frame_baseline_mean_frame"),
+        ):
+            r = nat[key]
+            extra = (
+                f" {r['detail_mid_band']:10.2f} {r['detail_finest_band']:7.2f} {r['band_error']:8.2f}"
+                if "band_error" in r
+                else ""
+            )
+            print(f"{label:22s} {r['psnr']:6.2f} {r['ssim']:6.3f}{extra}")
+        print(f"(band error of a face without the mid band: {nat['real_band_rms']:.2f}; detail of the real footage: 1)")
+    if identity:
         print(f"identity of the output to the real frames {sr['identity_to_real_frames']:.3f}")
     print(
         f"novel torso (lower centre farther from every training frame than any real held-out frame, "
@@ -79,20 +98,37 @@ def cmd_evaluate(args) -> None:
         f"re-tracked at the crop's size (the floor for the driven rows): real held-out frames {floor('real')}; "
         f"their self-reenactment {floor('self_output')}"
     )
+
+
+def _print_driven(sources: list, identity: bool) -> None:
     head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s} {'torso':>9s}"
-    print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if embedder else ""))
-    for r in result["sources"]:
+    head += f" {'detail':>6s} {'finest':>6s} {'held':>5s}"
+    print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if identity else ""))
+    for r in sources:
+        nat = r.get("native", {})
         line = (
             f"{r['source'][-32:]:32s} {r['mouth_opening_correlation']:8.3f} {r['eye_openness_correlation']:7.3f} "
             f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}"
             f" {r['torso_novel_frames']:4d}/{r['frames']:<4d}"
+            f" {nat.get('detail_mid_band', float('nan')):6.2f} {nat.get('detail_finest_band', float('nan')):6.2f}"
+            f" {100 * nat.get('pose_limited_share', float('nan')):4.0f}%"
         )
-        if embedder:
+        if identity:
             line += (
                 f" {r['identity_to_target']:10.3f} {r['identity_to_source']:10.3f} "
                 f"{r['identity_source_to_target']:11.3f}"
             )
         print(line)
+    print("(detail: the face's mid / finest band against the target's real footage at native size; held: frames "
+          "the pose limit held)")
+
+
+def cmd_evaluate(args) -> None:
+    import json
+
+    result = _evaluation(args)
+    _print_self(result["self_reenactment"], not args.no_identity)
+    _print_driven(result["sources"], not args.no_identity)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

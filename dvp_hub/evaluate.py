@@ -23,8 +23,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import evaluate_native
+from .evaluate_native import RealFootage, driven_scores, self_scores
 from .face import topology as topo
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from .pipelines.finish import FrameFinisher
+from .pipelines.finish import to_uint8 as tensor_to_uint8
 
 IDENTITY_FRAMES = 24  # frames embedded per set: dlib's detector + ResNet cost ~0.1 s a frame on CPU
 TORSO_ROWS, TORSO_COLS, TORSO_SIZE = (0.72, 1.0), (0.2, 0.8), 128  # the lower centre of the crop, at 128 px
@@ -165,6 +169,7 @@ def self_reenactment(
     embedder=None,
     sheet: str | None = None,
     torso: dict | None = None,
+    native: dict | None = None,
 ) -> dict:
     """The target's own validation frames (never trained on), driven by their own fitted parameters.
 
@@ -173,6 +178,9 @@ def self_reenactment(
     frame by pixel error (an oracle lookup: a target is worth something only where it beats it). ``sheet``:
     write a contact sheet there (real frame | diffuse render | output, 6 frames). ``torso``: a dict that receives
     the training frames' `torso_patches` and the held-out real frames' largest `torso_novelty`, for `driven`.
+    With a reference frame (paste-back), ``result["native"]`` holds `evaluate_native.self_scores` (the full frame
+    at native size, face detail, band error) and ``native["real"]`` receives the `RealFootage` for `driven`.
+    The crop scores use the pipeline's crops (refined when the target has a refiner) taken to the crop's size.
     """
     from .errors import DVPError
     from .models.inference import generate_windows
@@ -198,12 +206,13 @@ def self_reenactment(
     pad = window - 1 - (start - first)  # history before frame 0 repeats frame 0, as in training
     cond = torch.cat([cond[:1].expand(pad, -1, -1, -1), cond]) if pad else cond
     # the pipeline's generator call, 8 frames at a time: cond index j is frame start - window + 1 + j
-    fake = torch.cat(
-        [
-            ((generate_windows(pipe.generator, cond[s - start : min(stop, s + 8) - start + window - 1]) + 1) / 2)
-            for s in range(start, stop, 8)
-        ]
-    ).clamp(0, 1)
+    raw = torch.cat(
+        [generate_windows(pipe.generator, cond[s - start : min(stop, s + 8) - start + window - 1]) for s in range(start, stop, 8)]
+    )
+    refined = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False).crops(raw)
+    fake = torch.from_numpy(refined).permute(0, 3, 1, 2).float() / 255
+    if fake.shape[-1] != size:  # the crop scores at the generator's size, as the baselines
+        fake = torch.nn.functional.interpolate(fake, size=(size, size), mode="area")
     train, real = [], []
     for i, frame in enumerate(reader):
         if i >= offset + stop:
@@ -214,7 +223,8 @@ def self_reenactment(
     train = torch.stack(train)  # uint8: a minute of 256 px frames is ~200 MB
     real = torch.stack(real).float() / 255
     mean = (train.sum(0, keepdim=True, dtype=torch.float32) / (255 * len(train))).expand_as(real)
-    nearest = train[nearest_frames(train, real)].float() / 255
+    nearest_index = nearest_frames(train, real)
+    nearest = train[nearest_index].float() / 255
     face = (cond[window - 1 :, 3:6].amax(1, keepdim=True) > -1).float()  # where the correspondence is rendered
     boxes = torch.from_numpy(region_boxes(seq.landmarks[start:stop], crop, size))
     mouth = box_mask(boxes[:, :1], size)
@@ -226,6 +236,11 @@ def self_reenactment(
         "baseline_nearest_frame": _scores(nearest, real, face, mouth),
     }
     result.update(_tracking_floor(real, fake, seq.slice(start, stop), pipe.target.config.fps))
+    if pipe.has_reference:
+        footage = RealFootage.read(pipe, target_video, start, stop, nearest_index.tolist())
+        result["native"] = self_scores(pipe, refined, tensor_to_uint8(raw), footage)
+        if native is not None:
+            native["real"] = footage
     train_torso = torso_patches(train)
     limit = float(torso_novelty(train_torso, torso_patches(real)).max())
     result["torso_novelty_real_max"] = limit  # real held-out frames are never farther than this
@@ -236,11 +251,13 @@ def self_reenactment(
         from .identity import spread_indices
 
         picks = spread_indices(len(real), 6).tolist()
-        contact_sheet(
-            [[real[i], (cond[window - 1 + i, :3] + 1) / 2, fake[i]] for i in picks],
-            sheet,
-            ["real (held out)", "diffuse render", "output"],
-        )
+        rows = [[real[i], (cond[window - 1 + i, :3] + 1) / 2, fake[i]] for i in picks]
+        height = 192
+        if pipe.has_reference:  # at the target's native size: the crop's square cut from the full frames
+            shown = evaluate_native.pasted(pipe, refined[picks])
+            rows = [[crop.cut(footage.held_out[i]), r[1], crop.cut(shown[k])] for k, (i, r) in enumerate(zip(picks, rows))]
+            height = rows[0][0].shape[0]
+        contact_sheet(rows, sheet, ["real (held out)", "diffuse render", "output"], height=height)
     if embedder is not None:  # generated vs real validation frames: the same frames, the same person
         from .identity import identity_distance
         from .video import to_uint8
@@ -294,12 +311,15 @@ def driven(
     torso: dict | None = None,
     limit_pose: bool = True,
     limit_expression: bool = True,
+    native: dict | None = None,
 ) -> dict:
     """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder).
 
     ``sheet``: write a contact sheet there (source frame | diffuse render | output, 6 frames over the clip).
     ``torso``: what `self_reenactment` put in its ``torso`` dict: count the frames with a novel torso.
-    ``limit_pose``, ``limit_expression``: as in the pipeline's call.
+    ``limit_pose``, ``limit_expression``: as in the pipeline's call. ``native``: what `self_reenactment` put in
+    its ``native`` dict: face detail against the target's real frames at native size (`evaluate_native`).
+    Measured on the pipeline's crops (refined when the target has a refiner); the sheet shows them pasted back.
     """
     from .face.fitting import fit_sequence
     from .face.model import load_face_model
@@ -313,6 +333,8 @@ def driven(
         output_type="np",
         limit_pose=limit_pose,
         limit_expression=limit_expression,
+        paste_back=False,
+        invisible_watermark=False,
     )
     frames = (out.frames[0] * 255).round().astype(np.uint8)
     if sheet:
@@ -329,10 +351,14 @@ def driven(
             for i in picks
         ]
         sources = [f for i, f in enumerate(VideoReader(source_video, max_frames=picks[-1] + 1)) if i in picks]
+        shown = frames[picks]
+        if pipe.has_reference:  # at the target's native size: the crop's square cut from the full frames
+            shown = [pipe.target.crop.cut(f) for f in evaluate_native.pasted(pipe, shown)]
         contact_sheet(
-            [[sources[k], diffuse[k], frames[i]] for k, i in enumerate(picks)],
+            [[sources[k], diffuse[k], shown[k]] for k in range(len(picks))],
             sheet,
             ["source", "diffuse render", "output"],
+            height=shown[0].shape[0],
         )
     track, got = _retracked(frames, out.fps, "output")
     model = load_face_model()
@@ -351,6 +377,8 @@ def driven(
         "frames_pose_limited": int(out.stats.get("frames_pose_limited", 0)),
         "frames_expression_limited": int(out.stats.get("frames_expression_limited", 0)),
     }
+    if native and native.get("real") is not None:
+        result["native"] = driven_scores(pipe, frames, track.landmarks[..., :2], native["real"], out.stats)
     if torso:
         d = torso_novelty(torso["train"], torso_patches(torch.from_numpy(frames).permute(0, 3, 1, 2)))
         result.update(

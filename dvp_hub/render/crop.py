@@ -85,6 +85,12 @@ class Crop:
             "bottom": round(max(0.0, self.y0 + self.size - y1), 1),
         }
 
+    def cut(self, frame: np.ndarray) -> np.ndarray:
+        """The square's pixels of ``frame`` at native size, no resampling (clipped to the frame)."""
+        x0, y0 = max(0, int(round(self.x0))), max(0, int(round(self.y0)))
+        n = int(round(self.size))
+        return frame[y0 : y0 + n, x0 : x0 + n]
+
     def camera(self, camera: Camera, out_size: int) -> Camera:
         return camera.crop(self.x0, self.y0, self.size, out_size)
 
