@@ -18,7 +18,7 @@ import tempfile
 
 from .errors import DVPError
 
-APP = '''"""Hugging Face Space entry point: Deep Video Portraits in the browser (see dvp_hub/space.py)."""
+APP = '''"""Hugging Face Space entry point: Deep Video Portraits in the browser (see dvp_hub/space/)."""
 
 import os
 

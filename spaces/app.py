@@ -1,4 +1,4 @@
-"""Hugging Face Space entry point: Deep Video Portraits in the browser (see dvp_hub/space.py)."""
+"""Hugging Face Space entry point: Deep Video Portraits in the browser (see dvp_hub/space/)."""
 
 import os
 

@@ -192,6 +192,7 @@ def test_cli_subprocess_has_no_traceback(sources, tmp_path):
 
 # --- the Space (its Reenact function, as the button calls it; test_space.py drives it through a browser) -----
 def _space(src, target_folder):
+    import dvp_hub.space.common  # noqa: F401 - space.common below
     from dvp_hub import space
 
     return space.reenact(src, "demo", target_folder, "reenact", ["pose", "expression", "gaze"], True)
@@ -220,15 +221,17 @@ def test_space_refuses_with_gr_error(kind, sources, tiny_pipeline, target_folder
 def test_space_works(kind, sources, target_folder, space_tmp):
     result, side_by_side, summary = _space(sources[kind], target_folder)
     _check_output(result, sources[kind])
-    assert probe_video(side_by_side).width == 3 * 64 and "frames" in summary
+    side = probe_video(side_by_side)  # three 360 px panels (the tiny target has no full frame: a square crop)
+    assert (side.width, side.height) == (3 * 360, 360) and "frames" in summary
 
 
 def test_space_refuses_over_the_length_limit(sources, target_folder, space_tmp, monkeypatch):
     import gradio as gr
 
+    import dvp_hub.space.common  # noqa: F401 - space.common below
     from dvp_hub import space
 
-    monkeypatch.setattr(space, "MAX_SECONDS", 0.5)
+    monkeypatch.setattr(space.common, "MAX_SECONDS", 0.5)
     with pytest.raises(gr.Error, match=r"lasts 1 s; the limit is 0.5 s"):
         _space(sources["over_length_limit"], target_folder)
     assert os.listdir(space_tmp) == []

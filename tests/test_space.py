@@ -62,9 +62,10 @@ def test_gradio_client_reenacts_a_real_clip(app, short_clip):
         handle_file(short_clip), "demo", "", "reenact", ["pose", "expression", "gaze"], True, api_name="/reenact"
     )
     info = probe_video(result)
-    assert info.num_frames == 30 and info.has_audio and (info.width, info.height) == (256, 256)
-    side = probe_video(sbs)
-    assert side.num_frames == 30 and side.width == 3 * 256
+    # the demo's full frame at its native size (paste-back), not the 256 px crop
+    assert info.num_frames == 30 and info.has_audio and (info.width, info.height) == (1280, 720)
+    side = probe_video(sbs)  # source | conditioning | result, each panel 360 px high, the result 16:9
+    assert side.num_frames == 30 and (side.width, side.height) == (2 * 360 + 640, 360)
     assert "30 frames" in summary
 
 
@@ -204,10 +205,10 @@ def test_space_refuses_bad_sources_with_gr_error(app, tmp_path, monkeypatch):
     write_video([np.full((96, 96, 3), 60, np.uint8)] * 10, no_face, 25)
     with pytest.raises(AppError, match="no face found"):
         client.predict(handle_file(str(no_face)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
-    monkeypatch.setattr(space, "MAX_SECONDS", 0.2)
+    monkeypatch.setattr(space.common, "MAX_SECONDS", 0.2)
     with pytest.raises(AppError, match="limit is 0 s|limit"):
         client.predict(handle_file(str(no_face)), "demo", "", "reenact", ["pose"], True, api_name="/reenact")
-    monkeypatch.setattr(space, "MAX_SECONDS", 60)
+    monkeypatch.setattr(space.common, "MAX_SECONDS", 60)
     with pytest.raises(AppError, match="Hub|folder"):
         client.predict(handle_file(str(no_face)), "demo", "../../etc", "reenact", ["pose"], True, api_name="/reenact")
 

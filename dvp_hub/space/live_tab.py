@@ -21,6 +21,9 @@ import time
 import gradio as gr
 import numpy as np
 
+from ..video import VideoWriter
+from .common import CONSENT, get_pipeline, pick_target, user_error
+
 IDLE_SECONDS = 5.0
 RECORD_FPS = 20.0
 STREAM_EVERY = 0.04  # seconds between webcam frames sent by the browser (at most 25 fps)
@@ -65,8 +68,6 @@ def _status(live: _Live) -> str:
 
 def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request = None):
     """One webcam frame in, the target's frame and a status line out."""
-    from .space import _pick_target, get_pipeline
-
     if frame is None:
         return None, "Start the camera."
     if not consent:
@@ -76,7 +77,7 @@ def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request 
     with live.lock:
         if live.owner not in (None, me) and now - live.last_seen < IDLE_SECONDS:
             return None, "The live mode is busy: another visitor is using it. The Reenact tab keeps working."
-        key = (_pick_target(target_choice, hub_id), mode or "dub")
+        key = (pick_target(target_choice, hub_id), mode or "dub")
         if live.owner != me or live.key != key or live.session is None:
             if live.writer is not None:
                 live.writer.abort()
@@ -109,8 +110,6 @@ def live_calibrate(request: gr.Request = None) -> str:
 
 
 def live_record_start(request: gr.Request = None) -> str:
-    from .video import VideoWriter
-
     with LIVE.lock:
         if LIVE.session is None or LIVE.owner != _owner(request):
             return "Start the camera first."
@@ -131,8 +130,6 @@ def live_record_start(request: gr.Request = None) -> str:
 
 def live_record_stop(request: gr.Request = None):
     """Close the recording: the labelled, signed mp4 (or an error when nothing was recorded)."""
-    from .space import user_error
-
     with LIVE.lock:
         writer = LIVE.writer if LIVE.owner == _owner(request) else None
         if writer is None:
@@ -149,8 +146,6 @@ def live_record_stop(request: gr.Request = None):
 
 def build_live_tab(target, hub_id) -> None:
     """The Live tab's components and events (inside ``gr.Blocks``)."""
-    from .space import CONSENT
-
     gr.Markdown(
         "Look into your webcam and the target follows your head, expression and gaze, live. The first second "
         "calibrates (keep a relaxed, neutral face). One live visitor at a time."

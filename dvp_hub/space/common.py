@@ -1,0 +1,92 @@
+"""What the Space's tabs share: limits, the consent text, target loading, ZeroGPU's decorator, visitor errors."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import gradio as gr
+
+from ..errors import DVPError
+from ..logs import is_verbose
+from ..pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from ..video import probe_video
+
+MAX_SECONDS = float(os.environ.get("DVP_MAX_SECONDS", 60))
+MAX_MB = float(os.environ.get("DVP_MAX_MB", 200))
+TARGETS_DIR = os.environ.get("DVP_TARGETS_DIR", "")
+CONSENT = "I have the right to use this video, and I understand the result is synthetic and labelled as such."
+EDIT_CONTROLS = ("jaw_open", "smile", "brows", "blink")
+
+_PIPES: dict = {}
+_LOCK = threading.Lock()
+
+
+def gpu(fn=None, **kwargs):
+    """ZeroGPU's decorator when available (Hugging Face Spaces), else the function itself."""
+    try:
+        import spaces  # type: ignore
+
+        deco = spaces.GPU(**kwargs)
+    except Exception:  # noqa: BLE001 - not on a Space
+
+        def deco(f):
+            return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def user_error(message: str) -> gr.Error:
+    """A message for the visitor: shown in the page, no traceback in the server log (unless DVP_VERBOSE)."""
+    return gr.Error(message, print_exception=is_verbose())
+
+
+def target_choices() -> list[str]:
+    """The bundled demo target plus pipeline folders under $DVP_TARGETS_DIR."""
+    out = ["demo"]
+    if TARGETS_DIR and os.path.isdir(TARGETS_DIR):
+        for d in sorted(os.listdir(TARGETS_DIR)):
+            if os.path.isfile(os.path.join(TARGETS_DIR, d, "model_index.json")):
+                out.append(os.path.join(TARGETS_DIR, d))
+    return out
+
+
+def get_pipeline(target: str):
+    """Load a target once per process (thread-safe; diffusers' loading bar off, it clashes with gr.Progress)."""
+    from diffusers.utils import logging as dlogging
+
+    with _LOCK:
+        if target not in _PIPES:
+            dlogging.disable_progress_bar()
+            try:
+                _PIPES[target] = DeepVideoPortraitPipeline.from_pretrained(target)
+            finally:
+                dlogging.enable_progress_bar()
+        return _PIPES[target]
+
+
+def pick_target(choice: str, hub_id: str) -> str:
+    """The Hub id typed by the visitor, else the picked target."""
+    return hub_id.strip() if hub_id and hub_id.strip() else (choice or "demo")
+
+
+def check_source(path: str | None) -> None:
+    """Refuse missing, oversized, overlong or unreadable uploads with a message (raises DVPError)."""
+    if not path:
+        raise DVPError("Upload or record a source video first.")
+    mb = os.path.getsize(path) / 2**20
+    if mb > MAX_MB:
+        raise DVPError(f"The video is {mb:.0f} MB; the limit is {MAX_MB:.0f} MB. Upload a shorter or smaller clip.")
+    info = probe_video(path)
+    if info.duration > MAX_SECONDS:
+        raise DVPError(
+            f"The video lasts {info.duration:.3g} s; the limit is {MAX_SECONDS:g} s. Trim it and try again."
+        )
+
+
+def user_names(message: str, upload: str | None) -> str:
+    """The message with Gradio's temporary upload path replaced by the file's own name (Gradio keeps the
+    uploaded file's original name as the last part of its cache path)."""
+    if upload:
+        message = message.replace(str(upload), os.path.basename(str(upload)))
+    return message

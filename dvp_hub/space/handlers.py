@@ -1,0 +1,136 @@
+"""The Space's Reenact, Edit, Verify and Targets handlers (thin functions that match the UI controls)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import gradio as gr
+
+from ..errors import DVPError
+from ..pipelines.pipeline_dvp import resolve_target
+from ..provenance.verify import format_report, verify_file
+from ..provenance.watermark import embed
+from ..render.conditioning import ConditioningRenderer
+from ..video import VideoReader, VideoWriter, current_umask
+from .common import EDIT_CONTROLS, check_source, get_pipeline, gpu, pick_target, user_error, user_names
+
+SIDE_BY_SIDE_HEIGHT = 360  # px
+
+
+def side_by_side(source_video: str, result_video: str, parameters, pipe, output: str) -> str:
+    """source | diffuse conditioning | result (full frame, same height), streamed chunk by chunk."""
+
+    size = SIDE_BY_SIDE_HEIGHT  # every panel this tall; the result keeps its aspect ratio
+    renderer = ConditioningRenderer()
+    albedo = pipe.target.albedo.numpy()
+    provenance = pipe.provenance(source=source_video)
+    with VideoWriter(output, parameters.fps, audio_from=source_video, provenance=provenance) as writer:
+        src_iter = iter(VideoReader(source_video, size=(size, size)))
+        start = 0
+        for chunk in VideoReader(result_video).chunks(32):
+            cond = renderer.render(
+                parameters, pipe.target.crop, size, frames=slice(start, start + len(chunk)), albedo=albedo
+            )
+            diffuse = ((cond[:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
+            for i, res in enumerate(chunk):
+                src = next(src_iter, np.zeros((size, size, 3), np.uint8))
+                w = int(round(res.shape[1] * size / res.shape[0] / 2)) * 2  # even: H.264 needs it
+                res = cv2.resize(res, (w, size), interpolation=cv2.INTER_AREA)
+                writer.write(embed(np.concatenate([src, diffuse[i], res], 1)))
+            start += len(chunk)
+    return output
+
+
+@gpu(duration=120)
+def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progress=gr.Progress(track_tqdm=True)):
+    """The Reenact tab: returns (result video, side-by-side video, summary markdown).
+
+    ``progress`` picks up the pipeline's progress bars (tracking, then rendering + generating).
+    """
+    out_dir = None
+    try:
+        if not source_video:
+            raise DVPError("Upload or record a source video first.")
+        if not consent:
+            raise DVPError("Please confirm that you have the right to use this video (tick the box).")
+        check_source(source_video)
+        if not transfer:
+            raise DVPError("Choose at least one of pose, expression and gaze to transfer.")
+        pipe = get_pipeline(pick_target(target_choice, hub_id))
+        out_dir = tempfile.mkdtemp(prefix="dvp-")
+        os.chmod(out_dir, 0o777 & ~current_umask())  # readable by others, as any folder the user makes
+        result = os.path.join(out_dir, "reenacted.mp4")
+        t0 = time.perf_counter()
+        out = pipe(source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result)
+        sbs = side_by_side(source_video, result, out.parameters, pipe, os.path.join(out_dir, "side_by_side.mp4"))
+        st = out.stats
+        summary = (
+            f"**{st['frames']} frames** tracked ({st['interpolated_frames']} interpolated, faces found in "
+            f"{st['frames'] - st['interpolated_frames']}); neutral source frame {st['source_reference_frame']}; "
+            f"{st['fps']:.1f} frames/s ({time.perf_counter() - t0:.1f} s). The video is synthetic and "
+            "labelled so."
+        )
+        if st["frames_beyond_target_pose_range"]:
+            summary += (
+                f"\n\n**{st['frames_beyond_target_pose_range']} frames** turn the head up to "
+                f"{st['max_pose_offset_deg']:g} degrees, beyond the {st['target_pose_range_deg']:g} degrees this "
+                "target was trained on: those frames are extrapolated and look worse."
+            )
+        if st.get("frames_pose_limited"):
+            summary += (
+                f"\n\nIn **{st['frames_pose_limited']} frames** the head moved less than the source's, to stay near "
+                "the poses this target was trained on."
+            )
+        if st.get("frames_expression_limited"):
+            summary += (
+                f"\n\nIn **{st['frames_expression_limited']} frames** the face made a smaller expression than the "
+                "source's, to stay near the expressions this target was trained on."
+            )
+        return result, sbs, summary
+    except BaseException as err:
+        if out_dir is not None:  # nothing half-written stays behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if isinstance(err, DVPError):
+            raise user_error(user_names(str(err), source_video)) from None
+        raise
+
+
+@gpu(duration=20)
+def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *controls):
+    try:
+        pipe = get_pipeline(pick_target(target_choice, hub_id))
+        frame = int(min(frame, pipe.target.config.num_frames - 1))
+        expression = {k: float(v) for k, v in zip(EDIT_CONTROLS, controls) if v}
+        return pipe.edit(frame, yaw=yaw, pitch=pitch, roll=roll, expression=expression, gaze=(gaze_x, gaze_y))
+    except DVPError as err:
+        raise user_error(str(err)) from None
+
+
+def model_card(target_choice, hub_id) -> str:
+    try:
+        folder = resolve_target(pick_target(target_choice, hub_id))
+    except DVPError as err:
+        raise user_error(str(err)) from None
+    path = os.path.join(folder, "README.md")
+    if not os.path.isfile(path):
+        return "This target has no model card."
+    text = open(path, encoding="utf-8").read()
+    return text.split("---", 2)[2] if text.startswith("---") else text
+
+
+def verify(file) -> str:
+    """The Verify tab: the `dvp verify` report of an uploaded video or image, as Markdown."""
+
+    if not file:
+        raise user_error("Upload a video or an image to check.")
+    try:
+        report = verify_file(file)
+    except DVPError as err:
+        raise user_error(user_names(str(err), file)) from None
+    lines = user_names(format_report(report), file).splitlines()
+    return f"**{lines[0]}**\n\n" + "\n".join(f"- {ln.strip()}" for ln in lines[1:])
