@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     from dvp_hub import DeepVideoPortraitPipeline
     from dvp_hub.models.inference import generate_windows, input_dtype
     from dvp_hub.models.int8 import int8_available
-    from dvp_hub.pipelines.live import int8_live_generator
+    from dvp_hub.pipelines.live_generator import int8_live_generator
     from dvp_hub.video import VideoReader
 
     ok, why = int8_available("cpu")

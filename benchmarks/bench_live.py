@@ -23,7 +23,7 @@ from dvp_hub.face import topology as topo
 from dvp_hub.face.fitting import fit_sequence
 from dvp_hub.face.model import load_face_model
 from dvp_hub.face.tracker import track_video
-from dvp_hub.pipelines.live import pipelined_by_default, run_paced
+from dvp_hub.pipelines.live_runner import pipelined_by_default, run_paced
 from dvp_hub.video import VideoReader, VideoWriter
 
 

@@ -190,7 +190,7 @@ def cmd_live(args) -> None:
     """The live path on a file, paced at its own frame rate as a camera would deliver it."""
     _check_output(args.output)
     _check_source(args.source)
-    from .pipelines.live import pipelined_by_default, run_paced
+    from .pipelines.live_runner import pipelined_by_default, run_paced
     from .video import VideoReader, VideoWriter
 
     reader = VideoReader(args.source, max_frames=args.max_frames)

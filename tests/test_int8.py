@@ -44,7 +44,7 @@ def test_quantized_deconvolution_gives_the_float_result_with_the_layout_found():
 
 
 def _windows(pipe, n=4):
-    from dvp_hub.pipelines.live import calibration_windows
+    from dvp_hub.pipelines.live_generator import calibration_windows
 
     return calibration_windows(pipe, runs=2, length=pipe.generator.config.temporal_window + n)
 

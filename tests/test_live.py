@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from dvp_hub.face.one_euro import OneEuroFilter
-from dvp_hub.pipelines.live import LiveRunner, Recording
+from dvp_hub.pipelines.live_runner import LiveRunner, Recording
 from dvp_hub.video import VideoReader, probe_video
 
 from .conftest import clip
@@ -263,7 +263,7 @@ def test_frames_are_prepared_with_one_blas_thread():
     and gets its thread count back afterwards."""
     from threadpoolctl import threadpool_info
 
-    from dvp_hub.pipelines.live import _one_blas_thread
+    from dvp_hub.pipelines.live_generator import one_blas_thread as _one_blas_thread
 
     np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
     before = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
@@ -277,7 +277,7 @@ def test_dvp_live_says_so_when_no_frame_was_fitted(tiny_pipeline, tmp_path, monk
     """A machine too slow for the clip's rate can drop every frame after calibration: the recording still comes
     out (the calibration frames), and the one line says that no parameter file was written."""
     from dvp_hub import cli
-    from dvp_hub.pipelines import live
+    from dvp_hub.pipelines import live, live_runner
 
     folder = tmp_path / "tiny"
     tiny_pipeline.save_pretrained(str(folder))
@@ -299,7 +299,7 @@ def test_dvp_live_says_so_when_no_frame_was_fitted(tiny_pipeline, tmp_path, monk
             "frames_without_face": 0,
         }
 
-    monkeypatch.setattr(live, "run_paced", calibration_only)
+    monkeypatch.setattr(live_runner, "run_paced", calibration_only)
     monkeypatch.setattr(live.LiveSession, "parameters", lambda self: None)
     out, params = tmp_path / "live.mp4", tmp_path / "live.safetensors"
     argv = ["live", "--target", str(folder), "--source", clip("talking-d3.mp4"), "--output", str(out)]

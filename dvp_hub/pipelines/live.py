@@ -24,83 +24,18 @@ output for each dropped frame so it lasts as long as what was filmed.
 
 from __future__ import annotations
 
-import threading
-import time
 
 import numpy as np
 import torch
 
+from ..errors import InputError
+from ..face.live_fit import LiveFaceFitter
+from ..face.tracker import _to_pixels, tracking_mesh
+from ..models.inference import generate_windows, input_dtype
+from ..render.conditioning import ConditioningRenderer
 from . import retarget
 from .finish import FrameFinisher
-
-_BLAS = None
-
-
-def _one_blas_thread():
-    """numpy's BLAS limited to one thread while a frame is prepared (`threadpoolctl`).
-
-    The per-frame fit makes small BLAS calls; OpenBLAS then keeps its worker threads spinning for a while,
-    and on two cores they take a core from torch's OpenMP team in the generator that follows: 15-20% of
-    generator calls took ~100 ms instead of 19 (2 cores, demo, talking-d3, 120 frames: 14-22 calls over
-    50 ms). With one BLAS thread: none over 24 ms, and the fit is no slower (its matrices are small).
-    """
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController().select(user_api="blas")
-    return _BLAS.limit(limits=1)
-
-
-def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Tensor]:
-    """Conditioning windows ``[1, 9, Nw, R, R]`` of the target's own training frames, for int8 calibration:
-    ``runs`` stretches of ``length`` consecutive frames spread over the training clip (``length - Nw + 1``
-    windows each)."""
-    from ..render.conditioning import ConditioningRenderer
-
-    seq, w = pipe._target_state()["sequence"], pipe.generator.config.temporal_window
-    n, size = pipe.target.config.train_frames, pipe.target.config.resolution
-    length = min(max(length, w), n)
-    renderer = ConditioningRenderer(device=pipe._execution_device)
-    out = []
-    for start in np.linspace(0, n - length, runs).round().astype(int):
-        clip = renderer.render(seq, pipe.target.crop, size, frames=slice(start, start + length))
-        x = clip.float().permute(1, 0, 2, 3)[None]  # [1, 9, T, R, R]
-        out += [x[:, :, j : j + w].contiguous(memory_format=torch.channels_last_3d) for j in range(length - w + 1)]
-    return out
-
-
-def int8_live_generator(pipe):
-    """The pipeline's generator quantized for the live path (`models.int8`), or None where int8 is unavailable
-    or fails here (the compiled float generator runs instead; a failure is logged once)."""
-    from ..models.int8 import cached_int8, int8_available
-
-    ok, _why = int8_available(pipe._execution_device)
-    if not ok:
-        return None
-    try:
-        return cached_int8(pipe.generator, lambda: calibration_windows(pipe))
-    except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
-        import logging
-
-        logging.getLogger("dvp_hub").warning(
-            "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
-        )
-        return None
-
-
-def compile_live_generator(pipe) -> bool:
-    """Compile the pipeline's generator for the live path's one-window batch (`models.inference.compiled_rest`):
-    seconds the first time in a process, one generator run after. False where it fell back to eager."""
-    from ..models.inference import compiled_rest, generate_windows, input_dtype
-
-    gen, size = pipe.generator, pipe.target.config.resolution
-    w = gen.config.temporal_window
-    window = torch.zeros(w, size, size, 9, dtype=input_dtype(gen, True), device=pipe._execution_device)
-    with torch.no_grad():
-        generate_windows(gen, window.permute(0, 3, 1, 2), fast=True, compiled=True)  # as the ring is read
-    return compiled_rest(gen) is not None
-
+from .live_generator import compile_live_generator, int8_live_generator, one_blas_thread
 
 class LiveSession:
     """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 in, the target's crop out)."""
@@ -122,14 +57,8 @@ class LiveSession:
         paste_back: bool | None = None,
         refine: bool = False,
     ):
-        from ..face import live_fit  # noqa: F401 - imported now (scipy.signal, ~0.3 s), not on the first camera frame
-        from ..face.tracker import tracking_mesh
-        from ..models.inference import input_dtype
-        from ..render.conditioning import ConditioningRenderer
 
         if mode not in ("reenact", "dub"):
-            from ..errors import InputError
-
             raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
         self.pipe, self.fps, self.mode, self.transfer = pipe, float(fps), mode, tuple(transfer)
         self.watermark, self.invisible_watermark, self.fast = watermark, invisible_watermark, fast
@@ -178,7 +107,7 @@ class LiveSession:
 
     @torch.no_grad()
     def _rest_conditioning(self) -> torch.Tensor:
-        with _one_blas_thread():
+        with one_blas_thread():
             return self._render(self._target.slice(self._tref, self._tref + 1))
 
     def warm_up(self, stage: str) -> None:
@@ -220,7 +149,6 @@ class LiveSession:
         self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
     def _track(self, frame: np.ndarray) -> np.ndarray | None:
-        from ..face.tracker import _to_pixels
 
         res = self._mesh.process(frame)
         if not res.multi_face_landmarks:
@@ -273,11 +201,10 @@ class LiveSession:
     @torch.no_grad()
     def prepare(self, frame: np.ndarray, t: float | None = None) -> torch.Tensor:
         """First half of `push`: track, fit, retarget and render one frame: its conditioning ``[1, 9, R, R]``."""
-        with _one_blas_thread():
+        with one_blas_thread():
             return self._prepare(frame, t)
 
     def _prepare(self, frame: np.ndarray, t: float | None) -> torch.Tensor:
-        from ..face.live_fit import LiveFaceFitter
 
         if self._recalibrate:
             self._apply_recalibration()
@@ -301,7 +228,6 @@ class LiveSession:
     def generate(self, cond: torch.Tensor) -> np.ndarray:
         """Second half of `push`: the conditioning into the window, the generator, then `FrameFinisher` (paste-back,
         the marks)."""
-        from ..models.inference import generate_windows
 
         w = self._window
         slot = self._k % w
@@ -337,257 +263,3 @@ class LiveSession:
         seq = self.fitter.sequence({k: np.stack([p[k] for p in self.fitted]) for k in self.fitted[0]}, self.fps)
         seq.info = {"source": "live", "frames": len(self.fitted)}
         return seq
-
-
-class LiveRunner:
-    """A session behind a one-frame mailbox: `offer` never blocks; a frame that arrives while another waits
-    replaces it (the waiting one is dropped). Outputs go to ``on_output(index, frame, arrival_time)`` in order;
-    a recording writes the previous output again for dropped indices.
-
-    ``pipelined``: `LiveSession.prepare` (face mesh, fit, render) of the next frame runs in a thread of its own
-    while the generator works on the last one, each stage with one torch thread, and a prepared frame waits in a
-    second one-frame mailbox (replaced, and counted as dropped, if the generator is still busy). On two Intel
-    cores with the int8 demo generator, talking-d3 played at 30 fps and recorded (`bench_live.py`, three runs):
-    28.4-28.7 fps, 4.3-5.3% dropped, latency p50 / p95 50-55 / 82-91 ms, against 22-27 fps and 9-26% one stage
-    after the other. With two torch threads for the generator the stages fought over the cores (a prototype
-    without recording: 24.9 fps, 17% dropped, p95 124 ms against 29.7 fps, 1%, 66 ms with one), as they did with
-    the float generator on two AMD cores (27.1-28.3 fps and 5-8.5% dropped against 27.1-28.8 fps and 4-9.5%,
-    latency p50 118-123 ms against 34-52 ms). `run_paced` chooses it with `pipelined_by_default`.
-
-    Before it takes a frame, each stage runs once in the thread it will run in (`LiveSession.warm_up`): the first
-    call there was 56-68 ms instead of 22, and the camera frames that arrived meanwhile were dropped.
-
-    ``thread=False``: no generator thread of its own; the caller runs `serve` (frames are then offered from another
-    thread). `run_paced` does this so that the generator runs in the thread that made the session: torch's CPU
-    work is slower in a thread other than the first one to use its OpenMP pool (2 Intel cores, the int8 demo
-    generator with two torch threads: 16.6-18.8 ms a window against 10.1 when every call is made in one thread;
-    the float one 50 against 45 ms).
-    """
-
-    def __init__(self, session: LiveSession, on_output=None, thread: bool = True, pipelined: bool = False):
-        self.session = session
-        self.on_output = on_output
-        self.pipelined = pipelined
-        self._cv = threading.Condition()
-        self._pending = None  # the next camera frame
-        self._prepared = None  # pipelined: the next prepared frame
-        self._closed = False  # no more camera frames
-        self._prepare_done = not pipelined  # pipelined: the prepare thread has finished
-        self.dropped = 0
-        self.latencies: list[float] = []
-        self.latest: np.ndarray | None = None
-        self.error: BaseException | None = None
-        self._torch_threads = torch.get_num_threads()  # restored by serve() / close() (pipelined sets 1)
-        self._threads = []
-        if pipelined:
-            self._threads.append(threading.Thread(target=self._prepare_loop, name="dvp-live-prepare", daemon=True))
-        if thread:
-            self._threads.append(threading.Thread(target=self._run, args=(True,), name="dvp-live", daemon=True))
-        self._warm = threading.Barrier(len(self._threads) + 1, timeout=60)
-        for t in self._threads:
-            t.start()
-        try:
-            if not thread:  # the caller serves: its thread runs the generator
-                self._warm_generator()
-            self._warm.wait()  # every stage has run once in the thread it runs in
-        except BaseException:
-            self._warm.abort()
-            self.finish()
-            self._join()
-            if self.error is not None and not isinstance(self.error, threading.BrokenBarrierError):
-                raise self.error from None  # a thread's own error, the cause of the broken barrier
-            raise
-
-    def _warm_generator(self) -> None:
-        if self.pipelined:
-            torch.set_num_threads(1)  # this thread's share: the prepare stage runs on the other core
-        self.session.warm_up("generate")
-
-    def offer(self, index: int, frame: np.ndarray, t: float) -> None:
-        with self._cv:
-            if self._pending is not None:
-                self.dropped += 1
-            self._pending = (index, frame, t, time.perf_counter())
-            self._cv.notify_all()
-
-    def _next(self, slot: str, done) -> tuple | None:
-        """Wait for the item in mailbox ``slot`` and take it; None once ``done()`` and the mailbox is empty."""
-        with self._cv:
-            while getattr(self, slot) is None and not done() and self.error is None:
-                self._cv.wait()
-            item = getattr(self, slot)
-            setattr(self, slot, None)
-            return item if self.error is None else None
-
-    def _prepare_loop(self) -> None:
-        torch.set_num_threads(1)  # this thread's share: the generator runs on the other core
-        try:
-            self.session.warm_up("prepare")
-            self._warm.wait()
-            while (item := self._next("_pending", lambda: self._closed)) is not None:
-                index, frame, t, arrived = item
-                cond = self.session.prepare(frame, t)
-                with self._cv:
-                    if self._prepared is not None:
-                        self.dropped += 1
-                    self._prepared = (index, cond, arrived)
-                    self._cv.notify_all()
-        except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
-            self.error = err
-            self._warm.abort()
-        finally:
-            with self._cv:
-                self._prepare_done = True
-                self._cv.notify_all()
-
-    def _run(self, own_thread: bool = False) -> None:
-        try:
-            if own_thread:
-                self._warm_generator()
-                self._warm.wait()
-            elif self.pipelined:
-                torch.set_num_threads(1)  # as `_warm_generator` set it (serve() runs in the thread that made this)
-            while True:
-                if self.pipelined:
-                    item = self._next("_prepared", lambda: self._prepare_done)
-                    if item is None:
-                        return
-                    index, cond, arrived = item
-                    out = self.session.generate(cond)
-                else:
-                    item = self._next("_pending", lambda: self._closed)
-                    if item is None:
-                        return
-                    index, frame, t, arrived = item
-                    out = self.session.push(frame, t)
-                self.latencies.append(time.perf_counter() - arrived)
-                self.latest = out
-                if self.on_output is not None:
-                    self.on_output(index, out, arrived)
-        except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
-            with self._cv:
-                self.error = err
-                self._cv.notify_all()
-            self._warm.abort()
-
-    def serve(self) -> None:
-        """Process offered frames in the calling thread until `finish` has been called and nothing waits."""
-        self._run()
-        self._join()
-        if self.error is not None:
-            raise self.error
-
-    def finish(self) -> None:
-        """No more frames: the ones still waiting are processed, then `serve` (or the threads) return."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-
-    def _join(self) -> None:
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join()
-        if self.pipelined:
-            torch.set_num_threads(self._torch_threads)
-
-    def close(self) -> None:
-        """Process the frames still waiting, stop the threads, re-raise an error of theirs."""
-        self.finish()
-        self._join()
-        if self.error is not None:
-            raise self.error
-
-
-class Recording:
-    """Writes a live session's outputs on the source's timeline: one output frame per input frame, the
-    previous output repeated for dropped input frames (`LiveRunner` calls `add`)."""
-
-    def __init__(self, writer):
-        self.writer = writer
-        self.next_index = 0
-        self.last: np.ndarray | None = None
-
-    def add(self, index: int, frame: np.ndarray, _arrived=None) -> None:
-        fill = self.last if self.last is not None else frame  # dropped before the first output: the first
-        while self.next_index < index:
-            self.writer.write(fill)
-            self.next_index += 1
-        self.writer.write(frame)
-        self.last = frame
-        self.next_index = index + 1
-
-    def finish(self, total: int) -> None:
-        """Fill to ``total`` frames (the inputs dropped after the last processed one)."""
-        while self.next_index < total and self.last is not None:
-            self.writer.write(self.last)
-            self.next_index += 1
-
-
-def pipelined_by_default(session: LiveSession) -> bool:
-    """Whether `run_paced` runs the two stages side by side (`LiveRunner`): with the int8 generator on a CPU with at
-    least two cores. Not with the float one: on one torch thread it takes longer than both stages on two (2 Intel
-    cores, demo, dub, talking-d3 at 30 fps: 11.6 fps and 61% dropped side by side, 17.5 fps and 41% one after the
-    other)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return session.int8 is not None and cores >= 2  # int8 runs on a CPU only
-
-
-def run_paced(
-    session: LiveSession, frames, fps: float, writer=None, realtime: bool = True, pipelined: bool | None = None
-) -> dict:
-    """Feed ``frames`` to a session as a camera would: one every ``1 / fps`` seconds (``realtime``), through a
-    `LiveRunner`, recording to ``writer`` on the source's timeline. Returns frames in / out / dropped,
-    achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
-    rec = Recording(writer) if writer is not None else None
-    if writer is not None and hasattr(writer, "open"):  # the encoder starts before the camera does
-        writer.open(*session.output_size)
-    if pipelined is None:
-        pipelined = pipelined_by_default(session)
-    runner = LiveRunner(session, on_output=rec.add if rec is not None else None, thread=False, pipelined=pipelined)
-    stop, fed, failed = threading.Event(), [0], []
-
-    def camera():  # the frames arrive from this thread; the session runs in the caller's (see `LiveRunner`)
-        try:
-            for i, frame in enumerate(frames):
-                if stop.is_set():
-                    return
-                if realtime:
-                    wait = start + i / fps - time.perf_counter()
-                    if wait > 0:
-                        time.sleep(wait)
-                runner.offer(i, frame, i / fps)
-                fed[0] += 1
-        except BaseException as err:  # noqa: BLE001 - a reader error: re-raised in the caller's thread
-            failed.append(err)
-        finally:
-            runner.finish()
-
-    feeder = threading.Thread(target=camera, name="dvp-camera", daemon=True)
-    start = time.perf_counter()
-    feeder.start()
-    try:
-        runner.serve()
-    finally:
-        stop.set()
-        feeder.join()
-    if failed:
-        raise failed[0]
-    n = fed[0]
-    wall = time.perf_counter() - start
-    if rec is not None:
-        rec.finish(n)
-    lat = np.array(runner.latencies) * 1000
-    out = len(runner.latencies)
-    return {
-        "frames_in": n,
-        "frames_out": out,
-        "frames_dropped": runner.dropped,
-        "dropped_fraction": round(runner.dropped / max(n, 1), 4),
-        "fps": round(out / max(wall, 1e-9), 2),
-        "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if out else None,
-        "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if out else None,
-        "frames_recorded": rec.next_index if rec is not None else 0,
-        "frames_without_face": session.frames_without_face,
-    }

@@ -11,7 +11,7 @@ import threading
 
 import gradio as gr
 
-from ..pipelines.live import compile_live_generator, int8_live_generator
+from ..pipelines.live_generator import compile_live_generator, int8_live_generator
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, model_card, reenact, verify
 from .live_tab import build_live_tab

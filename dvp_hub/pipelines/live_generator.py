@@ -1,0 +1,70 @@
+"""The live path's generator, made ready before the camera starts: int8 where the CPU has the engine, else
+compiled; and the one-BLAS-thread context the live stages prepare frames in."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from threadpoolctl import ThreadpoolController
+
+from ..models.inference import compiled_rest, generate_windows, input_dtype
+from ..models.int8 import cached_int8, int8_available
+from ..render.conditioning import ConditioningRenderer
+
+_BLAS = None
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS uses one thread (`threadpoolctl`), for preparing a live frame.
+
+    The per-frame fit makes small BLAS calls, after which OpenBLAS's spinning workers would take a core from the
+    generator's OpenMP team; with one BLAS thread they cannot.
+    """
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    return _BLAS.limit(limits=1)
+
+
+def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Tensor]:
+    """Conditioning windows ``[1, 9, Nw, R, R]`` of the target's own training frames, for int8 calibration:
+    ``runs`` stretches of ``length`` consecutive frames spread over the training clip (``length - Nw + 1``
+    windows each)."""
+    seq, w = pipe._target_state()["sequence"], pipe.generator.config.temporal_window
+    n, size = pipe.target.config.train_frames, pipe.target.config.resolution
+    length = min(max(length, w), n)
+    renderer = ConditioningRenderer(device=pipe._execution_device)
+    out = []
+    for start in np.linspace(0, n - length, runs).round().astype(int):
+        clip = renderer.render(seq, pipe.target.crop, size, frames=slice(start, start + length))
+        x = clip.float().permute(1, 0, 2, 3)[None]  # [1, 9, T, R, R]
+        out += [x[:, :, j : j + w].contiguous(memory_format=torch.channels_last_3d) for j in range(length - w + 1)]
+    return out
+
+
+def int8_live_generator(pipe):
+    """The pipeline's generator quantized for the live path (`models.int8`), or None where int8 is unavailable
+    or fails here (the compiled float generator runs instead; a failure is logged once)."""
+    ok, _why = int8_available(pipe._execution_device)
+    if not ok:
+        return None
+    try:
+        return cached_int8(pipe.generator, lambda: calibration_windows(pipe))
+    except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
+        logging.getLogger("dvp_hub").warning(
+            "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
+        )
+        return None
+
+
+def compile_live_generator(pipe) -> bool:
+    """Compile the pipeline's generator for the live path's one-window batch (`models.inference.compiled_rest`):
+    seconds the first time in a process, one generator run after. False where it fell back to eager."""
+    gen, size = pipe.generator, pipe.target.config.resolution
+    w = gen.config.temporal_window
+    window = torch.zeros(w, size, size, 9, dtype=input_dtype(gen, True), device=pipe._execution_device)
+    with torch.no_grad():
+        generate_windows(gen, window.permute(0, 3, 1, 2), fast=True, compiled=True)  # as the ring is read
+    return compiled_rest(gen) is not None
