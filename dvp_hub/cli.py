@@ -13,11 +13,11 @@ User errors print one line and exit with code 2, without a traceback.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+from .cli_parser import build_parser
 from .errors import DVPError
 
 
@@ -227,131 +227,6 @@ def cmd_live(args) -> None:
 from .cli_reports import cmd_bench, cmd_evaluate  # noqa: E402 - the table-printing commands live there
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dvp", description="Deep Video Portraits: tracking, rendering, reenactment.")
-    ap.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also show the libraries' own log lines (mediapipe, TensorFlow Lite, imageio); same as DVP_VERBOSE=1",
-    )
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("track", help="track and fit the face parameters of a video")
-    p.add_argument("video")
-    p.add_argument("--output", "-o", required=True, help="PARAMS.safetensors")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_track)
-
-    p = sub.add_parser("render", help="side-by-side preview: frame | diffuse | correspondence | gaze map")
-    p.add_argument("params")
-    p.add_argument("--video", required=True, help="the video the parameters were tracked from")
-    p.add_argument("--output", "-o", required=True, help="PREVIEW.mp4")
-    p.add_argument("--size", type=int, default=256)
-    p.set_defaults(func=cmd_render)
-
-    p = sub.add_parser("reenact", help="drive a target with a source video (or a `dvp track` parameter file)")
-    p.add_argument("--target", default="demo", help="`demo`, a pipeline folder or a Hub repo id")
-    p.add_argument("--source", required=True, help="source VIDEO or PARAMS.safetensors")
-    p.add_argument("--output", "-o", required=True, help="OUT.mp4")
-    p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
-    p.add_argument("--transfer", default="pose,expression,gaze", help="comma-separated subset of pose,expression,gaze")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--no-watermark", action="store_true", help="omit the visible SYNTHETIC label (metadata stays)")
-    p.add_argument(
-        "--no-pose-limit",
-        action="store_true",
-        help="let the head go beyond the target's trained poses (by default it is held near them: a generator "
-        "paints a doubled head where its target's never was)",
-    )
-    p.add_argument(
-        "--no-expression-limit",
-        action="store_true",
-        help="pass the source's expression on whole (by default, in reenact mode, a frown or squint the target never "
-        "made is made smaller outside the mouth and eyes: a generator tears the collar on faces it never saw)",
-    )
-    p.add_argument(
-        "--crop-only",
-        action="store_true",
-        help="return the generated crop instead of the target's full frame at its native size",
-    )
-    p.set_defaults(func=cmd_reenact)
-
-    p = sub.add_parser("live", help="the live (webcam) path on a video file, paced as a camera: fps, drops, latency")
-    p.add_argument("--target", default="demo")
-    p.add_argument("--source", required=True, help="a video played as if it were a camera")
-    p.add_argument("--output", "-o", required=True, help="the recording, OUT.mp4 (on the source's timeline)")
-    p.add_argument("--params", default=None, help="also save the live motion as a parameter file (.safetensors)")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--no-watermark", action="store_true")
-    p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
-    p.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: measure the throughput limit")
-    p.add_argument(
-        "--crop-only",
-        action="store_true",
-        help="return the generated crop instead of the target's full frame at its native size",
-    )
-    p.set_defaults(func=cmd_live)
-
-    p = sub.add_parser("demo", help="the demo target driven by the motion clip that ships with the package")
-    p.add_argument("--output", "-o", required=True, help="OUT.mp4")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument(
-        "--mode",
-        choices=["dub", "reenact"],
-        default="dub",
-        help="dub (default: the target keeps its head motion, the mouth follows the clip; the demo target's "
-        "cleanest output) or reenact (the clip's head motion too)",
-    )
-    p.add_argument(
-        "--crop-only",
-        action="store_true",
-        help="return the generated crop instead of the target's full frame at its native size",
-    )
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("evaluate", help="self-reenactment PSNR/SSIM and expression/pose fidelity of a target")
-    p.add_argument("--target", default="demo")
-    p.add_argument("--target-video", required=True, help="the target's own training video (for its real frames)")
-    p.add_argument("--source", action="append", default=[], help="a driving video (repeatable)")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances")
-    p.add_argument("--json", default=None)
-    p.add_argument("--no-pose-limit", action="store_true", help="drive without the pose limit (as dvp reenact)")
-    p.add_argument(
-        "--no-expression-limit", action="store_true", help="drive without the expression limit (as dvp reenact)"
-    )
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("bench", help="run every stage's benchmark and print a table")
-    p.add_argument("--json", default=None)
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("verify", help="is a video or image marked as made by dvp_hub? (C2PA, watermark, label)")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("space-export", help="write a self-contained Hugging Face Space folder (and push it)")
-    p.add_argument("folder", help="a new or empty folder")
-    p.add_argument("--push", metavar="REPO_ID", default=None, help="upload the folder as a Gradio Space")
-    p.add_argument(
-        "--demo-model",
-        metavar="REPO_ID",
-        default=None,
-        help="the model repo of the demo target, listed in the Space's front matter; with --push the demo target "
-        "is published there first (default OWNER/dvp-TARGETNAME)",
-    )
-    p.add_argument("--wheel", default=None, help="ship this dvp-hub wheel instead of building one from the checkout")
-    p.set_defaults(func=cmd_space_export)
-
-    p = sub.add_parser("space", help="launch the Gradio Space (spaces/app.py) with the bundled demo target")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--host", default="127.0.0.1")
-    p.set_defaults(func=cmd_space)
-    return ap
-
-
 def cmd_space_export(args) -> None:
     from .space_export import export_space, push_space
 
@@ -387,6 +262,20 @@ def cmd_space(args) -> None:
     launch(host=args.host, port=args.port)
 
 
+COMMANDS = {
+    "track": cmd_track,
+    "render": cmd_render,
+    "reenact": cmd_reenact,
+    "live": cmd_live,
+    "demo": cmd_demo,
+    "evaluate": cmd_evaluate,
+    "bench": cmd_bench,
+    "verify": cmd_verify,
+    "space-export": cmd_space_export,
+    "space": cmd_space,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     from .perf import tune_allocator
 
@@ -397,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
         set_verbose(True)
     try:
-        code = args.func(args)
+        code = COMMANDS[args.command](args)
     except DVPError as err:
         print(f"dvp {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -11,10 +11,10 @@ path can run causally, one frame at a time:
    twice, at ``k mod Nw`` and ``k mod Nw + Nw``, so the window is always one contiguous slice: no
    99-channel stack is rebuilt, `generate_windows` reads it in place);
 5. the generator on that window: on a CPU with PyTorch's x86 quantized engine in int8 (`models.int8`: the ring
-   is then kept quantized; 10 ms a window against 33 ms compiled fp32 on two Intel cores), else its levels after
-   the first compiled by inductor where a C++ compiler is there (`models.inference.compiled_rest`, 12.6 ms
-   against 17.7 ms a frame on two AMD cores in bf16); the visible label and the invisible watermark on the
-   output.
+   is then kept quantized), else its levels after the first compiled by inductor where a C++ compiler is there
+   (`models.inference.compiled_rest`);
+6. `finish.FrameFinisher`, as offline: pasted back into the target's full frame, the visible label and the
+   invisible watermark.
 
 While calibrating, the target is shown at its own reference pose. A frame without a face holds the last
 parameters. `LiveRunner` puts a session behind a one-frame mailbox: frames that arrive while one is being
@@ -28,40 +28,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..face.live_fit import LiveFaceFitter
 from ..face.tracker import _to_pixels, tracking_mesh
 from ..models.inference import generate_windows, input_dtype
 from ..render.conditioning import ConditioningRenderer
 from . import retarget
 from .finish import FrameFinisher
+from .options import RunOptions
 from .live_generator import compile_live_generator, int8_live_generator, one_blas_thread
 
 class LiveSession:
-    """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 in, the target's crop out)."""
+    """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 camera frame in; out, the target's
+    full frame, or its crop without paste-back, marked as every output). Made by `DeepVideoPortraitPipeline.live`."""
 
     def __init__(
         self,
         pipe,
         fps: float = 30.0,
-        mode: str = "reenact",
-        transfer=retarget.TRANSFERABLE,
+        options: RunOptions | None = None,
         calibration_seconds: float = 1.0,
-        watermark: bool = True,
-        invisible_watermark: bool = True,
-        fast: bool = True,
         compile: bool = True,
-        limit_pose: bool = True,
-        limit_expression: bool = True,
         int8: bool = True,
-        paste_back: bool | None = None,
-        refine: bool = False,
     ):
-
-        if mode not in ("reenact", "dub"):
-            raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
-        self.pipe, self.fps, self.mode, self.transfer = pipe, float(fps), mode, tuple(transfer)
-        self.watermark, self.invisible_watermark, self.fast = watermark, invisible_watermark, fast
+        opts = options if options is not None else RunOptions(refine=False)
+        self.pipe, self.fps, self.options = pipe, float(fps), opts
+        self.mode, self.transfer, self.fast = opts.mode, opts.transfer, opts.fast
         self.calibration_frames = max(1, int(round(calibration_seconds * fps)))
         self._mesh = tracking_mesh()
         self.fitter = None  # made on the first frame (it needs the frame size)
@@ -69,18 +60,18 @@ class LiveSession:
         self._target, self._tneu = state["sequence"], state["neutral_frame"]
         self._tneu_closed = state["neutral_expression"]  # expressions are measured from it (closed lips)
         self._tref = pipe.target.config.reference_frame
-        self._limits = state["pose_limits"] if limit_pose else None  # the head stays where the target's was
-        self._expr_limits = state["expression_limits"] if limit_expression else None  # the face near its trained ones
+        self._limits = state["pose_limits"] if opts.limit_pose else None  # the head stays where the target's was
+        self._expr_limits = state["expression_limits"] if opts.limit_expression else None  # the face near its trained ones
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window
         size = self._resolution = int(pipe.target.config.resolution)
-        paste_back = pipe.has_reference if paste_back is None else paste_back
-        self.finisher = FrameFinisher(pipe, paste_back, refine, watermark, invisible_watermark)
-        dtype = input_dtype(pipe.generator, fast)
+        paste_back = pipe.has_reference if opts.paste_back is None else opts.paste_back
+        self.finisher = FrameFinisher(pipe, paste_back, opts.refine, opts.watermark, opts.invisible_watermark)
+        dtype = input_dtype(pipe.generator, opts.fast)
         # quantize or compile now (seconds, once per process), not on the first camera frame
-        self.int8 = int8_live_generator(pipe) if (int8 and fast) else None
-        self.compiled = self.int8 is None and bool(compile and fast) and compile_live_generator(pipe)
+        self.int8 = int8_live_generator(pipe) if (int8 and opts.fast) else None
+        self.compiled = self.int8 is None and bool(compile and opts.fast) and compile_live_generator(pipe)
         if self.int8 is not None:
             self._ring = self.int8.ring(2 * self._window, size)  # quantized once per frame, read in place
             self._cond_dtype = torch.float32

@@ -6,6 +6,7 @@ import copy
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +16,9 @@ from diffusers.utils import BaseOutput, logging
 
 from ..errors import InputError, TargetLoadError
 from ..models import FaceRefiner, PortraitTarget, RenderingToVideoGenerator
-from ..video import current_umask
+from ..video import VideoWriter, current_umask
 from .finish import FrameFinisher
+from .options import RunOptions
 from .reference import load_background
 from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
 
@@ -207,170 +209,85 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def live(
         self,
         fps: float = 30.0,
-        mode: str = "reenact",
-        transfer=("pose", "expression", "gaze"),
         calibration_seconds: float = 1.0,
-        watermark: bool = True,
-        invisible_watermark: bool = True,
-        fast: bool = True,
         compile: bool = True,
-        limit_pose: bool = True,
-        limit_expression: bool = True,
         int8: bool = True,
-        paste_back: bool | None = None,
-        refine: bool = False,
+        options: RunOptions | None = None,
+        **kwargs,
     ):
         """A live session (`pipelines.live.LiveSession`): ``session.push(frame)`` returns the target's frame for
-        one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to
-        redo it); ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
-        ``mode="dub"`` keeps the target's own head motion and moves only its face (as offline). ``compile``:
-        the generator compiled by inductor when the session starts (seconds, once per process; falls back to
-        eager where no C++ compiler is found, or with ``DVP_COMPILE=0``). ``int8``: on a CPU with PyTorch's x86
-        quantized engine, the generator quantized to int8 instead (calibrated on the target's own frames when the
-        session starts, once per process; `models.int8`; ``DVP_INT8=0`` also turns it off); where int8 is
-        unavailable the compiled float generator runs. ``limit_pose``, ``limit_expression``: as in
-        ``__call__``. ``paste_back``: the target's full frame (default where it has one), as offline.
-        ``refine``: the target's refiner too (off by default: on two CPU cores it does not fit a camera frame's
-        time)."""
+        one camera frame, causally (calibration on the first ``calibration_seconds``, `recalibrate()` to redo it);
+        ``session.stream(frames)`` is the generator form; ``session.parameters()`` the motion.
+
+        ``options`` (or its fields as keyword arguments: ``mode``, ``transfer``, ``limit_pose``, ``paste_back``,
+        ``watermark``, ...) as for ``__call__``; ``refine`` is off by default live (on two CPU cores the refiner
+        does not fit in a camera frame's time). ``int8``: on a CPU with PyTorch's x86 quantized engine, the
+        generator quantized to int8 (calibrated on the target's own frames when the session starts, once per
+        process; ``DVP_INT8=0`` turns it off); else ``compile``: compiled by inductor (eager where no C++ compiler
+        is found, or with ``DVP_COMPILE=0``).
+        """
         from .live import LiveSession
 
-        return LiveSession(
-            self,
-            fps,
-            mode,
-            transfer,
-            calibration_seconds,
-            watermark,
-            invisible_watermark=invisible_watermark,
-            fast=fast,
-            compile=compile,
-            limit_pose=limit_pose,
-            limit_expression=limit_expression,
-            int8=int8,
-            paste_back=paste_back,
-            refine=refine,
-        )
+        if options is None:
+            options = RunOptions.from_kwargs(**{"refine": False, **kwargs})
+        return LiveSession(self, fps, options, calibration_seconds, compile=compile, int8=int8)
 
     @torch.no_grad()
     def __call__(
         self,
         source_video=None,
         source_parameters=None,
-        mode="reenact",
-        transfer=("pose", "expression", "gaze"),
-        neutral_frame=None,
-        limit_pose=True,
-        limit_expression=True,
-        max_frames=None,
-        output_type="np",
-        return_dict=True,
-        refine=True,
         output_video=None,
-        watermark=True,
-        batch_size=8,
-        chunk_size=64,
-        progress=True,
-        fast=True,
-        paste_back=None,
-        overlap=None,
-        invisible_watermark=True,
+        return_dict=True,
+        options: RunOptions | None = None,
+        **kwargs,
     ):
         r"""Drive the target with a source video (or a saved `dvp track` parameter file).
 
         Args:
             source_video: path of the source (driving) video.
             source_parameters: a `FaceSequence` or the path of a parameter file from ``dvp track``.
-            mode: ``"reenact"`` (full head: pose, expression, gaze) or ``"dub"`` (the target's own head motion,
-                the source's expression; the output keeps the source's audio).
-            transfer: which of ``"pose"``, ``"expression"``, ``"gaze"`` to take from the source (reenact).
-            neutral_frame: the source frame whose expression and gaze are taken as neutral; ``None`` picks the most
-                neutral one. (The head pose is measured from the source's median pose.)
-            limit_pose: hold the driven head near the target's trained poses (rotation, image position and size;
-                `pose_limits`, reenact mode). A generator paints a doubled or shattered head where its target's
-                head never was; ``False`` extrapolates.
-            limit_expression: hold the driven face near the target's trained expressions outside the mouth and eyes
-                (`expression_limits`, reenact mode): a frown or squint the target never made is made smaller, the
-                mouth and eyes still follow the source; a generator tears the collar on faces it never saw (the
-                demo driven by talking-d3: 85 torn frames of 300 with it, 144 without). ``False`` passes the
-                expression on whole. Dubbing never limits it.
-            max_frames: use only the first frames of the source.
-            output_type: ``"np"``, ``"pt"`` or ``"pil"``.
-            output_video: write the result here (mp4 with the source's audio) instead of returning frames; memory
-                then stays constant whatever the source's length.
-            watermark: draw the visible "SYNTHETIC" label (on by default; turning it off is explicit).
-            invisible_watermark: embed the invisible watermark (`provenance.watermark`) in every frame (on by
-                default; it survives crops, resizes, re-encoding and grey conversion, the label does not).
-            batch_size: frames per generator call; chunk_size: frames rendered and generated per chunk.
-            paste_back: composite the generated person into the target's full frame at its native size (its
-                reference frame; `render.composite`); ``None`` does it when the target has one. ``False``: the crop.
-            refine: run the target's `FaceRefiner` (when it has one): the crop at twice the generator's size.
-            fast: use the fast inference path (BatchNorm folded, channels_last, bf16 where it runs faster than fp32;
-                outputs within a fifth of a grey level of plain fp32). ``False`` runs the plain fp32 module.
-            overlap: render the next batches and encode the last ones in threads while the generator runs
-                (`streaming`). ``None`` does it on a GPU; on a CPU the stages compete for the same cores and
-                it measured slower (2 cores: 10.3-11.2 s against 8.2 s for a 10 s source).
+            output_video: write the result here (mp4 with the source's audio, labelled and signed) instead of
+                returning frames; memory then stays constant whatever the source's length.
+            options: a `RunOptions`; or its fields as keyword arguments (``mode="dub"``, ``max_frames=90``,
+                ``paste_back=False``, ``transfer=("expression",)``, ``limit_pose=False``, ...; see `RunOptions`).
 
         Returns:
-            `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``).
+            `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``): the
+            target's full frames at its native size where it has a reference frame (else its crop), refined when
+            it has a refiner, marked synthetic unless asked otherwise; None as frames with ``output_video``.
         """
-        import time
-
-        from ..video import VideoWriter
         from . import steps
 
+        opts = options if options is not None else RunOptions.from_kwargs(**kwargs)
         t_start = time.perf_counter()
         # 1. Check the arguments and the source (probed, not decoded): a bad file fails here, at once
-        transfer, reader = steps.check_inputs(
-            source_video, source_parameters, mode, output_type, transfer, output_video, max_frames
-        )
-        if paste_back is None:
-            paste_back = self.has_reference
+        reader = steps.check_inputs(source_video, source_parameters, output_video, opts.max_frames)
+        paste_back = self.has_reference if opts.paste_back is None else opts.paste_back
         if paste_back and not self.has_reference:
             raise InputError("paste_back needs the target's full frame (reference.png in its folder); ask for the crop.")
+        show = opts.progress and not getattr(self, "_progress_bar_config", {}).get("disable", False)
         stages = 2 if reader is not None else 1
-        show = progress and not getattr(self, "_progress_bar_config", {}).get("disable", False)
         # 2. Track the source and fit the face model (or load a `dvp track` parameter file)
-        if reader is not None:
-            bar = steps.stage_bar(self, f"[1/{stages}] tracking the source", len(reader)) if show else None
-            try:
-                source = steps.track_source(reader, bar)
-            finally:  # before any error message, so that it gets a line of its own
-                bar.close() if bar is not None else None
-        else:
-            source = steps.load_parameters(source_parameters, max_frames)
+        source = steps.source_motion(self, reader, source_parameters, opts.max_frames, show)
         # 3. Retarget: the source's motion on the target's face
-        drive, pose_report = steps.retarget_motion(
-            self, source, mode, transfer, neutral_frame, limit_pose, limit_expression
-        )
-        # 4. Render the conditioning, generate, mark and write, chunk by chunk
-        finisher = FrameFinisher(self, paste_back, refine, watermark, invisible_watermark)
+        drive, pose_report = steps.retarget_motion(self, source, opts)
+        # 4. Render the conditioning, generate, refine, paste back, mark and write, chunk by chunk
+        finisher = FrameFinisher(self, paste_back, opts.refine, opts.watermark, opts.invisible_watermark)
         writer = None
         if output_video:
-            provenance = self.provenance(mode=mode, source=source_video or source_parameters)
+            provenance = self.provenance(mode=opts.mode, source=source_video or source_parameters)
             writer = VideoWriter(output_video, drive.fps, audio_from=source_video, provenance=provenance)
         frames: list = []
-        sink = steps.frame_sink(finisher, writer, frames)
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
-        try:
-            gen_seconds = steps.render_generate_write(
-                self, drive, sink, batch_size=batch_size, chunk_size=chunk_size, fast=fast, overlap=overlap, bar=bar
-            )
-            if writer is not None:
-                writer.close()
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        finally:
-            bar.close() if bar is not None else None
+        gen_seconds = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar)
         # 5. Output
-        result = None if writer is not None else steps.collect_frames(frames, output_type)
+        result = None if writer is not None else steps.collect_frames(frames, opts.output_type)
         total = time.perf_counter() - t_start
-        n = len(drive)
         stats = {
-            "frames": n,
+            "frames": len(drive),
             "seconds": round(total, 3),
-            "fps": round(n / max(total, 1e-9), 2),
+            "fps": round(len(drive) / max(total, 1e-9), 2),
             "generator_seconds": round(gen_seconds, 3),
             "source_reference_frame": drive.info.get("source_reference_frame"),
             "interpolated_frames": int(source.info.get("interpolated_frames", 0)),

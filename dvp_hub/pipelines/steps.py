@@ -17,57 +17,52 @@ import time
 import numpy as np
 import torch
 from diffusers.utils import logging
+from PIL import Image
+from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..face.fitting import fit_sequence
+from ..face.sequence import FaceSequence
+from ..face.tracker import FaceTracker
+from ..models.inference import generate_windows, input_dtype
+from ..render.conditioning import ConditioningRenderer
+from ..video import VideoReader, check_output_path
+from . import retarget
+from .streaming import Worker, prefetch
 
 logger = logging.get_logger(__name__)
-
-MODES = ("reenact", "dub")
-OUTPUT_TYPES = ("np", "pt", "pil")
-
 
 def stage_bar(pipe, label: str, total: int):
     """One progress bar for a pipeline stage, created with its description and total (no empty ``0/N``
     line first); honours ``pipe.set_progress_bar_config`` (e.g. ``disable=True``)."""
-    from tqdm.auto import tqdm
-
     config = {"unit": "frame", "dynamic_ncols": True, **getattr(pipe, "_progress_bar_config", {})}
     return tqdm(total=total, desc=label, **config)
 
 
-def check_inputs(source_video, source_parameters, mode, output_type, transfer, output_video, max_frames):
-    """Step 1: refuse bad arguments and unreadable sources at once. Returns ``(transfer, reader)``;
-    ``reader`` is a `VideoReader` over the source video (probed, not decoded) or None."""
-    from . import retarget
-
+def check_inputs(source_video, source_parameters, output_video, max_frames):
+    """Step 1: refuse unreadable sources and unwritable outputs at once (the options are checked by `RunOptions`).
+    Returns a `VideoReader` over the source video (probed, not decoded), or None for a parameter file."""
     if (source_video is None) == (source_parameters is None):
         raise InputError("give exactly one of source_video= or source_parameters=.")
-    if mode not in MODES:
-        raise InputError(f"mode must be 'reenact' or 'dub', got {mode!r}.")
-    if output_type not in OUTPUT_TYPES:
-        raise InputError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}.")
-    transfer = tuple(transfer)
-    if not transfer or set(transfer) - set(retarget.TRANSFERABLE):
-        raise InputError(f"transfer must be a non-empty subset of {retarget.TRANSFERABLE}, got {transfer}.")
-    if max_frames is not None and int(max_frames) < 1:
-        raise InputError(f"max_frames must be at least 1, got {max_frames}.")
     if output_video is not None:
-        from ..video import check_output_path
-
         check_output_path(output_video)
-    reader = None
-    if source_video is not None:
-        from ..video import VideoReader
+    return VideoReader(source_video, max_frames=max_frames) if source_video is not None else None
 
-        reader = VideoReader(source_video, max_frames=max_frames)
-    return transfer, reader
+
+def source_motion(pipe, reader, source_parameters, max_frames, show: bool):
+    """Step 2: the source's `FaceSequence`: tracked and fitted from ``reader`` (one progress bar), or loaded."""
+    if reader is None:
+        return load_parameters(source_parameters, max_frames)
+    stages = 2
+    bar = stage_bar(pipe, f"[1/{stages}] tracking the source", len(reader)) if show else None
+    try:
+        return track_source(reader, bar)
+    finally:  # before any error message, so that it gets a line of its own
+        bar.close() if bar is not None else None
 
 
 def track_source(reader, bar=None):
     """Step 2 from a video: mediapipe landmarks per frame, then the face model fitted to them."""
-    from ..face.fitting import fit_sequence
-    from ..face.tracker import FaceTracker
-
     def tick(done, total):
         if bar is not None:
             bar.update(done - bar.n)
@@ -79,18 +74,16 @@ def track_source(reader, bar=None):
 
 def load_parameters(source_parameters, max_frames=None):
     """Step 2 from a `dvp track` parameter file (or a `FaceSequence`)."""
-    from ..face.sequence import FaceSequence
-
     seq = source_parameters if isinstance(source_parameters, FaceSequence) else FaceSequence.load(source_parameters)
     return seq.slice(0, max_frames) if max_frames else seq
 
 
-def retarget_motion(pipe, source, mode, transfer, neutral_frame, limit_pose=True, limit_expression=True):
+def retarget_motion(pipe, source, opts):
     """Step 3: the sequence that drives the target, and its pose-range report (a warning when the head
     turns beyond what the target was trained on; with ``limit_pose`` / ``limit_expression``, how many frames were
     held near the target's trained poses / expressions)."""
-    from . import retarget
-
+    mode, transfer, neutral_frame = opts.mode, opts.transfer, opts.neutral_frame
+    limit_pose, limit_expression = opts.limit_pose, opts.limit_expression
     if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
         raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
     state = pipe._target_state()
@@ -137,10 +130,6 @@ def render_generate_write(
     heap; with it (default on a GPU) the next batches are rendered and the last ones encoded in threads
     while the generator runs (`streaming`). Returns the seconds spent in the generator.
     """
-    from ..models.inference import generate_windows, input_dtype
-    from ..render.conditioning import ConditioningRenderer
-    from .streaming import Worker, prefetch
-
     device = pipe._execution_device
     gen = pipe.generator
     hist = gen.config.temporal_window - 1
@@ -196,6 +185,27 @@ def render_generate_write(
     return gen_seconds
 
 
+def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=None) -> float:
+    """Step 4 with its sink: every frame refined, pasted back and marked (``finisher``), then written to ``writer``
+    (closed at the end; aborted, nothing left on disk, on an error) or appended to ``frames``. Returns the
+    generator's seconds."""
+    sink = frame_sink(finisher, writer, frames)
+    try:
+        seconds = render_generate_write(
+            pipe, drive, sink, batch_size=opts.batch_size, chunk_size=opts.chunk_size, fast=opts.fast,
+            overlap=opts.overlap, bar=bar,
+        )
+        if writer is not None:
+            writer.close()
+        return seconds
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close() if bar is not None else None
+
+
 def frame_sink(finisher, writer, frames: list):
     """``on_output`` for `render_generate_write`: each batch through the run's `finish.FrameFinisher`
     (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``."""
@@ -214,6 +224,4 @@ def collect_frames(frames: list, output_type: str):
         return (arr.astype(np.float32) / 255.0)[None]
     if output_type == "pt":
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)[None]
-    from PIL import Image
-
     return [[Image.fromarray(a) for a in arr]]
