@@ -17,7 +17,9 @@ def _load_pipeline(target: str):
 
 def _evaluation(args) -> dict:
     """Run `dvp evaluate`'s measures (contact sheets beside ``--json``); returns the result dict."""
-    from .evaluate import driven, self_reenactment, target_reference
+    from .evaluate import self_reenactment
+    from .evaluate_driven import driven
+    from .evaluate_measures import target_reference
 
     pipe = _load_pipeline(args.target)
     embedder = ref = None

@@ -80,7 +80,9 @@ def _viewer_scores(fulls: np.ndarray, real: RealFootage) -> dict:
     return {
         **_psnr_ssim(fulls, real.held_out),
         **detail.detail_ratios(fulls, real.boxes, real.held_out, real.boxes),
-        "band_error": float(np.mean([detail.band_error(f, r, b) for f, r, b in zip(fulls, real.held_out, real.boxes)])),
+        "band_error": float(
+            np.mean([detail.band_error(f, r, b) for f, r, b in zip(fulls, real.held_out, real.boxes)])
+        ),
     }
 
 
@@ -97,7 +99,9 @@ def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage)
     """Held-out full-frame scores: ``refined`` (the pipeline's crops) and ``plain`` (the generator's crops enlarged
     bilinearly to the same size) pasted back, against the real frames; baselines: nearest and mean frame."""
     up = np.stack([cv2.resize(p, refined.shape[1:3][::-1], interpolation=cv2.INTER_LINEAR) for p in plain])
-    band_rms = [np.sqrt(np.mean(detail.mid_band(detail.face_patch(r, b)) ** 2)) for r, b in zip(real.held_out, real.boxes)]
+    band_rms = [
+        np.sqrt(np.mean(detail.mid_band(detail.face_patch(r, b)) ** 2)) for r, b in zip(real.held_out, real.boxes)
+    ]
     return {
         "full_frame": _viewer_scores(pasted(pipe, refined), real),
         "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up), real),

@@ -23,7 +23,10 @@ def committed_date(path: str) -> str:
     try:
         out = subprocess.run(
             ["git", "log", "-1", "--format=%ad", "--date=short", "--", path],
-            cwd=ROOT, capture_output=True, text=True, check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.strip()
     except OSError:
         out = ""
@@ -65,7 +68,9 @@ def section(name: str, data) -> list[str]:
     path = os.path.join(RESULTS, name)
     rows = data if isinstance(data, list) else None
     first = rows[0] if rows and isinstance(rows[0], dict) else (data if isinstance(data, dict) else {})
-    machines = sorted({str(r.get("machine")) for r in rows if isinstance(r, dict) and r.get("machine")}) if rows else []
+    machines = (
+        sorted({str(r.get("machine")) for r in rows if isinstance(r, dict) and r.get("machine")}) if rows else []
+    )
     machine = ", ".join(machines) or first.get("machine") or "not recorded"
     date = first.get("date") or committed_date(path)
     out = [f"## {name}", "", f"Machine: {fmt(machine)}. Date: {date}.", ""]
@@ -73,7 +78,11 @@ def section(name: str, data) -> list[str]:
         out += table([flat(r) for r in rows])
     elif isinstance(data, dict):
         out += ["| figure | value |", "| --- | --- |"]
-        out += [f"| {k} | {fmt(v)} |" for k, v in flat(data).items() if not isinstance(v, (dict, list)) or fmt(v) != "(nested)"]
+        out += [
+            f"| {k} | {fmt(v)} |"
+            for k, v in flat(data).items()
+            if not isinstance(v, (dict, list)) or fmt(v) != "(nested)"
+        ]
     return out + [""]
 
 

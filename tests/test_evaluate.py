@@ -3,7 +3,9 @@ import pytest
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
-from dvp_hub.evaluate import driven, self_reenactment, torso_novelty, torso_patches
+from dvp_hub.evaluate import self_reenactment
+from dvp_hub.evaluate_driven import driven
+from dvp_hub.evaluate_measures import torso_novelty, torso_patches
 from dvp_hub.video import VideoReader, write_video
 
 from .conftest import clip

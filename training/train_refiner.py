@@ -101,7 +101,9 @@ def latest_checkpoint(output_dir: str) -> str | None:
 
 def save_checkpoint(accelerator, args, step: int) -> None:
     if accelerator.is_main_process and args.checkpoints_total_limit:
-        old = sorted((d for d in os.listdir(args.output_dir) if d.startswith("checkpoint-")), key=lambda d: int(d[11:]))
+        old = sorted(
+            (d for d in os.listdir(args.output_dir) if d.startswith("checkpoint-")), key=lambda d: int(d[11:])
+        )
         for d in old[: max(0, len(old) - args.checkpoints_total_limit + 1)]:
             shutil.rmtree(os.path.join(args.output_dir, d), ignore_errors=True)
     accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{step}"))
@@ -170,13 +172,21 @@ def main(argv=None) -> int:
     refiner, disc, opt_g, opt_d = accelerator.prepare(refiner, disc, opt_g, opt_d)
     register_hooks(accelerator)
     step = 0
-    ckpt = latest_checkpoint(args.output_dir) if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
+    ckpt = (
+        latest_checkpoint(args.output_dir) if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
+    )
     if ckpt:
         accelerator.load_state(ckpt)
         step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
         accelerator.print(f"resumed from {ckpt}")
     sampler = PatchSampler(
-        generated, real, boxes, meta["train_frames"], args.patch, meta["scale"], blur=args.input_blur,
+        generated,
+        real,
+        boxes,
+        meta["train_frames"],
+        args.patch,
+        meta["scale"],
+        blur=args.input_blur,
         seed=args.seed * 1000 + step + accelerator.process_index,
     )
     t0, logs = time.time(), {}

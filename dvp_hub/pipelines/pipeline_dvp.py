@@ -310,6 +310,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             half = torch.nn.Module.half(copy.deepcopy(self.generator))  # Module.half: no ModelMixin.to warning
             half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
+            if self.refiner is not None:
+                half_refiner = torch.nn.Module.half(copy.deepcopy(self.refiner))
+                half_refiner.save_pretrained(os.path.join(tmp, "refiner"), variant="fp16", safe_serialization=True)
             ref = getattr(self, "reference", None)
             if ref and os.path.isfile(ref):
                 shutil.copy(ref, os.path.join(tmp, "reference" + os.path.splitext(ref)[1].lower()))

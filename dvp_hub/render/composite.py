@@ -121,7 +121,9 @@ class Compositor:
         x0, y0, x1, y1 = self.roi
         size = (x1 - x0, y1 - y0)
         warped = cv2.warpAffine(shifted, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[
+            ..., None
+        ]
         out = self.background.copy()
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = (region + (warped - region) * weight).round().clip(0, 255).astype(np.uint8)
