@@ -85,12 +85,16 @@ def train_steps_per_s(cfg, dev, batch, steps, amp):
     return 1.0 / timeit(step, dev, steps, warm=2)
 
 
-def main(argv=None):
+def _args(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default=None)
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow to build on CPU)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = _args(argv)
     dev = torch.device(args.device)
     gpu = dev.type == "cuda"
     if gpu:

@@ -20,14 +20,21 @@ import os
 import shutil
 import time
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from .errors import DVPError
+from .face.fitting import fit_sequence
 from .face.sequence import FaceSequence
+from .face.tracker import FaceTracker
+from .models.target import PortraitTarget
 from .render.conditioning import ConditioningRenderer
 from .render.crop import SCALE as CROP_SCALE
 from .render.crop import Crop
+from .shots import FrameProbe, find_cuts, split_shots
+from .video import VideoReader
 
 VAL_FRACTION = 0.1
 CROP_SCALE_RANGE = (1.2, 6.0)  # accepted `crop_scale`s, in face heights
@@ -36,6 +43,23 @@ CROP_SCALE_RANGE = (1.2, 6.0)  # accepted `crop_scale`s, in face heights
 def split_index(num_frames: int, val_fraction: float = VAL_FRACTION) -> int:
     """First validation frame: the last ``val_fraction`` of the clip, at least one frame."""
     return max(1, min(num_frames - 1, int(round(num_frames * (1 - val_fraction)))))
+
+
+def _write_frames(video: str, shots, crop: Crop, resolution: int, folder: str, reference: int) -> int:
+    """The kept shot's frames cut with ``crop`` as ``folder/frames/NNNNNN.jpg``, and video frame ``reference`` at its
+    native size as ``folder/reference.png`` (the target's full frame, for paste-back). Returns the frames written."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(os.path.join(folder, "frames"))
+    n = 0
+    for i, frame in enumerate(VideoReader(video, max_frames=shots.stop)):
+        if i < shots.start:
+            continue
+        if i == reference:
+            Image.fromarray(frame).save(os.path.join(folder, "reference.png"), optimize=True)  # lossless
+        img = crop.apply(frame, resolution)
+        cv2.imwrite(os.path.join(folder, "frames", f"{n:06d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        n += 1
+    return n
 
 
 def prepare_target_dataset(
@@ -57,13 +81,6 @@ def prepare_target_dataset(
     head-and-shoulders crop that leaves out hands gesturing below the chest. Returns the metadata, which
     records the source file, the shot kept and the frames dropped, the crop, its padding and the split.
     """
-    import cv2
-
-    from .face.fitting import fit_sequence
-    from .face.tracker import FaceTracker
-    from .shots import FrameProbe, find_cuts, split_shots
-    from .video import VideoReader
-
     if not CROP_SCALE_RANGE[0] <= crop_scale <= CROP_SCALE_RANGE[1]:
         raise DVPError(
             f"crop_scale must be between {CROP_SCALE_RANGE[0]} and {CROP_SCALE_RANGE[1]} face heights, got {crop_scale}."
@@ -90,15 +107,8 @@ def prepare_target_dataset(
     box = probe.picture_box()
     crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height, scale=crop_scale, box=box)
     tmp = output_dir.rstrip("/") + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "frames"))
-    n = 0
-    for i, frame in enumerate(VideoReader(video, max_frames=shots.stop)):
-        if i < shots.start:
-            continue
-        img = crop.apply(frame, resolution)
-        cv2.imwrite(os.path.join(tmp, "frames", f"{n:06d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-        n += 1
+    reference = shots.start + PortraitTarget.most_frontal(seq, split_index(len(seq), val_fraction))
+    n = _write_frames(video, shots, crop, resolution, tmp, reference)
     if n != len(seq):
         shutil.rmtree(tmp, ignore_errors=True)
         raise DVPError(f"{video}: decoded {n} frames on the second pass but tracked {len(seq)}; the file is damaged.")

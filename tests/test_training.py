@@ -206,8 +206,7 @@ def test_sigkill_during_checkpoint_write_then_resume(tiny_dataset, tmp_path):
 def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
     """--lambda_temporal: the batch carries previous frames, one generator forward makes both, and the term is the
     L1 between generated and real frame-to-frame differences (zero when the generator copies the real motion)."""
-    sys.path.insert(0, str(ROOT / "training"))
-    from train_target import discriminator_step, generator_step
+    from dvp_hub.target_training import discriminator_step, generator_step
 
     from dvp_hub.dataset import TargetDataset
     from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
@@ -239,8 +238,7 @@ def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
 def test_region_weight_and_feature_matching_change_the_generator_loss(tiny_dataset):
     """--region_weight counts the mouth and eye boxes 1 + W times; --lambda_feature_matching adds an L1 between
     the discriminator's activations on real and generated frames; both at 0 give the paper's loss."""
-    sys.path.insert(0, str(ROOT / "training"))
-    from train_target import generator_step
+    from dvp_hub.target_training import generator_step
 
     from dvp_hub.dataset import TargetDataset
     from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator

@@ -16,10 +16,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from dvp_hub.errors import DVPError  # noqa: E402
+from dvp_hub.errors import DVPError
+from dvp_hub.target_training import make_pipeline, validate
 
 
 def parse_args(input_args=None):
@@ -42,7 +40,6 @@ def main(args) -> str:
     from dvp_hub.dataset import TargetDataset, load_dataset_meta
     from dvp_hub.model_card import render_model_card
     from dvp_hub.models import RenderingToVideoGenerator
-    from train_target import make_pipeline, validate
 
     meta = load_dataset_meta(args.dataset_dir)
     gen = RenderingToVideoGenerator(

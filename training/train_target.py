@@ -15,19 +15,30 @@ parameters, a model card). Two processes on CPU (gloo):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shutil
 import sys
 import time
 
 import torch
-from torch import nn
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from dvp_hub.errors import DVPError  # noqa: E402
+from dvp_hub.augment import shift_zoom
+from dvp_hub.dataset import TargetDataset, load_dataset_meta, prepare_target_dataset
+from dvp_hub.errors import DVPError
+from dvp_hub.model_card import render_model_card
+from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+from dvp_hub.target_training import (
+    complete_checkpoints,
+    discriminator_step,
+    generator_step,
+    init_generator,
+    make_pipeline,
+    save_checkpoint,
+    validate,
+)
 
 # Paper defaults, in one place.
 LAMBDA_L1 = 100.0
@@ -35,25 +46,8 @@ LEARNING_RATE = 2e-4
 ADAM_BETA1 = 0.5
 
 
-def parse_args(input_args=None):
-    p = argparse.ArgumentParser(description="Train a Deep Video Portraits target.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--target_video", help="video of the target person (tracked and prepared first)")
-    src.add_argument("--dataset_dir", help="a folder written by training/prepare_target.py")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--resolution", type=int, default=256)
-    p.add_argument("--max_frames", type=int, default=None, help="use only the first N frames of --target_video")
-    p.add_argument("--train_batch_size", type=int, default=1)
-    p.add_argument("--max_train_steps", type=int, default=1000)
-    p.add_argument(
-        "--max_train_minutes",
-        type=float,
-        default=None,
-        help="stop (and export) after this much training time even before --max_train_steps",
-    )
-    p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
-    p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
-    p.add_argument("--adam_beta2", type=float, default=0.999)
+def _add_loss_args(p) -> None:
+    """The loss weights, the generator's start and size, and the augmentation."""
     p.add_argument("--lambda_l1", type=float, default=LAMBDA_L1)
     p.add_argument(
         "--lambda_temporal",
@@ -103,6 +97,28 @@ def parse_args(input_args=None):
         help="shift by whole pixels, copied rather than resampled (no zoom), the band brought in from outside the "
         "crop left out of the losses (see dvp_hub/augment.py)",
     )
+
+
+def parse_args(input_args=None):
+    p = argparse.ArgumentParser(description="Train a Deep Video Portraits target.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--target_video", help="video of the target person (tracked and prepared first)")
+    src.add_argument("--dataset_dir", help="a folder written by training/prepare_target.py")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--max_frames", type=int, default=None, help="use only the first N frames of --target_video")
+    p.add_argument("--train_batch_size", type=int, default=1)
+    p.add_argument("--max_train_steps", type=int, default=1000)
+    p.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=None,
+        help="stop (and export) after this much training time even before --max_train_steps",
+    )
+    p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
+    p.add_argument("--adam_beta2", type=float, default=0.999)
+    _add_loss_args(p)
     p.add_argument("--discriminator_base_channels", type=int, default=64)
     p.add_argument("--temporal_window", type=int, default=11)
     p.add_argument("--checkpointing_steps", type=int, default=500)
@@ -126,171 +142,7 @@ def parse_args(input_args=None):
     return args
 
 
-def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator):
-    """D step on the detached fake, one forward over real and fake together (DDP-safe).
-
-    With a temporal loss the batch carries each frame's predecessor: one generator forward makes both.
-    """
-    from dvp_hub.augment import composite_valid
-
-    cond, real = batch["conditioning"], batch["frame"]
-    fake_prev = None
-    if "prev_conditioning" in batch:
-        fake, fake_prev = generator(torch.cat([cond, batch["prev_conditioning"]])).chunk(2)  # G(x_t), G(x_t-1)
-        fake_prev = composite_valid(batch, fake_prev, "prev_frame")
-    else:
-        fake = generator(cond)  # G(x)
-    fake = composite_valid(batch, fake)  # a whole-pixel shift's band: the real frame's in both (no loss there)
-    logits = discriminator(torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
-    d_real, d_fake = logits.chunk(2)
-    loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))  # D(x, y) -> 1, D(x, G(x)) -> 0
-    opt_d.zero_grad(set_to_none=True)
-    accelerator.backward(loss_d)
-    opt_d.step()
-    return fake, fake_prev, loss_d.detach()
-
-
-def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator):
-    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the optional terms)."""
-    cond, real = batch["conditioning"], batch["frame"]
-    if args.lambda_feature_matching:  # D's activations on G(x) should match those on y (pix2pixHD)
-        d = accelerator.unwrap_model(discriminator)
-        feats_fake, logits = d.features(cond, fake)
-        with torch.no_grad():
-            feats_real, _ = d.features(cond, real)
-        loss_fm = sum(nn.functional.l1_loss(f, r) for f, r in zip(feats_fake, feats_real)) / len(feats_fake)
-    else:
-        logits, loss_fm = discriminator(cond, fake), torch.zeros((), device=real.device)
-    loss_gan = gan_loss(logits, True)  # D(x, G(x)) -> 1
-    err = (fake - real).abs()
-    loss_l1 = err.mean()  # |y - G(x)|_1
-    if args.region_weight:  # the mouth and eyes count 1 + W times
-        from dvp_hub.render.regions import box_mask
-
-        weight = 1 + args.region_weight * box_mask(batch["regions"].to(err.dtype), err.shape[-1])
-        loss_g = loss_gan + args.lambda_l1 * (err * weight).mean()
-    else:
-        loss_g = loss_gan + args.lambda_l1 * loss_l1
-    loss_g = loss_g + args.lambda_feature_matching * loss_fm
-    loss_t = torch.zeros((), device=real.device)
-    if fake_prev is not None:  # |(G(x_t) - G(x_t-1)) - (y_t - y_t-1)|_1: no flicker the real video lacks
-        loss_t = nn.functional.l1_loss(fake - fake_prev, real - batch["prev_frame"])
-        loss_g = loss_g + args.lambda_temporal * loss_t
-    opt_g.zero_grad(set_to_none=True)
-    accelerator.backward(loss_g)
-    opt_g.step()
-    return loss_gan.detach(), loss_l1.detach(), loss_t.detach(), loss_fm.detach()
-
-
-@torch.no_grad()
-def validate(generator, val_ds, args, step, device) -> dict:
-    """PSNR / SSIM (torchmetrics) on the validation frames and a grid: conditioning | generated | real."""
-    import numpy as np
-    from PIL import Image
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-    was_training = generator.training
-    generator.eval()
-    n = len(val_ds)
-    pick = np.unique(np.linspace(0, n - 1, min(n, args.max_validation_frames)).round().astype(int))
-    fakes, reals = [], []
-    for s in range(0, len(pick), 8):
-        items = [val_ds[int(i)] for i in pick[s : s + 8]]
-        cond = torch.stack([it["conditioning"] for it in items]).to(device)
-        fakes.append(((generator(cond).float() + 1) / 2).clamp(0, 1).cpu())
-        reals.append(torch.stack([(it["frame"] + 1) / 2 for it in items]).float().cpu())
-    fake, real = torch.cat(fakes), torch.cat(reals)
-    metrics = {
-        "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
-        "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
-    }
-    rows = []
-    for j in np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int):
-        cond = val_ds[int(pick[j])]["conditioning"][-9:].cpu()
-        diff = (cond[:3] + 1) / 2
-        rows.append(torch.cat([diff, fake[j], real[j]], 2))
-    grid = (torch.cat(rows, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    out = os.path.join(args.output_dir, "validation")
-    os.makedirs(out, exist_ok=True)
-    Image.fromarray(grid).save(os.path.join(out, f"step-{step:06d}.png"))
-    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps({"step": step, **metrics}) + "\n")
-    generator.train(was_training)
-    return metrics
-
-
-def _checkpoints(output_dir):
-    dirs = [d for d in os.listdir(output_dir) if d.startswith("checkpoint-") and d.split("-")[1].isdigit()]
-    dirs = [d for d in dirs if os.path.isfile(os.path.join(output_dir, d, "COMPLETE"))]
-    return sorted(dirs, key=lambda d: int(d.split("-")[1]))
-
-
-def save_checkpoint(accelerator, args, step):
-    """accelerate state into ``checkpoint-STEP.partial``, then renamed: a killed write leaves no checkpoint."""
-    if accelerator.is_main_process and args.checkpoints_total_limit is not None:
-        existing = _checkpoints(args.output_dir)
-        for d in existing[: max(0, len(existing) - args.checkpoints_total_limit + 1)]:
-            shutil.rmtree(os.path.join(args.output_dir, d))
-    final = os.path.join(args.output_dir, f"checkpoint-{step}")
-    tmp = final + ".partial"
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with open(os.path.join(tmp, "COMPLETE"), "w") as f:
-            f.write(str(step))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-
-
-def init_generator(args):
-    """The generator of a trained target, in fp32, checked against this run's window, resolution and channels."""
-    from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
-
-    gen = DeepVideoPortraitPipeline.from_pretrained(args.init_from, dtype=torch.float32).generator
-    cfg = gen.config
-    wanted = {
-        "temporal_window": args.temporal_window,
-        "resolution": args.resolution,
-        "base_channels": args.generator_base_channels,
-        "max_channels": args.generator_max_channels,
-    }
-    for key, value in wanted.items():
-        if value is not None and cfg[key] != value:
-            raise DVPError(
-                f"--init_from {args.init_from} has {key} {cfg[key]}, this run asks for {value}; "
-                f"drop the option or train with {key} {cfg[key]}."
-            )
-    return gen.train()
-
-
-def make_pipeline(generator, dataset_dir: str, meta: dict, name: str):
-    """The pipeline of a trained generator: the target's face parameters, crop and source from the dataset."""
-    from dvp_hub.face.sequence import FaceSequence
-    from dvp_hub.models import PortraitTarget
-    from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
-    from dvp_hub.render.crop import Crop
-
-    seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
-    target = PortraitTarget.from_sequence(
-        seq,
-        Crop.from_list(meta["crop"]),
-        meta["resolution"],
-        train_frames=meta["val_start"],
-        name=name,
-        source_video=meta["source"],
-        source_frames=meta.get("shot", {}).get("kept"),  # None: the whole video (datasets before shots)
-    )
-    return DeepVideoPortraitPipeline(generator=generator.to("cpu", torch.float32).eval(), target=target)
-
-
 def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step):
-    from dvp_hub.model_card import render_model_card
-
     name = args.target_name or os.path.splitext(meta["source"])[0]
     gen = accelerator.unwrap_model(generator)
     pipe = make_pipeline(gen, dataset_dir, meta, name)
@@ -326,33 +178,12 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
     return out
 
 
-def main(args):
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
-
-    from dvp_hub.augment import shift_zoom
-    from dvp_hub.dataset import TargetDataset, load_dataset_meta
-    from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
-
-    os.makedirs(args.output_dir, exist_ok=True)
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(
-            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")
-        ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    set_seed(args.seed)
-
-    # 1. Data: prepare the target video once (main process), then load the split.
+def _data(args, accelerator):
+    """Prepare the target video once (main process), then load the split: ``(dataset_dir, meta, train, val, loader)``."""
     dataset_dir = args.dataset_dir
     if args.target_video:
         dataset_dir = os.path.join(args.output_dir, "dataset")
         if accelerator.is_main_process and not os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
-            from dvp_hub.dataset import prepare_target_dataset
-
             prepare_target_dataset(args.target_video, dataset_dir, args.resolution, args.max_frames)
         accelerator.wait_for_everyone()
     meta = load_dataset_meta(dataset_dir)
@@ -383,7 +214,11 @@ def main(args):
         drop_last=len(train_ds) > args.train_batch_size,
     )
 
-    # 2. Models, losses, optimizers (Adam, lr 2e-4, beta1 0.5).
+    return dataset_dir, meta, train_ds, val_ds, loader
+
+
+def _models(args, accelerator, loader):
+    """Generator (new or ``--init_from``), discriminator, loss and optimizers (Adam, lr 2e-4, beta1 0.5), prepared."""
     if args.init_from:
         generator = init_generator(args)
     else:
@@ -404,18 +239,15 @@ def main(args):
         generator, discriminator, opt_g, opt_d, loader
     )
 
-    steps_per_epoch = len(loader)
-    num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
-    if accelerator.is_main_process:
-        accelerator.init_trackers(
-            "dvp_target", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
-        )
+    return generator, discriminator, gan_loss, opt_g, opt_d, loader
 
-    # 3. Resume.
+
+def _resume(args, accelerator) -> int:
+    """Load ``--resume_from_checkpoint`` (a folder or the latest complete one); returns its step (0: a new run)."""
     global_step = 0
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
-            found = _checkpoints(args.output_dir)
+            found = complete_checkpoints(args.output_dir)
             path = os.path.join(args.output_dir, found[-1]) if found else None
         else:
             path = args.resume_from_checkpoint
@@ -425,9 +257,15 @@ def main(args):
             accelerator.load_state(path)
             global_step = int(os.path.basename(path.rstrip("/")).split("-")[1])
             accelerator.print(f"resumed from {path} at step {global_step}")
-    first_epoch, resume_step = divmod(global_step, steps_per_epoch)
+    return global_step
 
-    # 4. Train.
+
+def _train(args, accelerator, models, loader, val_ds, global_step):
+    """The training loop until ``--max_train_steps`` or ``--max_train_minutes``: ``(step, metrics, seconds)``."""
+    generator, discriminator, gan_loss, opt_g, opt_d = models
+    steps_per_epoch = len(loader)
+    num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+    first_epoch, resume_step = divmod(global_step, steps_per_epoch)
     bar = tqdm(
         total=args.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
@@ -448,11 +286,9 @@ def main(args):
                 batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator
             )
             global_step += 1
-            logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
-            if fake_prev is not None:
-                logs["loss_temporal"] = loss_t.item()
-            if args.lambda_feature_matching:
-                logs["loss_fm"] = loss_fm.item()
+            logs = _step_logs(
+                loss_d, loss_gan, loss_l1, loss_t, loss_fm, fake_prev is not None, bool(args.lambda_feature_matching)
+            )
             bar.update(1)
             bar.set_postfix(**{k: f"{v:.3f}" for k, v in logs.items()})
             accelerator.log(logs, step=global_step)
@@ -475,6 +311,41 @@ def main(args):
     bar.close()
     train_seconds = time.perf_counter() - t0
 
+    return global_step, metrics, train_seconds
+
+
+def _step_logs(loss_d, loss_gan, loss_l1, loss_t, loss_fm, temporal: bool, fm: bool) -> dict:
+    logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
+    if temporal:
+        logs["loss_temporal"] = loss_t.item()
+    if fm:
+        logs["loss_fm"] = loss_fm.item()
+    return logs
+
+
+def main(args):
+    os.makedirs(args.output_dir, exist_ok=True)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")
+        ),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(args.seed)
+
+    dataset_dir, meta, train_ds, val_ds, loader = _data(args, accelerator)
+    generator, discriminator, gan_loss, opt_g, opt_d, loader = _models(args, accelerator, loader)
+    if accelerator.is_main_process:
+        accelerator.init_trackers(
+            "dvp_target", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
+
+    global_step = _resume(args, accelerator)
+    models = (generator, discriminator, gan_loss, opt_g, opt_d)
+    global_step, metrics, train_seconds = _train(args, accelerator, models, loader, val_ds, global_step)
+
     # 5. Export the pipeline folder (main process).
     accelerator.wait_for_everyone()
     out = None
@@ -487,6 +358,8 @@ def main(args):
             f"{global_step / max(train_seconds, 1e-9):.2f} steps/s)"
         )
     accelerator.end_training()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # torn down here, not by gloo at interpreter exit
     return out
 
 
@@ -496,4 +369,3 @@ if __name__ == "__main__":
     except DVPError as err:
         print(f"train_target: error: {err}", file=sys.stderr)
         sys.exit(2)
-    os._exit(0)  # gloo sometimes aborts at interpreter exit after a clean run (ECOSYSTEM.md)

@@ -161,6 +161,38 @@ def perspective_refinement(model, identity, expr, gaze, gaze_neutral, target, ro
     return rot, trans, expr
 
 
+def _smoothed(raw: FaceSequence, fps: float) -> FaceSequence:
+    """Zero-phase smoothing of pose (`POSE_WINDOW_S`), expression and gaze (`EXPRESSION_WINDOW_S`)."""
+    return FaceSequence(
+        **{
+            **raw.__dict__,
+            "rotation": smooth(raw.rotation, fps, POSE_WINDOW_S),
+            "translation": smooth(raw.translation, fps, POSE_WINDOW_S),
+            "expression": smooth(raw.expression, fps, EXPRESSION_WINDOW_S),
+            "gaze": smooth(raw.gaze, fps, EXPRESSION_WINDOW_S),
+        }
+    )
+
+
+def _fit_report(seq, model, track, target, err_raw, focal_factor: float, t_start: float) -> dict:
+    """What `fit_sequence` reports in ``seq.info``: frames, reprojection error, jitter before and after, timing."""
+    proj = project_sequence(seq, model)  # once: for the error and for the fitted jitter
+    px, frac = reprojection_error(seq, model, proj)
+    iod = topo.interocular_distance(target)
+    return {
+        "frames": len(target),
+        "interpolated_frames": int((~track.detected).sum()),
+        "reprojection_error_px": round(px, 4),
+        "reprojection_error_iod": round(frac, 5),
+        "reprojection_error_unsmoothed_px": round(err_raw[0], 4),
+        "jitter_tracked_iod": round(landmark_jitter(target, iod), 6),
+        "jitter_fitted_iod": round(landmark_jitter(proj, iod), 6),
+        "focal_factor": focal_factor,
+        "small_face_mode": bool(track.small_face_mode),
+        "fit_seconds": round(time.perf_counter() - t_start, 3),
+    }
+
+
 def fit_sequence(
     track: FaceTrack,
     model: FaceModel | None = None,
@@ -223,36 +255,12 @@ def fit_sequence(
     )
     err_raw = reprojection_error(raw, model)
     # 4. Temporal smoothing.
-    seq = raw
-    if smoothing:
-        seq = FaceSequence(
-            **{
-                **raw.__dict__,
-                "rotation": smooth(rotvec, track.fps, POSE_WINDOW_S),
-                "translation": smooth(trans, track.fps, POSE_WINDOW_S),
-                "expression": smooth(expr, track.fps, EXPRESSION_WINDOW_S),
-                "gaze": smooth(gaze, track.fps, EXPRESSION_WINDOW_S),
-            }
-        )
+    seq = _smoothed(raw, track.fps) if smoothing else raw
 
     # 5. Albedo and SH lighting on the visible vertices' colours.
     fit_albedo_lighting(seq, track.colors, model, albedo_frames)
 
-    proj = project_sequence(seq, model)  # once: for the error and for the fitted jitter
-    px, frac = reprojection_error(seq, model, proj)
-    iod = topo.interocular_distance(target)
-    seq.info = {
-        "frames": n,
-        "interpolated_frames": int((~track.detected).sum()),
-        "reprojection_error_px": round(px, 4),
-        "reprojection_error_iod": round(frac, 5),
-        "reprojection_error_unsmoothed_px": round(err_raw[0], 4),
-        "jitter_tracked_iod": round(landmark_jitter(target, iod), 6),
-        "jitter_fitted_iod": round(landmark_jitter(proj, iod), 6),
-        "focal_factor": focal_factor,
-        "small_face_mode": bool(track.small_face_mode),
-        "fit_seconds": round(time.perf_counter() - t_start, 3),
-    }
+    seq.info = _fit_report(seq, model, track, target, err_raw, focal_factor, t_start)
     return seq
 
 

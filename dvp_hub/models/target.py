@@ -71,6 +71,12 @@ class PortraitTarget(ModelMixin, ConfigMixin):
             self.register_buffer(k, torch.zeros(num_frames, *shape))
         self._dummy = nn.Parameter(torch.zeros(()), requires_grad=False)  # lets ModelMixin find a dtype
 
+    @staticmethod
+    def most_frontal(seq: FaceSequence, train_frames: int | None = None) -> int:
+        """The training frame with the smallest rotation away from the median pose (the default reference frame)."""
+        rot = seq.rotation[: train_frames or len(seq)]
+        return int(np.argmin(np.linalg.norm(rot - np.median(rot, 0), axis=-1)))
+
     @classmethod
     def from_sequence(
         cls,
@@ -85,9 +91,7 @@ class PortraitTarget(ModelMixin, ConfigMixin):
     ) -> "PortraitTarget":
         cam = seq.camera
         if reference_frame is None:
-            # the most frontal training frame: smallest rotation away from the median pose
-            rot = seq.rotation[: train_frames or len(seq)]
-            reference_frame = int(np.argmin(np.linalg.norm(rot - np.median(rot, 0), axis=-1)))
+            reference_frame = cls.most_frontal(seq, train_frames)
         target = cls(
             num_frames=len(seq),
             num_expression=seq.expression.shape[1],

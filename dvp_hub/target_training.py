@@ -1,0 +1,172 @@
+"""The library parts of `training/train_target.py` (the person-specific cGAN): one discriminator and one generator
+step, held-out validation, checkpoints written atomically, and the pipeline of a trained generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from .augment import composite_valid
+from .errors import DVPError
+from .face.sequence import FaceSequence
+from .models import PortraitTarget
+from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from .render.crop import Crop
+from .render.regions import box_mask
+
+
+def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator):
+    """D step on the detached fake, one forward over real and fake together (DDP-safe).
+
+    With a temporal loss the batch carries each frame's predecessor: one generator forward makes both.
+    """
+    cond, real = batch["conditioning"], batch["frame"]
+    fake_prev = None
+    if "prev_conditioning" in batch:
+        fake, fake_prev = generator(torch.cat([cond, batch["prev_conditioning"]])).chunk(2)  # G(x_t), G(x_t-1)
+        fake_prev = composite_valid(batch, fake_prev, "prev_frame")
+    else:
+        fake = generator(cond)  # G(x)
+    fake = composite_valid(batch, fake)  # a whole-pixel shift's band: the real frame's in both (no loss there)
+    logits = discriminator(torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
+    d_real, d_fake = logits.chunk(2)
+    loss_d = 0.5 * (gan_loss(d_real, True) + gan_loss(d_fake, False))  # D(x, y) -> 1, D(x, G(x)) -> 0
+    opt_d.zero_grad(set_to_none=True)
+    accelerator.backward(loss_d)
+    opt_d.step()
+    return fake, fake_prev, loss_d.detach()
+
+
+def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator):
+    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the optional terms)."""
+    cond, real = batch["conditioning"], batch["frame"]
+    if args.lambda_feature_matching:  # D's activations on G(x) should match those on y (pix2pixHD)
+        d = accelerator.unwrap_model(discriminator)
+        feats_fake, logits = d.features(cond, fake)
+        with torch.no_grad():
+            feats_real, _ = d.features(cond, real)
+        loss_fm = sum(nn.functional.l1_loss(f, r) for f, r in zip(feats_fake, feats_real)) / len(feats_fake)
+    else:
+        logits, loss_fm = discriminator(cond, fake), torch.zeros((), device=real.device)
+    loss_gan = gan_loss(logits, True)  # D(x, G(x)) -> 1
+    err = (fake - real).abs()
+    loss_l1 = err.mean()  # |y - G(x)|_1
+    if args.region_weight:  # the mouth and eyes count 1 + W times
+        weight = 1 + args.region_weight * box_mask(batch["regions"].to(err.dtype), err.shape[-1])
+        loss_g = loss_gan + args.lambda_l1 * (err * weight).mean()
+    else:
+        loss_g = loss_gan + args.lambda_l1 * loss_l1
+    loss_g = loss_g + args.lambda_feature_matching * loss_fm
+    loss_t = torch.zeros((), device=real.device)
+    if fake_prev is not None:  # |(G(x_t) - G(x_t-1)) - (y_t - y_t-1)|_1: no flicker the real video lacks
+        loss_t = nn.functional.l1_loss(fake - fake_prev, real - batch["prev_frame"])
+        loss_g = loss_g + args.lambda_temporal * loss_t
+    opt_g.zero_grad(set_to_none=True)
+    accelerator.backward(loss_g)
+    opt_g.step()
+    return loss_gan.detach(), loss_l1.detach(), loss_t.detach(), loss_fm.detach()
+
+
+@torch.no_grad()
+def validate(generator, val_ds, args, step, device) -> dict:
+    """PSNR / SSIM (torchmetrics) on the validation frames and a grid: conditioning | generated | real."""
+    was_training = generator.training
+    generator.eval()
+    n = len(val_ds)
+    pick = np.unique(np.linspace(0, n - 1, min(n, args.max_validation_frames)).round().astype(int))
+    fakes, reals = [], []
+    for s in range(0, len(pick), 8):
+        items = [val_ds[int(i)] for i in pick[s : s + 8]]
+        cond = torch.stack([it["conditioning"] for it in items]).to(device)
+        fakes.append(((generator(cond).float() + 1) / 2).clamp(0, 1).cpu())
+        reals.append(torch.stack([(it["frame"] + 1) / 2 for it in items]).float().cpu())
+    fake, real = torch.cat(fakes), torch.cat(reals)
+    metrics = {
+        "psnr": float(peak_signal_noise_ratio(fake, real, data_range=1.0)),
+        "ssim": float(structural_similarity_index_measure(fake, real, data_range=1.0)),
+    }
+    rows = []
+    for j in np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int):
+        cond = val_ds[int(pick[j])]["conditioning"][-9:].cpu()
+        diff = (cond[:3] + 1) / 2
+        rows.append(torch.cat([diff, fake[j], real[j]], 2))
+    grid = (torch.cat(rows, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    out = os.path.join(args.output_dir, "validation")
+    os.makedirs(out, exist_ok=True)
+    Image.fromarray(grid).save(os.path.join(out, f"step-{step:06d}.png"))
+    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    generator.train(was_training)
+    return metrics
+
+
+def complete_checkpoints(output_dir):
+    dirs = [d for d in os.listdir(output_dir) if d.startswith("checkpoint-") and d.split("-")[1].isdigit()]
+    dirs = [d for d in dirs if os.path.isfile(os.path.join(output_dir, d, "COMPLETE"))]
+    return sorted(dirs, key=lambda d: int(d.split("-")[1]))
+
+
+def save_checkpoint(accelerator, args, step):
+    """accelerate state into ``checkpoint-STEP.partial``, then renamed: a killed write leaves no checkpoint."""
+    if accelerator.is_main_process and args.checkpoints_total_limit is not None:
+        existing = complete_checkpoints(args.output_dir)
+        for d in existing[: max(0, len(existing) - args.checkpoints_total_limit + 1)]:
+            shutil.rmtree(os.path.join(args.output_dir, d))
+    final = os.path.join(args.output_dir, f"checkpoint-{step}")
+    tmp = final + ".partial"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(os.path.join(tmp, "COMPLETE"), "w") as f:
+            f.write(str(step))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def init_generator(args):
+    """The generator of a trained target, in fp32, checked against this run's window, resolution and channels."""
+    gen = DeepVideoPortraitPipeline.from_pretrained(args.init_from, dtype=torch.float32).generator
+    cfg = gen.config
+    wanted = {
+        "temporal_window": args.temporal_window,
+        "resolution": args.resolution,
+        "base_channels": args.generator_base_channels,
+        "max_channels": args.generator_max_channels,
+    }
+    for key, value in wanted.items():
+        if value is not None and cfg[key] != value:
+            raise DVPError(
+                f"--init_from {args.init_from} has {key} {cfg[key]}, this run asks for {value}; "
+                f"drop the option or train with {key} {cfg[key]}."
+            )
+    return gen.train()
+
+
+def make_pipeline(generator, dataset_dir: str, meta: dict, name: str):
+    """The pipeline of a trained generator: the target's face parameters, crop and source from the dataset."""
+    seq = FaceSequence.load(os.path.join(dataset_dir, "face_sequence.safetensors"))
+    target = PortraitTarget.from_sequence(
+        seq,
+        Crop.from_list(meta["crop"]),
+        meta["resolution"],
+        train_frames=meta["val_start"],
+        name=name,
+        source_video=meta["source"],
+        source_frames=meta.get("shot", {}).get("kept"),  # None: the whole video (datasets before shots)
+    )
+    pipe = DeepVideoPortraitPipeline(generator=generator.to("cpu", torch.float32).eval(), target=target)
+    reference = os.path.join(dataset_dir, "reference.png")  # the full frame, for paste-back (`prepare_target_dataset`)
+    pipe.reference = reference if os.path.isfile(reference) else None
+    return pipe
