@@ -54,6 +54,27 @@ def test_live_fit_is_close_to_the_offline_fit(d3_sequence, tiny_pipeline):
     assert np.corrcoef(a, b)[0, 1] > 0.85
 
 
+def test_live_and_offline_drive_the_target_alike(tiny_pipeline):
+    """One clip through both paths (dub mode): after calibration, the target's mouth opening that drives the
+    generator follows the offline path's frame by frame (r > 0.85, the same scale within 35%)."""
+    from dvp_hub.face import topology as topo
+    from dvp_hub.face.model import load_face_model
+
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=48))
+    offline = tiny_pipeline(source_video=clip("talking-d3.mp4"), max_frames=48, mode="dub", progress=False)
+    session = tiny_pipeline.live(fps=30, calibration_seconds=0.2, mode="dub")
+    live = []
+    for f in frames:
+        session.push(f)
+        live.append(session.last_drive.expression[0])
+    k = session.calibration_frames
+    model, tgt = load_face_model(), tiny_pipeline._target_state()["sequence"]
+    a = topo.mouth_opening(model.shape(tgt.identity, offline.parameters.expression[k:]))
+    b = topo.mouth_opening(model.shape(tgt.identity, np.stack(live[k:])))
+    assert np.corrcoef(a, b)[0, 1] > 0.85
+    assert 0.65 < np.ptp(b) / np.ptp(a) < 1.35
+
+
 def test_live_reference_has_closed_lips_though_calibration_catches_a_word():
     """speech-wda starts mid-word, so no frame of its first second has closed lips; the reference that live
     expressions are measured from has them anyway (else every closed mouth would be a negative opening and

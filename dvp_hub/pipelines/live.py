@@ -86,6 +86,7 @@ class LiveSession:
         self.frames_in = 0
         self.frames_without_face = 0
         self._recalibrate = False  # set by `recalibrate` (any thread), applied by the next `prepare`
+        self.last_drive = None
         self._rest = self._rest_conditioning()  # the target at rest, kept for warming the generator
         self.warm_up("generate")
 
@@ -196,7 +197,6 @@ class LiveSession:
             return self._prepare(frame, t)
 
     def _prepare(self, frame: np.ndarray, t: float | None) -> torch.Tensor:
-
         if self._recalibrate:
             self._apply_recalibration()
         t = self.frames_in / self.fps if t is None else float(t)
@@ -213,7 +213,8 @@ class LiveSession:
             if params is not None:
                 self._last = params
                 self.fitted.append(params)
-        return self._render(self._drive(params))
+        self.last_drive = self._drive(params)  # the one-frame `FaceSequence` that drives the target (for checks)
+        return self._render(self.last_drive)
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor) -> np.ndarray:
