@@ -149,7 +149,11 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         before = img.get_attribute("src")
         changed = "(b) => { const i = document.querySelector('#edit_image img'); return i && i.src !== b; }"
         slider = page.locator("#yaw input[type=range]")
-        slider.fill("25")
+        # the pose sliders are set to the target's trained poses when the page loads (not the initial +-30)
+        page.wait_for_function("document.querySelector('#yaw input[type=range]').max !== '30'", timeout=60_000)
+        lo, hi = int(float(slider.get_attribute("min"))), int(float(slider.get_attribute("max")))
+        assert lo <= 0 <= hi and hi - lo < 60
+        slider.fill(str(hi - 2))
         slider.dispatch_event("input")
         slider.dispatch_event("pointerup")
         page.wait_for_function(changed, arg=before, timeout=60_000)
@@ -157,7 +161,7 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         # keyboard: a typed value, then the arrow keys, each change the image
         before = img.get_attribute("src")
         number = page.locator("#yaw input[type=number]")
-        number.fill("-20")
+        number.fill(str(lo + 1))
         number.press("Enter")
         page.wait_for_function(changed, arg=before, timeout=60_000)
         before = img.get_attribute("src")
@@ -165,7 +169,7 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         for _ in range(3):
             page.keyboard.press("ArrowRight")
         page.wait_for_function(changed, arg=before, timeout=60_000)
-        assert page.locator("#yaw input[type=number]").input_value() == "-17"
+        assert page.locator("#yaw input[type=number]").input_value() == str(lo + 4)
         browser.close()
     assert (shots / "reenact.png").stat().st_size > 10_000
 

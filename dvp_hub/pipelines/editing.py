@@ -16,7 +16,7 @@ import numpy as np
 from ..face import topology as topo
 from ..face.model import load_face_model
 from ..face.sequence import FaceSequence
-from ..geometry import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle
+from ..geometry import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle, matrix_to_euler
 
 CONTROLS = ("jaw_open", "smile", "brows", "blink")
 
@@ -49,6 +49,17 @@ def control_directions(seq: FaceSequence, frames: slice = slice(None)) -> dict[s
             continue
         out[name] = (centred * mc[:, None]).mean(0) / np.sqrt(var)  # E[e | m + 1 sd] - E[e | m]
     return out
+
+
+def pose_ranges(seq: FaceSequence, index: int, frames: slice = slice(None), spread=(5, 95)) -> dict:
+    """How far the head of training frame ``index`` can be turned and still be a pose the target was trained on:
+    ``{"yaw": (lo, hi), "pitch": ..., "roll": ...}`` in degrees (camera axes, as `edited_frame` takes them), the
+    ``spread`` percentiles of the training frames' rotations relative to that frame's, always including 0."""
+    r0 = axis_angle_to_matrix(seq.rotation[index])
+    rel = axis_angle_to_matrix(seq.rotation[frames]) @ r0.T
+    angles = matrix_to_euler(rel)  # [T, 3] yaw, pitch, roll
+    lo, hi = np.percentile(angles, spread, axis=0)
+    return {k: (float(min(0.0, a)), float(max(0.0, b))) for k, a, b in zip(("yaw", "pitch", "roll"), lo, hi)}
 
 
 def edited_frame(

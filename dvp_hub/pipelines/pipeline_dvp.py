@@ -206,6 +206,16 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         finisher.reset()  # a still: no smoothing with the previous slider position
         return finisher(generate_windows(self.generator, clip))[0]
 
+    def edit_ranges(self, frame_index: int = 0) -> dict:
+        """The yaw / pitch / roll (degrees) `edit` can apply to training frame ``frame_index`` and stay within the
+        poses the target was trained on (`editing.pose_ranges`): ``{"yaw": (lo, hi), ...}``."""
+        from .editing import pose_ranges
+
+        seq = self._target_state()["sequence"]
+        if not 0 <= frame_index < len(seq):
+            raise InputError(f"frame_index={frame_index} is outside the target's {len(seq)} frames.")
+        return pose_ranges(seq, frame_index, slice(0, self.target.config.train_frames))
+
     def live(
         self,
         fps: float = 30.0,

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..pipelines.live_generator import compile_live_generator, int8_live_generator
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
-from .handlers import edit, model_card, reenact, verify
+from .handlers import edit, model_card, pose_sliders, reenact, verify
 from .live_tab import build_live_tab
 
 def build_demo():
@@ -63,6 +63,9 @@ def build_demo():
                 # value waits ("always_last"), so a long drag never floods the queue
                 s.input(edit, inputs, image, api_name=False, trigger_mode="always_last", show_progress="hidden")
             demo.load(edit, inputs, image, api_name=False)
+            # the pose sliders span what the target can render from the chosen frame (its trained poses)
+            demo.load(pose_sliders, [target, hub_id, frame], [yaw, pitch, roll], api_name=False)
+            frame.release(pose_sliders, [target, hub_id, frame], [yaw, pitch, roll], api_name=False)
         with gr.Tab("Live"):
             build_live_tab(target, hub_id)
         with gr.Tab("Verify"):

@@ -111,6 +111,17 @@ def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *contro
         raise user_error(str(err)) from None
 
 
+def pose_sliders(target_choice, hub_id, frame):
+    """The Edit tab's yaw / pitch / roll sliders set to what the target can render from ``frame`` (its trained
+    poses, `DeepVideoPortraitPipeline.edit_ranges`)."""
+    try:
+        pipe = get_pipeline(pick_target(target_choice, hub_id))
+        ranges = pipe.edit_ranges(int(min(frame, pipe.target.config.num_frames - 1)))
+    except DVPError as err:
+        raise user_error(str(err)) from None
+    return [gr.update(minimum=round(lo), maximum=round(hi)) for lo, hi in ranges.values()]
+
+
 def model_card(target_choice, hub_id) -> str:
     try:
         folder = resolve_target(pick_target(target_choice, hub_id))
