@@ -37,7 +37,7 @@ from .pipelines.finish import FrameFinisher
 from .pipelines.finish import to_uint8 as tensor_to_uint8
 
 
-def _held_out_outputs(pipe, seq, start: int, stop: int):
+def held_out_outputs(pipe, seq, start: int, stop: int):
     """Conditioning ``[stop - start + Nw - 1, 9, R, R]`` (history first) and the generator's output of frames
     ``[start, stop)``, as the pipeline calls it: 8 frames at a time, the history before frame 0 repeating it."""
     from .models.inference import generate_windows
@@ -123,7 +123,7 @@ def self_reenactment(
     start = cfg.train_frames
     stop = cfg.num_frames if max_frames is None else min(cfg.num_frames, start + max_frames)
     crop, size, window = pipe.target.crop, cfg.resolution, pipe.generator.config.temporal_window
-    cond, raw = _held_out_outputs(pipe, seq, start, stop)
+    cond, raw = held_out_outputs(pipe, seq, start, stop)
     refined = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False).crops(raw)
     fake = torch.from_numpy(refined).permute(0, 3, 1, 2).float() / 255
     if fake.shape[-1] != size:  # the crop scores at the generator's size, as the baselines

@@ -84,15 +84,16 @@ def validate(refiner, generated, real, boxes, frames) -> dict:
     """Held-out scores of ``refiner`` on ``frames`` (indices into the pair folder) against the real crops,
     beside the plain bilinear upsampling of the same generated crops (the refiner's starting point).
 
-    Returns PSNR over the crop, mid-band and finest-band detail ratios over the face box, and the mid
-    band's RMS error (`detail.band_error`), for ``refined`` and ``bilinear``.
+    Returns ``(scores, refined crops)``: PSNR over the crop, mid-band and finest-band detail ratios over the face
+    box, and the mid band's RMS error (`detail.band_error`), for ``refined`` and ``bilinear``; and the refined
+    crops ``[N, 2R, 2R, 3]`` uint8.
     """
     refiner.eval()
     scale = refiner.config.scale
     out: dict = {"refined": [], "bilinear": []}
     reals = [np.asarray(real[i]) for i in frames]
     for j in range(0, len(frames), 4):
-        x = to_tensor(np.stack([generated[i] for i in frames[j : j + 4]]))
+        x = to_tensor(np.stack([generated[i] for i in frames[j : j + 4]])).to(refiner.device)
         out["refined"].append(to_uint8(refiner(x)))
         out["bilinear"].append(to_uint8(upsample(x, scale)))
     scores = {}

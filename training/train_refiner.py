@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     while step < args.max_train_steps:
         if args.max_train_minutes is not None and time.time() - t0 > 60 * args.max_train_minutes:
             break
-        gen, rl = sampler.batch(args.train_batch_size)
+        gen, rl = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
         logs = train_step(args, step, refiner, disc, opt_g, opt_d, gen, rl, accelerator)
         step += 1
         if step % 50 == 0:
