@@ -17,6 +17,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+WINDOW_FEATHER = 12.0  # output px over which a refined window fades into the bilinear enlargement
+
 
 class ResidualBlock(nn.Module):
     """3x3 conv -> LeakyReLU -> 3x3 conv, added to the input."""
@@ -57,6 +59,31 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         feat = F.leaky_relu(self.head(x), 0.2)
         feat = feat + self.body(feat)
         return (base + self.shuffle(self.tail(feat))).clamp(-1, 1)
+
+
+    @torch.no_grad()
+    def refine(self, x: torch.Tensor, window: tuple[int, int, int, int] | None = None, bf16: bool = False):
+        """Inference: like ``forward``, but the network runs only inside ``window`` (``x0, y0, x1, y1`` in input
+        pixels, multiples of 8; None: everywhere) and the rest is the bilinear enlargement, the two blended over
+        `WINDOW_FEATHER` px at the window's edge (where the network lacks context). ``bf16``: autocast on the CPU.
+        Output ``[B, 3, sR, sR]`` float32 in [-1, 1]."""
+        s = self.config.scale
+        if window is None:
+            x0, y0, x1, y1 = 0, 0, x.shape[-1], x.shape[-2]
+        else:
+            x0, y0, x1, y1 = window
+        base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
+            refined = self(part).float()
+        if window is None:
+            return refined
+        h, w = refined.shape[-2:]
+        ramp = lambda n: torch.clamp(torch.minimum(torch.arange(n), torch.arange(n).flip(0)) / WINDOW_FEATHER, 0, 1)  # noqa: E731
+        weight = (ramp(h)[:, None] * ramp(w)[None, :]).to(x.device)
+        region = base[:, :, s * y0 : s * y1, s * x0 : s * x1]
+        base[:, :, s * y0 : s * y1, s * x0 : s * x1] = region + (refined - region) * weight
+        return base
 
 
 class PatchDiscriminator(nn.Module):
