@@ -18,7 +18,7 @@ from dvp_hub.face import topology as topo
 from dvp_hub.face.fitting import fit_sequence
 from dvp_hub.face.model import load_face_model
 from dvp_hub.face.tracker import track_video
-from dvp_hub.pipelines import retarget
+from dvp_hub.motion import retarget
 from dvp_hub.video import VideoReader
 
 clip, out_png = sys.argv[1], sys.argv[2]

@@ -124,7 +124,7 @@ def tracking_floor(real: torch.Tensor, fake: torch.Tensor, fitted, fps: float) -
     target's own fit of those frames in the full video (relative to its median-pose frame, as `driven` measures
     it against the source)."""
     from .errors import FaceTrackingError
-    from .pipelines.retarget import median_pose_frame
+    from .motion.retarget import median_pose_frame
 
     ref = median_pose_frame(fitted)
     out = {}

@@ -1,4 +1,4 @@
-"""Keeping a driven expression near the target's trained expressions (`pipelines.expression_limits`)."""
+"""Keeping a driven expression near the target's trained expressions (`motion.expression_limits`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 
 from dvp_hub.face import topology as topo
 from dvp_hub.face.model import load_face_model
-from dvp_hub.pipelines import leash, retarget
-from dvp_hub.pipelines.expression_limits import ExpressionLimits, kept_vertices
+from dvp_hub.motion import leash, retarget
+from dvp_hub.motion.expression_limits import ExpressionLimits, kept_vertices
 
 
 def test_distance_is_the_rms_displacement_outside_mouth_and_eyes(d3_sequence):

@@ -8,7 +8,7 @@ import torch
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import InputError, TargetLoadError
 from dvp_hub.geometry import euler_to_matrix, matrix_to_euler
-from dvp_hub.pipelines import retarget
+from dvp_hub.motion import retarget
 from dvp_hub.video import probe_video, read_metadata
 
 from .conftest import clip

@@ -1,12 +1,12 @@
-"""Keeping a driven head within the target's trained poses (`pipelines.pose_limits`)."""
+"""Keeping a driven head within the target's trained poses (`motion.pose_limits`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dvp_hub.geometry import axis_angle_to_matrix, matrix_to_axis_angle
-from dvp_hub.pipelines import retarget
-from dvp_hub.pipelines.pose_limits import PoseLimits
+from dvp_hub.motion import retarget
+from dvp_hub.motion.pose_limits import PoseLimits
 
 
 def test_training_poses_are_left_alone(d3_sequence):

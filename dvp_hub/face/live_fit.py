@@ -29,6 +29,7 @@ from . import topology as topo
 from .fitting import canonical_expression, perspective_refinement, rigid_alignment
 from .model import Camera, eye_gaze, load_face_model
 from .mouth import close_mouth
+from .neutral import neutral_index
 from .one_euro import OneEuroFilter
 from .sequence import FaceSequence
 
@@ -85,8 +86,6 @@ class LiveFaceFitter:
         }
 
     def _finish_calibration(self) -> None:
-        from ..pipelines.retarget import neutral_index
-
         lm = np.stack([c[0] for c in self._calib])
         canon = np.stack([c[1] for c in self._calib])
         self.identity = np.median(canon, axis=0)

@@ -32,7 +32,7 @@ from ..face.live_fit import LiveFaceFitter
 from ..face.tracker import _to_pixels, tracking_mesh
 from ..models.inference import generate_windows, input_dtype
 from ..render.conditioning import ConditioningRenderer
-from . import retarget
+from ..motion import retarget
 from .finish import FrameFinisher
 from .options import RunOptions
 from .live_generator import compile_live_generator, int8_live_generator, one_blas_thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -23,6 +24,16 @@ from .reference import load_background
 from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
 
 logger = logging.get_logger(__name__)
+
+
+def _drop_local_path(index: str) -> None:
+    """diffusers records the folder a pipeline was loaded from as ``_name_or_path``: a local path, not for a card."""
+    with open(index) as f:
+        spec = json.load(f)
+    if spec.pop("_name_or_path", None) is not None:
+        with open(index, "w") as f:
+            json.dump(spec, f, indent=2, sort_keys=True)
+            f.write("\n")
 
 
 @dataclass
@@ -79,9 +90,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         most neutral training frame and that frame's expression with closed lips (relative expression starts
         there), its trained head poses (`PoseLimits`) and expressions (`ExpressionLimits`), and for editing the
         control directions and a renderer (added by `edit`)."""
-        from . import retarget
-        from .expression_limits import ExpressionLimits
-        from .pose_limits import PoseLimits
+        from ..motion import retarget
+        from ..motion.expression_limits import ExpressionLimits
+        from ..motion.pose_limits import PoseLimits
 
         state = self.__dict__.get("_target_cache")
         if state is None or state["target"] is not self.target:
@@ -177,14 +188,14 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         """One edited frame of the target (interactive editing), ``H x W x 3`` uint8, marked like every output.
 
         Starts from the target's training frame ``frame_index``; yaw / pitch / roll (degrees) rotate the head in
-        camera axes; ``expression`` maps the named controls of `pipelines.editing.CONTROLS` ("jaw_open",
+        camera axes; ``expression`` maps the named controls of `motion.editing.CONTROLS` ("jaw_open",
         "smile", "brows", "blink") or ``"c<k>"`` (coefficient k) to amounts in standard deviations; ``gaze``
         shifts both irises (x, y) in eye widths. The window repeats the edited frame, so the call is one
         render and one generator pass. ``paste_back``: the target's full frame (default where it has one).
         """
         from ..models.inference import generate_windows
         from ..render.conditioning import ConditioningRenderer
-        from .editing import control_directions, edited_frame
+        from ..motion.editing import control_directions, edited_frame
 
         # Slider calls: the target's sequence, its control directions, a renderer and the finisher are made once.
         state = self._target_state()
@@ -209,7 +220,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def edit_ranges(self, frame_index: int = 0) -> dict:
         """The yaw / pitch / roll (degrees) `edit` can apply to training frame ``frame_index`` and stay within the
         poses the target was trained on (`editing.pose_ranges`): ``{"yaw": (lo, hi), ...}``."""
-        from .editing import pose_ranges
+        from ..motion.editing import pose_ranges
 
         seq = self._target_state()["sequence"]
         if not 0 <= frame_index < len(seq):
@@ -316,6 +327,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder becomes the user's target
         try:
             super().save_pretrained(tmp, safe_serialization=True)
+            _drop_local_path(os.path.join(tmp, "model_index.json"))
             # The fp16 copy is cast from a copy: casting in place and back would round the fp32 weights.
             half = torch.nn.Module.half(copy.deepcopy(self.generator))  # Module.half: no ModelMixin.to warning
             half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)

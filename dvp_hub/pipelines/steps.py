@@ -27,7 +27,7 @@ from ..face.tracker import FaceTracker
 from ..models.inference import generate_windows, input_dtype
 from ..render.conditioning import ConditioningRenderer
 from ..video import VideoReader, check_output_path
-from . import retarget
+from ..motion import retarget
 from .streaming import Worker, prefetch
 
 logger = logging.get_logger(__name__)

@@ -27,8 +27,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..face import topology as topo
 from ..face.model import load_face_model
+from ..face.neutral import neutral_index
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix, matrix_to_axis_angle, unwrap_axis_angle
 from .expression_limits import ExpressionLimits
@@ -40,22 +40,6 @@ TRANSFERABLE = ("pose", "expression", "gaze")
 def neutral_frame(seq: FaceSequence, frames: slice | None = None) -> int:
     """The most neutral frame: expression closest to the person's median, eyes open, mouth closed."""
     return neutral_index(seq.identity, seq.expression[frames] if frames is not None else seq.expression)
-
-
-def neutral_index(identity: np.ndarray, expr: np.ndarray) -> int:
-    """`neutral_frame` of expressions ``[T, K]`` of one identity."""
-    model = load_face_model()
-    k = expr.shape[1]
-    z = (expr - np.median(expr, 0)) / model.std[:k]
-    score = np.sqrt((z**2).mean(1))
-    mouth = np.empty(len(expr))
-    eyes = np.empty(len(expr))
-    for s in range(0, len(expr), 256):  # bounded temporaries whatever the length
-        verts = model.shape(identity, expr[s : s + 256])
-        mouth[s : s + 256] = topo.mouth_opening(verts)
-        eyes[s : s + 256] = topo.eye_openness(verts).mean(1)
-    score = score + 4.0 * np.maximum(mouth - np.percentile(mouth, 20), 0) + 4.0 * np.maximum(np.median(eyes) - eyes, 0)
-    return int(np.argmin(score))
 
 
 def median_pose_frame(seq: FaceSequence) -> int:
