@@ -10,6 +10,7 @@ import importlib
 
 __version__ = "0.1.0"
 
+from . import provenance  # noqa: F401, E402 - registers the C2PA signer every synthetic video is signed by
 from .errors import DVPError
 
 _LAZY = {

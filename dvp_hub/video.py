@@ -150,12 +150,23 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
     return np.stack(frames), reader.fps
 
 
+_SIGNERS: list = []  # fn(src, dst, name, provenance) -> bool: sign a finished synthetic video into dst
+
+
+def register_signer(fn) -> None:
+    """Have every synthetic video a `VideoWriter` finishes signed by ``fn(src, dst, name, provenance)``, which writes
+    the signed file to ``dst`` and returns True (False: keep the video unsigned). `provenance.credentials`
+    registers the C2PA signer when dvp_hub is imported, so this module needs nothing from it."""
+    if fn not in _SIGNERS:
+        _SIGNERS.append(fn)
+
+
 class VideoWriter:
     """H.264 / yuv420p mp4 writer, used as a context manager.
 
     ``audio_from``: a file whose first audio stream is copied in (cut to the video's length).
     ``metadata``: container tags; a ``comment`` labelling the video synthetic is always added
-    unless ``synthetic=False``; synthetic videos also get a signed C2PA manifest (`provenance.credentials`;
+    unless ``synthetic=False``; synthetic videos are also signed by the registered signers (`register_signer`: C2PA, `provenance.credentials`;
     ``provenance``: target, model card, mode and source for it). ``low_latency``: one encoder thread and no
     lookahead (x264 ``zerolatency``), for a recording made beside live work on the same cores. The file appears at
     ``path`` only once it is complete.
@@ -250,13 +261,13 @@ class VideoWriter:
         except Exception as err:  # noqa: BLE001
             self.abort()
             raise VideoWriteError(f"{self.path}: ffmpeg failed to write the video ({_first_error_line(str(err))}).")
-        if self.synthetic:  # Content Credentials; a failed signing keeps the video, unsigned, and says why
-            from .provenance.credentials import sign_video
-
+        for sign in _SIGNERS if self.synthetic else ():  # Content Credentials; a failed signing keeps it unsigned
             fd, signed = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
             os.close(fd)
-            if sign_video(self._tmp, signed, self.path.name, self.provenance):
+            if sign(self._tmp, signed, self.path.name, self.provenance):
                 os.replace(signed, self._tmp)
+            elif os.path.exists(signed):
+                os.remove(signed)
         os.chmod(self._tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; a video is as readable as any file
         os.replace(self._tmp, self.path)
         self._gen = None

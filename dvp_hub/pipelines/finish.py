@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..export import mark_synthetic
+from ..provenance.label import mark_synthetic
 from ..models.inference import bf16_supported
 from ..provenance.watermark import embed
 from ..render.composite import Compositor

@@ -22,6 +22,8 @@ import logging
 import os
 import tempfile
 
+from ..video import register_signer
+
 logger = logging.getLogger("dvp_hub.provenance")
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -220,3 +222,6 @@ def read_credentials(path: str) -> dict:
         if a.get("label") == ASSERTION:
             out.update({k: v for k, v in a.get("data", {}).items() if k in ("target", "model_card", "mode")})
     return out
+
+
+register_signer(sign_video)  # every synthetic video a VideoWriter finishes is signed

@@ -38,7 +38,7 @@ def _frames(path: str, samples: int) -> tuple[list[np.ndarray], str]:
 
 def verify_file(path: str, samples: int = SAMPLED_FRAMES) -> dict:
     """The report for one file; raises `VideoReadError` when it cannot be read at all."""
-    from ..export import has_synthetic_mark
+    from .label import has_synthetic_mark
     from .credentials import read_credentials
     from .watermark import detect, detect_clip
 
