@@ -18,6 +18,7 @@ import time
 import torch
 
 from .generator import RenderingToVideoGenerator
+from .windows import stack_windows
 
 
 def _fold(conv, bn, transposed: bool) -> None:
@@ -121,7 +122,7 @@ def input_dtype(model: RenderingToVideoGenerator, fast: bool = True) -> torch.dt
 def generate(model: RenderingToVideoGenerator, conditioning: torch.Tensor, fast: bool = True) -> torch.Tensor:
     """Run the generator in eval mode: ``B x 9Nw x R x R`` -> ``B x 3 x R x R`` (float32, [-1, 1]).
 
-    Give the conditioning in channels_last memory and in `input_dtype` (as `dataset.stack_windows` builds it)
+    Give the conditioning in channels_last memory and in `input_dtype` (as `windows.stack_windows` builds it)
     and nothing is copied before the first convolution.
     """
     if not fast or model.training:
@@ -184,8 +185,6 @@ def generate_windows(
     the clip in channels_last memory and in `input_dtype` nothing is copied, and no 99-channel stack is
     built (2 CPU cores, light generator: 1.6 ms a frame against 5.0 ms for stacking plus the 2D convolution).
     """
-    from ..dataset import stack_windows
-
     w = model.config.temporal_window
     if not fast or model.training:
         return generate(model, stack_windows(clip, w - 1, len(clip), 0, w), fast=False)
