@@ -29,7 +29,7 @@ reader = VideoReader(clip, max_frames=N)
 frames = [f.copy() for f in reader]
 off = fit_sequence(track_video(clip, N))
 src_m = topo.mouth_opening(model.shape(off.identity, off.expression))
-tgt = pipe._target_state()["sequence"]
+tgt = pipe.target_state.sequence
 d = retarget.dub(off, tgt, pipe.target.config.train_frames)
 off_r = np.corrcoef(src_m, topo.mouth_opening(model.shape(tgt.identity, d.expression)))[0, 1]
 

@@ -25,7 +25,7 @@ from .video import VideoReader
 
 def generated_crops(pipe, frames: slice | None = None) -> np.ndarray:
     """The generator's output for the target's own frames, ``[N, R, R, 3]`` uint8 (no marks)."""
-    seq = pipe._target_state()["sequence"]
+    seq = pipe.target_state.sequence
     if frames is not None:
         seq = seq.slice(frames.start or 0, frames.stop)
     out: list[np.ndarray] = []

@@ -68,7 +68,7 @@ def test_live_and_offline_drive_the_target_alike(tiny_pipeline):
         session.push(f)
         live.append(session.last_drive.expression[0])
     k = session.calibration_frames
-    model, tgt = load_face_model(), tiny_pipeline._target_state()["sequence"]
+    model, tgt = load_face_model(), tiny_pipeline.target_state.sequence
     a = topo.mouth_opening(model.shape(tgt.identity, offline.parameters.expression[k:]))
     b = topo.mouth_opening(model.shape(tgt.identity, np.stack(live[k:])))
     assert np.corrcoef(a, b)[0, 1] > 0.85

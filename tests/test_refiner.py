@@ -86,7 +86,7 @@ def test_refiner_training_checkpoints_resumes_and_a_target_carries_it(tiny_pipel
     )
     pipe = DeepVideoPortraitPipeline.from_pretrained(str(folder))
     assert isinstance(pipe.refiner, FaceRefiner) and pipe.has_reference
-    seq = tiny_pipeline._target_state()["sequence"]
+    seq = tiny_pipeline.target_state.sequence
     frames = pipe(source_parameters=seq.slice(0, 3), progress=False).frames[0]
     assert frames.shape == (3, 512, 512, 3)  # talking-d3's own frame
     crops = pipe(source_parameters=seq.slice(0, 3), progress=False, paste_back=False).frames[0]

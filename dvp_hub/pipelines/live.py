@@ -56,12 +56,12 @@ class LiveSession:
         self.calibration_frames = max(1, int(round(calibration_seconds * fps)))
         self._mesh = tracking_mesh()
         self.fitter = None  # made on the first frame (it needs the frame size)
-        state = pipe._target_state()
-        self._target, self._tneu = state["sequence"], state["neutral_frame"]
-        self._tneu_closed = state["neutral_expression"]  # expressions are measured from it (closed lips)
+        state = pipe.target_state
+        self._target, self._tneu = state.sequence, state.neutral_frame
+        self._tneu_closed = state.neutral_expression  # expressions are measured from it (closed lips)
         self._tref = pipe.target.config.reference_frame
-        self._limits = state["pose_limits"] if opts.limit_pose else None  # the head stays where the target's was
-        self._expr_limits = state["expression_limits"] if opts.limit_expression else None  # the face near its trained ones
+        self._limits = state.pose_limits if opts.limit_pose else None  # the head stays where the target's was
+        self._expr_limits = state.expression_limits if opts.limit_expression else None  # the face near its trained ones
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self._window = pipe.generator.config.temporal_window

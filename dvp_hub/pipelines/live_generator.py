@@ -32,7 +32,7 @@ def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Ten
     """Conditioning windows ``[1, 9, Nw, R, R]`` of the target's own training frames, for int8 calibration:
     ``runs`` stretches of ``length`` consecutive frames spread over the training clip (``length - Nw + 1``
     windows each)."""
-    seq, w = pipe._target_state()["sequence"], pipe.generator.config.temporal_window
+    seq, w = pipe.target_state.sequence, pipe.generator.config.temporal_window
     n, size = pipe.target.config.train_frames, pipe.target.config.resolution
     length = min(max(length, w), n)
     renderer = ConditioningRenderer(device=pipe._execution_device)

@@ -21,6 +21,7 @@ from ..video import VideoWriter, current_umask
 from .finish import FrameFinisher
 from .options import RunOptions
 from .reference import load_background
+from .target_state import TargetState
 from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
 
 logger = logging.get_logger(__name__)
@@ -85,30 +86,13 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             card = f"https://huggingface.co/{origin}"
         return {"target": self.target.config.name, "model_card": card, **extra}
 
-    def _target_state(self) -> dict:
-        """What every call derives from the target, made once per target: its training sequence as numpy, its
-        most neutral training frame and that frame's expression with closed lips (relative expression starts
-        there), its trained head poses (`PoseLimits`) and expressions (`ExpressionLimits`), and for editing the
-        control directions and a renderer (added by `edit`)."""
-        from ..motion import retarget
-        from ..motion.expression_limits import ExpressionLimits
-        from ..motion.pose_limits import PoseLimits
-
+    @property
+    def target_state(self) -> TargetState:
+        """The frozen `TargetState` of the current target, made once per target."""
         state = self.__dict__.get("_target_cache")
-        if state is None or state["target"] is not self.target:
-            seq = self.target.to_sequence()
-            neutral = retarget.neutral_frame(seq, slice(0, self.target.config.train_frames))
-            state = {
-                "target": self.target,
-                "sequence": seq,
-                "neutral_frame": neutral,
-                "neutral_expression": retarget.closed_neutral(seq, neutral),
-                "pose_limits": PoseLimits.from_target(
-                    seq, self.target.config.train_frames, self.target.config.reference_frame
-                ),
-                "expression_limits": ExpressionLimits.from_target(seq, self.target.config.train_frames),
-            }
-            self.__dict__["_target_cache"] = state
+        if state is None or state.target is not self.target:
+            state = self.__dict__["_target_cache"] = TargetState.from_target(self.target)
+            self.__dict__["_edit_cache"] = {}  # a new target: new editing directions, renderer, finishers
         return state
 
     @property
@@ -197,11 +181,11 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         from ..render.conditioning import ConditioningRenderer
         from ..motion.editing import control_directions, edited_frame
 
-        # Slider calls: the target's sequence, its control directions, a renderer and the finisher are made once.
-        state = self._target_state()
+        # Slider calls: the target's control directions, a renderer and the finisher are made once.
+        tgt = self.target_state.sequence
+        state = self.__dict__["_edit_cache"]
         if "renderer" not in state:
             state["renderer"] = ConditioningRenderer(device=self._execution_device)
-        tgt = state["sequence"]
         if not 0 <= frame_index < len(tgt):
             raise InputError(f"frame_index={frame_index} is outside the target's {len(tgt)} frames.")
         if expression and "directions" not in state:
@@ -222,7 +206,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         poses the target was trained on (`editing.pose_ranges`): ``{"yaw": (lo, hi), ...}``."""
         from ..motion.editing import pose_ranges
 
-        seq = self._target_state()["sequence"]
+        seq = self.target_state.sequence
         if not 0 <= frame_index < len(seq):
             raise InputError(f"frame_index={frame_index} is outside the target's {len(seq)} frames.")
         return pose_ranges(seq, frame_index, slice(0, self.target.config.train_frames))

@@ -86,12 +86,12 @@ def retarget_motion(pipe, source, opts):
     limit_pose, limit_expression = opts.limit_pose, opts.limit_expression
     if neutral_frame is not None and not 0 <= int(neutral_frame) < len(source):
         raise InputError(f"neutral_frame={neutral_frame} is outside the source's {len(source)} frames.")
-    state = pipe._target_state()
-    tgt, tneu, tneu_expr = state["sequence"], state["neutral_frame"], state["neutral_expression"]
+    state = pipe.target_state
+    tgt, tneu, tneu_expr = state.sequence, state.neutral_frame, state.neutral_expression
     cfg = pipe.target.config
     if mode == "reenact":
-        limits = state["pose_limits"] if limit_pose else None
-        expr_limits = state["expression_limits"] if limit_expression else None
+        limits = state.pose_limits if limit_pose else None
+        expr_limits = state.expression_limits if limit_expression else None
         drive = retarget.reenact(
             source,
             tgt,
@@ -135,7 +135,7 @@ def render_generate_write(
     hist = gen.config.temporal_window - 1
     in_dtype = input_dtype(gen, fast)
     size = pipe.target.config.resolution
-    albedo = pipe._target_state()["sequence"].albedo
+    albedo = pipe.target_state.sequence.albedo
     renderer = ConditioningRenderer(device=device)
     crop = pipe.target.crop
     n = len(drive)
