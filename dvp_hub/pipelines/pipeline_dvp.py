@@ -28,7 +28,8 @@ logger = logging.get_logger(__name__)
 
 
 def _drop_local_path(index: str) -> None:
-    """diffusers records the folder a pipeline was loaded from as ``_name_or_path``: a local path, not for a card."""
+    """diffusers records the folder a pipeline or component was loaded from as ``_name_or_path``: a local path that
+    means nothing to whoever downloads the folder."""
     with open(index) as f:
         spec = json.load(f)
     if spec.pop("_name_or_path", None) is not None:
@@ -311,7 +312,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder becomes the user's target
         try:
             super().save_pretrained(tmp, safe_serialization=True)
-            _drop_local_path(os.path.join(tmp, "model_index.json"))
+            for name in ["model_index.json", *(os.path.join(c, "config.json") for c in os.listdir(tmp))]:
+                if os.path.isfile(os.path.join(tmp, name)):
+                    _drop_local_path(os.path.join(tmp, name))
             # The fp16 copy is cast from a copy: casting in place and back would round the fp32 weights.
             half = torch.nn.Module.half(copy.deepcopy(self.generator))  # Module.half: no ModelMixin.to warning
             half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
