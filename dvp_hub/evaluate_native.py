@@ -86,9 +86,10 @@ def _viewer_scores(fulls: np.ndarray, real: RealFootage) -> dict:
     }
 
 
-def pasted(pipe, crops: np.ndarray) -> np.ndarray:
-    """Crops ``[N, S, S, 3]`` composited into the target's reference frame, as the pipeline pastes them back."""
-    comp = Compositor(pipe.background(), pipe.target.crop, crops.shape[1])
+def pasted(pipe, crops: np.ndarray, consecutive: bool = False) -> np.ndarray:
+    """Crops ``[N, S, S, 3]`` composited into the target's reference frame, as the pipeline pastes them back; the
+    mask smoothed over time only for ``consecutive`` frames (picks spread over a clip are pasted one by one)."""
+    comp = Compositor(pipe.background(), pipe.target.crop, crops.shape[1], smooth=0.5 if consecutive else 0.0)
     try:
         return np.stack([comp(c) for c in crops])
     finally:
@@ -103,8 +104,8 @@ def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage)
         np.sqrt(np.mean(detail.mid_band(detail.face_patch(r, b)) ** 2)) for r, b in zip(real.held_out, real.boxes)
     ]
     return {
-        "full_frame": _viewer_scores(pasted(pipe, refined), real),
-        "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up), real),
+        "full_frame": _viewer_scores(pasted(pipe, refined, consecutive=True), real),
+        "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up, consecutive=True), real),
         "full_frame_baseline_nearest_frame": _viewer_scores(real.nearest, real),
         "full_frame_baseline_mean_frame": _psnr_ssim(np.broadcast_to(real.mean, real.held_out.shape), real.held_out),
         "real_band_rms": float(np.mean(band_rms)),  # the band error of a face with no mid band at all

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import detail
+from .pipelines.finish import to_uint8
 
 
 class PatchSampler:
@@ -60,11 +61,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``[N, 3, H, W]`` in [-1, 1] -> ``[N, H, W, 3]`` uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
     """Least-squares GAN loss against the label 1 (real) or 0 (generated)."""
     return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
@@ -80,7 +76,7 @@ def upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(refiner, generated, real, boxes, frames) -> dict:
+def validate(refiner, generated, real, boxes, frames) -> tuple[dict, np.ndarray]:
     """Held-out scores of ``refiner`` on ``frames`` (indices into the pair folder) against the real crops,
     beside the plain bilinear upsampling of the same generated crops (the refiner's starting point).
 

@@ -76,7 +76,11 @@ def test_demo_dubs_the_new_target_with_the_shipped_motion_clip(tmp_path):
     r = _dvp("demo", "--output", str(out), "--max-frames", "12")
     assert r.returncode == 0, r.stderr[-2000:]
     info = probe_video(out)
-    assert info.num_frames == 12 and (info.width, info.height) == (256, 256)
+    assert info.num_frames == 12 and (info.width, info.height) == (1280, 720)  # the target's own frame, full size
     assert "synthetic" in " ".join(read_metadata(out).values()).lower()
+    crop = tmp_path / "crop.mp4"
+    r = _dvp("demo", "--output", str(crop), "--max-frames", "3", "--crop-only")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (probe_video(crop).width, probe_video(crop).height) == (512, 512)  # the 256 px crop, refined to twice
     r = _dvp("demo", "--output", str(tmp_path / "r.mp4"), "--max-frames", "4", "--mode", "sing")
     assert r.returncode == 2 and "invalid choice" in r.stderr

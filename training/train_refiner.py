@@ -7,8 +7,7 @@ The first run builds the training pairs (``OUTPUT_DIR/pairs/``, `dvp_hub.refiner
 ``--checkpointing_steps`` it writes ``OUTPUT_DIR/checkpoint-STEP/`` (the refiner as a ``save_pretrained``
 folder through accelerate's save hook, the discriminator, optimizers and RNG state); ``--resume_from_checkpoint
 latest`` goes on from the newest. Held-out scores go to ``OUTPUT_DIR/validation.jsonl``; the final refiner to
-``OUTPUT_DIR/refiner/``, which ``training/export_target.py --refiner`` (or copying it into a target folder as
-``refiner/``) adds to a target.
+``OUTPUT_DIR/refiner/``, which ``training/add_refiner.py --refiner`` adds to a target.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -28,6 +26,7 @@ from dvp_hub.errors import DVPError
 from dvp_hub.models.refiner import FaceRefiner, PatchDiscriminator
 from dvp_hub.refiner_data import build_pairs, load_pairs
 from dvp_hub.refiner_train import PatchSampler, feature_matching, lsgan, upsample, validate
+from dvp_hub.target_training import complete_checkpoints, save_checkpoint
 
 
 def parse_args(argv=None):
@@ -38,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--max_frames", type=int, default=None, help="use only the first N target frames (tests)")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--num_blocks", type=int, default=4)
-    p.add_argument("--init_from", help="a refiner folder to start from")
+    p.add_argument("--init_from", help="a refiner folder to start from (its own channels and blocks)")
     p.add_argument("--patch", type=int, default=192, help="real patch side in px")
     p.add_argument("--train_batch_size", type=int, default=8)
     p.add_argument("--learning_rate", type=float, default=2e-4)
@@ -66,7 +65,7 @@ def pairs_folder(args, accelerator) -> str:
             raise DVPError(f"{folder} has no training pairs yet: give --target_video (the target's own video).")
         from dvp_hub import DeepVideoPortraitPipeline
 
-        pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
+        pipe = DeepVideoPortraitPipeline.from_pretrained(args.target).to(accelerator.device)
         build_pairs(pipe, args.target_video, folder + ".tmp", max_frames=args.max_frames)
         os.replace(folder + ".tmp", folder)
     accelerator.wait_for_everyone()
@@ -92,21 +91,6 @@ def register_hooks(accelerator):
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
-
-
-def latest_checkpoint(output_dir: str) -> str | None:
-    found = [d for d in os.listdir(output_dir) if d.startswith("checkpoint-")] if os.path.isdir(output_dir) else []
-    return os.path.join(output_dir, max(found, key=lambda d: int(d.split("-")[1]))) if found else None
-
-
-def save_checkpoint(accelerator, args, step: int) -> None:
-    if accelerator.is_main_process and args.checkpoints_total_limit:
-        old = sorted(
-            (d for d in os.listdir(args.output_dir) if d.startswith("checkpoint-")), key=lambda d: int(d[11:])
-        )
-        for d in old[: max(0, len(old) - args.checkpoints_total_limit + 1)]:
-            shutil.rmtree(os.path.join(args.output_dir, d), ignore_errors=True)
-    accelerator.save_state(os.path.join(args.output_dir, f"checkpoint-{step}"))
 
 
 def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator) -> dict:
@@ -164,6 +148,8 @@ def main(argv=None) -> int:
     generated, real, boxes, meta = pairs
     if args.init_from:
         refiner = FaceRefiner.from_pretrained(args.init_from)
+        if refiner.config.scale != meta["scale"]:
+            raise DVPError(f"--init_from {args.init_from} enlarges {refiner.config.scale}x; the pairs are {meta['scale']}x.")
     else:
         refiner = FaceRefiner(channels=args.channels, num_blocks=args.num_blocks, scale=meta["scale"])
     disc = PatchDiscriminator()
@@ -172,9 +158,10 @@ def main(argv=None) -> int:
     refiner, disc, opt_g, opt_d = accelerator.prepare(refiner, disc, opt_g, opt_d)
     register_hooks(accelerator)
     step = 0
-    ckpt = (
-        latest_checkpoint(args.output_dir) if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
-    )
+    ckpt = args.resume_from_checkpoint
+    if ckpt == "latest":
+        done = complete_checkpoints(args.output_dir)
+        ckpt = os.path.join(args.output_dir, done[-1]) if done else None
     if ckpt:
         accelerator.load_state(ckpt)
         step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])

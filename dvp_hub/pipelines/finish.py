@@ -51,17 +51,20 @@ class FrameFinisher:
         paste_back: composite into the target's reference frame (needs one: ``pipe.has_reference``).
         refine: run the target's refiner when it has one.
         watermark, invisible_watermark: the two marks (on by default everywhere).
+        fast: the refiner in bf16 where that is faster on this machine (False: fp32).
 
     ``output_size``: ``(width, height)`` of the frames it returns.
     """
 
-    def __init__(self, pipe, paste_back: bool, refine: bool = True, watermark=True, invisible_watermark=True):
+    def __init__(
+        self, pipe, paste_back: bool, refine: bool = True, watermark=True, invisible_watermark=True, fast: bool = True
+    ):
         self.refiner = pipe.refiner if refine else None
         self.watermark, self.invisible_watermark = watermark, invisible_watermark
         res = int(pipe.target.config.resolution)
         self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
         self.window = face_window(pipe) if self.refiner is not None else None
-        self.bf16 = self.refiner is not None and bf16_supported(pipe._execution_device)
+        self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
         self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
 
     @property
@@ -98,3 +101,8 @@ class FrameFinisher:
         """A new clip starts (the paste-back mask's smoothing forgets the last frame)."""
         if self.compositor is not None:
             self.compositor.reset()
+
+    def close(self) -> None:
+        """Release the paste-back's segmenter (a mediapipe graph)."""
+        if self.compositor is not None:
+            self.compositor.close()

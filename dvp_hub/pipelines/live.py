@@ -112,6 +112,7 @@ class LiveSession:
         elif self._k == 0:  # a session that has not started (it would lose its window's history)
             self.generate(self._rest)
             self._k = 0  # the first camera frame fills the window again
+            self.finisher.reset()  # and its paste-back mask owes nothing to the rest pose
 
     @property
     def output_size(self) -> tuple[int, int]:

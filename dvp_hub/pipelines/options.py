@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..errors import InputError
+from ..motion.retarget import TRANSFERABLE
 
 MODES = ("reenact", "dub")
 OUTPUT_TYPES = ("np", "pt", "pil")
-TRANSFERABLE = ("pose", "expression", "gaze")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,16 @@ class RunOptions:
         for name in ("batch_size", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}.")
+
+    @classmethod
+    def resolve(cls, options: "RunOptions | None", kwargs: dict, **defaults) -> "RunOptions":
+        """``options``, or options from keyword arguments over ``defaults``; both at once is refused (one of them
+        would be ignored)."""
+        if options is not None:
+            if kwargs:
+                raise InputError(f"give options= or keyword options, not both (got {', '.join(sorted(kwargs))} too).")
+            return options
+        return cls.from_kwargs(**{**defaults, **kwargs})
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "RunOptions":

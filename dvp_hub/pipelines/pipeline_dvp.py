@@ -108,7 +108,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         cached = self.__dict__.get("_background_cache")
         if cached is None or cached[0] != self.reference:
             cam = self.target.camera
-            frame = load_background(self.reference, cam.width, cam.height, self.target.config.reference_frame)
+            index = self.target.source_start + self.target.config.reference_frame  # a video: the target's own
+            frame = load_background(self.reference, cam.width, cam.height, index)
             cached = self.__dict__["_background_cache"] = (self.reference, frame)
         return cached[1]
 
@@ -153,7 +154,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             pipe.target.to(torch.float32)  # face parameters stay in full precision
         pipe.generator.eval()
         pipe.origin = str(pretrained_model_name_or_path)  # demo, a folder or a Hub id: for the credentials
-        if pipe.refiner is not None:
+        if pipe.refiner is not None:  # small: kept in float32 whatever the generator's dtype
+            if pipe.refiner.dtype != torch.float32:
+                torch.nn.Module.to(pipe.refiner, torch.float32)  # Module.to: no ModelMixin cast warning
             pipe.refiner.eval()
         pipe.reference = reference_file(folder)
         return pipe
@@ -227,15 +230,15 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
 
         ``options`` (or its fields as keyword arguments: ``mode``, ``transfer``, ``limit_pose``, ``paste_back``,
         ``watermark``, ...) as for ``__call__``; ``refine`` is off by default live (on two CPU cores the refiner
-        does not fit in a camera frame's time). ``int8``: on a CPU with PyTorch's x86 quantized engine, the
+        does not fit in a camera frame's time); the fields that shape a clip (``max_frames``, ``output_type``,
+        ``batch_size``, ``chunk_size``, ``overlap``, ``progress``, ``neutral_frame``) have no effect live. ``int8``: on a CPU with PyTorch's x86 quantized engine, the
         generator quantized to int8 (calibrated on the target's own frames when the session starts, once per
         process; ``DVP_INT8=0`` turns it off); else ``compile``: compiled by inductor (eager where no C++ compiler
         is found, or with ``DVP_COMPILE=0``).
         """
         from .live import LiveSession
 
-        if options is None:
-            options = RunOptions.from_kwargs(**{"refine": False, **kwargs})
+        options = RunOptions.resolve(options, kwargs, refine=False)
         return LiveSession(self, fps, options, calibration_seconds, compile=compile, int8=int8)
 
     @torch.no_grad()
@@ -265,7 +268,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         """
         from . import steps
 
-        opts = options if options is not None else RunOptions.from_kwargs(**kwargs)
+        opts = RunOptions.resolve(options, kwargs)
         t_start = time.perf_counter()
         # 1. Check the arguments and the source (probed, not decoded): a bad file fails here, at once
         reader = steps.check_inputs(source_video, source_parameters, output_video, opts.max_frames)
@@ -279,14 +282,17 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         # 3. Retarget: the source's motion on the target's face
         drive, pose_report = steps.retarget_motion(self, source, opts)
         # 4. Render the conditioning, generate, refine, paste back, mark and write, chunk by chunk
-        finisher = FrameFinisher(self, paste_back, opts.refine, opts.watermark, opts.invisible_watermark)
+        finisher = FrameFinisher(self, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast)
         writer = None
         if output_video:
             provenance = self.provenance(mode=opts.mode, source=source_video or source_parameters)
             writer = VideoWriter(output_video, drive.fps, audio_from=source_video, provenance=provenance)
         frames: list = []
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
-        gen_seconds = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar)
+        try:
+            gen_seconds = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar)
+        finally:
+            finisher.close()
         # 5. Output
         result = None if writer is not None else steps.collect_frames(frames, opts.output_type)
         total = time.perf_counter() - t_start

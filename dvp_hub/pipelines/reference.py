@@ -1,8 +1,8 @@
 """The target's full frame for paste-back: its reference frame, read from the target folder's reference file.
 
 A target folder may hold ``reference.png`` / ``reference.jpg`` (the reference frame itself, what a shipped
-target carries: a few hundred KB) or ``reference.mp4`` (the target's own video, from which the target
-config's ``reference_frame`` is taken). Either must match the size the target was fitted on.
+target carries: a few hundred KB) or ``reference.mp4`` (the target's own video, from which its reference frame is
+taken: video frame ``source_start + reference_frame``). Either must match the size the target was fitted on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from ..video import VideoReader
 
 
 def load_background(path: str, width: int, height: int, reference_frame: int) -> np.ndarray:
-    """The reference frame ``height x width x 3`` uint8 RGB from ``path``; `InputError` when it does not fit."""
+    """The reference frame ``height x width x 3`` uint8 RGB from ``path`` (an image, or frame ``reference_frame`` of a
+    video); `InputError` when it does not fit."""
     if path.lower().endswith((".png", ".jpg", ".jpeg")):
         with Image.open(path) as im:
             frame = np.asarray(im.convert("RGB"))

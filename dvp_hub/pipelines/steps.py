@@ -1,6 +1,6 @@
 """The steps of `DeepVideoPortraitPipeline.__call__`, in the order of the paper's figure 2.
 
-1. `check_inputs`: arguments and the source file (probed, not decoded), before any work;
+1. `check_inputs`: the source and output files (probed, not decoded), before any work (`RunOptions` checks the rest);
 2. `track_source` / `load_parameters`: landmarks per frame, then the parametric face fit;
 3. `retarget_motion`: the source's pose, expression and gaze on the target's face (reenact or dub);
 4. `render_generate_write`: conditioning images, the generator over the space-time window, and the

@@ -16,9 +16,10 @@ from __future__ import annotations
 import threading
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
+from ..face.tracker import _QuietGraph, import_mediapipe
+from ..logs import native_stderr_silenced
 from .crop import Crop
 
 SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
@@ -29,7 +30,9 @@ class PersonSegmenter:
     """``H x W x 3`` uint8 RGB -> person probability ``SEGMENT_SIZE`` px square, float32 in [0, 1] (thread-safe)."""
 
     def __init__(self):
-        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        with native_stderr_silenced():
+            mp = import_mediapipe()
+        self._seg = _QuietGraph(mp.solutions.selfie_segmentation.SelfieSegmentation, model_selection=0)
         self._lock = threading.Lock()
 
     def __call__(self, image: np.ndarray) -> np.ndarray:

@@ -116,17 +116,3 @@ class Crop:
         return cv2.warpAffine(
             frame, self.matrix(out_size), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
-
-    def paste(self, frame: np.ndarray, image: np.ndarray, feather: float = 0.08) -> np.ndarray:
-        """Composite a generated crop ``image`` back into ``frame`` with a feathered square mask."""
-        import cv2
-
-        h, w = frame.shape[:2]
-        n = image.shape[0]
-        inv = cv2.invertAffineTransform(self.matrix(n))
-        warped = cv2.warpAffine(image, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        ramp = np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / max(feather * n, 1.0), 0, 1).astype(np.float32)
-        mask = np.minimum(ramp[:, None], ramp[None, :])
-        m = cv2.warpAffine(mask, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-        out = frame.astype(np.float32) * (1 - m) + warped.astype(np.float32) * m
-        return out.round().clip(0, 255).astype(np.uint8)
