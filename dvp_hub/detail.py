@@ -53,6 +53,11 @@ def band_error(fake: np.ndarray, real: np.ndarray, box) -> float:
     return float(np.sqrt(np.mean((mid_band(face_patch(fake, box)) - mid_band(face_patch(real, box))) ** 2)))
 
 
+def band_rms(image: np.ndarray, box) -> float:
+    """RMS of the mid band over the face box: the `band_error` of a face that has no mid band at all."""
+    return float(np.sqrt(np.mean(mid_band(face_patch(image, box)) ** 2)))
+
+
 def detail_ratios(fakes, fake_boxes, reals, real_boxes) -> dict:
     """Mean mid-band and finest-band energy of the generated faces over that of the real faces.
 

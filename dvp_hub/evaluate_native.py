@@ -100,9 +100,7 @@ def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage)
     """Held-out full-frame scores: ``refined`` (the pipeline's crops) and ``plain`` (the generator's crops enlarged
     bilinearly to the same size) pasted back, against the real frames; baselines: nearest and mean frame."""
     up = np.stack([cv2.resize(p, refined.shape[1:3][::-1], interpolation=cv2.INTER_LINEAR) for p in plain])
-    band_rms = [
-        np.sqrt(np.mean(detail.mid_band(detail.face_patch(r, b)) ** 2)) for r, b in zip(real.held_out, real.boxes)
-    ]
+    band_rms = [detail.band_rms(r, b) for r, b in zip(real.held_out, real.boxes)]
     return {
         "full_frame": _viewer_scores(pasted(pipe, refined, consecutive=True), real),
         "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up, consecutive=True), real),

@@ -102,8 +102,6 @@ def validate(refiner, generated, real, boxes, frames) -> tuple[dict, np.ndarray]
             **detail.detail_ratios(fakes, b, reals, b),
             "band_error": float(np.mean([detail.band_error(f, r, bx) for f, r, bx in zip(fakes, reals, b)])),
         }
-    scores["real_band_rms"] = float(
-        np.mean([np.sqrt(np.mean(detail.mid_band(detail.face_patch(r, bx)) ** 2)) for r, bx in zip(reals, b)])
-    )
+    scores["real_band_rms"] = float(np.mean([detail.band_rms(r, bx) for r, bx in zip(reals, b)]))
     refiner.train()
     return scores, np.concatenate(out["refined"])

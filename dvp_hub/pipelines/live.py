@@ -239,6 +239,10 @@ class LiveSession:
             out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
         return self.finisher(out[None])[0]
 
+    def close(self) -> None:
+        """Release what the session holds outside Python's memory (the paste-back's segmenter)."""
+        self.finisher.close()
+
     def push(self, frame: np.ndarray, t: float | None = None) -> np.ndarray:
         """The target's frame for one camera frame seen at time ``t`` (seconds; default: frame count / fps)."""
         return self.generate(self.prepare(frame, t))

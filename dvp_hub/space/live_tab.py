@@ -35,6 +35,8 @@ class _Live:
         self.reset()
 
     def reset(self):
+        if getattr(self, "session", None) is not None:
+            self.session.close()  # its paste-back segmenter
         self.owner = None
         self.key = None
         self.session = None
