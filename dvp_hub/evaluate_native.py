@@ -54,7 +54,7 @@ class RealFootage:
                     want[t] = frame.copy()
             elif start <= t < stop:
                 held.append(frame.copy())
-        lm = pipe.target.to_sequence().landmarks[start:stop]
+        lm = pipe.target_state.sequence.landmarks[start:stop]
         return cls(
             held_out=np.stack(held),
             nearest=np.stack([want[int(j)] for j in nearest_index]),

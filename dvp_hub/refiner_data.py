@@ -54,7 +54,7 @@ def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None
 def face_boxes(pipe, size: int, n: int) -> np.ndarray:
     """Each frame's landmark box in the crop's pixels at ``size`` px, ``[n, 4]`` float32."""
     crop = pipe.target.crop
-    lm = pipe.target.to_sequence().landmarks[:n]  # [n, 478, 2] video pixels
+    lm = pipe.target_state.sequence.landmarks[:n]  # [n, 478, 2] video pixels
     s = size / crop.size
     xy = (lm - np.array([crop.x0, crop.y0])) * s
     return np.concatenate([xy.min(1), xy.max(1)], axis=1).astype(np.float32)

@@ -52,8 +52,7 @@ class PatchSampler:
                 g, r = g[:, ::-1], r[:, ::-1]
             gens.append(g)
             reals.append(r)
-        to = lambda a: torch.from_numpy(np.ascontiguousarray(np.stack(a))).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
-        return to(gens), to(reals)
+        return to_tensor(np.stack(gens)), to_tensor(np.stack(reals))
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -50,14 +50,14 @@ def build(args) -> None:
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
     pipe.set_progress_bar_config(disable=True)
     cfg, rng = pipe.target.config, np.random.default_rng(args.seed)
-    lm = pipe.target.to_sequence().landmarks
+    seq = pipe.target_state.sequence
+    lm = seq.landmarks
     side = int(round(2.0 * np.median(lm[:, :, 0].max(1) - lm[:, :, 0].min(1))))  # twice the face's width
     held = np.arange(cfg.train_frames, cfg.num_frames)
     picks = rng.choice(held, size=args.n + args.n // 2, replace=False).tolist()
     real_idx, self_idx = picks[: args.n], picks[args.n :]
     frames = held_out_frames(pipe, args.target_video, picks)
     items = [("real", square(frames[i], face_box(lm[i]), side)) for i in real_idx]
-    seq = pipe.target.to_sequence()
     finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
     for i in self_idx:  # self-reenactment: the held-out frame's own parameters, as `dvp evaluate` drives it
         _, raw = held_out_outputs(pipe, seq, i, i + 1)

@@ -28,7 +28,7 @@ def face_window(pipe, margin: int = 16) -> tuple[int, int, int, int]:
     bilinearly (the refiner costs in proportion to its area)."""
     cfg, crop = pipe.target.config, pipe.target.crop
     res = int(cfg.resolution)
-    lm = pipe.target.to_sequence().landmarks[: cfg.train_frames]  # [T, 478, 2] video px
+    lm = pipe.target_state.sequence.landmarks[: cfg.train_frames]  # [T, 478, 2] video px
     xy = (lm - np.array([crop.x0, crop.y0])) * (res / crop.size)
     lo = np.percentile(xy.min(1), 5, axis=0) - 1.5 * margin  # more room above and beside: hair, ears
     hi = np.percentile(xy.max(1), 95, axis=0) + margin

@@ -84,8 +84,9 @@ class Compositor:
         self.square = square_ramp(self.size, feather)
         self.widen = max(1, int(round(widen * SEGMENT_SIZE)))  # at the segmenter's size
         self.segmenter = PersonSegmenter() if person_mask else None
-        self.ref_crop = crop.apply(self.background, self.size).astype(np.float32)
-        self.ref_mask = self.segmenter(crop.apply(self.background, self.size)) if self.segmenter else None
+        ref = crop.apply(self.background, self.size)  # the reference frame in the crop, cut once
+        self.ref_crop = ref.astype(np.float32)
+        self.ref_mask = self.segmenter(ref) if self.segmenter else None
         self._previous: np.ndarray | None = None
 
     def reset(self) -> None:
