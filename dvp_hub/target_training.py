@@ -115,6 +115,18 @@ def validate(generator, val_ds, args, step, device) -> dict:
     return metrics
 
 
+def bf16_warning(accelerator) -> str | None:
+    """A one-line warning when bf16 is asked for on a CPU without native bf16 (emulated: many times slower), else None."""
+    if accelerator.device.type != "cpu" or accelerator.mixed_precision != "bf16":
+        return None
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return (
+        "warning: this CPU has no native bf16 (no avx512_bf16 / AMX), so --mixed_precision bf16 is emulated and "
+        "much slower than fp32; train with --mixed_precision no here"
+    )
+
+
 def complete_checkpoints(output_dir):
     dirs = [d for d in os.listdir(output_dir) if d.startswith("checkpoint-") and d.split("-")[1].isdigit()]
     dirs = [d for d in dirs if os.path.isfile(os.path.join(output_dir, d, "COMPLETE"))]

@@ -368,3 +368,14 @@ def test_augmented_training_runs_and_is_recorded(tiny_dataset, tmp_path):
         "(whole pixels, the band from outside the crop out of the losses)"
         in (whole / "pipeline" / "README.md").read_text()
     )
+
+
+def test_bf16_warning_only_where_bf16_is_emulated():
+    import types
+
+    from dvp_hub.target_training import bf16_warning
+
+    cpu = types.SimpleNamespace(device=torch.device("cpu"), mixed_precision="bf16")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert (bf16_warning(cpu) is None) == native
+    assert bf16_warning(types.SimpleNamespace(device=torch.device("cpu"), mixed_precision="no")) is None

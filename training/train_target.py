@@ -32,6 +32,7 @@ from dvp_hub.model_card import render_model_card
 from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
 from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.target_training import (
+    bf16_warning,
     complete_checkpoints,
     discriminator_step,
     generator_step,
@@ -344,6 +345,8 @@ def main(args):
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(args.seed)
+    if accelerator.is_main_process and (warning := bf16_warning(accelerator)):
+        accelerator.print(warning)
 
     dataset_dir, meta, _train_ds, val_ds, loader = _data(args, accelerator)
     generator, discriminator, gan_loss, opt_g, opt_d, loader = _models(args, accelerator, loader)
