@@ -37,4 +37,3 @@ def test_loss_is_zero_on_the_real_face_and_grows_with_blur():
     outside = real.clone()
     outside[..., :40, :] = -1
     assert loss(outside, real, _boxes(2)).item() == 0
-
