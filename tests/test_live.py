@@ -75,6 +75,44 @@ def test_live_and_offline_drive_the_target_alike(tiny_pipeline):
     assert 0.65 < np.ptp(b) / np.ptp(a) < 1.35
 
 
+def test_live_runs_the_offline_retargeting_frame_by_frame(tiny_pipeline):
+    """Both paths share one engine: the drives of a live session (reenact and dub) equal the batch functions'
+    on the same fitted parameters with the calibration's reference as the source's anchor (to 1e-9; the limits
+    off, since offline smooths their pulls both ways and live causally)."""
+    from dvp_hub.geometry import axis_angle_to_matrix
+    from dvp_hub.motion import retarget
+
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=24))
+    state, cfg = tiny_pipeline.target_state, tiny_pipeline.target.config
+    for mode in ("reenact", "dub"):
+        session = tiny_pipeline.live(
+            fps=30, calibration_seconds=0.2, mode=mode, limit_pose=False, limit_expression=False
+        )
+        drives = []
+        for f in frames:
+            session.push(f)
+            drives.append(session.last_drive)
+        k, fitter = session.calibration_frames, session.fitter
+        params = {key: np.stack([fitter.reference[key]] + [p[key] for p in session.fitted]) for key in fitter.reference}
+        source = fitter.sequence(params, 30)  # frame 0: the calibration's reference
+        if mode == "reenact":
+            batch = retarget.reenact(
+                source, state.sequence, cfg.reference_frame, 0, state.neutral_frame,
+                target_neutral_expression=state.neutral_expression, source_pose_ref=0,
+            ).slice(1)
+        else:  # live's ping-pong counts every camera frame, calibration included
+            batch = retarget.dub(
+                source.index(np.r_[np.zeros(k, int), np.arange(1, len(source))]), state.sequence, cfg.train_frames,
+                0, state.neutral_frame, state.neutral_expression,
+            ).slice(k)
+        live = drives[k:]
+        assert len(live) == len(batch) == len(frames) - k
+        for name in ("translation", "expression", "gaze", "sh", "landmarks"):
+            np.testing.assert_allclose(np.concatenate([getattr(d, name) for d in live]), getattr(batch, name), atol=1e-9)
+        live_rotation = axis_angle_to_matrix(np.concatenate([d.rotation for d in live]))
+        np.testing.assert_allclose(live_rotation, axis_angle_to_matrix(batch.rotation), atol=1e-9)  # either form
+
+
 def test_live_reference_has_closed_lips_though_calibration_catches_a_word():
     """speech-wda starts mid-word, so no frame of its first second has closed lips; the reference that live
     expressions are measured from has them anyway (else every closed mouth would be a negative opening and

@@ -6,7 +6,8 @@ path can run causally, one frame at a time:
 1. mediapipe's face mesh in video (tracking) mode on the frame;
 2. `LiveFaceFitter`: calibration on the first second (identity and neutral reference), then a per-frame
    fit against it with One-Euro smoothing;
-3. retargeting as offline (`retarget.reenact` with the calibration's reference as the neutral frame);
+3. retargeting by the same per-frame functions as offline (`retarget.reenact_frame`, `retarget.dub_frame`), with
+   the calibration's reference as the source's anchor and the limits' pulls smoothed causally;
 4. one render, written into a ring buffer of the last ``Nw`` conditioning frames (each frame is written
    twice, at ``k mod Nw`` and ``k mod Nw + Nw``, so the window is always one contiguous slice: no
    99-channel stack is rebuilt, `generate_windows` reads it in place);
@@ -31,7 +32,7 @@ import torch
 from ..face.live_fit import LiveFaceFitter
 from ..face.tracker import _to_pixels, tracking_mesh
 from ..models.inference import generate_windows, input_dtype
-from ..render.conditioning import ConditioningRenderer
+from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..motion import retarget
 from .finish import FrameFinisher
 from .options import RunOptions
@@ -57,8 +58,7 @@ class LiveSession:
         self._mesh = tracking_mesh()
         self.fitter = None  # made on the first frame (it needs the frame size)
         state = pipe.target_state
-        self._target, self._tneu = state.sequence, state.neutral_frame
-        self._tneu_closed = state.neutral_expression  # expressions are measured from it (closed lips)
+        self._target = state.sequence
         self._tref = pipe.target.config.reference_frame
         self._limits = state.pose_limits if opts.limit_pose else None  # the head stays where the target's was
         self._expr_limits = state.expression_limits if opts.limit_expression else None  # the face near its trained ones
@@ -76,12 +76,13 @@ class LiveSession:
             self._ring = self.int8.ring(2 * self._window, size)  # quantized once per frame, read in place
             self._cond_dtype = torch.float32
         else:
-            ring = torch.empty(2 * self._window, size, size, 9, dtype=dtype, device=pipe._execution_device)
+            ring = torch.empty(2 * self._window, size, size, NUM_CHANNELS, dtype=dtype, device=pipe._execution_device)
             self._ring = ring.permute(0, 3, 1, 2)  # channels_last, as generate_windows reads it
             self._cond_dtype = dtype
         self._k = 0  # frames generated (the ring's write position)
         self._dub_k = 0  # frames driven in dub mode (kept by the prepare stage: it may run a frame ahead)
         self._last: dict | None = None  # the last fitted parameters (held when the face is lost)
+        self._anchor: retarget.SourceAnchor | None = None  # the calibration's reference (`_source_anchor`)
         self.fitted: list[dict] = []  # every frame's parameters after calibration (a motion clip)
         self.frames_in = 0
         self.frames_without_face = 0
@@ -93,7 +94,7 @@ class LiveSession:
     def _render(self, drive) -> torch.Tensor:
         """The conditioning ``[1, 9, R, R]`` (channels_last, as the ring takes it) of a one-frame drive."""
         size = self._resolution
-        cond = torch.empty(1, size, size, 9, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
+        cond = torch.empty(1, size, size, NUM_CHANNELS, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
         self._renderer.render(drive, self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
         return cond
 
@@ -104,9 +105,9 @@ class LiveSession:
 
     def warm_up(self, stage: str) -> None:
         """One frame through a stage now, not on the first camera frame: ``"prepare"`` renders the target at rest,
-        ``"generate"`` runs the generator and the marks on it. The first call of each in a thread (or after a change
-        of torch's thread count) is slower: the generator stage took 56 against 22 ms, and the camera frames that
-        arrived meanwhile were dropped. `LiveRunner` calls this in each of its threads before taking frames."""
+        ``"generate"`` runs the generator and the marks on it. The first call of each stage in a thread (or after a
+        change of torch's thread count) is much slower than the next, and camera frames arriving meanwhile would be
+        dropped; `LiveRunner` calls this in each of its threads before taking frames."""
         if stage == "prepare":
             self._rest_conditioning()
         elif self._k == 0:  # a session that has not started (it would lose its window's history)
@@ -138,6 +139,7 @@ class LiveSession:
         if self.fitter is not None:
             self.fitter.recalibrate()
         self._last = None
+        self._anchor = None
         self._limit_state.clear()
         self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
@@ -149,47 +151,34 @@ class LiveSession:
         h, w = frame.shape[:2]
         return _to_pixels(res.multi_face_landmarks[0], 0, 0, w, h)
 
+    def _source_anchor(self) -> retarget.SourceAnchor:
+        """The calibration's reference frame as the anchor of relative motion (made once per calibration)."""
+        if self._anchor is None:
+            k = self._target.expression.shape[1]
+            self._anchor = retarget.SourceAnchor.of_frame(self.fitter.reference, self.fitter.identity, k)
+        return self._anchor
+
     def _drive(self, params: dict | None):
-        """The target's parameters for this frame: a one-frame `FaceSequence`."""
-        tgt = self._target
+        """The target's parameters for this frame, as offline (`retarget.reenact_frame` / `retarget.dub_frame`, the
+        limits smoothed causally): a one-frame `FaceSequence`."""
+        tgt, tref, state = self._target, self._tref, self.pipe.target_state
         if self.mode == "dub":  # the target's own head motion (its training frames forwards and backwards)
-            n = self.pipe.target.config.train_frames
-            j = self._dub_k % max(2 * n - 2, 1)
+            n, step = self.pipe.target.config.train_frames, self._dub_k
             self._dub_k += 1
-            i = j if j < n else 2 * n - 2 - j
             if params is None:
+                i = retarget.pingpong_index(step, n)
                 return tgt.slice(i, i + 1)
-            k = tgt.expression.shape[1]
-            expr = self._tneu_closed + (params["expression"][:k] - self.fitter.reference["expression"][:k])
-            return retarget._assemble(
-                tgt,
-                tgt.rotation[[i]],
-                tgt.translation[[i]],
-                expr[None],
-                tgt.gaze[[i]],
-                tgt.sh[[i]],
-                self.fps,
-                params["eye_openness"][None],
-                {"mode": "dub"},
-            )
-        if params is None:  # calibrating (or no face yet): the target at rest, at its reference frame
-            return tgt.slice(self._tref, self._tref + 1)
-        both = {k: np.stack([self.fitter.reference[k], params[k]]) for k in params}
-        src = self.fitter.sequence(both, self.fps)
-        drive = retarget.reenact(
-            src,
-            self._target,
-            self._tref,
-            source_ref=0,  # the calibration's reference, for expression and pose alike
-            target_neutral=self._tneu,
-            transfer=self.transfer,
-            target_neutral_expression=self._tneu_closed,
-            limits=self._limits,
-            source_pose_ref=0,
-            limit_state=self._limit_state,
-            expression_limits=self._expr_limits,
-        )
-        return drive.slice(1, 2)
+            driven = retarget.dub_frame(params, step, self._source_anchor(), state.anchor, n)
+            driven.pop("frame")
+            driven = {k: v[None] for k, v in driven.items()}
+        else:
+            if params is None:  # calibrating (or no face yet): the target at rest, at its reference frame
+                return tgt.slice(tref, tref + 1)
+            driven = retarget.reenact_frame(params, self._source_anchor(), state.anchor, self.transfer)
+            driven = {k: v[None] for k, v in driven.items()}
+            driven, _, _ = retarget.apply_limits(driven, self._limits, self._expr_limits, state=self._limit_state)
+            driven["sh"] = tgt.sh[[tref]]
+        return retarget.assemble(tgt, driven, self.fps, params["eye_openness"][None], {"mode": self.mode})
 
     @torch.no_grad()
     def prepare(self, frame: np.ndarray, t: float | None = None) -> torch.Tensor:
