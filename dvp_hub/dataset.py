@@ -31,6 +31,7 @@ from .face.sequence import FaceSequence
 from .face.tracker import FaceTracker
 from .models.windows import stack_windows, window_indices  # noqa: F401 - public here too
 from .models.target import PortraitTarget
+from .paper import TEMPORAL_WINDOW
 from .render.conditioning import ConditioningRenderer
 from .render.crop import SCALE as CROP_SCALE
 from .render.crop import Crop
@@ -164,7 +165,7 @@ class TargetDataset(torch.utils.data.Dataset):
         self,
         dataset_dir: str,
         split: str = "train",
-        temporal_window: int = 11,
+        temporal_window: int = TEMPORAL_WINDOW,
         device: str = "cpu",
         cache: dict | None = None,
         with_previous: bool = False,

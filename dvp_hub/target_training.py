@@ -133,6 +133,35 @@ def complete_checkpoints(output_dir):
     return sorted(dirs, key=lambda d: int(d.split("-")[1]))
 
 
+def register_pretrained_hooks(accelerator, folders: dict) -> None:
+    """accelerate's save and load hooks, as diffusers' training examples use them: each prepared model of a class
+    in ``folders`` (class -> subfolder name) goes into a checkpoint as a ``save_pretrained`` folder of that name,
+    readable by ``from_pretrained`` and by the export scripts, and is loaded back from it; the other models (the
+    discriminators) stay in accelerate's own files."""
+
+    def owner(model):
+        return next((name for cls, name in folders.items() if isinstance(accelerator.unwrap_model(model), cls)), None)
+
+    def save_hook(models, weights, output_dir):
+        for i in reversed(range(len(models))):
+            name = owner(models[i])
+            if name is not None:
+                if accelerator.is_main_process:
+                    accelerator.unwrap_model(models[i]).save_pretrained(os.path.join(output_dir, name))
+                weights.pop(i)
+
+    def load_hook(models, input_dir):
+        for i in reversed(range(len(models))):
+            name = owner(models[i])
+            if name is not None:
+                model = accelerator.unwrap_model(models.pop(i))
+                loaded = type(model).from_pretrained(os.path.join(input_dir, name))
+                model.load_state_dict(loaded.state_dict())
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
 def save_checkpoint(accelerator, args, step):
     """accelerate state into ``checkpoint-STEP.partial``, then renamed: a killed write leaves no checkpoint."""
     if accelerator.is_main_process and args.checkpoints_total_limit is not None:

@@ -1,7 +1,6 @@
-import argparse
-
 """Training through `accelerate launch` on a tiny prepared clip (CPU)."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -102,6 +101,19 @@ def test_train_checkpoint_export(tiny_dataset, tmp_path):
     assert (out / "pipeline" / "generator" / "diffusion_pytorch_model.fp16.safetensors").exists()
     card = (out / "pipeline" / "README.md").read_text()
     assert "model-index" in card and "PSNR" in card and "consent" in card.lower()
+    # The checkpoint holds the generator as a save_pretrained folder, which export_target turns into the same target.
+    assert (out / "checkpoint-4" / "generator" / "config.json").is_file()
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "training" / "export_target.py"), "--generator_weights", str(out / "checkpoint-4")]
+        + ["--dataset_dir", tiny_dataset, "--output_dir", str(tmp_path / "exported" / "pipeline")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    exported, trained = _weights(tmp_path / "exported"), _weights(out)
+    assert exported.keys() == trained.keys() and all(torch.equal(exported[k], trained[k]) for k in trained)
 
 
 def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):

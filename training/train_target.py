@@ -3,8 +3,9 @@
     accelerate launch training/train_target.py --target_video ../shared/data/target-obama-34s.mp4 \
         --output_dir runs/obama --resolution 256 --max_train_steps 20000 --generator_base_channels 32
 
-Writes ``OUTPUT_DIR/checkpoint-STEP/`` folders (generator and discriminator as safetensors, plus
-accelerate's optimizer and RNG state), validation grids and metrics under ``OUTPUT_DIR/validation/``,
+Writes ``OUTPUT_DIR/checkpoint-STEP/`` folders (the generator as a ``save_pretrained`` folder,
+``generator/``, through accelerate's save hook; the discriminator, optimizers and RNG state as accelerate
+writes them), validation grids and metrics under ``OUTPUT_DIR/validation/``,
 and at the end the pipeline folder ``OUTPUT_DIR/pipeline/`` (fp32 + fp16 weights, the target's face
 parameters, a model card). Two processes on CPU (gloo):
 
@@ -30,10 +31,12 @@ from dvp_hub.dataset import TargetDataset, load_dataset_meta, prepare_target_dat
 from dvp_hub.errors import DVPError
 from dvp_hub.model_card import render_model_card
 from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+from dvp_hub.paper import TEMPORAL_WINDOW
 from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.target_training import (
     bf16_warning,
     complete_checkpoints,
+    register_pretrained_hooks,
     discriminator_step,
     generator_step,
     init_generator,
@@ -129,7 +132,7 @@ def parse_args(input_args=None):
     p.add_argument("--adam_beta2", type=float, default=0.999)
     _add_loss_args(p)
     p.add_argument("--discriminator_base_channels", type=int, default=64)
-    p.add_argument("--temporal_window", type=int, default=11)
+    p.add_argument("--temporal_window", type=int, default=TEMPORAL_WINDOW)
     p.add_argument("--checkpointing_steps", type=int, default=500)
     p.add_argument("--checkpoints_total_limit", type=int, default=None)
     p.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
@@ -239,7 +242,7 @@ def _models(args, accelerator, loader):
             max_channels=args.generator_max_channels or 512,
         )
     discriminator = SpaceTimePatchDiscriminator(
-        conditioning_channels=9 * args.temporal_window, base_channels=args.discriminator_base_channels
+        conditioning_channels=generator.config.in_channels * args.temporal_window, base_channels=args.discriminator_base_channels
     )
     gan_loss = GANLoss().to(accelerator.device)
     betas = (args.adam_beta1, args.adam_beta2)
@@ -248,6 +251,7 @@ def _models(args, accelerator, loader):
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(
         generator, discriminator, opt_g, opt_d, loader
     )
+    register_pretrained_hooks(accelerator, {RenderingToVideoGenerator: "generator"})
 
     return generator, discriminator, gan_loss, opt_g, opt_d, loader
 

@@ -13,6 +13,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ..paper import NUM_CHANNELS, TEMPORAL_WINDOW
+
 
 class DownBlock(nn.Module):
     """4x4 conv, stride 2 -> BatchNorm (except the first level) -> LeakyReLU(0.2)."""
@@ -82,8 +84,8 @@ class RenderingToVideoGenerator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        in_channels: int = 9,
-        temporal_window: int = 11,
+        in_channels: int = NUM_CHANNELS,
+        temporal_window: int = TEMPORAL_WINDOW,
         base_channels: int = 64,
         max_channels: int = 512,
         resolution: int = 256,

@@ -11,7 +11,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..models.inference import compiled_rest, generate_windows, input_dtype
 from ..models.int8 import cached_int8, int8_available
-from ..render.conditioning import ConditioningRenderer
+from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
 _BLAS = None
 
@@ -64,7 +64,7 @@ def compile_live_generator(pipe) -> bool:
     seconds the first time in a process, one generator run after. False where it fell back to eager."""
     gen, size = pipe.generator, pipe.target.config.resolution
     w = gen.config.temporal_window
-    window = torch.zeros(w, size, size, 9, dtype=input_dtype(gen, True), device=pipe._execution_device)
+    window = torch.zeros(w, size, size, NUM_CHANNELS, dtype=input_dtype(gen, True), device=pipe._execution_device)
     with torch.no_grad():
         generate_windows(gen, window.permute(0, 3, 1, 2), fast=True, compiled=True)  # as the ring is read
     return compiled_rest(gen) is not None

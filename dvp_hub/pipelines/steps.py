@@ -25,7 +25,7 @@ from ..face.fitting import fit_sequence
 from ..face.sequence import FaceSequence
 from ..face.tracker import FaceTracker
 from ..models.inference import generate_windows, input_dtype
-from ..render.conditioning import ConditioningRenderer
+from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..video import VideoReader, check_output_path
 from ..motion import retarget
 from .streaming import Worker, prefetch
@@ -143,14 +143,14 @@ def render_generate_write(
         overlap = device.type == "cuda"
     chunk_buf = None
     if not overlap:
-        chunk_buf = torch.empty(hist + chunk_size, size, size, 9, dtype=in_dtype, device=device)
+        chunk_buf = torch.empty(hist + chunk_size, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
 
     def clips():  # conditioning clips: each batch's frames plus their history
         tail = None  # the previous chunk's last `hist` renders
         for s in range(0, n, chunk_size):
             e = min(n, s + chunk_size)
             if chunk_buf is None:
-                cond = torch.empty(hist + e - s, size, size, 9, dtype=in_dtype, device=device)
+                cond = torch.empty(hist + e - s, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
             else:
                 cond = chunk_buf[: hist + e - s]
             cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory

@@ -15,11 +15,11 @@ from ..face.lighting import shading
 from ..face.model import Camera, FaceModel, load_face_model, vertex_normals
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix
+from ..paper import NUM_CHANNELS
 from . import shaders
 from .crop import Crop
 from .rasterizer import rasterize
 
-NUM_CHANNELS = 9
 
 
 class ConditioningRenderer:
