@@ -18,18 +18,17 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 DEFAULT_CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "talking-d6.mp4")
 
 
 def track_memory(clip: str, frames: int) -> float:
     code = (
-        "import resource, sys; sys.path.insert(0, %r)\n"
+        "import resource\n"
         "from dvp_hub.face.tracker import track_video\nfrom dvp_hub.face.fitting import fit_sequence\n"
         "fit_sequence(track_video(%r, max_frames=%d))\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
-    ) % (os.path.join(os.path.dirname(__file__), ".."), clip, frames)
+    ) % (clip, frames)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out.strip().splitlines()[-1]) / 1024
 

@@ -19,7 +19,6 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
 

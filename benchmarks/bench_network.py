@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator  # noqa: E402
 from dvp_hub.models.inference import fold_batchnorm  # noqa: E402

@@ -13,13 +13,11 @@ largest output difference against the project's path on [-1, 1]. Time it on an i
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
 

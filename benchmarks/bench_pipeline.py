@@ -26,7 +26,6 @@ CLIP = os.path.join(ROOT, "..", "shared", "data", "talking-d3.mp4")
 
 RUN = r"""
 import json, sys, time, torch
-sys.path.insert(0, {root!r})
 from dvp_hub.perf import tune_allocator; tune_allocator()
 from dvp_hub import DeepVideoPortraitPipeline, RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows, input_dtype
@@ -81,7 +80,7 @@ def make_source(seconds: float, path: str) -> None:
 
 
 def run(config: str, src: str, dst: str, device: str = "cpu") -> dict:
-    code = RUN.format(root=ROOT, config=config, src=src, dst=dst, device=device)
+    code = RUN.format(config=config, src=src, dst=dst, device=device)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])

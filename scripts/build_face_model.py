@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import numpy as np
 from safetensors.numpy import save_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dvp_hub.face import topology as topo  # noqa: E402
 from dvp_hub.face.tracker import track_video  # noqa: E402

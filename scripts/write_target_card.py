@@ -11,9 +11,7 @@ import argparse
 import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from dvp_hub.model_card import render_model_card  # noqa: E402
 

@@ -1,0 +1,103 @@
+"""The Space's Live tab in headless Chromium with a fake camera: output frames a second, as a visitor sees them.
+
+    python benchmarks/bench_space_live.py [--seconds 20] [--clip talking-d3.mp4] [--json out.json]
+
+Launches the Space in this process (127.0.0.1 only), starts Debian's Chromium (``/usr/bin/chromium``) with a
+shared clip as its fake camera (converted to y4m, 320 px at 25 fps), ticks the consent box, starts streaming,
+waits for the first output frame, then counts the distinct output images the page shows over ``--seconds``
+of wall time. Prints one JSON object: the output rate, the server's own status line (its fps, latency and drop
+figures) and the machine. The browser runs on the same cores as the server, as it does for a local visitor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import imageio_ffmpeg
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+
+
+def fake_camera(clip: str, seconds: float) -> str:
+    path = os.path.join(tempfile.mkdtemp(), "camera.y4m")
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", clip, "-t", str(seconds + 30)]
+        + ["-vf", "scale=320:320,fps=25", "-pix_fmt", "yuv420p", path],
+        check=True,
+    )
+    return path
+
+
+def main(argv=None):
+    from playwright.sync_api import sync_playwright
+
+    from dvp_hub.space import build_demo
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--clip", default="talking-d3.mp4")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    chromium = shutil.which("chromium")
+    if not chromium:
+        raise SystemExit("error: Debian's chromium is not installed (apt-get install chromium)")
+    camera = fake_camera(os.path.join(DATA, args.clip), args.seconds)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = build_demo()
+    demo.queue(max_size=16, default_concurrency_limit=1).launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={camera}",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("tab", name="Live").click()
+            page.locator("#live_consent input[type=checkbox]").check()
+            page.locator("#live_cam").get_by_text("Click to Access Webcam").click()
+            page.locator("#live_cam button[aria-label='capture photo']").click()
+            page.wait_for_function("() => document.querySelector('#live_out img')", timeout=180_000)
+            page.wait_for_timeout(3000)  # past the first frames' warm-up
+            seen, t0 = set(), time.time()
+            while time.time() - t0 < args.seconds:
+                seen.add(page.evaluate("document.querySelector('#live_out img').src"))
+                page.wait_for_timeout(10)
+            elapsed = time.time() - t0
+            status = page.locator("#live_status").inner_text()
+            browser.close()
+    finally:
+        demo.close()
+    result = {
+        "benchmark": "Space Live tab, headless Chromium, fake camera",
+        "clip": args.clip,
+        "seconds": round(elapsed, 1),
+        "output_fps": round(len(seen) / elapsed, 2),
+        "server_status": status,
+        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
