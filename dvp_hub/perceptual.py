@@ -54,10 +54,12 @@ def face_squares(boxes: torch.Tensor, size: int, grow: float = 1.4) -> torch.Ten
 
 
 class FacePerceptualLoss(nn.Module):
-    """``loss(fake, real, boxes)``: mean L1 over ``FEATURE_BLOCKS`` between the face squares' features.
+    """``loss(fake, real, boxes=None)``: mean L1 over ``FEATURE_BLOCKS`` between the face squares' features.
 
-    fake, real: ``[B, 3, H, W]`` in [-1, 1]; boxes: ``[B, K, 4]`` region boxes in crop pixels (``render.regions``).
-    Returns a scalar; gradients flow to ``fake`` only. The feature network is frozen and stays in eval mode.
+    fake, real: ``[B, 3, H, W]`` in [-1, 1]; boxes: ``[B, K, 4]`` region boxes in crop pixels (``render.regions``),
+    whose grown face square is resampled to ``size`` pixels; without boxes the whole images are compared at their
+    own size (patches that are already the face, as the refiner trains on). Returns a scalar; gradients flow to
+    ``fake`` only. The feature network is frozen and stays in eval mode.
     """
 
     def __init__(self, size: int = 128):
@@ -81,10 +83,13 @@ class FacePerceptualLoss(nn.Module):
                 feats.append(x)
         return feats
 
-    def forward(self, fake: torch.Tensor, real: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        theta = face_squares(boxes.float(), fake.shape[-1]).to(fake.dtype)
-        grid = F.affine_grid(theta, (fake.shape[0], 3, self.size, self.size), align_corners=False)
-        f_fake = self.features(F.grid_sample(fake, grid, mode="bilinear", align_corners=False))
+    def forward(self, fake: torch.Tensor, real: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        if boxes is not None:
+            theta = face_squares(boxes.float(), fake.shape[-1]).to(fake.dtype)
+            grid = F.affine_grid(theta, (fake.shape[0], 3, self.size, self.size), align_corners=False)
+            fake = F.grid_sample(fake, grid, mode="bilinear", align_corners=False)
+            real = F.grid_sample(real, grid, mode="bilinear", align_corners=False)
+        f_fake = self.features(fake)
         with torch.no_grad():
-            f_real = self.features(F.grid_sample(real, grid, mode="bilinear", align_corners=False))
+            f_real = self.features(real)
         return sum(F.l1_loss(a, b) for a, b in zip(f_fake, f_real)) / len(f_fake)

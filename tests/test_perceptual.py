@@ -37,3 +37,17 @@ def test_loss_is_zero_on_the_real_face_and_grows_with_blur():
     outside = real.clone()
     outside[..., :40, :] = -1
     assert loss(outside, real, _boxes(2)).item() == 0
+
+
+def test_without_boxes_whole_patches_are_compared_at_their_own_size():
+    """The refiner's patches are already the face: without boxes the loss looks at every pixel, unresampled."""
+    torch.manual_seed(0)
+    loss = FacePerceptualLoss()
+    real = torch.rand(2, 3, 96, 96) * 2 - 1
+    assert loss(real, real).item() == 0
+    corner = real.clone()
+    corner[..., :16, :16] = -1  # a change anywhere in the patch counts
+    fake = corner.requires_grad_(True)
+    value = loss(fake, real)
+    value.backward()
+    assert value.item() > 0 and fake.grad[..., :16, :16].abs().sum() > 0

@@ -69,7 +69,11 @@ def test_refiner_training_checkpoints_resumes_and_a_target_carries_it(tiny_pipel
     common = ["--output_dir", str(out), "--patch", "32", "--train_batch_size", "2", "--channels", "8"]
     common += ["--num_blocks", "1", "--checkpointing_steps", "3", "--validation_steps", "3", "--adv_start", "2"]
     run = [sys.executable, script, "--target", str(folder), "--target_video", clip("talking-d3.mp4")]
-    subprocess.run([*run, *common, "--max_train_steps", "4"], check=True, capture_output=True, timeout=600)
+    # the first run with the perceptual term (EfficientNet-Lite0 on whole patches), the resumed one without
+    subprocess.run(
+        [*run, *common, "--max_train_steps", "4", "--lambda_perceptual", "0.2"], check=True, capture_output=True,
+        timeout=600,
+    )
     assert (out / "checkpoint-4" / "refiner" / "config.json").is_file()
     done = subprocess.run(
         [sys.executable, script, *common, "--max_train_steps", "6", "--resume_from_checkpoint", "latest"],

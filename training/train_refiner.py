@@ -22,11 +22,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
 from dvp_hub.models.refiner import FaceRefiner, PatchDiscriminator
+from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.refiner_data import build_pairs, load_pairs
 from dvp_hub.refiner_train import PatchSampler, feature_matching, lsgan, upsample, validate
-from dvp_hub.target_training import complete_checkpoints, save_checkpoint
+from dvp_hub.target_training import complete_checkpoints, register_pretrained_hooks, save_checkpoint
 
 
 def parse_args(argv=None):
@@ -44,6 +46,12 @@ def parse_args(argv=None):
     p.add_argument("--lambda_l1", type=float, default=10.0)
     p.add_argument("--lambda_adv", type=float, default=1.0)
     p.add_argument("--lambda_feature_matching", type=float, default=10.0)
+    p.add_argument(
+        "--lambda_perceptual",
+        type=float,
+        default=0.0,
+        help="weight of an L1 between EfficientNet-Lite0 features of the refined and real patch (0: off)",
+    )
     p.add_argument("--adv_start", type=int, default=300, help="steps of L1 alone before the adversarial terms")
     p.add_argument("--input_blur", type=float, default=1.0, help="largest sigma of the input blur augmentation")
     p.add_argument("--max_train_steps", type=int, default=100_000)
@@ -63,8 +71,6 @@ def pairs_folder(args, accelerator) -> str:
     if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "pairs.json")):
         if not args.target_video:
             raise DVPError(f"{folder} has no training pairs yet: give --target_video (the target's own video).")
-        from dvp_hub import DeepVideoPortraitPipeline
-
         pipe = DeepVideoPortraitPipeline.from_pretrained(args.target).to(accelerator.device)
         build_pairs(pipe, args.target_video, folder + ".tmp", max_frames=args.max_frames)
         os.replace(folder + ".tmp", folder)
@@ -72,35 +78,31 @@ def pairs_folder(args, accelerator) -> str:
     return folder
 
 
-def register_hooks(accelerator):
-    """Checkpoints hold the refiner as a ``save_pretrained`` folder (diffusers' training-example pattern)."""
-
-    def save_hook(models, weights, output_dir):
-        for i, model in reversed(list(enumerate(models))):
-            if isinstance(accelerator.unwrap_model(model), FaceRefiner):
-                if accelerator.is_main_process:
-                    accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, "refiner"))
-                weights.pop(i)
-
-    def load_hook(models, input_dir):
-        for i in reversed(range(len(models))):
-            if isinstance(accelerator.unwrap_model(models[i]), FaceRefiner):
-                model = models.pop(i)
-                loaded = FaceRefiner.from_pretrained(os.path.join(input_dir, "refiner"))
-                accelerator.unwrap_model(model).load_state_dict(loaded.state_dict())
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
+def initial_refiner(spec: str) -> FaceRefiner:
+    """``--init_from``: a refiner folder (fp32, or fp16 only as targets ship it), or a target (``demo``, a
+    pipeline folder, a Hub id) whose refiner to start from; in fp32."""
+    if os.path.isfile(os.path.join(spec, "config.json")):
+        full = os.path.isfile(os.path.join(spec, "diffusion_pytorch_model.safetensors"))
+        return FaceRefiner.from_pretrained(spec, variant=None if full else "fp16").float()
+    pipe = DeepVideoPortraitPipeline.from_pretrained(spec)
+    if pipe.refiner is None:
+        raise DVPError(f"--init_from {spec}: this target has no refiner; give a refiner folder or leave it out.")
+    return pipe.refiner.float()
 
 
-def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator) -> dict:
-    """One generator and one discriminator update; returns the losses."""
+def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, perceptual=None) -> dict:
+    """One generator and one discriminator update; returns the losses. ``perceptual``: a `FacePerceptualLoss`
+    applied to whole patches with weight ``args.lambda_perceptual``, or None."""
     scale = accelerator.unwrap_model(refiner).config.scale
     cond = upsample(gen, scale)
     fake = refiner(gen)
     adv = step >= args.adv_start
     loss = args.lambda_l1 * torch.nn.functional.l1_loss(fake, real)
     logs = {"l1": float(loss.detach()) / args.lambda_l1}
+    if perceptual is not None:
+        perc = perceptual(fake, real)
+        loss = loss + args.lambda_perceptual * perc
+        logs["perceptual"] = float(perc.detach())
     if adv:
         logits, fake_feats = disc(torch.cat([cond, fake], 1))
         with torch.no_grad():
@@ -119,7 +121,7 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator) 
         opt_d.zero_grad(set_to_none=True)
         accelerator.backward(d_loss)
         opt_d.step()
-        logs["d"] = float(d_loss)
+        logs["d"] = float(d_loss.detach())
     return logs
 
 
@@ -147,16 +149,19 @@ def main(argv=None) -> int:
     pairs = load_pairs(pairs_folder(args, accelerator))
     generated, real, boxes, meta = pairs
     if args.init_from:
-        refiner = FaceRefiner.from_pretrained(args.init_from)
+        refiner = initial_refiner(args.init_from)
         if refiner.config.scale != meta["scale"]:
             raise DVPError(f"--init_from {args.init_from} enlarges {refiner.config.scale}x; the pairs are {meta['scale']}x.")
     else:
         refiner = FaceRefiner(channels=args.channels, num_blocks=args.num_blocks, scale=meta["scale"])
     disc = PatchDiscriminator()
+    perceptual = None
+    if args.lambda_perceptual > 0:
+        perceptual = FacePerceptualLoss().to(accelerator.device)
     opt_g = torch.optim.Adam(refiner.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
     refiner, disc, opt_g, opt_d = accelerator.prepare(refiner, disc, opt_g, opt_d)
-    register_hooks(accelerator)
+    register_pretrained_hooks(accelerator, {FaceRefiner: "refiner"})
     step = 0
     ckpt = args.resume_from_checkpoint
     if ckpt == "latest":
@@ -181,7 +186,7 @@ def main(argv=None) -> int:
         if args.max_train_minutes is not None and time.time() - t0 > 60 * args.max_train_minutes:
             break
         gen, rl = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
-        logs = train_step(args, step, refiner, disc, opt_g, opt_d, gen, rl, accelerator)
+        logs = train_step(args, step, refiner, disc, opt_g, opt_d, gen, rl, accelerator, perceptual)
         step += 1
         if step % 50 == 0:
             accelerator.print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
