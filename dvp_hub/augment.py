@@ -5,22 +5,16 @@ moves more, it meets face renders at new places and sizes and paints a doubled h
 Shifting and zooming each (conditioning, frame) pair together (pix2pix's "random jitter", as an affine warp)
 teaches it that the picture moves with the face render. The mouth and eye boxes move with the pixels.
 
-Measured on the demo (6,000 steps of batch 16 on an H200 from its weights, shift and zoom 0.06): driven by a
-grimacing source the collars stay whole and the mouth follows better, but the whole crop loses 1.1 dB on held-out
-frames and checkerboards appear (a tie, a nose): a bilinear resampling leaves the real frames softer than the
-generator's, and the discriminator learns to tell them apart (its loss fell to 0.02-0.05, against 0.69 without the
-augmentation). Off by default; the demo is trained without it.
+Off by default; the demo is trained without it. The bilinear warp resamples the real frames, which leaves them
+softer than the generator's: the discriminator can then tell the two apart by sharpness, and the generator answers
+with checkerboards (why: docs/figures-2026-11.md, 'Design measurements').
 
 ``whole_pixels``: the shift rounded to whole pixels and no zoom, so every pixel is copied, not resampled: the real
-frames stay as sharp as the clip (the cause named above). The band the shift brings in from outside the crop (the
-edge replicated) is marked in ``batch["valid"]``; the training steps put the real frame's band into the generated
-one (`composite_valid`), so the band weighs nothing in the L1 loss and the discriminator sees it alike in both.
-Not measured yet: it needs the GPU minutes that the first measurement used. A CPU sanity run from the demo
-(batch 4, ~230 steps, three runs sharing two cores) only shows the start: held-out PSNR 27.51 dB for the control,
-22.87 with the bilinear shift and zoom, 23.07 with whole pixels (discriminator loss 0.69 / 0.56 / 0.53): the
-generator first has to unlearn a background fixed in place. Mind what any whole-frame shift teaches: that the
-background moves with the face. On a static-camera target a driven head off its trained positions may then drag
-the background along; look for that in a driven video, not only in the stills.
+frames stay as sharp as the clip. The band the shift brings in from outside the crop (the edge replicated) is marked
+in ``batch["valid"]``; the training steps put the real frame's band into the generated one (`composite_valid`), so
+the band weighs nothing in the L1 loss and the discriminator sees it alike in both. Any whole-frame shift also
+teaches that the background moves with the face: on a static-camera target, a driven head off its trained positions
+may drag the background along, which a driven video shows more plainly than stills.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from .face import topology as topo
 from .face.smoothing import landmark_jitter
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
-IDENTITY_FRAMES = 24  # frames embedded per set: dlib's detector + ResNet cost ~0.1 s a frame on CPU
+IDENTITY_FRAMES = 24  # frames embedded per set: a sample, as dlib's detector + ResNet are slow on a CPU
 TORSO_ROWS, TORSO_COLS, TORSO_SIZE = (0.72, 1.0), (0.2, 0.8), 128  # the lower centre of the crop, at 128 px
 
 
@@ -117,12 +117,15 @@ def tracking_floor(real: torch.Tensor, fake: torch.Tensor, fitted, fps: float) -
     """What the re-tracking itself reads on the held-out frames at the crop's size: the floor a driven output's
     jitter and head-pose error are to be read against.
 
-    The real held-out frames and their self-reenactment are re-tracked and fitted as `driven` re-tracks its
-    output: their landmark jitter (a driven output is tracked at the crop's 256 px and its source at its own size,
-    so a steady source filmed large, talking-d3: 0.009, can lie far below what the tracker reads on real footage
-    of the target at the crop's size, the demo: 0.020-0.023), and their head-pose error against ``fitted``, the
-    target's own fit of those frames in the full video (relative to its median-pose frame, as `driven` measures
-    it against the source)."""
+    ``real`` (the held-out frames) and ``fake`` (their self-reenactment), ``[T, 3, H, W]`` in [0, 1] at ``fps``,
+    are re-tracked and fitted as `driven` re-tracks its output. Returns ``{"real_jitter_iod",
+    "real_head_pose_error_deg", "self_output_jitter_iod", "self_output_head_pose_error_deg"}``: the landmark jitter
+    (`jitter`, in inter-ocular distances) and the mean head-pose error in degrees against ``fitted``, the target's
+    own fit of those frames in the full video (`pose_error_deg`, relative to its median-pose frame, as `driven`
+    measures it against the source); both None for a set where no face is tracked. A driven output is tracked at
+    the crop's size and its source at its own size, so a source's jitter is no floor for its output's: a steady
+    source filmed large can read far below the target's real frames at the crop's size
+    (why: benchmarks/results/evaluate_demo_tracking_floor.json)."""
     from .errors import FaceTrackingError
     from .motion.retarget import median_pose_frame
 

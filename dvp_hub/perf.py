@@ -1,9 +1,9 @@
 """Process-level performance settings for the CLI, the Space and the benchmarks.
 
 glibc returns large freed blocks to the system at once, so every batch of the renderer and the
-generator pays page faults to get its memory back (measured: rendering throughput varied 80-230 fps
-run to run). `tune_allocator` asks glibc to keep freed memory; call it once at program start, never
-from library import.
+generator pays page faults to get its memory back, and throughput varies widely from run to run
+(why: docs/figures-2026-11.md, 'Design measurements'). `tune_allocator` asks glibc to keep freed
+memory; call it once at program start, never from library import.
 """
 
 from __future__ import annotations

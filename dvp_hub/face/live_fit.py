@@ -14,10 +14,8 @@ smoothing is zero-phase. Live, neither is possible. `LiveFaceFitter` instead:
    mid-word, and a reference with the mouth half open would make every closed mouth afterwards a negative
    opening that the target's lips cannot follow (they fold back open, a pursed "o"). Measured from a
    closed-lip reference, a closed mouth drives a closed mouth from the first frame after calibration.
-   (An earlier version kept looking for a more neutral reference frame and blended it in; with closed lips
-   it only cost: the target's mouth opening before the generator against the source's, 300 frames, fixed
-   reference against adapting: talking-d3 0.973 / 0.919, speech-wda 0.973 / 0.965, talking-d10 0.975 /
-   0.974, target-anchor-71s 0.953 / 0.952.)
+   The reference stays fixed until `recalibrate`: with closed lips, one that keeps moving to more neutral
+   frames makes the drive follow the source's mouth no better (why: docs/figures-2026-11.md, 'Design measurements').
 """
 
 from __future__ import annotations
@@ -33,10 +31,8 @@ from .neutral import neutral_index
 from .one_euro import OneEuroFilter
 from .sequence import FaceSequence
 
-# One-Euro parameters (min_cutoff Hz, beta per unit/s). Measured on 200 frames (after calibration) of
-# speech-wda / talking-d3: fitted-landmark jitter 0.0122 / 0.0027 IOD live against 0.0172 / 0.0038 for
-# the offline (zero-phase) fit and 0.0299 / 0.0077 unsmoothed; mouth opening of the live fit correlates
-# with the offline fit's at r = 0.977 / 0.967.
+# One-Euro parameters (min_cutoff Hz, beta per unit/s): live landmarks at least as steady as the offline
+# (zero-phase) fit's, the mouth opening still following it (why: docs/figures-2026-11.md, 'Design measurements').
 FILTERS = {
     "rotation": (1.5, 0.5),  # radians
     "translation": (1.5, 0.05),  # model units (cm)
@@ -90,9 +86,9 @@ class LiveFaceFitter:
         canon = np.stack([c[1] for c in self._calib])
         self.identity = np.median(canon, axis=0)
         self.gaze_neutral = eye_gaze(self.identity[None])[0]
-        # The reference is chosen on the canonical expressions (a linear solve, ~2 ms for a second of frames) and
-        # only it is refined: refining all of them took 45-50 ms, a camera frame and a half dropped at the end of
-        # every calibration, and picked the same frame on 8 of 9 shared clips (an adjacent one on the ninth).
+        # The reference is chosen on the canonical expressions (a linear solve) and only it is refined, so that the
+        # end of calibration costs no camera frame; refining every calibration frame first picks the same frame or
+        # an adjacent one (why: docs/figures-2026-11.md, 'Design measurements').
         ref = neutral_index(self.identity, canonical_expression(canon, self.identity, self.model, self.num_expression))
         c = self._calib[ref]
         fit = self._solve(lm[ref : ref + 1], canon[ref : ref + 1], c[2][None], c[3][None])

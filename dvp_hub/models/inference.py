@@ -1,8 +1,7 @@
 """The fast inference path of the generator: BatchNorm folded into convolutions, channels_last, bf16.
 
-Measured on 2 CPU cores (benchmarks/bench_network.py): the paper generator runs 159 ms a frame in eager
-fp32, 93 ms folded + channels_last, 69 ms with bf16 autocast on top (max output difference 0.0015 on
-[-1, 1], a fifth of a grey level). `fast_generator` makes the folded copy once; `generate` runs it on
+The folded copy gives the eager generator's outputs up to rounding (coarser in bf16) in less time
+(why: benchmarks/results/network_cpu.json). `fast_generator` makes the folded copy once; `generate` runs it on
 stacked windows. `generate_windows` runs it on a clip of conditioning images, the first level computed as a
 3D convolution over time, which is what the pipeline calls (no 99-channel stack is ever built).
 """
@@ -65,8 +64,8 @@ def fold_batchnorm(model: RenderingToVideoGenerator) -> RenderingToVideoGenerato
 def bf16_supported(device: torch.device) -> bool:
     """Whether the fast path computes in bf16 on ``device``: on a GPU where it is supported; on a CPU where the
     instruction set has it *and* it measures faster than fp32 here (`_bf16_faster_on_cpu`), since a CPU can
-    report avx512_bf16 and still run bf16 convolutions slower than fp32 (seen on a 2-core Intel Xeon: the light
-    generator 67 ms in bf16 against 37 ms in fp32, compiled). ``DVP_BF16=0`` / ``1`` overrides."""
+    report avx512_bf16 and still run bf16 convolutions slower than fp32
+    (why: docs/figures-2026-11.md, 'Design measurements'). ``DVP_BF16=0`` / ``1`` overrides."""
     forced = os.environ.get("DVP_BF16", "").strip().lower()
     if forced in ("0", "1", "false", "true", "no", "yes"):
         return forced in ("1", "true", "yes")
@@ -79,7 +78,7 @@ def bf16_supported(device: torch.device) -> bool:
 @functools.lru_cache(maxsize=1)
 def _bf16_faster_on_cpu() -> bool:
     """One 3x3 convolution (64 channels, 64 px, channels_last) timed in fp32 and under bf16 autocast, once per
-    process (~50 ms): bf16 only where it is at least 10% faster."""
+    process (cached): True only where bf16 is at least 10% faster."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=torch.channels_last)
     x = torch.randn(1, 64, 64, 64).contiguous(memory_format=torch.channels_last)
 
@@ -138,11 +137,11 @@ def compiled_rest(model: RenderingToVideoGenerator):
     """Everything after the first level of the fast copy, compiled by inductor with its weights frozen as
     constants (prepacked for oneDNN), or None where that is off or failed. Cached on the model like `_fast`.
 
-    Measured on 2 CPU cores (AMD EPYC, avx512_bf16), light generator, bf16, one 256 px window: 12.6 ms
-    against 17.7 ms eager (max output difference 0.005 on [-1, 1], under a grey level); compiling the first
-    level's 3D convolution too is slower (21 ms). The first call compiles: ~6-20 s, ~4 s with inductor's
-    cache warm. Needs a C++ compiler (g++); without one, or with ``DVP_COMPILE=0``, the eager path runs.
-    Shapes are static: meant for the live path's constant one-window batch.
+    The compiled levels give the eager ones' outputs up to rounding, in less time on a CPU; the first level's 3D
+    convolution stays outside, as compiling it too is slower (why: docs/figures-2026-11.md, 'Design measurements').
+    The first call compiles (seconds; fewer with inductor's cache warm). Needs a C++ compiler (g++); without one,
+    or with ``DVP_COMPILE=0``, the eager path runs. Shapes are static: meant for the live path's constant
+    one-window batch.
     """
     if os.environ.get("DVP_COMPILE", "1").strip().lower() in ("0", "false", "no"):
         return None
@@ -183,7 +182,8 @@ def generate_windows(
     frames are history; pad the clip's start with copies of its first frame, as training clamps windows).
     The fast path computes the first level as one 3D convolution over time (`temporal_first_conv`): with
     the clip in channels_last memory and in `input_dtype` nothing is copied, and no 99-channel stack is
-    built (2 CPU cores, light generator: 1.6 ms a frame against 5.0 ms for stacking plus the 2D convolution).
+    built, which is faster than stacking plus the 2D convolution
+    (why: docs/figures-2026-11.md, 'Design measurements').
     """
     w = model.config.temporal_window
     if not fast or model.training:

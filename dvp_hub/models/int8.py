@@ -1,18 +1,18 @@
 """The live path's generator in int8 on CPU: PyTorch's x86 quantized engine (oneDNN's VNNI kernels).
 
-The live path runs the generator on one window per frame. On two cores of an Intel Xeon (avx512 VNNI, no AMX)
-the light demo generator took 28-29 ms a frame in fp32 (compiled; bf16 measures slower there), more than the
-prepared conditioning (face mesh, fit, render: 15-17 ms), and the two together did not fit a 30 fps camera.
-Quantized with FX graph mode (`torch.ao.quantization.quantize_fx`: weights int8, per-channel for the convolutions
-and per-tensor for the transposed ones; activations uint8, ranges calibrated with histogram observers on the
-target's own conditioning), the whole generator, its first level's 3D convolution over the window included,
-runs in about a third of that (figures: `benchmarks/bench_int8.py`).
+The live path runs the generator on one window per frame. On a two-core CPU where bf16 is no faster than fp32,
+the fp32 generator can take longer than preparing the conditioning (face mesh, fit, render), and the two together
+miss a 30 fps camera; in int8 the generator takes a fraction of its fp32 time
+(why: benchmarks/results/int8_cpu.txt, from `benchmarks/bench_int8.py`). Quantized with FX graph mode
+(`torch.ao.quantization.quantize_fx`: weights int8, per-channel for the convolutions and per-tensor for the
+transposed ones; activations uint8, ranges calibrated with histogram observers on the target's own conditioning),
+the whole generator runs in int8, its first level's 3D convolution over the window included.
 
 Two things make this more than a call to the quantizer:
 
 - **A kernel bug, detected at run time.** PyTorch 2.13's x86/oneDNN quantized ``conv_transpose2d`` reads the
-  weight's in- and out-channel axes wrongly when they differ (a 16 -> 8 deconvolution is off by 78% of its range;
-  equal counts are right). `deconv_weight_layout` finds out, once per process, on a small deconvolution whether
+  weight's in- and out-channel axes wrongly when they differ (the output is then far from the float one; equal
+  counts are right). `deconv_weight_layout` finds out, once per process, on a small deconvolution whether
   the weight must be handed over as it is or rearranged (`_swap_layout`), and int8 is off where neither gives
   the float result. So a PyTorch that fixes the bug is picked up without a change here.
 - **Fallback, not failure.** ``torch.ao.quantization`` and quantized tensors are deprecated in PyTorch; where they
@@ -141,7 +141,7 @@ def _traced(module: torch.nn.Module) -> torch.fx.GraphModule:
     of the graph, and its LeakyReLUs out of place: the quantizer leaves a module it does not know in float, with a
     dequantize before and a quantize after, and the quantized LeakyReLU warns about ``inplace``. ``torch.relu``
     becomes ``F.relu``, which the quantizer fuses into the convolution before it or runs in int8 (``torch.relu``
-    went through float: 15 dequantize/quantize pairs a frame)."""
+    would run in float, between a dequantize and a quantize)."""
     for m in module.modules():
         if isinstance(m, torch.nn.LeakyReLU):
             m.inplace = False
@@ -200,7 +200,7 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
     gen = Int8WindowGenerator(quantized.eval())
     ring = gen.ring(windows[0].shape[2], windows[0].shape[-1])
     ring[:] = gen.quantize(windows[0][0].permute(1, 0, 2, 3))
-    for _ in range(2):  # oneDNN makes its kernels on the first calls (the demo: ~0.3 s), not on a camera frame
+    for _ in range(2):  # oneDNN makes its kernels on the first calls: here, not on a camera frame
         gen(ring.permute(1, 0, 2, 3)[None])
     return gen
 

@@ -2,8 +2,8 @@
 
 A person-specific generator learnt its target's expressions only. Driven by someone who frowns, squints and
 grimaces where the target only spoke calmly, it meets face renders unlike any it was trained on and answers with
-a torn collar, a mottled face or a blurred neck (the demo driven by talking-d3: 144 of 300 frames whose collar
-region is farther from every training frame than any real held-out frame is; see `evaluate.torso_novelty`).
+a torn collar, a mottled face or a blurred neck (counted by `dvp evaluate`: frames whose collar region is farther
+from every training frame than any real held-out frame is; see `evaluate_measures.torso_novelty`).
 
 `ExpressionLimits` measures expressions by what they do to the face outside the mouth and the eyes: the mesh
 displacement between two expressions, root-mean-square over those vertices, in inter-ocular distances of the
@@ -12,16 +12,12 @@ nearest expression of the target's training frames until it is at most ``radius`
 smoothed over time like the pose limit), and the pull is then projected so that it leaves the mouth and eye
 vertices where the source put them (least squares over the shared expression modes, the mouth and eyes weighted
 4:1): a frown or a squint the target never made is made smaller, the mouth and the blinks still follow the source.
-The radius, 0.01, is about the median distance of the target's training frames to their nearest training frame
-15 or more frames away (0.0097 on the demo; 99th percentile 0.0165).
+The default radius (`RADIUS`) is about the median distance of a target's training frames to their nearest training
+frame 15 or more frames away (the demo's: docs/figures-2026-11.md, 'Design measurements').
 
-Measured on the demo (reenact, 300 frames; speech-wda has 200): frames with a torn collar (`dvp evaluate`'s torso
-count) 85 -> 72 (speech-wda), 144 -> 85 (talking-d3), 66 -> 51 (target-macron-50s), 5 -> 4 on each of two clips
-nothing was tuned on; the re-tracked mouth r 0.952 -> 0.945, 0.920 -> 0.933, 0.913 -> 0.911, 0.970 -> 0.971 and
-0.898 -> 0.896; live (talking-d3, every frame) 0.838 -> 0.868. A first version measured the whole face and pulled the
-mouth and eyes too: as many torn frames removed on talking-d3, but its mouth followed less (0.92 -> 0.86; live
-0.84 -> 0.53) and it removed none on the unseen clips.
-Figures: `benchmarks/results/evaluate_demo_torso_expression_limit.json`.
+The limit removes torn collars and keeps the re-tracked mouth following the source; measured on the whole face and
+pulling the mouth and eyes too, it makes the mouth follow less
+(why: benchmarks/results/evaluate_demo_torso_expression_limit.json).
 """
 
 from __future__ import annotations

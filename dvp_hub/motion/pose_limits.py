@@ -28,8 +28,7 @@ UNIT_FACE = 0.03
 UNIT_DEPTH = 0.01
 SMOOTHING = 2.0  # frames: the Gaussian over the pull, offline
 RADIUS = 0.25  # how far (in units) a driven pose may be from the nearest pose of the target's training frames
-# (0.5 until the torn-collar count of `dvp evaluate` existed: on the demo 0.25 left 55 / 55 / 44 torn frames of
-# 200 / 300 / 300 against 72 / 85 / 51, for 0.0-0.25 degrees more head-pose error)
+# (why: fewer torn collars, little more head-pose error: benchmarks/results/evaluate_demo_torso_expression_limit.json)
 
 
 @dataclass

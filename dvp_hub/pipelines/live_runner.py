@@ -190,9 +190,8 @@ class Recording:
 
 def pipelined_by_default(session: "LiveSession") -> bool:
     """Whether `run_paced` runs the two stages side by side (`LiveRunner`): with the int8 generator on a CPU with at
-    least two cores. Not with the float one: on one torch thread it takes longer than both stages on two (2 Intel
-    cores, demo, dub, talking-d3 at 30 fps: 11.6 fps and 61% dropped side by side, 17.5 fps and 41% one after the
-    other)."""
+    least two cores. Not with the float one: on one torch thread it takes longer than both stages one after the
+    other on two (why: benchmarks/results/live.json)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return session.int8 is not None and cores >= 2  # int8 runs on a CPU only
 
