@@ -192,14 +192,17 @@ def test_cli_subprocess_has_no_traceback(sources, tmp_path):
 
 # --- the Space (its Reenact function, as the button calls it; test_space.py drives it through a browser) -----
 def _space(src, target_folder):
+    """The Space's Reenact with the tiny target picked from the list (it lies in the targets folder, `space_tmp`)."""
     import dvp_hub.space.common  # noqa: F401 - space.common below
     from dvp_hub import space
 
-    return space.reenact(src, "demo", target_folder, "reenact", ["pose", "expression", "gaze"], True)
+    name = os.path.basename(target_folder)
+    return space.reenact(src, name, "", "reenact", ["pose", "expression", "gaze"], True)
 
 
 @pytest.fixture
-def space_tmp(tmp_path, monkeypatch):
+def space_tmp(tmp_path, monkeypatch, target_folder):
+    monkeypatch.setenv("DVP_TARGETS", os.path.dirname(target_folder))  # the Space lists the tiny target by name
     folder = tmp_path / "space_tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
@@ -278,3 +281,36 @@ def test_extreme_head_pose_is_generated_and_reported(d3_sequence, tiny_pipeline,
     )
     assert rc == 0 and probe_video(out).num_frames == 24
     assert re.search(r"note: 1\d frames turn the head up to [789]\d", stdout) and "extrapolated" in stdout
+
+
+# --- targets by name, and what a visitor may name --------------------------------------------------------------
+def test_targets_folder_names_a_target_for_from_pretrained_and_the_space(target_folder, monkeypatch):
+    from dvp_hub import DeepVideoPortraitPipeline
+    from dvp_hub.space.common import target_choices
+    from dvp_hub.targets import list_targets
+
+    monkeypatch.setenv("DVP_TARGETS", os.path.dirname(target_folder))
+    assert list_targets() == {"tiny": target_folder}
+    assert target_choices() == ["demo", "tiny"]
+    pipe = DeepVideoPortraitPipeline.from_pretrained("tiny")
+    assert pipe.target.config.resolution == 64
+    with pytest.raises(DVPError, match=r"no such target in .*dvp train VIDEO --name nobody"):
+        DeepVideoPortraitPipeline.from_pretrained("nobody")
+
+
+@pytest.mark.parametrize("typed", ["../../../../etc", "/etc/passwd", "/etc", "~root", "a/../../b", "tests"])
+def test_space_opens_no_server_path_and_says_nothing_of_what_is_there(typed, target_folder, monkeypatch):
+    from dvp_hub.pipelines.target_folder import resolve_target
+    from dvp_hub.space.common import pick_target
+
+    monkeypatch.setenv("DVP_TARGETS", os.path.dirname(target_folder))
+    with pytest.raises(DVPError) as typed_err:
+        resolve_target(pick_target("demo", typed), local_paths=False)
+    with pytest.raises(DVPError) as picked_err:
+        pick_target(typed, "")  # a value the list does not hold, sent by a client
+    for err in (typed_err, picked_err):
+        message = str(err.value)
+        assert "model_index" not in message and "not a target folder" not in message and "holds" not in message
+    with pytest.raises(DVPError, match="not a target here"):
+        resolve_target(target_folder, local_paths=False)  # an existing target folder, by path: refused too
+    assert pick_target("tiny", "") == "tiny" and pick_target("demo", " owner/name ") == "owner/name"

@@ -115,12 +115,15 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs) -> "DeepVideoPortraitPipeline":
-        """Load from ``demo``, a local folder, or a Hub repo id (downloaded with ``snapshot_download``).
+        """Load from ``demo``, a target's name in the local targets folder (`dvp_hub.targets`), a local folder, or a
+        Hub repo id (downloaded with ``snapshot_download``).
 
-        Accepts ``dtype``, ``variant`` ("fp16"), ``revision``, ``cache_dir``, ``local_files_only``, ``token``.
+        Accepts ``dtype``, ``variant`` ("fp16"), ``revision``, ``cache_dir``, ``local_files_only``, ``token``, and
+        ``local_paths=False`` to refuse folder paths (a server loading what visitors name).
         """
         hub = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-        folder = resolve_target(str(pretrained_model_name_or_path), **hub)
+        local_paths = kwargs.pop("local_paths", True)
+        folder = resolve_target(str(pretrained_model_name_or_path), local_paths, **hub)
         check_folder(folder)
         if "torch_dtype" in kwargs:
             kwargs["dtype"] = kwargs.pop("torch_dtype")

@@ -1,4 +1,5 @@
-"""Where a target comes from and whether it is safe to load: ``demo``, a local folder or a Hub repo id.
+"""Where a target comes from and whether it is safe to load: ``demo``, a target of the local targets folder (by
+name, `dvp_hub.targets`), a local folder or a Hub repo id.
 
 `resolve_target` turns a name into a local pipeline folder (downloading Hub repos with
 ``snapshot_download``); `check_folder` refuses, before anything is loaded, folders with pickled
@@ -12,6 +13,7 @@ import os
 import re
 
 from ..errors import TargetLoadError
+from ..targets import find_target, is_name, targets_dir
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -20,17 +22,35 @@ REFERENCE_FILES = ("reference.png", "reference.jpg", "reference.mp4")  # the tar
 
 
 
-def resolve_target(name_or_path: str, **hub_kwargs) -> str:
-    """``demo``, a local folder or a Hub repo id -> a local pipeline folder (downloaded if needed)."""
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` has the form of a Hub repo id (``owner/name``)."""
+    return bool(_REPO_ID.match(text)) and ".." not in text
+
+
+def resolve_target(name_or_path: str, local_paths: bool = True, **hub_kwargs) -> str:
+    """``demo``, a name in the targets folder, a local folder or a Hub repo id -> a local pipeline folder
+    (downloaded if needed). ``local_paths=False`` (the Space) accepts no folder paths: only ``demo``, the targets
+    folder's names and Hub ids, and its errors never say what exists on disk."""
     if name_or_path == "demo":
         if not os.path.isfile(os.path.join(DEMO_DIR, "model_index.json")):
             raise TargetLoadError("the bundled demo target is missing from this installation; reinstall dvp-hub.")
         return DEMO_DIR
-    if os.path.isdir(name_or_path):
+    named = find_target(name_or_path)
+    if named:
+        return named
+    if not local_paths:
+        if not is_hub_id(name_or_path):
+            raise TargetLoadError(f"{name_or_path[:100]!r} is not a target here: pick one from the list or give a Hub id.")
+    elif os.path.isdir(name_or_path):
         return name_or_path
-    if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")) or ".." in name_or_path:
+    elif os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")) or ".." in name_or_path:
         raise TargetLoadError(f"{name_or_path}: not a target folder; give `demo`, a pipeline folder or a Hub id.")
-    if not _REPO_ID.match(name_or_path):
+    elif is_name(name_or_path):
+        raise TargetLoadError(
+            f"{name_or_path}: no such target in {targets_dir()} (train one with `dvp train VIDEO --name "
+            f"{name_or_path}`), and not a folder or a Hub id (owner/name)."
+        )
+    if not is_hub_id(name_or_path):
         raise TargetLoadError(f"{name_or_path}: not a folder and not a valid Hub repo id (owner/name).")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -24,7 +24,7 @@ def build_demo():
             "metadata saying so."
         )
         with gr.Row():
-            target = gr.Dropdown(target_choices(), value="demo", label="Target", allow_custom_value=True)
+            target = gr.Dropdown(target_choices(), value="demo", label="Target", elem_id="target")
             hub_id = gr.Textbox(label="…or a Hub repo id (owner/name)", placeholder="optional")
         with gr.Tab("Reenact"):
             with gr.Row():
@@ -82,6 +82,7 @@ def build_demo():
             card = gr.Markdown(elem_id="card")
             target.change(model_card, [target, hub_id], card, api_name=False)
             demo.load(model_card, [target, hub_id], card, api_name=False)
+        demo.load(lambda: gr.update(choices=target_choices()), None, target, api_name=False)  # targets trained since
     return demo
 
 

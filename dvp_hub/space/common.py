@@ -10,11 +10,12 @@ import gradio as gr
 from ..errors import DVPError
 from ..logs import is_verbose
 from ..pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from ..pipelines.target_folder import is_hub_id
+from ..targets import list_targets
 from ..video import probe_video
 
 MAX_SECONDS = float(os.environ.get("DVP_MAX_SECONDS", 60))
 MAX_MB = float(os.environ.get("DVP_MAX_MB", 200))
-TARGETS_DIR = os.environ.get("DVP_TARGETS_DIR", "")
 CONSENT = "I have the right to use this video, and I understand the result is synthetic and labelled as such."
 EDIT_CONTROLS = ("jaw_open", "smile", "brows", "blink")
 
@@ -42,13 +43,8 @@ def user_error(message: str) -> gr.Error:
 
 
 def target_choices() -> list[str]:
-    """The bundled demo target plus pipeline folders under $DVP_TARGETS_DIR."""
-    out = ["demo"]
-    if TARGETS_DIR and os.path.isdir(TARGETS_DIR):
-        for d in sorted(os.listdir(TARGETS_DIR)):
-            if os.path.isfile(os.path.join(TARGETS_DIR, d, "model_index.json")):
-                out.append(os.path.join(TARGETS_DIR, d))
-    return out
+    """The bundled demo target, then the targets of the local targets folder by name (`dvp_hub.targets`)."""
+    return ["demo", *list_targets()]
 
 
 def get_pipeline(target: str):
@@ -59,15 +55,24 @@ def get_pipeline(target: str):
         if target not in _PIPES:
             dlogging.disable_progress_bar()
             try:
-                _PIPES[target] = DeepVideoPortraitPipeline.from_pretrained(target)
+                _PIPES[target] = DeepVideoPortraitPipeline.from_pretrained(target, local_paths=False)
             finally:
                 dlogging.enable_progress_bar()
         return _PIPES[target]
 
 
 def pick_target(choice: str, hub_id: str) -> str:
-    """The Hub id typed by the visitor, else the picked target."""
-    return hub_id.strip() if hub_id and hub_id.strip() else (choice or "demo")
+    """The Hub id typed by the visitor, else the picked target. A visitor names a listed target or a Hub id, never a
+    path on the server (raises DVPError, and the message never says what exists there)."""
+    typed = (hub_id or "").strip()
+    if typed:
+        if not is_hub_id(typed):
+            raise DVPError(f"{typed[:100]!r} is not a Hub repo id: type owner/name, or pick a target from the list.")
+        return typed
+    choice = choice or "demo"
+    if choice not in target_choices():
+        raise DVPError("Pick a target from the list, or type a Hub repo id (owner/name).")
+    return choice
 
 
 def check_source(path: str | None) -> None:

@@ -124,7 +124,7 @@ def pose_sliders(target_choice, hub_id, frame):
 
 def model_card(target_choice, hub_id) -> str:
     try:
-        folder = resolve_target(pick_target(target_choice, hub_id))
+        folder = resolve_target(pick_target(target_choice, hub_id), local_paths=False)
     except DVPError as err:
         raise user_error(str(err)) from None
     path = os.path.join(folder, "README.md")
