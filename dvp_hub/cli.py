@@ -154,23 +154,52 @@ def _report(out, output: str) -> None:
         )
 
 
-def cmd_reenact(args) -> None:
-    _check_output(args.output)
-    _check_source(args.source)
-    pipe = _load_pipeline(args.target)
-    src = {"source_parameters": args.source} if args.source.endswith(".safetensors") else {"source_video": args.source}
-    out = pipe(
+def _reenact_to(pipe, args, source: str, output: str):
+    src = {"source_parameters": source} if source.endswith(".safetensors") else {"source_video": source}
+    return pipe(
         **src,
         mode=args.mode,
         transfer=tuple(args.transfer.split(",")),
         max_frames=args.max_frames,
-        output_video=args.output,
+        output_video=output,
         watermark=not args.no_watermark,
         limit_pose=not args.no_pose_limit,
         limit_expression=not args.no_expression_limit,
         paste_back=False if args.crop_only else None,
+        progress=not args.batch,
     )
-    _report(out, args.output)
+
+
+def cmd_reenact(args) -> int:
+    from .batch import expand_sources, is_batch, run_batch
+
+    args.batch = is_batch(args.source, args.output)
+    if not args.batch:
+        _check_output(args.output)
+        _check_source(args.source[0])
+        _report(_reenact_to(_load_pipeline(args.target), args, args.source[0], args.output), args.output)
+        return 0
+    sources = expand_sources(args.source)
+    pipe = _load_pipeline(args.target)
+
+    def one(source: str, output: str) -> int:
+        _check_source(source)
+        out = _reenact_to(pipe, args, source, output)
+        print(f"{source}: {out.stats['frames']} frames at {out.stats['fps']:.1f} frames/s -> {output}", flush=True)
+        return out.stats["frames"]
+
+    rows = run_batch(sources, args.output, one)
+    if rows is not None:  # the main process: everyone's rows
+        failed = [r for r in rows if r["status"].startswith("failed")]
+        skipped = sum(r["status"].startswith("skipped") for r in rows)
+        for r in failed:
+            print(f"{r['source']}: {r['status']}", file=sys.stderr)
+        print(
+            f"{len(sources)} sources: {len(rows) - len(failed) - skipped} written, {skipped} already there, "
+            f"{len(failed)} failed; summary in {os.path.join(args.output, 'summary.json')} (and .csv)"
+        )
+        return 1 if failed else 0
+    return 0
 
 
 def cmd_demo(args) -> None:

@@ -56,9 +56,15 @@ def _render(sub) -> None:
 
 def _reenact(sub) -> None:
     p = sub.add_parser("reenact", help="drive a target with a source video (or a `dvp track` parameter file)")
-    p.add_argument("--target", default="demo", help="`demo`, a pipeline folder or a Hub repo id")
-    p.add_argument("--source", required=True, help="source VIDEO or PARAMS.safetensors")
-    p.add_argument("--output", "-o", required=True, help="OUT.mp4")
+    p.add_argument("--target", default="demo", help="`demo`, a target's name, a pipeline folder or a Hub repo id")
+    p.add_argument(
+        "--source",
+        required=True,
+        action="append",
+        help="source VIDEO or PARAMS.safetensors; repeat it, or give a folder, a glob or a .txt list, for a batch "
+        "(under `accelerate launch` the sources are split across the processes)",
+    )
+    p.add_argument("--output", "-o", required=True, help="OUT.mp4, or an output folder for a batch")
     p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
     p.add_argument("--transfer", default="pose,expression,gaze", help="comma-separated subset of pose,expression,gaze")
     p.add_argument("--max-frames", type=int, default=None)
