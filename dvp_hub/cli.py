@@ -256,6 +256,20 @@ def cmd_live(args) -> None:
 from .cli_reports import cmd_bench, cmd_evaluate  # noqa: E402 - the table-printing commands live there
 
 
+def cmd_train(args) -> int:
+    from .cli_targets import cmd_train as run  # imports torch and the tracker: only for this command
+
+    if not args.minutes and not args.steps:
+        args.minutes = 30.0
+    return run(args)
+
+
+def cmd_push(args) -> int:
+    from .cli_targets import cmd_push as run
+
+    return run(args)
+
+
 def cmd_space_export(args) -> None:
     from .space_export import export_space, push_space
 
@@ -302,6 +316,8 @@ COMMANDS = {
     "verify": cmd_verify,
     "space-export": cmd_space_export,
     "space": cmd_space,
+    "train": cmd_train,
+    "push": cmd_push,
 }
 
 

@@ -35,7 +35,37 @@ def build_parser() -> argparse.ArgumentParser:
     _verify(sub)
     _space_export(sub)
     _space(sub)
+    _train(sub)
+    _push(sub)
     return ap
+
+
+def _train(sub) -> None:
+    p = sub.add_parser("train", help="a target of your own: footage check, dataset, training, export, card")
+    p.add_argument("video", help="a video of the target person speaking (one shot, one face, a minute or more)")
+    p.add_argument("--check", action="store_true", help="only check the footage and say what to expect")
+    p.add_argument("--name", default=None, help="the target's name (default: the video's file name)")
+    p.add_argument("--output", "-o", default=None, help="the target folder (default: NAME in the targets folder)")
+    p.add_argument("--targets-dir", default=None, help="the targets folder (default: $DVP_TARGETS or the cache)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None, help="training time (default: 30 minutes)")
+    budget.add_argument("--steps", type=int, default=None, help="training steps instead of minutes")
+    p.add_argument("--init-from", default="demo", help="the generator to start from: demo, a target, or none")
+    p.add_argument("--batch-size", type=int, default=4, help="training batch (16 or more on a GPU)")
+    p.add_argument("--resolution", type=int, default=256, help="the generator's crop size (256, as the demo)")
+    p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints and validations")
+    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of the video")
+    p.add_argument("--launch-args", default=None, help="options for accelerate launch, e.g. '--num_processes 2'")
+    p.add_argument("--train-args", default=None, help="more options for training/train_target.py (experts)")
+
+
+def _push(sub) -> None:
+    p = sub.add_parser("push", help="publish a target folder with its card to the Hugging Face Hub")
+    p.add_argument("folder", help="a target folder (dvp train's output)")
+    p.add_argument("repo_id", help="owner/name on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token", default=None, help="a Hub token (default: the one `hf auth login` stored)")
+    p.add_argument("--message", default="Upload Deep Video Portraits target", help="the commit message")
 
 
 def _track(sub) -> None:

@@ -26,16 +26,14 @@ import torch
 from PIL import Image
 
 from .errors import DVPError
-from .face.fitting import fit_sequence
 from .face.sequence import FaceSequence
-from .face.tracker import FaceTracker
+from .footage import Footage, analyse
 from .models.windows import stack_windows, window_indices  # noqa: F401 - public here too
 from .models.target import PortraitTarget
 from .paper import TEMPORAL_WINDOW
 from .render.conditioning import ConditioningRenderer
 from .render.crop import SCALE as CROP_SCALE
 from .render.crop import Crop
-from .shots import FrameProbe, find_cuts, split_shots
 from .video import VideoReader
 
 VAL_FRACTION = 0.1
@@ -73,6 +71,7 @@ def prepare_target_dataset(
     progress=None,
     shot: str | int = "longest",
     crop_scale: float = CROP_SCALE,
+    footage: Footage | None = None,
 ) -> dict:
     """Track, find shots and bars, fit, crop and write a dataset folder (see the module docstring).
 
@@ -80,34 +79,20 @@ def prepare_target_dataset(
     (``shot``: "longest" or an index), so that no space-time window spans a cut; the crop stays inside
     the picture's black bars where it fits and is padded where it does not. ``crop_scale``: the square's side
     in face heights (plus the face's motion): 2.6 keeps hair, shoulders and some background; ~1.8 is a tight
-    head-and-shoulders crop that leaves out hands gesturing below the chest. Returns the metadata, which
-    records the source file, the shot kept and the frames dropped, the crop, its padding and the split.
+    head-and-shoulders crop that leaves out hands gesturing below the chest. ``footage``: `footage.analyse`'s result
+    for this video when the caller has it (the footage check), so that nothing is tracked twice. Returns the
+    metadata, which records the source file, the shot kept and the frames dropped, the crop, its padding and the
+    split.
     """
     if not CROP_SCALE_RANGE[0] <= crop_scale <= CROP_SCALE_RANGE[1]:
         raise DVPError(
             f"crop_scale must be between {CROP_SCALE_RANGE[0]} and {CROP_SCALE_RANGE[1]} face heights, got {crop_scale}."
         )
     t0 = time.perf_counter()
-    reader = VideoReader(video, max_frames=max_frames)
-    if len(reader) < 20:
-        raise DVPError(f"{video}: only {len(reader)} frames; a target needs at least 20 (ideally 2,000).")
-    probe = FrameProbe(reader)
-    with FaceTracker() as tracker:
-        track = tracker.track(probe, fps=reader.fps, num_frames=len(reader), name=video, progress=progress)
-    total = track.num_frames
-    try:
-        shots = split_shots(total, find_cuts(np.array(probe.changes), track.landmarks, track.detected), shot)
-    except ValueError as err:
-        raise DVPError(f"{video}: {err}; choose another --shot.") from None
-    if shots.stop - shots.start < 20:
-        raise DVPError(
-            f"{video}: the kept shot (frames {shots.start}-{shots.stop - 1}) has only {shots.stop - shots.start} "
-            "frames; a target needs at least 20 continuous frames."
-        )
-    seq = fit_sequence(track.slice(shots.start, shots.stop))
-    del track
-    box = probe.picture_box()
-    crop = Crop.for_landmarks(seq.landmarks, reader.width, reader.height, scale=crop_scale, box=box)
+    f = footage if footage is not None else analyse(video, max_frames, shot, progress)
+    shots, seq, total = f.shots, f.sequence, f.frames
+    box = f.probe.picture_box()
+    crop = Crop.for_landmarks(seq.landmarks, f.width, f.height, scale=crop_scale, box=box)
     tmp = output_dir.rstrip("/") + ".partial"
     reference = shots.start + PortraitTarget.most_frontal(seq, split_index(len(seq), val_fraction))
     n = _write_frames(video, shots, crop, resolution, tmp, reference)
@@ -122,11 +107,11 @@ def prepare_target_dataset(
         "source_frames": total,
         "shot": shots.as_dict(),
         "num_frames": n,
-        "fps": reader.fps,
+        "fps": f.fps,
         "resolution": resolution,
         "crop": crop.as_list(),
         "crop_scale": crop_scale,
-        "frame_size": [reader.width, reader.height],
+        "frame_size": [f.width, f.height],
         "picture_box": list(box),
         "padding": crop.padding(box),
         "val_start": split_index(n, val_fraction),

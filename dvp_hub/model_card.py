@@ -94,3 +94,21 @@ def render_model_card(
         "clips see their origin below; the model is a demonstration of the technique only.",
         provenance=provenance or f"Trained on `{dataset.get('source', 'a target video')}`.",
     )
+
+
+SCORE_KEYS = ("psnr", "ssim", "psnr_face", "ssim_face", "psnr_mouth", "ssim_mouth")
+
+
+def self_reenactment_card(name: str, dataset: dict, sr: dict, training: dict, **kwargs) -> ModelCard:
+    """`render_model_card` from `evaluate.self_reenactment`'s result ``sr``: its scores and those of the two
+    baselines (the mean and the nearest training frame) in the model-index and side by side; ``kwargs`` as for
+    `render_model_card` (``repo_id``, ``consent``, ``provenance``, ``driven``, ``sheet``, ``limits``)."""
+    metrics = {k: round(sr[k], 4) for k in SCORE_KEYS}
+    for label in ("mean_frame", "nearest_frame"):
+        metrics.update({f"{label}_{k}": round(sr[f"baseline_{label}"][k], 4) for k in ("psnr", "ssim")})
+    baselines = {
+        "this model": sr,
+        "mean training frame": sr["baseline_mean_frame"],
+        "nearest training frame": sr["baseline_nearest_frame"],
+    }
+    return render_model_card(name, metrics, training, dataset, baselines=baselines, **kwargs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import torch
@@ -219,3 +220,29 @@ def make_pipeline(generator, dataset_dir: str, meta: dict, name: str):
     reference = os.path.join(dataset_dir, "reference.png")  # the full frame, for paste-back (`prepare_target_dataset`)
     pipe.reference = reference if os.path.isfile(reference) else None
     return pipe
+
+
+def bar_fields(logs: dict, metrics: dict, args, t0: float, done: int) -> dict:
+    """The progress bar's fields: the L1 and discriminator losses, the last held-out PSNR, and the time left by
+    whichever budget ends first (``--max_train_minutes`` or the steps at the current rate)."""
+    fields = {"l1": f"{logs['loss_l1']:.3f}", "d": f"{logs['loss_d']:.3f}"}
+    if metrics:
+        fields["val_psnr"] = f"{metrics['psnr']:.2f}"
+    elapsed = time.perf_counter() - t0
+    left = (args.max_train_steps - done - args.start_step) * elapsed / max(done, 1)
+    if args.max_train_minutes is not None:
+        left = min(left, 60 * args.max_train_minutes - elapsed)
+    fields["left"] = f"{max(left, 0) / 60:.0f} min"
+    return fields
+
+
+def step_logs(loss_d, loss_gan, loss_l1, loss_t, loss_fm, loss_p, args) -> dict:
+    """A step's losses as floats, those of the terms this run uses."""
+    logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
+    if args.lambda_temporal:
+        logs["loss_temporal"] = loss_t.item()
+    if args.lambda_feature_matching:
+        logs["loss_fm"] = loss_fm.item()
+    if args.lambda_perceptual:
+        logs["loss_perceptual"] = loss_p.item()
+    return logs

@@ -13,7 +13,7 @@ import os
 import shutil
 
 
-from dvp_hub.model_card import render_model_card  # noqa: E402
+from dvp_hub.model_card import self_reenactment_card
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 PROVENANCE = {
@@ -60,36 +60,26 @@ def main(argv=None):
     with open(args.evaluation) as f:
         ev = json.load(f)
     sr = ev["self_reenactment"]
-    keys = ("psnr", "ssim", "psnr_face", "ssim_face", "psnr_mouth", "ssim_mouth")
-    metrics = {k: round(sr[k], 4) for k in keys}
-    for label in ("mean_frame", "nearest_frame"):
-        metrics.update({f"{label}_{k}": round(sr[f"baseline_{label}"][k], 4) for k in ("psnr", "ssim")})
-    baselines = {
-        "this model": sr,
-        "mean training frame": sr["baseline_mean_frame"],
-        "nearest training frame": sr["baseline_nearest_frame"],
-    }
     sheet_src = os.path.splitext(args.evaluation)[0] + "_self.png"
     sheet = None
     if os.path.isfile(sheet_src):
         sheet = f"{args.name}_self.png"
         shutil.copy(sheet_src, os.path.join(ROOT, "model_cards", sheet))
     public = "The footage is public-domain government footage of a real public figure." if "obama" in args.name else ""
-    card = render_model_card(
+    card = self_reenactment_card(
         args.name,
-        metrics,
+        dataset,
+        sr,
         {
             "generator": "U-Net, 32 base channels, cap 256, window 11 (16.2 M parameters, 7.1 GFLOP a frame)",
             "resolution": dataset["resolution"],
             "loss": "cGAN + 100 x L1 (x5 inside the mouth and eye boxes), Adam lr 2e-4, betas (0.5, 0.999)",
             **dict(row.split("=", 1) for row in args.training),
         },
-        dataset,
         repo_id="demo" if args.demo else args.name,
         consent=CONSENT.format(who=public),
         provenance=PROVENANCE.get(dataset["source"], f"Trained on `{dataset['source']}`."),
         driven=ev["sources"],
-        baselines=baselines,
         sheet=sheet,
         limits=args.limits,
     )

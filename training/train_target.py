@@ -34,14 +34,16 @@ from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDis
 from dvp_hub.paper import TEMPORAL_WINDOW
 from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.target_training import (
+    bar_fields,
     bf16_warning,
     complete_checkpoints,
-    register_pretrained_hooks,
     discriminator_step,
     generator_step,
     init_generator,
     make_pipeline,
+    register_pretrained_hooks,
     save_checkpoint,
+    step_logs,
     validate,
 )
 
@@ -285,7 +287,8 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
         total=args.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
     )
     metrics: dict = {}
-    t0 = time.perf_counter()
+    t0, first_step = time.perf_counter(), global_step
+    args.interrupted_step = global_step
     generator.train()
     discriminator.train()
     out_of_time = False
@@ -301,9 +304,10 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
                 batch, fake, fake_prev, discriminator, gan_loss, opt_g, args, accelerator, perceptual=perceptual
             )
             global_step += 1
-            logs = _step_logs(loss_d, *losses, args)
+            args.interrupted_step = global_step  # what a Ctrl-C checkpoint holds (the last finished step)
+            logs = step_logs(loss_d, *losses, args)
             bar.update(1)
-            bar.set_postfix(**{k: f"{v:.3f}" for k, v in logs.items()})
+            bar.set_postfix(**bar_fields(logs, metrics, args, t0, global_step - first_step))
             accelerator.log(logs, step=global_step)
             if global_step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args, global_step)
@@ -327,17 +331,6 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
     return global_step, metrics, train_seconds
 
 
-def _step_logs(loss_d, loss_gan, loss_l1, loss_t, loss_fm, loss_p, args) -> dict:
-    logs = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
-    if args.lambda_temporal:
-        logs["loss_temporal"] = loss_t.item()
-    if args.lambda_feature_matching:
-        logs["loss_fm"] = loss_fm.item()
-    if args.lambda_perceptual:
-        logs["loss_perceptual"] = loss_p.item()
-    return logs
-
-
 def main(args):
     os.makedirs(args.output_dir, exist_ok=True)
     accelerator = Accelerator(
@@ -359,9 +352,19 @@ def main(args):
             "dvp_target", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         )
 
-    global_step = _resume(args, accelerator)
+    global_step = args.start_step = _resume(args, accelerator)
     models = (generator, discriminator, gan_loss, opt_g, opt_d)
-    global_step, metrics, train_seconds = _train(args, accelerator, models, loader, val_ds, global_step)
+    try:
+        global_step, metrics, train_seconds = _train(args, accelerator, models, loader, val_ds, global_step)
+    except KeyboardInterrupt:
+        step = args.interrupted_step
+        if step > args.start_step:
+            save_checkpoint(accelerator, args, step)
+        accelerator.print(
+            f"\ninterrupted at step {step}: checkpoint-{step} is in {args.output_dir}; run the same command with "
+            "--resume_from_checkpoint latest (dvp train: the same command) to go on"
+        )
+        raise SystemExit(130) from None
 
     # 5. Export the pipeline folder (main process).
     accelerator.wait_for_everyone()
