@@ -125,7 +125,7 @@ def assess(f: Footage) -> tuple[list[str], str | None]:
             f"{f.video}: only {f.usable_seconds:.1f} s of one continuous shot with a face; a target needs at least "
             f"{MIN_SECONDS:g} s (a minute or more is better)."
         )
-    if f.usable_seconds < GOOD_SECONDS:
+    if round(f.usable_seconds) < GOOD_SECONDS:
         say.append("Under a minute of usable footage: expect a thinner target (more blur on faces it saw rarely).")
     if f.height < MIN_HEIGHT:
         say.append(f"Only {f.height} px high: the face will be small and soft.")
