@@ -167,6 +167,7 @@ def _reenact_to(pipe, args, source: str, output: str):
         limit_expression=not args.no_expression_limit,
         paste_back=False if args.crop_only else None,
         progress=not args.batch,
+        profile=args.profile,
     )
 
 
@@ -177,7 +178,12 @@ def cmd_reenact(args) -> int:
     if not args.batch:
         _check_output(args.output)
         _check_source(args.source[0])
-        _report(_reenact_to(_load_pipeline(args.target), args, args.source[0], args.output), args.output)
+        out = _reenact_to(_load_pipeline(args.target), args, args.source[0], args.output)
+        _report(out, args.output)
+        if args.profile:
+            from .profile import format_rows
+
+            print(format_rows(out.stats["profile"]))
         return 0
     sources = expand_sources(args.source)
     pipe = _load_pipeline(args.target)
@@ -235,6 +241,7 @@ def cmd_live(args) -> None:
         low_latency=True,
     )
     how = session.generator_kind + (", stages side by side" if pipelined_by_default(session) else "")
+    times = session.start_profile() if args.profile else None
     try:
         st = run_paced(session, reader, reader.fps, writer, realtime=not args.as_fast_as_possible)
         writer.close()
@@ -251,6 +258,8 @@ def cmd_live(args) -> None:
         "labelled synthetic)"
         + ("" if seq is not None or not args.params else "; no frame was fitted after calibration: no parameter file")
     )
+    if times is not None:
+        print(times.table())
 
 
 from .cli_reports import cmd_bench, cmd_evaluate  # noqa: E402 - the table-printing commands live there

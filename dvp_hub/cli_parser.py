@@ -95,6 +95,7 @@ def _reenact(sub) -> None:
         "(under `accelerate launch` the sources are split across the processes)",
     )
     p.add_argument("--output", "-o", required=True, help="OUT.mp4, or an output folder for a batch")
+    p.add_argument("--profile", action="store_true", help="print each stage's time (median, p95, share of a frame)")
     p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
     p.add_argument("--transfer", default="pose,expression,gaze", help="comma-separated subset of pose,expression,gaze")
     p.add_argument("--max-frames", type=int, default=None)
@@ -124,6 +125,7 @@ def _live(sub) -> None:
     p.add_argument("--no-watermark", action="store_true")
     p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
     p.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: measure the throughput limit")
+    p.add_argument("--profile", action="store_true", help="print each stage's time (median, p95, share of a frame)")
     _crop_only(p)
 
 

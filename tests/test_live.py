@@ -367,3 +367,18 @@ def test_dvp_live_says_so_when_no_frame_was_fitted(tiny_pipeline, tmp_path, monk
     assert code == 0, printed.err
     assert printed.out.count("\n") == 1 and printed.out.rstrip().endswith("no parameter file")
     assert out.exists() and not params.exists()
+
+
+def test_profile_times_every_stage_offline_and_live(tiny_pipeline):
+    """`profile=True` offline and `start_profile()` live: each stage's calls, and shares that add up."""
+    out = tiny_pipeline(source_video=clip("talking-d3.mp4"), max_frames=12, progress=False, profile=True)
+    rows = {r["stage"]: r for r in out.stats["profile"]}
+    assert {"track + fit", "retarget", "render", "generator", "marks"} <= set(rows)
+    assert rows["marks"]["calls"] == 12 and abs(sum(r["share"] for r in rows.values()) - 1) < 0.01
+    session = tiny_pipeline.live(fps=30, calibration_seconds=0.2)
+    times = session.start_profile()
+    for f in VideoReader(clip("talking-d3.mp4"), max_frames=10):
+        session.push(f)
+    live = {r["stage"]: r for r in times.rows()}
+    assert [live[s]["calls"] for s in ("face mesh", "retarget", "render", "generator", "marks")] == [10] * 5
+    assert live["fit"]["calls"] == 10 and "median ms" in times.table().splitlines()[0]

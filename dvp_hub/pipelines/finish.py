@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..models.inference import bf16_supported
 from ..provenance.watermark import embed
@@ -66,6 +67,7 @@ class FrameFinisher:
         self.window = face_window(pipe) if self.refiner is not None else None
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
         self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
+        self.times = None  # a `profile.StageTimes` to time refine, paste-back and marks into, when profiling
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -78,20 +80,25 @@ class FrameFinisher:
     def crops(self, out: torch.Tensor) -> np.ndarray:
         """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks)."""
         if self.refiner is not None:
-            out = self.refiner.refine(out.float(), self.window, bf16=self.bf16)
+            with timed(self.times, "refine", len(out)):
+                out = self.refiner.refine(out.float(), self.window, bf16=self.bf16)
         return to_uint8(out)
 
     def mark(self, img: np.ndarray) -> np.ndarray:
         """The visible label and the invisible watermark, as asked."""
-        if self.watermark:
-            img = mark_synthetic(img)
-        if self.invisible_watermark:
-            img = embed(img)
+        with timed(self.times, "marks"):
+            if self.watermark:
+                img = mark_synthetic(img)
+            if self.invisible_watermark:
+                img = embed(img)
         return img
 
     def frame(self, crop: np.ndarray) -> np.ndarray:
         """One refined crop -> the user's frame (pasted back when asked, marked)."""
-        return self.mark(self.compositor(crop) if self.compositor is not None else crop)
+        if self.compositor is not None:
+            with timed(self.times, "paste-back"):
+                crop = self.compositor(crop)
+        return self.mark(crop)
 
     def __call__(self, out: torch.Tensor) -> list[np.ndarray]:
         """Generator output ``[B, 3, R, R]`` -> the user's frames, in order."""

@@ -34,6 +34,7 @@ from ..face.tracker import _to_pixels, tracking_mesh
 from ..models.inference import generate_windows, input_dtype
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..motion import retarget
+from ..profile import StageTimes, timed
 from .finish import FrameFinisher
 from .options import RunOptions
 from .live_generator import compile_live_generator, int8_live_generator, one_blas_thread
@@ -89,6 +90,7 @@ class LiveSession:
         self._recalibrate = False  # set by `recalibrate` (any thread), applied by the next `prepare`
         self.last_drive = None
         self._rest = self._rest_conditioning()  # the target at rest, kept for warming the generator
+        self.times = None
         self.warm_up("generate")
 
     def _render(self, drive) -> torch.Tensor:
@@ -144,8 +146,8 @@ class LiveSession:
         self.fitted = []  # the motion clip restarts: its frames are relative to one identity
 
     def _track(self, frame: np.ndarray) -> np.ndarray | None:
-
-        res = self._mesh.process(frame)
+        with timed(self.times, "face mesh"):
+            res = self._mesh.process(frame)
         if not res.multi_face_landmarks:
             return None
         h, w = frame.shape[:2]
@@ -199,12 +201,15 @@ class LiveSession:
             self.frames_without_face += 1
             params = self._last
         else:
-            params = self.fitter.fit(lm, t)
+            with timed(self.times, "fit"):
+                params = self.fitter.fit(lm, t)
             if params is not None:
                 self._last = params
                 self.fitted.append(params)
-        self.last_drive = self._drive(params)  # the one-frame `FaceSequence` that drives the target (for checks)
-        return self._render(self.last_drive)
+        with timed(self.times, "retarget"):
+            self.last_drive = self._drive(params)  # the one-frame `FaceSequence` that drives the target (for checks)
+        with timed(self.times, "render"):
+            return self._render(self.last_drive)
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor) -> np.ndarray:
@@ -222,11 +227,18 @@ class LiveSession:
             self._ring[slot + w] = cond[0]
         self._k += 1
         window = self._ring[slot + 1 : slot + 1 + w]
-        if self.int8 is not None:
-            out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
-        else:
-            out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
+        with timed(self.times, "generator"):
+            if self.int8 is not None:
+                out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
+            else:
+                out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
         return self.finisher(out[None])[0]
+
+    def start_profile(self) -> StageTimes:
+        """Time every stage of the frames from now on (face mesh, fit, retarget, render, generator, refine,
+        paste-back, marks); returns the `profile.StageTimes` that collects them."""
+        self.times = self.finisher.times = StageTimes()
+        return self.times
 
     def close(self) -> None:
         """Release what the session holds outside Python's memory (the paste-back's segmenter)."""

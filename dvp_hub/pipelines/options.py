@@ -30,6 +30,7 @@ class RunOptions:
     batch_size, chunk_size: frames per generator call and per rendered chunk.
     overlap: render, generate and encode in threads (None: on a GPU).
     progress: show the stages' progress bars.
+    profile: time every stage (`profile.StageTimes`); the table is in the result's ``stats["profile"]``.
     """
 
     mode: str = "reenact"
@@ -48,6 +49,7 @@ class RunOptions:
     chunk_size: int = 64
     overlap: bool | None = None
     progress: bool = True
+    profile: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "transfer", tuple(self.transfer))

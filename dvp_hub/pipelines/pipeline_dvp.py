@@ -22,6 +22,7 @@ from .finish import FrameFinisher
 from .options import RunOptions
 from .reference import load_background
 from .target_state import TargetState
+from ..profile import StageTimes, timed
 from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
 
 logger = logging.get_logger(__name__)
@@ -280,12 +281,16 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             raise InputError("paste_back needs the target's full frame (reference.png in its folder); ask for the crop.")
         show = opts.progress and not getattr(self, "_progress_bar_config", {}).get("disable", False)
         stages = 2 if reader is not None else 1
+        times = StageTimes() if opts.profile else None
         # 2. Track the source and fit the face model (or load a `dvp track` parameter file)
-        source = steps.source_motion(self, reader, source_parameters, opts.max_frames, show)
+        with timed(times, "track + fit", len(reader) if reader is not None else 0):
+            source = steps.source_motion(self, reader, source_parameters, opts.max_frames, show)
         # 3. Retarget: the source's motion on the target's face
-        drive, pose_report = steps.retarget_motion(self, source, opts)
+        with timed(times, "retarget", len(source)):
+            drive, pose_report = steps.retarget_motion(self, source, opts)
         # 4. Render the conditioning, generate, refine, paste back, mark and write, chunk by chunk
         finisher = FrameFinisher(self, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast)
+        finisher.times = times
         writer = None
         if output_video:
             provenance = self.provenance(mode=opts.mode, source=source_video or source_parameters)
@@ -293,7 +298,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         frames: list = []
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
         try:
-            gen_seconds = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar)
+            gen_seconds = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar, times)
         finally:
             finisher.close()
         # 5. Output
@@ -308,6 +313,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             "interpolated_frames": int(source.info.get("interpolated_frames", 0)),
             **pose_report,
         }
+        if times is not None:
+            stats["profile"] = times.rows()
         if not return_dict:
             return (result, drive.fps)
         return DeepVideoPortraitPipelineOutput(frames=result, fps=drive.fps, parameters=drive, stats=stats)

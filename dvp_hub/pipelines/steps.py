@@ -25,6 +25,7 @@ from ..face.fitting import fit_sequence
 from ..face.sequence import FaceSequence
 from ..face.tracker import FaceTracker
 from ..models.inference import generate_windows, input_dtype
+from ..profile import timed
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..video import VideoReader, check_output_path
 from ..motion import retarget
@@ -119,7 +120,7 @@ def retarget_motion(pipe, source, opts):
 
 
 def render_generate_write(
-    pipe, drive, on_output, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None
+    pipe, drive, on_output, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None, times=None
 ) -> float:
     """Step 4: render the conditioning of ``drive`` chunk by chunk, run the generator over each frame's
     space-time window, and hand each batch of generator output (``[B, 3, R, R]`` in [-1, 1], frames in order)
@@ -154,7 +155,8 @@ def render_generate_write(
             else:
                 cond = chunk_buf[: hist + e - s]
             cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
-            renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=albedo, out=cond[hist:])
+            with timed(times, "render", e - s):
+                renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=albedo, out=cond[hist:])
             cond[:hist] = cond[hist : hist + 1] if tail is None else tail
             tail = cond[len(cond) - hist :].clone()  # a copy: the buffer is overwritten next
             for b in range(0, e - s, batch_size):
@@ -170,7 +172,8 @@ def render_generate_write(
     try:
         for clip in prefetch(clips()) if overlap else clips():
             t0 = time.perf_counter()
-            out = generate_windows(gen, clip, fast=fast)
+            with timed(times, "generator", len(clip) - hist):
+                out = generate_windows(gen, clip, fast=fast)
             gen_seconds += time.perf_counter() - t0
             sink.put(out) if sink is not None else finish(out)
         if sink is not None:
@@ -185,18 +188,19 @@ def render_generate_write(
     return gen_seconds
 
 
-def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=None) -> float:
+def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=None, times=None) -> float:
     """Step 4 with its sink: every frame refined, pasted back and marked (``finisher``), then written to ``writer``
     (closed at the end; aborted, nothing left on disk, on an error) or appended to ``frames``. Returns the
-    generator's seconds."""
-    sink = frame_sink(finisher, writer, frames)
+    generator's seconds. ``times``: a `profile.StageTimes` for render, generator and encode."""
+    sink = frame_sink(finisher, writer, frames, times)
     try:
         seconds = render_generate_write(
             pipe, drive, sink, batch_size=opts.batch_size, chunk_size=opts.chunk_size, fast=opts.fast,
-            overlap=opts.overlap, bar=bar,
+            overlap=opts.overlap, bar=bar, times=times,
         )
         if writer is not None:
-            writer.close()
+            with timed(times, "encode (finish)", len(drive)):
+                writer.close()
         return seconds
     except BaseException:
         if writer is not None:
@@ -206,13 +210,14 @@ def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=No
         bar.close() if bar is not None else None
 
 
-def frame_sink(finisher, writer, frames: list):
+def frame_sink(finisher, writer, frames: list, times=None):
     """``on_output`` for `render_generate_write`: each batch through the run's `finish.FrameFinisher`
     (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``."""
 
     def sink(out: torch.Tensor) -> None:
         for img in finisher(out):
-            writer.write(img) if writer is not None else frames.append(img)
+            with timed(times, "encode"):
+                writer.write(img) if writer is not None else frames.append(img)
 
     return sink
 
