@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import tempfile
 import time
 
 import imageio_ffmpeg
+from timing import machine  # benchmarks/timing.py, beside this script
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
@@ -90,7 +90,7 @@ def main(argv=None):
         "seconds": round(elapsed, 1),
         "output_fps": round(len(seen) / elapsed, 2),
         "server_status": status,
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(result, indent=1))
