@@ -25,7 +25,11 @@ import sys
 
 from .dataset import prepare_target_dataset
 from .errors import DVPError, InputError
+from .evaluate import self_reenactment
 from .footage import analyse, assess
+from .model_card import self_reenactment_card
+from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from .pipelines.target_folder import REFERENCE_FILES, check_folder, is_hub_id
 from .targets import is_name, targets_dir
 
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training", "train_target.py")
@@ -80,10 +84,6 @@ def launch_command(args, dataset: str, run: str, name: str) -> list[str]:
 
 def evaluate_and_card(folder: str, video: str, dataset: str, name: str, training: dict) -> dict:
     """Self-reenactment of the held-out frames beside the baselines, a contact sheet and the card, in ``folder``."""
-    from .evaluate import self_reenactment
-    from .model_card import self_reenactment_card
-    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
-
     pipe = DeepVideoPortraitPipeline.from_pretrained(folder)
     sheet = os.path.join(folder, "contact_sheet.png")
     sr = self_reenactment(pipe, video, sheet=sheet)
@@ -142,9 +142,7 @@ def cmd_train(args) -> int:
 
 def cmd_push(args) -> int:
     """Publish a target folder (weights, card, reference frame) to the Hub as ``owner/name``."""
-    from huggingface_hub import create_repo, upload_folder
-
-    from .pipelines.target_folder import REFERENCE_FILES, check_folder, is_hub_id
+    from huggingface_hub import create_repo, upload_folder  # looked up at call time: tests patch the Hub's calls
 
     check_folder(args.folder)
     if not is_hub_id(args.repo_id):

@@ -283,8 +283,11 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
     steps_per_epoch = len(loader)
     num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     first_epoch, resume_step = divmod(global_step, steps_per_epoch)
-    bar = tqdm(
-        total=args.max_train_steps, initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    bar = tqdm(  # with a time budget, the bar's "left" field says how long; tqdm's own ETA would count the steps
+        total=args.max_train_steps if args.max_train_minutes is None else None,
+        initial=global_step,
+        desc="steps",
+        disable=not accelerator.is_local_main_process,
     )
     metrics: dict = {}
     t0, first_step = time.perf_counter(), global_step
