@@ -9,6 +9,9 @@
     dvp verify FILE                 (exit 0: marked synthetic, 1: not marked, 2: unreadable)
 
 User errors print one line and exit with code 2, without a traceback.
+
+Each command imports what it needs (torch, mediapipe, gradio) when it runs, inside its function: that is what keeps
+`dvp --help`, `dvp verify` and a refused input fast; the imports inside this module's functions are for that.
 """
 
 from __future__ import annotations

@@ -23,25 +23,29 @@ from __future__ import annotations
 import torch
 
 from . import evaluate_native
+from .errors import DVPError
 from .evaluate_measures import (
+    contact_sheet,
     crop_scores,
     embed_spread,
-    contact_sheet,
     nearest_frames,
     torso_novelty,
     torso_patches,
     tracking_floor,
 )
 from .evaluate_native import RealFootage, self_scores
+from .identity import identity_distance, spread_indices
+from .models.inference import generate_windows
 from .pipelines.finish import FrameFinisher
 from .pipelines.finish import to_uint8 as tensor_to_uint8
+from .render.conditioning import ConditioningRenderer
+from .render.regions import box_mask, region_boxes
+from .video import VideoReader, to_uint8
 
 
 def held_out_outputs(pipe, seq, start: int, stop: int):
     """Conditioning ``[stop - start + Nw - 1, 9, R, R]`` (history first) and the generator's output of frames
     ``[start, stop)``, as the pipeline calls it: 8 frames at a time, the history before frame 0 repeating it."""
-    from .models.inference import generate_windows
-    from .render.conditioning import ConditioningRenderer
 
     size, window = pipe.target.config.resolution, pipe.generator.config.temporal_window
     first = max(0, start - window + 1)
@@ -73,7 +77,6 @@ def _real_crops(reader, crop, size: int, offset: int, start: int, stop: int):
 def _self_sheet(pipe, path, real, cond, fake, refined, footage) -> None:
     """real | diffuse render | output for 6 held-out frames; at native size (the crop's square cut from the full
     frames) when the target has its full frame (``footage``)."""
-    from .identity import spread_indices
 
     picks = spread_indices(len(real), 6).tolist()
     rows = [[real[i], (cond[i, :3] + 1) / 2, fake[i]] for i in picks]
@@ -106,9 +109,6 @@ def self_reenactment(
     at native size, face detail, band error) and ``native["real"]`` receives the `RealFootage` for `driven`.
     The crop scores use the pipeline's crops (refined when the target has a refiner) taken to the crop's size.
     """
-    from .errors import DVPError
-    from .render.regions import box_mask, region_boxes
-    from .video import VideoReader
 
     cfg = pipe.target.config
     reader = VideoReader(target_video)
@@ -158,8 +158,6 @@ def self_reenactment(
     if sheet:
         _self_sheet(pipe, sheet, real, cond[window - 1 :], fake, refined, footage if pipe.has_reference else None)
     if embedder is not None:  # generated vs real validation frames: the same frames, the same person
-        from .identity import identity_distance
-        from .video import to_uint8
 
         ref, _ = embed_spread(embedder, to_uint8(real.permute(0, 2, 3, 1).numpy()))
         emb, found = embed_spread(embedder, to_uint8(fake.permute(0, 2, 3, 1).numpy()))

@@ -20,14 +20,17 @@ from .evaluate_measures import (
 )
 from .evaluate_native import driven_scores
 from .face import topology as topo
+from .face.fitting import fit_sequence
+from .face.model import load_face_model
+from .face.tracker import track_video
+from .identity import identity_distance, sample_frames, spread_indices
+from .render.conditioning import ConditioningRenderer
+from .video import VideoReader
 
 
 def _driven_sheet(pipe, path, source_video, drive, frames) -> None:
     """source | diffuse render | output for 6 frames over the clip; at native size where the target has its full
     frame (the crop's square cut from the pasted-back frames)."""
-    from .identity import spread_indices
-    from .render.conditioning import ConditioningRenderer
-    from .video import VideoReader
 
     picks = spread_indices(len(frames), 6).tolist()
     size, renderer = pipe.target.config.resolution, ConditioningRenderer()
@@ -50,7 +53,6 @@ def _driven_sheet(pipe, path, source_video, drive, frames) -> None:
 
 def _identity(embedder, source_video, max_frames, frames, target_embeddings) -> dict:
     """dlib identity distances of the output to the target's real frames and to the source."""
-    from .identity import identity_distance, sample_frames
 
     src_emb, _ = embedder.embed_frames(sample_frames(source_video, IDENTITY_FRAMES, max_frames))
     out_emb, found = embed_spread(embedder, frames)
@@ -82,9 +84,6 @@ def driven(
     its ``native`` dict: face detail against the target's real frames at native size (`evaluate_native`).
     Measured on the pipeline's crops (refined when the target has a refiner); the sheet shows them pasted back.
     """
-    from .face.fitting import fit_sequence
-    from .face.model import load_face_model
-    from .face.tracker import track_video
 
     src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
     out = pipe(

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from .errors import FaceTrackingError
 from .face import topology as topo
+from .face.fitting import fit_sequence
 from .face.smoothing import landmark_jitter
+from .face.tracker import FaceTracker
 from .geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from .identity import sample_frames, spread
+from .motion.retarget import median_pose_frame
 
 IDENTITY_FRAMES = 24  # frames embedded per set: a sample, as dlib's detector + ResNet are slow on a CPU
 TORSO_ROWS, TORSO_COLS, TORSO_SIZE = (0.72, 1.0), (0.2, 0.8), 128  # the lower centre of the crop, at 128 px
@@ -35,7 +42,6 @@ def torso_novelty(train: torch.Tensor, query: torch.Tensor) -> np.ndarray:
 
 def embed_spread(embedder, frames) -> tuple[np.ndarray, str]:
     """Embeddings of `IDENTITY_FRAMES` frames spread over ``frames``, and "found/tried"."""
-    from .identity import spread
 
     picked = spread(frames, IDENTITY_FRAMES)
     emb, found = embedder.embed_frames(picked)
@@ -44,14 +50,12 @@ def embed_spread(embedder, frames) -> tuple[np.ndarray, str]:
 
 def target_reference(embedder, target_video: str) -> np.ndarray:
     """Embeddings of the target's real frames, spread over its whole video."""
-    from .identity import sample_frames
 
     return embedder.embed_frames(sample_frames(target_video, IDENTITY_FRAMES))[0]
 
 
 def region_scores(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
     """PSNR inside ``mask`` ``[T, 1, H, W]`` and SSIM over the box that holds every masked pixel."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
 
     mse = (((fake - real) ** 2) * mask).sum() / (mask.sum() * 3).clamp(min=1)
     ys, xs = torch.nonzero(mask.amax(0)[0], as_tuple=True)
@@ -62,7 +66,6 @@ def region_scores(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) ->
 
 
 def crop_scores(fake: torch.Tensor, real: torch.Tensor, face: torch.Tensor, mouth: torch.Tensor) -> dict:
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     psnr_face, ssim_face = region_scores(fake, real, face)
     psnr_mouth, ssim_mouth = region_scores(fake, real, mouth)
@@ -93,8 +96,6 @@ def nearest_frames(train: torch.Tensor, query: torch.Tensor, size: int = 64) -> 
 
 def retracked(frames: np.ndarray, fps: float, name: str):
     """``[T, H, W, 3]`` uint8 frames tracked and fitted as a source is: ``(track, FaceSequence)``."""
-    from .face.fitting import fit_sequence
-    from .face.tracker import FaceTracker
 
     with FaceTracker() as tracker:
         track = tracker.track(list(frames), fps=fps, name=name)
@@ -126,8 +127,6 @@ def tracking_floor(real: torch.Tensor, fake: torch.Tensor, fitted, fps: float) -
     the crop's size and its source at its own size, so a source's jitter is no floor for its output's: a steady
     source filmed large can read far below the target's real frames at the crop's size
     (why: benchmarks/results/evaluate_demo_tracking_floor.json)."""
-    from .errors import FaceTrackingError
-    from .motion.retarget import median_pose_frame
 
     ref = median_pose_frame(fitted)
     out = {}
@@ -148,7 +147,6 @@ def contact_sheet(rows, path: str, titles: list[str] | None = None, height: int 
 
     For a person to look at: source | diffuse render | output, a few frames spread over a clip.
     """
-    from PIL import Image, ImageDraw
 
     def tile(img):
         a = img.permute(1, 2, 0).numpy() if isinstance(img, torch.Tensor) else np.asarray(img)

@@ -17,13 +17,16 @@ from diffusers.utils import BaseOutput, logging
 
 from ..errors import InputError, TargetLoadError
 from ..models import FaceRefiner, PortraitTarget, RenderingToVideoGenerator
+from ..models.inference import generate_windows
+from ..motion.editing import control_directions, edited_frame, pose_ranges
+from ..profile import StageTimes, timed
+from ..render.conditioning import ConditioningRenderer
 from ..video import VideoWriter, current_umask
 from .finish import FrameFinisher
 from .options import RunOptions
 from .reference import load_background
-from .target_state import TargetState
-from ..profile import StageTimes, timed
 from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
+from .target_state import TargetState
 
 logger = logging.get_logger(__name__)
 
@@ -185,9 +188,6 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         shifts both irises (x, y) in eye widths. The window repeats the edited frame, so the call is one
         render and one generator pass. ``paste_back``: the target's full frame (default where it has one).
         """
-        from ..models.inference import generate_windows
-        from ..render.conditioning import ConditioningRenderer
-        from ..motion.editing import control_directions, edited_frame
 
         # Slider calls: the target's control directions, a renderer and the finisher are made once.
         tgt = self.target_state.sequence
@@ -212,7 +212,6 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     def edit_ranges(self, frame_index: int = 0) -> dict:
         """The yaw / pitch / roll (degrees) `edit` can apply to training frame ``frame_index`` and stay within the
         poses the target was trained on (`editing.pose_ranges`): ``{"yaw": (lo, hi), ...}``."""
-        from ..motion.editing import pose_ranges
 
         seq = self.target_state.sequence
         if not 0 <= frame_index < len(seq):
