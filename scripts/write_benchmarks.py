@@ -83,6 +83,9 @@ def section(name: str, data) -> list[str]:
             for k, v in flat(data).items()
             if not isinstance(v, (dict, list)) or fmt(v) != "(nested)"
         ]
+        for k, v in data.items():  # a list of rows inside (a profile's stages, runs): its own table
+            if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
+                out += ["", f"{k}:", ""] + table([flat(r) for r in v])
     return out + [""]
 
 
