@@ -175,7 +175,7 @@ def _reenact_to(pipe, args, source: str, output: str):
 
 
 def cmd_reenact(args) -> int:
-    from .batch import expand_sources, is_batch, run_batch
+    from .sources import expand_sources, is_batch
 
     args.batch = is_batch(args.source, args.output)
     if not args.batch:
@@ -189,6 +189,8 @@ def cmd_reenact(args) -> int:
             print(format_rows(out.stats["profile"]))
         return 0
     sources = expand_sources(args.source)
+    from .batch import run_batch  # accelerate, and so torch: only once the sources are known to exist
+
     pipe = _load_pipeline(args.target)
 
     def one(source: str, output: str) -> int:

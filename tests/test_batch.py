@@ -62,6 +62,10 @@ def test_one_process_writes_each_output_once_and_records_a_bad_source(sources, t
     assert "4 already there, 1 failed" in capsys.readouterr().out
 
 
+def _finished(path) -> bool:
+    return path.suffix == ".mp4" and not path.name.startswith(".tmp-")
+
+
 def _launch(args):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
@@ -74,7 +78,7 @@ def test_two_processes_split_the_sources_survive_a_kill_and_finish_on_restart(so
     args = ["--target", target, "--source", str(sources / "*.mp4"), "--output", str(out), "--max-frames", "20"]
     run = _launch(args)
     t0 = time.time()
-    while time.time() - t0 < 300 and not (out.is_dir() and any(p.name.endswith("3.mp4") for p in out.iterdir())):
+    while time.time() - t0 < 300 and not (out.is_dir() and any(_finished(p) for p in out.iterdir())):
         time.sleep(0.2)
     launcher = psutil.Process(run.pid)
     procs = [*launcher.children(recursive=True), launcher]  # the workers are not all in the launcher's group
@@ -85,7 +89,7 @@ def test_two_processes_split_the_sources_survive_a_kill_and_finish_on_restart(so
             pass
     psutil.wait_procs(procs, timeout=30)
     run.wait()
-    finished = sorted(p.name for p in out.iterdir() if p.suffix == ".mp4" and not p.name.startswith(".tmp-"))
+    finished = sorted(p.name for p in out.iterdir() if _finished(p))
     if len(finished) == len(CLIPS):
         pytest.skip("the batch finished before it could be killed")
     assert finished and not (out / "summary.json").exists()
