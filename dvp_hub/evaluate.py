@@ -36,8 +36,7 @@ from .evaluate_measures import (
 from .evaluate_native import RealFootage, self_scores
 from .identity import identity_distance, spread_indices
 from .models.inference import generate_windows
-from .pipelines.finish import FrameFinisher
-from .pipelines.finish import to_uint8 as tensor_to_uint8
+from .pipelines.finish import FrameFinisher, tensor_to_uint8
 from .render.conditioning import ConditioningRenderer
 from .render.regions import box_mask, region_boxes
 from .video import VideoReader, to_uint8

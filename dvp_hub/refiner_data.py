@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import DVPError
 from .pipelines import steps
-from .pipelines.finish import to_uint8
+from .pipelines.finish import tensor_to_uint8
 from .video import VideoReader
 
 
@@ -29,7 +29,7 @@ def generated_crops(pipe, frames: slice | None = None) -> np.ndarray:
     if frames is not None:
         seq = seq.slice(frames.start or 0, frames.stop)
     out: list[np.ndarray] = []
-    steps.render_generate_write(pipe, seq, lambda x: out.extend(to_uint8(x)), batch_size=8, chunk_size=64)
+    steps.render_generate_write(pipe, seq, lambda x: out.extend(tensor_to_uint8(x)), batch_size=8, chunk_size=64)
     return np.stack(out)
 
 

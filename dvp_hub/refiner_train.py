@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import detail
-from .pipelines.finish import to_uint8
+from .pipelines.finish import tensor_to_uint8
 
 
 class PatchSampler:
@@ -89,8 +89,8 @@ def validate(refiner, generated, real, boxes, frames) -> tuple[dict, np.ndarray]
     reals = [np.asarray(real[i]) for i in frames]
     for j in range(0, len(frames), 4):
         x = to_tensor(np.stack([generated[i] for i in frames[j : j + 4]])).to(refiner.device)
-        out["refined"].append(to_uint8(refiner(x)))
-        out["bilinear"].append(to_uint8(upsample(x, scale)))
+        out["refined"].append(tensor_to_uint8(refiner(x)))
+        out["bilinear"].append(tensor_to_uint8(upsample(x, scale)))
     scores = {}
     for name, chunks in out.items():
         fakes = np.concatenate(chunks)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.inference import bf16_supported
 from ..profile import timed
 from ..provenance.label import mark_synthetic
-from ..models.inference import bf16_supported
 from ..provenance.watermark import embed
 from ..render.composite import Compositor
 
@@ -38,7 +38,7 @@ def face_window(pipe, margin: int = 16) -> tuple[int, int, int, int]:
     return (x0, y0, x1, y1)
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[B, 3, H, W]`` (or ``[3, H, W]``) in [-1, 1] -> ``[B, H, W, 3]`` (``[H, W, 3]``) uint8."""
     img = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return img.movedim(-3, -1).cpu().numpy()
@@ -82,7 +82,7 @@ class FrameFinisher:
         if self.refiner is not None:
             with timed(self.times, "refine", len(out)):
                 out = self.refiner.refine(out.float(), self.window, bf16=self.bf16)
-        return to_uint8(out)
+        return tensor_to_uint8(out)
 
     def mark(self, img: np.ndarray) -> np.ndarray:
         """The visible label and the invisible watermark, as asked."""
