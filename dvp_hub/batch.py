@@ -24,6 +24,11 @@ from .sources import VIDEO_SUFFIXES, output_paths
 SUMMARY_FIELDS = ("source", "output", "frames", "seconds", "status")
 
 
+def process_device():
+    """This process's device under ``accelerate launch`` (its GPU, or the CPU), for the target to move to."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
+
+
 def run_batch(sources: list[str], folder: str, reenact_one) -> list[dict] | None:
     """Reenact this process's share of ``sources`` into ``folder`` with ``reenact_one(source, output) -> frames``
     (which raises `DVPError` for a source that cannot be used: recorded as failed, the batch goes on). The main

@@ -189,9 +189,9 @@ def cmd_reenact(args) -> int:
             print(format_rows(out.stats["profile"]))
         return 0
     sources = expand_sources(args.source)
-    from .batch import run_batch  # accelerate, and so torch: only once the sources are known to exist
+    from .batch import process_device, run_batch  # accelerate, and so torch: once the sources are known to exist
 
-    pipe = _load_pipeline(args.target)
+    pipe = _load_pipeline(args.target).to(process_device())
 
     def one(source: str, output: str) -> int:
         _check_source(source)

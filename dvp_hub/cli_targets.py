@@ -20,8 +20,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 from .dataset import prepare_target_dataset
 from .errors import DVPError, InputError
@@ -99,12 +101,22 @@ def evaluate_and_card(folder: str, video: str, dataset: str, name: str, training
     return sr
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def cmd_train(args) -> int:
     footage = check(args)
     if args.check:
         return 0
     name = target_name(args.video, args.name)
     out = os.path.abspath(args.output or os.path.join(targets_dir(args.targets_dir), name))
+    if os.path.isdir(out) and not os.path.isfile(os.path.join(out, "model_index.json")) and os.listdir(out):
+        raise InputError(f"{out}: exists and is not a target folder; give --output a new folder (or a target's).")
     work = out + ".work"
     dataset, run = os.path.join(work, "dataset"), os.path.join(work, "run")
     if not os.path.isfile(os.path.join(dataset, "dataset.json")):
@@ -115,11 +127,14 @@ def cmd_train(args) -> int:
         print(f"dataset: {meta['num_frames']} frames in {dataset}")
     cmd = launch_command(args, dataset, run, name)
     print("training:", " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, start_new_session=True)  # its own group: Ctrl-C is passed on below, once
     try:
         code = proc.wait()
-    except KeyboardInterrupt:  # the training process got the Ctrl-C too: it writes its checkpoint and stops
+    except KeyboardInterrupt:  # the training writes a checkpoint on SIGINT: wait until every process of it is gone
+        os.killpg(proc.pid, signal.SIGINT)
         proc.wait()
+        while _group_alive(proc.pid):
+            time.sleep(0.2)
         print(f"dvp train: interrupted; run the same command again to go on from the checkpoint in {run}", file=sys.stderr)
         return 130
     if code:

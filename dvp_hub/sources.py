@@ -18,6 +18,8 @@ def is_batch(sources: list[str], output: str) -> bool:
     if len(sources) > 1:
         return True
     s = sources[0]
+    if os.path.isfile(s) and not s.endswith(LIST_SUFFIXES):
+        return False  # a file, even one whose name has glob characters
     return os.path.isdir(s) or any(c in s for c in "*?[") or s.endswith(LIST_SUFFIXES)
 
 
@@ -33,7 +35,7 @@ def expand_sources(specs: list[str]) -> list[str]:
             out += [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines]
         elif os.path.isdir(spec):
             out += sorted(os.path.join(spec, n) for n in os.listdir(spec) if n.lower().endswith(SOURCE_SUFFIXES))
-        elif any(c in spec for c in "*?["):
+        elif any(c in spec for c in "*?[") and not os.path.isfile(spec):
             found = sorted(p for p in glob.glob(spec) if p.lower().endswith(SOURCE_SUFFIXES))
             if not found:
                 raise InputError(f"{spec}: matches no video or parameter file.")
@@ -56,4 +58,7 @@ def output_paths(sources: list[str], folder: str) -> list[str]:
     clash = {o for o in outs if outs.count(o) > 1}
     if clash:
         raise InputError(f"two sources would both write {sorted(clash)[0]}; rename one or run them apart.")
+    same = {os.path.abspath(s) for s in sources} & {os.path.abspath(o) for o in outs}
+    if same:
+        raise InputError(f"{sorted(same)[0]} would be its own output; give another output folder.")
     return outs

@@ -306,9 +306,11 @@ def test_space_opens_no_server_path_and_says_nothing_of_what_is_there(typed, tar
     monkeypatch.setenv("DVP_TARGETS", os.path.dirname(target_folder))
     with pytest.raises(DVPError) as typed_err:
         resolve_target(pick_target("demo", typed), local_paths=False)
+    with pytest.raises(DVPError) as direct_err:  # the loader itself, whatever reaches it
+        resolve_target(typed, local_paths=False)
     with pytest.raises(DVPError) as picked_err:
         pick_target(typed, "")  # a value the list does not hold, sent by a client
-    for err in (typed_err, picked_err):
+    for err in (typed_err, picked_err, direct_err):
         message = str(err.value)
         assert "model_index" not in message and "not a target folder" not in message and "holds" not in message
     with pytest.raises(DVPError, match="not a target here"):

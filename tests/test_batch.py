@@ -108,3 +108,17 @@ def test_two_processes_split_the_sources_survive_a_kill_and_finish_on_restart(so
     assert {n: os.path.getmtime(out / n) for n in finished} == before  # written once
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written file, no per-process part
     assert f"{len(CLIPS)} sources: {len(CLIPS) - len(finished)} written, {len(finished)} already there" in stdout
+
+
+def test_sources_a_file_with_glob_characters_and_an_output_onto_its_source(tmp_path):
+    from dvp_hub.errors import DVPError
+    from dvp_hub.sources import expand_sources, is_batch, output_paths
+
+    odd = tmp_path / "talk [1080p].mp4"
+    odd.write_bytes(b"")
+    assert not is_batch([str(odd)], "out.mp4")  # a file, not a pattern
+    assert expand_sources([str(odd), str(odd)]) == [str(odd)]
+    clip_in = tmp_path / "a.mp4"
+    clip_in.write_bytes(b"")
+    with pytest.raises(DVPError, match="would be its own output"):
+        output_paths([str(clip_in)], str(tmp_path))

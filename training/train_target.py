@@ -363,10 +363,12 @@ def main(args):
         step = args.interrupted_step
         if step > args.start_step:
             save_checkpoint(accelerator, args, step)
-        accelerator.print(
-            f"\ninterrupted at step {step}: checkpoint-{step} is in {args.output_dir}; run the same command with "
-            "--resume_from_checkpoint latest (dvp train: the same command) to go on"
-        )
+            accelerator.print(
+                f"\ninterrupted at step {step}: checkpoint-{step} is in {args.output_dir}; run the same command "
+                "with --resume_from_checkpoint latest (dvp train: the same command) to go on"
+            )
+        else:
+            accelerator.print(f"\ninterrupted at step {step}, before any new step: nothing new to save")
         raise SystemExit(130) from None
 
     # 5. Export the pipeline folder (main process).

@@ -128,6 +128,13 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         hub = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
         local_paths = kwargs.pop("local_paths", True)
         folder = resolve_target(str(pretrained_model_name_or_path), local_paths, **hub)
+        if not local_paths:  # a visitor's name: the errors say nothing of the server's folders
+            try:
+                pipe = cls.from_pretrained(folder, **kwargs)
+            except TargetLoadError:
+                raise TargetLoadError(f"{pretrained_model_name_or_path}: not a loadable dvp_hub target.") from None
+            pipe.origin = str(pretrained_model_name_or_path)  # demo, a name or a Hub id: for the credentials
+            return pipe
         check_folder(folder)
         if "torch_dtype" in kwargs:
             kwargs["dtype"] = kwargs.pop("torch_dtype")
@@ -284,6 +291,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         # 2. Track the source and fit the face model (or load a `dvp track` parameter file)
         with timed(times, "track + fit", len(reader) if reader is not None else 0):
             source = steps.source_motion(self, reader, source_parameters, opts.max_frames, show)
+        if times is not None and reader is None:
+            times.frames["track + fit"] = len(source)  # a parameter file: its frames, known once it is loaded
         # 3. Retarget: the source's motion on the target's face
         with timed(times, "retarget", len(source)):
             drive, pose_report = steps.retarget_motion(self, source, opts)

@@ -35,6 +35,8 @@ def resolve_target(name_or_path: str, local_paths: bool = True, **hub_kwargs) ->
         if not os.path.isfile(os.path.join(DEMO_DIR, "model_index.json")):
             raise TargetLoadError("the bundled demo target is missing from this installation; reinstall dvp-hub.")
         return DEMO_DIR
+    if local_paths and os.path.isdir(name_or_path):
+        return name_or_path  # a folder given by path wins over a target of the same name
     named = find_target(name_or_path)
     if named:
         return named
