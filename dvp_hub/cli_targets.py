@@ -101,6 +101,29 @@ def evaluate_and_card(folder: str, video: str, dataset: str, name: str, training
     return sr
 
 
+def _same_job(work: str, args) -> dict:
+    """A rerun goes on with the same footage and settings; another video under the same name is refused (its
+    dataset and checkpoints would be silently reused). Returns the job, for `cmd_train` to record once the footage
+    passed its check."""
+    job = {
+        "video": os.path.abspath(args.video),
+        "bytes": os.path.getsize(args.video),
+        "resolution": args.resolution,
+        "max_frames": args.max_frames,
+    }
+    path = os.path.join(work, "job.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            before = json.load(f)
+        if before != job:
+            changed = ", ".join(k for k in job if before.get(k) != job[k])
+            raise InputError(
+                f"{work} holds a run of other footage or settings ({changed} differ); give another --name or --output, "
+                "or delete that folder to start over."
+            )
+    return job
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -110,8 +133,8 @@ def _group_alive(pgid: int) -> bool:
 
 
 def cmd_train(args) -> int:
-    footage = check(args)
     if args.check:
+        check(args)
         return 0
     name = target_name(args.video, args.name)
     out = os.path.abspath(args.output or os.path.join(targets_dir(args.targets_dir), name))
@@ -119,6 +142,13 @@ def cmd_train(args) -> int:
         raise InputError(f"{out}: exists and is not a target folder; give --output a new folder (or a target's).")
     work = out + ".work"
     dataset, run = os.path.join(work, "dataset"), os.path.join(work, "run")
+    if not os.path.isfile(args.video):
+        raise InputError(f"{args.video}: no such video; check the path.")
+    job = _same_job(work, args)  # before the check's minute of tracking: a wrong rerun fails at once
+    footage = check(args)
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(work, "job.json"), "w") as f:
+        json.dump(job, f)
     if not os.path.isfile(os.path.join(dataset, "dataset.json")):
         os.makedirs(work, exist_ok=True)
         meta = prepare_target_dataset(

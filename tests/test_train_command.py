@@ -53,6 +53,10 @@ def test_train_end_to_end_resumes_and_the_target_is_found_by_name(tmp_path):
     folder = targets / "me"
     card = (folder / "README.md").read_text()
     assert "PSNR" in card and "nearest training frame" in card and (folder / "contact_sheet.png").is_file()
+    other = tmp_path / "other.mp4"
+    write_video(VideoReader(clip("target-macron-50s.mp4"), max_frames=470), other, 30, synthetic=False)
+    refused = _dvp("train", str(other), "--name", "me", *args[2:], env=env)  # another video under the same name
+    assert refused.returncode == 2 and "holds a run of other footage or settings (video, bytes" in refused.stderr
     again = _dvp(*args[:3], "3", *args[4:], env=env)  # one more step: resumed from the step-2 checkpoint
     assert again.returncode == 0, again.stderr[-3000:]
     assert "--resume_from_checkpoint latest" in again.stdout and "resumed from" in again.stdout + again.stderr
