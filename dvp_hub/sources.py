@@ -42,8 +42,11 @@ def expand_sources(specs: list[str]) -> list[str]:
             out += found
         else:
             out.append(spec)
-    seen: set[str] = set()
-    unique = [p for p in out if not (os.path.abspath(p) in seen or seen.add(os.path.abspath(p)))]
+    unique, seen = [], set()
+    for path in out:  # the first of each file, in order
+        if os.path.abspath(path) not in seen:
+            seen.add(os.path.abspath(path))
+            unique.append(path)
     if not unique:
         raise InputError(f"{', '.join(specs)}: no video or parameter file to reenact.")
     missing = [p for p in unique if not os.path.isfile(p)]

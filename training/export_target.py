@@ -29,6 +29,7 @@ from dvp_hub.errors import DVPError
 from dvp_hub.model_card import render_model_card
 from dvp_hub.models import RenderingToVideoGenerator
 from dvp_hub.paper import TEMPORAL_WINDOW
+from dvp_hub.pipelines.target_folder import weights_variant
 from dvp_hub.target_training import make_pipeline, validate
 
 
@@ -56,8 +57,7 @@ def load_generator(args, meta) -> RenderingToVideoGenerator:
         folder = os.path.join(path, "generator") if os.path.isdir(os.path.join(path, "generator")) else path
         if not os.path.isfile(os.path.join(folder, "config.json")):
             raise DVPError(f"{path}: not a checkpoint or generator folder (no generator/config.json).")
-        full = os.path.isfile(os.path.join(folder, "diffusion_pytorch_model.safetensors"))
-        gen = RenderingToVideoGenerator.from_pretrained(folder, variant=None if full else "fp16").float()
+        gen = RenderingToVideoGenerator.from_pretrained(folder, variant=weights_variant(folder)).float()
         if gen.config.resolution != meta["resolution"]:
             raise DVPError(f"{path}: a {gen.config.resolution} px generator; the dataset is {meta['resolution']} px.")
         return gen

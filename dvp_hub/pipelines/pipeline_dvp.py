@@ -25,7 +25,13 @@ from ..video import VideoWriter, current_umask
 from .finish import FrameFinisher
 from .options import RunOptions
 from .reference import load_background
-from .target_folder import DEMO_DIR, check_folder, reference_file, resolve_target  # noqa: F401 - public names
+from .target_folder import (  # noqa: F401 - public names
+    DEMO_DIR,
+    check_folder,
+    reference_file,
+    resolve_target,
+    weights_variant,
+)
 from .target_state import TargetState
 
 logger = logging.get_logger(__name__)
@@ -140,11 +146,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             kwargs["dtype"] = kwargs.pop("torch_dtype")
         variant = kwargs.get("variant")
         gen_dir = os.path.join(folder, "generator")
-        if (
-            variant is None
-            and not os.path.isfile(os.path.join(gen_dir, "diffusion_pytorch_model.safetensors"))
-            and os.path.isfile(os.path.join(gen_dir, "diffusion_pytorch_model.fp16.safetensors"))
-        ):
+        if variant is None and weights_variant(gen_dir) == "fp16":
             variant = kwargs["variant"] = "fp16"  # a target shipped in fp16 only (the bundled demo)
             kwargs.setdefault("dtype", torch.float32)
         if variant and not os.path.isfile(

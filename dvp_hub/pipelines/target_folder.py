@@ -147,3 +147,10 @@ def reference_file(folder: str) -> str | None:
         if os.path.isfile(path):
             return path
     return None
+
+
+def weights_variant(component_dir: str) -> str | None:
+    """``"fp16"`` where a component folder holds only fp16 weights (as the bundled demo ships), else None (fp32)."""
+    full = os.path.isfile(os.path.join(component_dir, "diffusion_pytorch_model.safetensors"))
+    half = os.path.isfile(os.path.join(component_dir, "diffusion_pytorch_model.fp16.safetensors"))
+    return "fp16" if half and not full else None
