@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def _crop_only(p) -> None:
     p.add_argument(
         "--crop-only",
@@ -48,7 +47,10 @@ def _train(sub) -> None:
     p.add_argument("--output", "-o", default=None, help="the target folder (default: NAME in the targets folder)")
     p.add_argument("--targets-dir", default=None, help="the targets folder (default: $DVP_TARGETS or the cache)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=None, help="training time (default: 30 minutes)")
+    budget.add_argument(
+        "--minutes", type=float, default=None,
+        help="training time in all, resumed runs counted together: again with a larger one trains on (default: 30)",
+    )
     budget.add_argument("--steps", type=int, default=None, help="training steps instead of minutes")
     p.add_argument("--init-from", default="demo", help="the generator to start from: demo, a target, or none")
     p.add_argument("--batch-size", type=int, default=4, help="training batch (16 or more on a GPU)")

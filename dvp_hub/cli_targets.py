@@ -7,7 +7,8 @@
 2. the dataset (`dataset.prepare_target_dataset`, reusing the check's tracking), in ``OUTPUT.work/dataset``;
 3. training through ``accelerate launch training/train_target.py`` (so ``accelerate config`` settings, several
    GPUs and several machines apply as accelerate users expect), from the demo generator by default, checkpoints
-   in ``OUTPUT.work/run``: the same command again resumes from the latest, and Ctrl-C leaves one;
+   in ``OUTPUT.work/run``: the same command again resumes from the latest, and Ctrl-C leaves one; ``--minutes``
+   is the whole budget, counting resumed runs, so the same command with a larger one trains on;
 4. the exported pipeline folder moved to ``OUTPUT`` (default: the targets folder, ``dvp_hub.targets``, by name);
 5. self-reenactment on the held-out frames beside the baselines (`evaluate.self_reenactment`), a contact sheet
    and the model card with those figures, in ``OUTPUT``.
@@ -175,7 +176,10 @@ def cmd_train(args) -> int:
         shutil.rmtree(out)
     shutil.copytree(os.path.join(run, "pipeline"), out + ".partial")
     os.replace(out + ".partial", out)
-    training = {"command": "dvp train", "budget": f"{args.minutes} min" if args.minutes else f"{args.steps} steps"}
+    budget = f"{args.minutes:g} min" if args.minutes else f"{args.steps} steps"
+    training = {"command": "dvp train", "budget": f"{budget} in all (resumed runs count together)"}
+    with open(os.path.join(run, "training.json")) as f:  # steps, time, losses: what the training actually did
+        training.update(json.load(f))
     sr = evaluate_and_card(out, args.video, dataset, name, training)
     near = sr["baseline_nearest_frame"]["psnr"]
     print(

@@ -163,8 +163,28 @@ def register_pretrained_hooks(accelerator, folders: dict) -> None:
     accelerator.register_load_state_pre_hook(load_hook)
 
 
+CLOCK_FILE = "training_clock.json"  # in each checkpoint: its step and the training seconds that led to it
+
+
+def training_seconds(args) -> float:
+    """The run's training time so far: the resumed checkpoint's clock (``args.prior_seconds``) plus this process's
+    time since the loop started (``args.t0``, a `time.perf_counter` reading); 0 before either is set."""
+    t0 = getattr(args, "t0", None)
+    return getattr(args, "prior_seconds", 0.0) + (time.perf_counter() - t0 if t0 is not None else 0.0)
+
+
+def read_clock(checkpoint: str) -> float:
+    """The training seconds a checkpoint was written at (0 for checkpoints written before the clock was kept)."""
+    path = os.path.join(checkpoint, CLOCK_FILE)
+    if not os.path.isfile(path):
+        return 0.0
+    with open(path) as f:
+        return float(json.load(f)["seconds"])
+
+
 def save_checkpoint(accelerator, args, step):
-    """accelerate state into ``checkpoint-STEP.partial``, then renamed: a killed write leaves no checkpoint."""
+    """accelerate state into ``checkpoint-STEP.partial``, then renamed: a killed write leaves no checkpoint. The
+    checkpoint also holds its training clock (`read_clock`), so that a time budget counts resumed runs together."""
     if accelerator.is_main_process and args.checkpoints_total_limit is not None:
         existing = complete_checkpoints(args.output_dir)
         for d in existing[: max(0, len(existing) - args.checkpoints_total_limit + 1)]:
@@ -178,6 +198,8 @@ def save_checkpoint(accelerator, args, step):
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        with open(os.path.join(tmp, CLOCK_FILE), "w") as f:
+            json.dump({"step": step, "seconds": round(training_seconds(args), 1)}, f)
         with open(os.path.join(tmp, "COMPLETE"), "w") as f:
             f.write(str(step))
         shutil.rmtree(final, ignore_errors=True)
@@ -230,10 +252,43 @@ def bar_fields(logs: dict, metrics: dict, args, t0: float, done: int) -> dict:
         fields["val_psnr"] = f"{metrics['psnr']:.2f}"
     elapsed = time.perf_counter() - t0
     left = (args.max_train_steps - done - args.start_step) * elapsed / max(done, 1)
-    if args.max_train_minutes is not None:
-        left = min(left, 60 * args.max_train_minutes - elapsed)
+    if args.max_train_minutes is not None:  # the budget counts the resumed checkpoints' time too
+        left = min(left, 60 * args.max_train_minutes - getattr(args, "prior_seconds", 0.0) - elapsed)
     fields["left"] = f"{max(left, 0) / 60:.0f} min"
     return fields
+
+
+def budget_spent(args) -> bool:
+    """Whether ``--max_train_minutes`` (counting the resumed checkpoints' time) has run out; never without it."""
+    return args.max_train_minutes is not None and training_seconds(args) > 60 * args.max_train_minutes
+
+
+def training_summary(args, gen, meta: dict, accelerator, seconds: float, step: int) -> dict:
+    """The model card's training table of a `train_target` run: generator, steps, optimiser, losses, time."""
+    training = {
+        "generator": f"U-Net, {gen.config.base_channels} base channels, {len(gen.downs)} levels, "
+        f"window {gen.config.temporal_window}",
+        "resolution": meta["resolution"],
+        "steps": step,
+        "batch size (per process)": args.train_batch_size,
+        "processes": accelerator.num_processes,
+        "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})",
+        "loss": f"cGAN + {args.lambda_l1} x L1"
+        + (f" (x{1 + args.region_weight:g} on mouth and eyes)" if args.region_weight else "")
+        + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else "")
+        + (f" + {args.lambda_feature_matching} x feature matching" if args.lambda_feature_matching else "")
+        + (f" + {args.lambda_perceptual} x face perceptual (EfficientNet-Lite0)" if args.lambda_perceptual else ""),
+        "mixed precision": accelerator.mixed_precision,
+        "training time": f"{seconds / 60:.1f} min on {accelerator.device.type}",
+        "seed": args.seed,
+    }
+    if args.init_from:
+        training["generator initialised from"] = args.init_from
+    if args.augment_shift or args.augment_zoom:
+        training["augmentation"] = f"shift up to {args.augment_shift:g} of the crop, zoom up to {args.augment_zoom:g}"
+        if args.augment_whole_pixels:
+            training["augmentation"] += " (whole pixels, the band from outside the crop out of the losses)"
+    return training
 
 
 def step_logs(loss_d, loss_gan, loss_l1, loss_t, loss_fm, loss_p, args) -> dict:

@@ -131,6 +131,32 @@ def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
     assert worst < 1e-5, worst
 
 
+def test_time_budget_counts_resumed_runs_together(tiny_dataset, tmp_path):
+    """--max_train_minutes is the whole run's: the last step leaves a checkpoint with its clock, the same budget
+    again trains nothing more, a larger one goes on from there."""
+    import json
+
+    out = tmp_path / "run"
+    common = ["--dataset_dir", tiny_dataset, "--output_dir", str(out), "--checkpointing_steps", "1000", *TINY]
+    common += ["--max_train_steps", "100000", "--resume_from_checkpoint", "latest"]
+    _launch(common + ["--max_train_minutes", "0.05"])  # 3 s
+
+    def last():
+        (ckpt,) = out.glob("checkpoint-*")  # one: the budget ran out before step 1000
+        clock = json.loads((ckpt / "training_clock.json").read_text())
+        return int(ckpt.name.split("-")[1]), clock
+
+    step, clock = last()
+    assert step == clock["step"] >= 1 and clock["seconds"] >= 3
+    r = _launch(common + ["--max_train_minutes", "0.05"])
+    assert "already spent" in r.stdout + r.stderr and last()[0] == step
+    assert json.loads((out / "training.json").read_text())["steps"] == step
+    _launch(common + ["--max_train_minutes", "0.15", "--checkpoints_total_limit", "1"])  # 6 s more
+    more, clock = last()
+    assert more > step and clock["seconds"] >= 9
+    assert json.loads((out / "training.json").read_text())["steps"] == more
+
+
 @pytest.mark.slow
 def test_two_process_ddp(tiny_dataset, tmp_path):
     out = tmp_path / "ddp"

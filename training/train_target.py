@@ -16,6 +16,7 @@ parameters, a model card). Two processes on CPU (gloo):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -36,14 +37,18 @@ from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.target_training import (
     bar_fields,
     bf16_warning,
+    budget_spent,
     complete_checkpoints,
     discriminator_step,
     generator_step,
     init_generator,
     make_pipeline,
+    read_clock,
     register_pretrained_hooks,
     save_checkpoint,
     step_logs,
+    training_seconds,
+    training_summary,
     validate,
 )
 
@@ -127,7 +132,8 @@ def parse_args(input_args=None):
         "--max_train_minutes",
         type=float,
         default=None,
-        help="stop (and export) after this much training time even before --max_train_steps",
+        help="stop (and export) once the run has trained this long, counting the time of the checkpoint it resumed "
+        "from (so a larger budget given again goes on), even before --max_train_steps",
     )
     p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
     p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
@@ -160,29 +166,9 @@ def export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, tr
     name = args.target_name or os.path.splitext(meta["source"])[0]
     gen = accelerator.unwrap_model(generator)
     pipe = make_pipeline(gen, dataset_dir, meta, name)
-    training = {
-        "generator": f"U-Net, {gen.config.base_channels} base channels, {len(gen.downs)} levels, "
-        f"window {gen.config.temporal_window}",
-        "resolution": meta["resolution"],
-        "steps": global_step,
-        "batch size (per process)": args.train_batch_size,
-        "processes": accelerator.num_processes,
-        "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})",
-        "loss": f"cGAN + {args.lambda_l1} x L1"
-        + (f" (x{1 + args.region_weight:g} on mouth and eyes)" if args.region_weight else "")
-        + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else "")
-        + (f" + {args.lambda_feature_matching} x feature matching" if args.lambda_feature_matching else "")
-        + (f" + {args.lambda_perceptual} x face perceptual (EfficientNet-Lite0)" if args.lambda_perceptual else ""),
-        "mixed precision": accelerator.mixed_precision,
-        "training time": f"{train_seconds / 60:.1f} min on {accelerator.device.type}",
-        "seed": args.seed,
-    }
-    if args.init_from:
-        training["generator initialised from"] = args.init_from
-    if args.augment_shift or args.augment_zoom:
-        training["augmentation"] = f"shift up to {args.augment_shift:g} of the crop, zoom up to {args.augment_zoom:g}"
-        if args.augment_whole_pixels:
-            training["augmentation"] += " (whole pixels, the band from outside the crop out of the losses)"
+    training = training_summary(args, gen, meta, accelerator, train_seconds, global_step)
+    with open(os.path.join(args.output_dir, "training.json"), "w") as f:  # read by `dvp train` for the card
+        json.dump(training, f, indent=1)
     card = render_model_card(
         name, {k: round(v, 4) for k, v in metrics.items()}, training, meta, repo_id=args.hub_model_id
     )
@@ -272,7 +258,8 @@ def _resume(args, accelerator) -> int:
         else:
             accelerator.load_state(path)
             global_step = int(os.path.basename(path.rstrip("/")).split("-")[1])
-            accelerator.print(f"resumed from {path} at step {global_step}")
+            args.prior_seconds = read_clock(path)
+            accelerator.print(f"resumed from {path} at step {global_step} ({args.prior_seconds / 60:.1f} min trained)")
     return global_step
 
 
@@ -290,11 +277,14 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
         disable=not accelerator.is_local_main_process,
     )
     metrics: dict = {}
-    t0, first_step = time.perf_counter(), global_step
-    args.interrupted_step = global_step
+    t0 = args.t0 = time.perf_counter()
+    first_step = args.interrupted_step = global_step
     generator.train()
     discriminator.train()
     out_of_time = False
+    if budget_spent(args):  # a rerun of a spent budget exports what it resumed
+        accelerator.print(f"--max_train_minutes already spent at step {global_step}: nothing more to train")
+        num_epochs = first_epoch
     for epoch in range(first_epoch, num_epochs):
         loader.set_epoch(epoch)
         active = (
@@ -320,7 +310,9 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
                 metrics = validate(accelerator.unwrap_model(generator), val_ds, args, global_step, accelerator.device)
                 accelerator.log({f"val_{k}": v for k, v in metrics.items()}, step=global_step)
                 accelerator.print(f"step {global_step}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
-            out_of_time = args.max_train_minutes is not None and time.perf_counter() - t0 > 60 * args.max_train_minutes
+            if budget_spent(args):  # every process stops at the same step, whichever saw the clock run out
+                accelerator.set_trigger()
+            out_of_time = accelerator.check_trigger()
             if global_step >= args.max_train_steps or out_of_time:
                 break
         if global_step >= args.max_train_steps or out_of_time:
@@ -329,9 +321,9 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
                 metrics = {}
             break
     bar.close()
-    train_seconds = time.perf_counter() - t0
-
-    return global_step, metrics, train_seconds
+    if global_step > first_step and global_step % args.checkpointing_steps:  # a larger budget can go on from here
+        save_checkpoint(accelerator, args, global_step)
+    return global_step, metrics, training_seconds(args)
 
 
 def main(args):
@@ -355,6 +347,7 @@ def main(args):
             "dvp_target", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         )
 
+    args.prior_seconds = 0.0
     global_step = args.start_step = _resume(args, accelerator)
     models = (generator, discriminator, gan_loss, opt_g, opt_d)
     try:
@@ -380,7 +373,7 @@ def main(args):
         out = export_pipeline(accelerator, generator, args, dataset_dir, meta, metrics, train_seconds, global_step)
         accelerator.print(
             f"exported {out} (PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
-            f"{global_step / max(train_seconds, 1e-9):.2f} steps/s)"
+            f"{(global_step - args.start_step) / max(train_seconds - args.prior_seconds, 1e-9):.2f} steps/s)"
         )
     accelerator.end_training()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
