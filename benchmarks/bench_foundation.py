@@ -18,6 +18,12 @@ import sys
 import tempfile
 import time
 
+from dvp_hub.face.fitting import fit_sequence
+from dvp_hub.face.tracker import FaceTracker
+from dvp_hub.perf import tune_allocator
+from dvp_hub.render.conditioning import ConditioningRenderer
+from dvp_hub.render.crop import Crop
+from dvp_hub.video import VideoReader, VideoWriter
 
 DEFAULT_CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "talking-d6.mp4")
 
@@ -34,13 +40,6 @@ def track_memory(clip: str, frames: int) -> float:
 
 
 def main(argv=None):
-    from dvp_hub.face.fitting import fit_sequence
-    from dvp_hub.face.tracker import FaceTracker
-    from dvp_hub.perf import tune_allocator
-    from dvp_hub.render.conditioning import ConditioningRenderer
-    from dvp_hub.render.crop import Crop
-    from dvp_hub.video import VideoReader, VideoWriter
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--clip", default=DEFAULT_CLIP)
     ap.add_argument("--json", default=None)

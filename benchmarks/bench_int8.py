@@ -18,9 +18,13 @@ import time
 
 import numpy as np
 import torch
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
-
-from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
+from dvp_hub import DeepVideoPortraitPipeline
+from dvp_hub.models.inference import generate_windows, input_dtype
+from dvp_hub.models.int8 import int8_available
+from dvp_hub.pipelines.live_generator import int8_live_generator
+from dvp_hub.video import VideoReader
 
 
 def main(argv=None) -> int:
@@ -29,12 +33,6 @@ def main(argv=None) -> int:
     ap.add_argument("--source", default=os.path.join(os.path.dirname(__file__), "../../shared/data/speech-wda.mp4"))
     ap.add_argument("--frames", type=int, default=90)
     args = ap.parse_args(argv)
-    from dvp_hub import DeepVideoPortraitPipeline
-    from dvp_hub.models.inference import generate_windows, input_dtype
-    from dvp_hub.models.int8 import int8_available
-    from dvp_hub.pipelines.live_generator import int8_live_generator
-    from dvp_hub.video import VideoReader
-
     ok, why = int8_available("cpu")
     if not ok:
         print(f"int8 is unavailable here: {why}", file=sys.stderr)

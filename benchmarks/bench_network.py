@@ -15,7 +15,7 @@ import json
 import time
 
 import torch
-
+from torch.utils.flop_counter import FlopCounterMode
 
 from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator  # noqa: E402
 from dvp_hub.models.inference import fold_batchnorm  # noqa: E402
@@ -48,8 +48,6 @@ def matmul_throughput(dev, dtype):
 
 
 def flops(model, x):
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(x)
     return fc.get_total_flops()

@@ -17,9 +17,10 @@ import sys
 
 import numpy as np
 import torch
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
-
-from timing import median_ms  # noqa: E402 - benchmarks/timing.py, beside this script
+from dvp_hub import DeepVideoPortraitPipeline
+from dvp_hub.models.inference import _fast, fold_batchnorm, generate_windows, input_dtype
 
 
 def main(argv=None) -> int:
@@ -28,12 +29,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
-        import openvino as ov
+        import openvino as ov  # lazy: optional dependency (openvino) only this benchmark needs; missing, it says so
     except ImportError:
         print("openvino is not installed (pip install openvino); nothing to compare", file=sys.stderr)
         return 2
-    from dvp_hub import DeepVideoPortraitPipeline
-    from dvp_hub.models.inference import _fast, fold_batchnorm, generate_windows, input_dtype
 
     torch.set_num_threads(args.threads)
     gen = DeepVideoPortraitPipeline.from_pretrained(args.target).generator.float().eval()

@@ -21,7 +21,10 @@ import tempfile
 import time
 
 import imageio_ffmpeg
+from playwright.sync_api import sync_playwright
 from timing import machine  # benchmarks/timing.py, beside this script
+
+from dvp_hub.space import build_demo
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
@@ -37,10 +40,6 @@ def fake_camera(clip: str, seconds: float) -> str:
 
 
 def main(argv=None):
-    from playwright.sync_api import sync_playwright
-
-    from dvp_hub.space import build_demo
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--clip", default="talking-d3.mp4")

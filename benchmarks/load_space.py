@@ -21,16 +21,15 @@ import threading
 import time
 
 import psutil
+from gradio_client import Client, handle_file
+
+from dvp_hub.video import VideoReader, write_video
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CLIP = os.path.join(ROOT, "..", "shared", "data", "talking-d3.mp4")
 
 
 def main(argv=None):
-    from gradio_client import Client, handle_file
-
-    from dvp_hub.video import VideoReader, write_video
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=2.0)

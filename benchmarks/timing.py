@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -21,8 +22,6 @@ def median_ms(fn, n: int = 40, warmup: int = 5) -> float:
 
 def machine() -> str:
     """The CPU as results files name it: cores, model and the vector extensions that matter for the generator."""
-    import os
-
     model, flags = "unknown CPU", set()
     try:
         with open("/proc/cpuinfo") as f:

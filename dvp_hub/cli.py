@@ -16,16 +16,26 @@ Each command imports what it needs (torch, mediapipe, gradio) when it runs, insi
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 
+import numpy as np
+
 from .cli_parser import build_parser
 from .errors import DVPError
+from .logs import set_verbose
+from .perf import tune_allocator
+from .profile import format_rows
+from .provenance.verify import format_report, verify_file
+from .sources import expand_sources, is_batch
+from .space_export import demo_name, export_space, push_space
+from .video import VideoReader, VideoWriter, check_output_path, probe_video
 
 
 def _progress(label: str):
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: tqdm.auto takes ~70 ms, only dvp track's bar needs it; dvp --help starts fast
 
     bar = None
 
@@ -42,9 +52,8 @@ def _progress(label: str):
 
 
 def cmd_track(args) -> None:
-    from .face.fitting import fit_sequence
-    from .face.tracker import FaceTracker
-    from .video import VideoReader
+    from .face.fitting import fit_sequence  # lazy: scipy, the face model (torch, mediapipe later); --help starts fast
+    from .face.tracker import FaceTracker  # lazy
 
     if not args.output.endswith(".safetensors"):
         raise DVPError(f"{args.output}: the parameter file must end in .safetensors.")
@@ -77,12 +86,9 @@ def cmd_track(args) -> None:
 
 
 def cmd_render(args) -> None:
-    import numpy as np
-
-    from .face.sequence import FaceSequence
-    from .render.conditioning import ConditioningRenderer
-    from .render.crop import Crop
-    from .video import VideoReader, VideoWriter
+    from .face.sequence import FaceSequence  # lazy: the face model, the renderer (torch); dvp --help starts fast
+    from .render.conditioning import ConditioningRenderer  # lazy
+    from .render.crop import Crop  # lazy
 
     seq = FaceSequence.load(args.params)
     reader = VideoReader(args.video)
@@ -111,14 +117,12 @@ MOTION_CLIP = os.path.join(os.path.dirname(__file__), "assets", "motion", "speec
 
 
 def _load_pipeline(target: str):
-    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline  # lazy: torch and diffusers, after the input checks
 
     return DeepVideoPortraitPipeline.from_pretrained(target)
 
 
 def _check_output(path: str) -> None:
-    from .video import check_output_path
-
     check_output_path(path)  # fail before loading the target and tracking the source
 
 
@@ -128,8 +132,6 @@ def _check_source(path: str) -> None:
         if not os.path.isfile(path):
             raise DVPError(f"{path}: no such parameter file; check the path (or give a video).")
         return
-    from .video import probe_video
-
     probe_video(path)
 
 
@@ -175,8 +177,6 @@ def _reenact_to(pipe, args, source: str, output: str):
 
 
 def cmd_reenact(args) -> int:
-    from .sources import expand_sources, is_batch
-
     args.batch = is_batch(args.source, args.output)
     if not args.batch:
         _check_output(args.output)
@@ -184,12 +184,10 @@ def cmd_reenact(args) -> int:
         out = _reenact_to(_load_pipeline(args.target), args, args.source[0], args.output)
         _report(out, args.output)
         if args.profile:
-            from .profile import format_rows
-
             print(format_rows(out.stats["profile"]))
         return 0
     sources = expand_sources(args.source)
-    from .batch import process_device, run_batch  # accelerate, and so torch: once the sources are known to exist
+    from .batch import process_device, run_batch  # lazy: accelerate, and so torch: once the sources are known to exist
 
     pipe = _load_pipeline(args.target).to(process_device())
 
@@ -230,8 +228,7 @@ def cmd_live(args) -> None:
     """The live path on a file, paced at its own frame rate as a camera would deliver it."""
     _check_output(args.output)
     _check_source(args.source)
-    from .pipelines.live_runner import pipelined_by_default, run_paced
-    from .video import VideoReader, VideoWriter
+    from .pipelines.live_runner import pipelined_by_default, run_paced  # lazy: torch; tests patch run_paced
 
     reader = VideoReader(args.source, max_frames=args.max_frames)
     pipe = _load_pipeline(args.target)
@@ -271,7 +268,7 @@ from .cli_reports import cmd_bench, cmd_evaluate  # noqa: E402 - the table-print
 
 
 def cmd_train(args) -> int:
-    from .cli_targets import cmd_train as run  # imports torch and the tracker: only for this command
+    from .cli_targets import cmd_train as run  # lazy: torch and the tracker, for this command only; --help starts fast
 
     if not args.minutes and not args.steps:
         args.minutes = 30.0
@@ -279,18 +276,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from .cli_targets import cmd_push as run
+    from .cli_targets import cmd_push as run  # lazy: torch and the tracker, for this command only; --help starts fast
 
     return run(args)
 
 
 def cmd_space_export(args) -> None:
-    from .space_export import export_space, push_space
-
     demo_model = args.demo_model
     if args.push and not demo_model:
-        from .space_export import demo_name
-
         demo_model = f"{args.push.split('/')[0]}/dvp-{demo_name()}"
     done = export_space(args.folder, demo_model=demo_model, wheel=args.wheel)
     print(f"wrote {done['folder']}: {', '.join(done['files'])} (wheels/{done['wheel']})")
@@ -301,12 +294,8 @@ def cmd_space_export(args) -> None:
 
 
 def cmd_verify(args) -> int:
-    from .provenance.verify import format_report, verify_file
-
     report = verify_file(args.file)
     if args.json:
-        import json
-
         print(json.dumps(report, indent=1))
     else:
         print(format_report(report))
@@ -314,7 +303,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_space(args) -> None:
-    from .space import launch
+    from .space import launch  # lazy: gradio, torch, diffusers: for this command only; dvp --help starts fast
 
     launch(host=args.host, port=args.port)
 
@@ -336,13 +325,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .perf import tune_allocator
-
     tune_allocator()
     args = build_parser().parse_args(argv)
     if args.verbose:
-        from .logs import set_verbose
-
         set_verbose(True)
     try:
         code = COMMANDS[args.command](args)

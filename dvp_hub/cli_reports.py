@@ -3,29 +3,32 @@ print their figures as tables (kept apart from `cli` so that each file stays rea
 
 from __future__ import annotations
 
+import json
 import os
+import platform
+import subprocess
 import sys
+import tempfile
 
 from .errors import DVPError
+from .identity import FaceEmbedder
 
 
 def _load_pipeline(target: str):
-    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+    from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline  # lazy: torch; dvp_hub.cli imports this module
 
     return DeepVideoPortraitPipeline.from_pretrained(target)
 
 
 def _evaluation(args) -> dict:
     """Run `dvp evaluate`'s measures (contact sheets beside ``--json``); returns the result dict."""
-    from .evaluate import self_reenactment
-    from .evaluate_driven import driven
-    from .evaluate_measures import target_reference
+    from .evaluate import self_reenactment  # lazy: torch and the pipeline; dvp_hub.cli imports this module
+    from .evaluate_driven import driven  # lazy
+    from .evaluate_measures import target_reference  # lazy
 
     pipe = _load_pipeline(args.target)
     embedder = ref = None
     if not args.no_identity:
-        from .identity import FaceEmbedder
-
         embedder = FaceEmbedder()
         ref = target_reference(embedder, args.target_video)
     stem = os.path.splitext(args.json)[0] if args.json else None  # contact sheets go next to the JSON
@@ -126,8 +129,6 @@ def _print_driven(sources: list, identity: bool) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    import json
-
     result = _evaluation(args)
     _print_self(result["self_reenactment"], not args.no_identity)
     _print_driven(result["sources"], not args.no_identity)
@@ -138,10 +139,6 @@ def cmd_evaluate(args) -> None:
 
 def cmd_bench(args) -> None:
     """Run every stage's benchmark script (they live in the repository's benchmarks/ folder)."""
-    import json
-    import subprocess
-    import tempfile
-
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
     if not os.path.isdir(root):
         raise DVPError("dvp bench runs the scripts in the repository's benchmarks/ folder; run it from a checkout.")
@@ -179,8 +176,6 @@ def cmd_bench(args) -> None:
                 f"{r['fps']} (generator alone {r['generator_fps']}; overhead {r['overhead_over_generator']:.0%})",
             )
         )
-    import platform
-
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     for k, v in table:
         print(f"{k:48s} {v}")

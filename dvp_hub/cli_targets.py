@@ -191,7 +191,7 @@ def cmd_train(args) -> int:
 
 def cmd_push(args) -> int:
     """Publish a target folder (weights, card, reference frame) to the Hub as ``owner/name``."""
-    from huggingface_hub import create_repo, upload_folder  # looked up at call time: tests patch the Hub's calls
+    from huggingface_hub import create_repo, upload_folder  # lazy: looked up at call time: tests patch the Hub's calls
 
     check_folder(args.folder)
     if not is_hub_id(args.repo_id):

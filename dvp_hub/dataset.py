@@ -34,6 +34,7 @@ from .paper import TEMPORAL_WINDOW
 from .render.conditioning import ConditioningRenderer
 from .render.crop import SCALE as CROP_SCALE
 from .render.crop import Crop
+from .render.regions import region_boxes
 from .video import VideoReader
 
 VAL_FRACTION = 0.1
@@ -155,8 +156,6 @@ class TargetDataset(torch.utils.data.Dataset):
         cache: dict | None = None,
         with_previous: bool = False,
     ):
-        import cv2
-
         self.meta = load_dataset_meta(dataset_dir)
         self.window = temporal_window
         self.with_previous = with_previous
@@ -171,8 +170,6 @@ class TargetDataset(torch.utils.data.Dataset):
             crop = Crop.from_list(self.meta["crop"])
             cond = ConditioningRenderer(device=device).render(seq, crop, r)
             self.conditioning = ((cond + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().contiguous()
-            from .render.regions import region_boxes
-
             self.regions = torch.from_numpy(region_boxes(seq.landmarks, crop, r))  # [T, 3, 4] mouth, eyes
             frames = np.stack(
                 [cv2.imread(os.path.join(dataset_dir, "frames", f"{i:06d}.jpg"))[..., ::-1] for i in range(n)]

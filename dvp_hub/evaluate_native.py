@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from . import detail
 from .render.composite import Compositor
@@ -64,8 +65,6 @@ class RealFootage:
 
 
 def _psnr_ssim(fakes: np.ndarray, reals: np.ndarray) -> dict:
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
     psnr, ssim = [], []
     for s in range(0, len(fakes), 8):  # full frames: a few at a time
         f = torch.from_numpy(np.array(fakes[s : s + 8])).permute(0, 3, 1, 2).float() / 255

@@ -113,7 +113,7 @@ def similarity_align(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | Non
 def einsum(equation: str, *operands: np.ndarray) -> np.ndarray:
     """``np.einsum`` computed by torch (batched BLAS), for the heavy contractions of the fit; numpy itself for a
     few frames (the live path fits one frame at a time, where torch's per-call overhead dominates)."""
-    import torch
+    import torch  # lazy: torch takes seconds; dvp track imports this numpy module and refuses bad input before a fit
 
     if len(operands[0]) <= 4:
         return np.einsum(equation, *operands)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from .errors import DVPError
+from .video import VideoReader
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's published threshold for its 128-D embeddings (LFW: 99.38%)
 
@@ -38,7 +39,7 @@ class FaceEmbedder:
     def __init__(self, upsample: int = 1):
         folder = _models_dir()
         try:
-            import dlib
+            import dlib  # lazy: optional dependency (the eval extra): missing, it is a DVPError saying what to install
         except ImportError as exc:
             raise DVPError(
                 "identity metrics need dlib: pip install 'dvp-hub[eval]' (dlib-bin), or pass --no-identity."
@@ -82,8 +83,6 @@ def spread(items, count: int = 24) -> list:
 
 def sample_frames(video: str, count: int = 24, max_frames: int | None = None) -> list[np.ndarray]:
     """``count`` frames spread evenly over a video (decoded in one pass)."""
-    from .video import VideoReader
-
     reader = VideoReader(video, max_frames=max_frames)
     keep = set(spread_indices(len(reader), count).tolist())
     return [f for i, f in enumerate(reader) if i in keep]

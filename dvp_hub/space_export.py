@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 
+from . import __version__
 from .errors import DVPError
+from .pipelines.target_folder import DEMO_DIR
 
 APP = '''"""Hugging Face Space entry point: Deep Video Portraits in the browser (see dvp_hub/space/)."""
 
@@ -92,23 +94,22 @@ def build_wheel(dest: str) -> str:
 
 
 def _torch_requirement() -> str:
-    import torch
+    import torch  # lazy: torch takes seconds; dvp_hub.cli imports this module, export_space checks its folder first
 
     return f"torch=={torch.__version__.split('+')[0]}"
 
 
 def demo_name() -> str:
     """The bundled demo target's name (``obama-34s``)."""
-    from .models.target import PortraitTarget
-    from .pipelines.target_folder import DEMO_DIR
+    from .models.target import PortraitTarget  # lazy: torch; dvp_hub.cli imports this module
 
     return PortraitTarget.load_config(os.path.join(DEMO_DIR, "target")).get("name", "demo")
 
 
 def space_card(demo_model: str | None, version: str):
     """README.md of the Space: the front matter Hugging Face reads, then a short description."""
-    import gradio
-    from huggingface_hub import SpaceCard, SpaceCardData
+    import gradio  # lazy: gradio and the Hub's cards take seconds; dvp_hub.cli imports this module
+    from huggingface_hub import SpaceCard, SpaceCardData  # lazy
 
     data = SpaceCardData(
         title="Deep Video Portraits",
@@ -133,8 +134,7 @@ def export_space(out_dir: str, demo_model: str | None = None, wheel: str | None 
     ``demo_model``: the Hub repo id where the demo target is published, listed under ``models:``.
     ``wheel``: an existing dvp-hub wheel to ship instead of building one from the checkout.
     """
-    from . import __version__
-    from .face.tracker import SYSTEM_LIBRARIES
+    from .face.tracker import SYSTEM_LIBRARIES  # lazy: importing the tracker sets GLOG_* variables; the cli must not
 
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
@@ -179,11 +179,10 @@ def export_space(out_dir: str, demo_model: str | None = None, wheel: str | None 
 def push_space(folder: str, repo_id: str, demo_model: str | None = None, token=None, private=None) -> str:
     """Upload the exported folder as a Gradio Space; with ``demo_model``, publish the demo target there first
     (so that the Space's ``models:`` entry exists)."""
-    from huggingface_hub import ModelCard, create_repo, upload_folder
+    from huggingface_hub import ModelCard, create_repo, upload_folder  # lazy: looked up at call time: tests patch it
 
     if demo_model:
-        from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
-        from .pipelines.target_folder import DEMO_DIR
+        from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline  # lazy: torch; dvp_hub.cli imports this module
 
         pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
         pipe.push_to_hub(demo_model, token=token, model_card=ModelCard.load(os.path.join(DEMO_DIR, "README.md")))

@@ -3,6 +3,7 @@
     python scripts/check_house.py            # prints each breach, exits 1 when there is one
 
 Imports inside functions count for cycles too: a lazy import hides a dependency, it does not remove it.
+An import inside a function needs `# lazy: why` on its line (start-up time, an optional dependency, a test patch).
 Written by hand because it is a few lines of `ast`; import-linter would need a contract file for the same.
 """
 
@@ -50,6 +51,17 @@ def imported(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     return out
 
 
+def unexplained_lazy_imports(tree: ast.AST, lines: list[str]) -> list[int]:
+    """Lines of the imports inside functions whose line carries no ``# lazy`` comment."""
+    out = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and "# lazy" not in lines[node.lineno - 1]:
+                    out.append(node.lineno)
+    return sorted(set(out))
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -81,6 +93,8 @@ def breaches() -> list[str]:
         if lines > MAX_MODULE_LINES:
             out.append(f"{rel}: {lines} lines (at most {MAX_MODULE_LINES})")
         tree = ast.parse(text, rel)
+        for line in unexplained_lazy_imports(tree, text.splitlines()):
+            out.append(f"{rel}:{line}: import inside a function without a '# lazy: why' comment")
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1

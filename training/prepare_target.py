@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dvp_hub.dataset import prepare_target_dataset
 from dvp_hub.errors import DVPError
 from dvp_hub.render.crop import SCALE
 
@@ -35,8 +36,6 @@ def parse_args(input_args=None):
 
 
 def main(args) -> dict:
-    from dvp_hub.dataset import prepare_target_dataset
-
     shot = args.shot if args.shot == "longest" else int(args.shot)
     meta = prepare_target_dataset(
         args.target_video,

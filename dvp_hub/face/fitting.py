@@ -74,7 +74,7 @@ def refine_expression(model: FaceModel, x, expr, target, rot, trans, cam: Camera
 
     The prior is a Tikhonov term on the coefficients scaled by the basis' standard deviations.
     """
-    import torch
+    import torch  # lazy: torch takes seconds; dvp track imports this module and refuses bad input before a fit
 
     c = np.array([cam.cx, cam.cy])
     t, n = x.shape[:2]

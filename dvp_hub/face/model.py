@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import scipy.sparse as sp
 from safetensors.numpy import load_file
 
 from . import topology as topo
@@ -119,8 +120,6 @@ def load_face_model(path: str = ASSET) -> FaceModel:
 
 @lru_cache(maxsize=4)
 def _incidence(triangles_key: bytes, num_vertices: int):
-    import scipy.sparse as sp
-
     tri = np.frombuffer(triangles_key, dtype=np.int64).reshape(-1, 3)
     rows = tri.reshape(-1)
     cols = np.repeat(np.arange(len(tri)), 3)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from ..errors import ParameterFileError
@@ -113,8 +113,6 @@ class FaceSequence:
                 f"{path}: no such parameter file; create one with `dvp track VIDEO --output {path}`."
             )
         try:
-            from safetensors import safe_open
-
             with safe_open(path, "np") as f:
                 meta = f.metadata() or {}
             data = load_file(path)

@@ -129,7 +129,7 @@ RIGID_VERTICES = [
 @lru_cache(maxsize=1)
 def mesh_triangles() -> np.ndarray:
     """``[852, 3]`` int64 triangles of the face mesh, consistently oriented (see module doc)."""
-    import mediapipe as mp
+    import mediapipe as mp  # lazy: mediapipe (~1.5 s, needs libGL), only to derive the triangles
 
     edges = {tuple(sorted(e)) for e in mp.solutions.face_mesh_connections.FACEMESH_TESSELATION}
     adj: dict[int, set[int]] = collections.defaultdict(set)

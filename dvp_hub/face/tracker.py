@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import numpy as np
 
 from ..errors import FaceTrackingError
 from ..logs import native_stderr_silenced, quiet_libraries
+from ..video import VideoReader
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -39,7 +40,7 @@ SYSTEM_LIBRARIES = {"libGL.so.1": "libgl1", "libglib-2.0.so.0": "libglib2.0-0"}
 def import_mediapipe():
     """mediapipe, or one line naming the Debian packages its OpenCV needs when they are missing."""
     try:
-        import mediapipe as mp
+        import mediapipe as mp  # lazy: turns a missing system library into one line (tests patch the import)
     except ImportError as err:
         missing = [pkg for lib, pkg in SYSTEM_LIBRARIES.items() if lib in str(err)]
         if missing:
@@ -82,8 +83,6 @@ class FaceTrack:
 
     def slice(self, start: int, stop: int | None = None) -> "FaceTrack":
         """Frames ``start..stop-1`` of the track (as `FaceSequence.slice`)."""
-        from dataclasses import replace
-
         sl = slice(start, stop)
         return replace(self, landmarks=self.landmarks[sl], colors=self.colors[sl], detected=self.detected[sl])
 
@@ -211,7 +210,7 @@ class FaceTracker:
                 refine_landmarks=True,
                 min_detection_confidence=0.4,
             )
-        import cv2
+        import cv2  # lazy: cv2 needs libGL; at the top a missing one would skip import_mediapipe's one-line error
 
         side = max(size * 2.2, 32.0)
         x0, y0 = center[0] - side / 2, center[1] - side / 2
@@ -356,8 +355,6 @@ class FaceTracker:
 
 def track_video(path: str, max_frames: int | None = None, progress=None) -> FaceTrack:
     """Track the face in a video file (streaming: frames are decoded one at a time)."""
-    from ..video import VideoReader
-
     reader = VideoReader(path, max_frames=max_frames)
     with FaceTracker() as tracker:
         return tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=str(path), progress=progress)

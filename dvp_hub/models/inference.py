@@ -15,6 +15,7 @@ import os
 import time
 
 import torch
+from torch._inductor import config as inductor_config
 
 from .generator import RenderingToVideoGenerator
 from .windows import stack_windows
@@ -151,9 +152,7 @@ def compiled_rest(model: RenderingToVideoGenerator):
         compiled = torch.compile(net.forward_from_first_level, dynamic=False)
 
         def fn(first):
-            from torch._inductor import config
-
-            with config.patch(freezing=True):  # read when it compiles; `options=` does not pass it on
+            with inductor_config.patch(freezing=True):  # read when it compiles; `options=` does not pass it on
                 return compiled(first)
 
         cached = (key, fn)

@@ -22,6 +22,7 @@ Two things make this more than a call to the quantizer:
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import warnings
@@ -29,6 +30,7 @@ import warnings
 import torch
 
 from .generator import RenderingToVideoGenerator
+from .inference import _fast
 
 
 def _swap_layout(w: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ def deconv_weight_layout() -> str | None:
     try:
         with warnings.catch_warnings():  # deprecation notes of torch.ao and of its TorchScript parts
             warnings.simplefilter("ignore")
-            import torch.ao.nn.quantized as nnq
+            import torch.ao.nn.quantized as nnq  # lazy: deprecated torch.ao may go: int8 then off, no import error
 
         if "x86" not in torch.backends.quantized.supported_engines:
             return None
@@ -162,16 +164,17 @@ def _traced(module: torch.nn.Module) -> torch.fx.GraphModule:
 def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[torch.Tensor]) -> Int8WindowGenerator:
     """Quantize ``model`` for one-window calls, its activation ranges calibrated on ``windows`` (float
     ``[1, 9, Nw, R, R]`` conditioning windows, a few dozen of the target's own). Raises where int8 is unavailable."""
-    import copy
-
-    from .inference import _fast
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import torch.ao.nn.quantized as nnq
-        from torch.ao.quantization import HistogramObserver, MinMaxObserver, QConfig, get_default_qconfig_mapping
-        from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+        import torch.ao.nn.quantized as nnq  # lazy: deprecated torch.ao may go (see int8_available)
+        from torch.ao.quantization import (  # lazy
+            HistogramObserver,
+            MinMaxObserver,
+            QConfig,
+            get_default_qconfig_mapping,
+        )
+        from torch.ao.quantization.fx.custom_config import PrepareCustomConfig  # lazy
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # lazy
 
     layout = deconv_weight_layout()
     if layout is None:
@@ -208,8 +211,6 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
 def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator:
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
     windows when it runs), cached on the model like the fast copy."""
-    from .inference import _fast
-
     key = _fast(model)[0]
     cached = getattr(model, "_dvp_int8", None)
     if cached is None or cached[0] != key:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..errors import InputError
 from ..face import topology as topo
 from ..face.model import load_face_model
 from ..face.sequence import FaceSequence
@@ -90,8 +91,6 @@ def edited_frame(
             expr[0, k] += amount * model.std[k]
         else:
             if key not in CONTROLS:
-                from ..errors import InputError
-
                 raise InputError(f"unknown expression control {key!r}; use one of {CONTROLS} or 'c<k>'.")
             if directions is None:
                 directions = control_directions(seq)

@@ -29,6 +29,7 @@ import numpy as np
 from ..face import topology as topo
 from ..face.model import load_face_model
 from ..face.sequence import FaceSequence
+from ..render.regions import REGIONS
 from . import leash
 
 RADIUS = 0.01  # RMS displacement of the face outside mouth and eyes, in inter-ocular distances
@@ -90,8 +91,6 @@ class ExpressionLimits:
 def kept_vertices(identity: np.ndarray) -> np.ndarray:
     """The mesh vertices of the mouth and the eyes (with lids and the skin just around them): those inside the
     boxes `render.regions` trains the mouth and eyes on, in the face's own frontal coordinates."""
-    from ..render.regions import REGIONS
-
     pts = identity[: topo.NUM_MESH_VERTICES, :2]
     inside = np.zeros(len(pts), bool)
     for idx, margin in REGIONS.values():

@@ -11,6 +11,7 @@ clip offline, a one-pole filter across calls for a caller that sends one frame a
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 BLOCK_VALUES = 1 << 22  # at most this many floats in one [rows, N, D] difference block
 
@@ -48,8 +49,6 @@ def smooth(
         state["pull"] = move
         changed = np.abs(move).max(1) > 1e-6
     elif smoothing > 0 and len(move) > 1:
-        from scipy.ndimage import gaussian_filter1d
-
         move = gaussian_filter1d(move, smoothing, axis=0, mode="nearest")
         changed = np.abs(move).max(1) > 1e-6
     return move, changed

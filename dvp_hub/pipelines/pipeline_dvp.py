@@ -22,7 +22,9 @@ from ..motion.editing import control_directions, edited_frame, pose_ranges
 from ..profile import StageTimes, timed
 from ..render.conditioning import ConditioningRenderer
 from ..video import VideoWriter, current_umask
+from . import steps
 from .finish import FrameFinisher
+from .live import LiveSession
 from .options import RunOptions
 from .reference import load_background
 from .target_folder import (  # noqa: F401 - public names
@@ -248,8 +250,6 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         process; ``DVP_INT8=0`` turns it off); else ``compile``: compiled by inductor (eager where no C++ compiler
         is found, or with ``DVP_COMPILE=0``).
         """
-        from .live import LiveSession
-
         options = RunOptions.resolve(options, kwargs, refine=False)
         return LiveSession(self, fps, options, calibration_seconds, compile=compile, int8=int8)
 
@@ -278,8 +278,6 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             target's full frames at its native size where it has a reference frame (else its crop), refined when
             it has a refiner, marked synthetic unless asked otherwise; None as frames with ``output_video``.
         """
-        from . import steps
-
         opts = RunOptions.resolve(options, kwargs)
         t_start = time.perf_counter()
         # 1. Check the arguments and the source (probed, not decoded): a bad file fails here, at once
@@ -376,7 +374,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         **kwargs,
     ) -> str:
         """Save both weight sets and the card to a temporary folder, then ``upload_folder`` it."""
-        from huggingface_hub import create_repo, upload_folder
+        from huggingface_hub import create_repo, upload_folder  # lazy: looked up at call time so tests can patch them
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = os.path.join(tmp, "pipe")

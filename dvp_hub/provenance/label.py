@@ -3,6 +3,7 @@ everywhere), and its detector (`dvp verify`)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 LABEL = "SYNTHETIC - dvp_hub"
@@ -11,8 +12,6 @@ LABEL = "SYNTHETIC - dvp_hub"
 def _label_layout(h: int, w: int, label: str = LABEL):
     """Where the label goes on an ``h x w`` frame: (text, scale, thickness, pad, x0, y0, baseline) or None
     when the frame is too small for any label."""
-    import cv2
-
     scale = max(0.25, min(w, h) / 900)
     thick = max(1, int(round(scale * 2)))
     pad = max(2, int(4 * scale))
@@ -26,8 +25,6 @@ def _label_layout(h: int, w: int, label: str = LABEL):
 
 def mark_synthetic(frame: np.ndarray, label: str = LABEL) -> np.ndarray:
     """A copy of ``frame`` (H x W x 3 uint8) with a small semi-opaque label at the bottom right."""
-    import cv2
-
     out = np.ascontiguousarray(frame).copy()
     h, w = out.shape[:2]
     layout = _label_layout(h, w, label)
@@ -45,8 +42,6 @@ def mark_synthetic(frame: np.ndarray, label: str = LABEL) -> np.ndarray:
 def has_synthetic_mark(frame: np.ndarray) -> bool:
     """Whether ``frame`` shows the visible label where `mark_synthetic` draws it (bright text over a darkened
     box; survives re-encoding, not a crop of that corner or a resize)."""
-    import cv2
-
     f = np.asarray(frame)
     h, w = f.shape[:2]
     layout = _label_layout(h, w)

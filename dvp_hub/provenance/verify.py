@@ -12,6 +12,8 @@ import os
 import numpy as np
 
 from ..errors import VideoReadError
+from ..video import SYNTHETIC_COMMENT, VideoReader, read_metadata
+from .credentials import read_credentials
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SAMPLED_FRAMES = 16
@@ -20,15 +22,13 @@ WATERMARK_MIN_FRACTION = 0.25  # of the sampled frames; a single chance detectio
 
 def _frames(path: str, samples: int) -> tuple[list[np.ndarray], str]:
     if path.lower().endswith(IMAGE_EXTENSIONS):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError  # lazy: PIL for image files only; dvp verify must start fast
 
         try:
             with Image.open(path) as im:
                 return [np.asarray(im.convert("RGB"))], "image"
         except (OSError, UnidentifiedImageError):
             raise VideoReadError(f"{path}: not a readable image.") from None
-    from ..video import VideoReader
-
     reader = VideoReader(path)
     n = len(reader)
     want = set(np.linspace(0, n - 1, min(samples, n)).round().astype(int).tolist())
@@ -38,14 +38,13 @@ def _frames(path: str, samples: int) -> tuple[list[np.ndarray], str]:
 
 def verify_file(path: str, samples: int = SAMPLED_FRAMES) -> dict:
     """The report for one file; raises `VideoReadError` when it cannot be read at all."""
-    from .label import has_synthetic_mark
-    from .credentials import read_credentials
-    from .watermark import detect, detect_clip
-
     path = str(path)
     if not os.path.isfile(path):
         raise VideoReadError(f"{path}: no such file; check the path.")
     frames, kind = _frames(path, samples)
+    from .label import has_synthetic_mark  # lazy: cv2 (~0.1 s), once the file is read: a refused one fails fast
+    from .watermark import detect, detect_clip  # lazy
+
     dets = [detect(f) for f in frames]
     found = [d for d in dets if d.detected]
     wm = {
@@ -65,8 +64,6 @@ def verify_file(path: str, samples: int = SAMPLED_FRAMES) -> dict:
     visible = sum(has_synthetic_mark(f) for f in frames)
     metadata = False
     if kind == "video":
-        from ..video import SYNTHETIC_COMMENT, read_metadata
-
         tags = read_metadata(path)
         metadata = any(SYNTHETIC_COMMENT in v or "dvp_hub" in v for v in tags.values())
     try:

@@ -28,6 +28,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 VERSION = 1
@@ -85,8 +86,6 @@ def _cell_means(y: np.ndarray, oy: int, ox: int) -> np.ndarray:
 def _highpass(c: np.ndarray, whiten: bool = False) -> np.ndarray:
     """Cells minus their 3 x 3 neighbourhood mean; ``whiten`` also divides by the local spread, so that
     edges and texture (where the picture itself varies most) weigh less than smooth skin and background."""
-    import cv2
-
     c = c.astype(np.float32)
     d = c - cv2.blur(c, (3, 3), borderType=cv2.BORDER_REFLECT)
     if not whiten:
@@ -110,8 +109,6 @@ def _fold(c: np.ndarray) -> np.ndarray:
 
 def _folds(frame: np.ndarray):
     """The whitened cell folds of a frame for every (scale, cell offset) the detector tries."""
-    import cv2
-
     y0 = _luma(frame)
     out = {}
     for scale in SCALES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..face.model import Camera
@@ -101,8 +102,6 @@ class Crop:
 
     def apply(self, frame: np.ndarray, out_size: int) -> np.ndarray:
         """Cut and resize one ``H x W x 3`` frame to ``out_size x out_size``."""
-        import cv2
-
         interp = cv2.INTER_AREA if self.size > out_size else cv2.INTER_LINEAR
         if interp == cv2.INTER_AREA:
             # INTER_AREA is not supported by warpAffine: cut first, then resize.

@@ -6,6 +6,7 @@ import os
 import threading
 
 import gradio as gr
+from diffusers.utils import logging as dlogging
 
 from ..errors import DVPError
 from ..logs import is_verbose
@@ -26,7 +27,7 @@ _LOCK = threading.Lock()
 def gpu(fn=None, **kwargs):
     """ZeroGPU's decorator when available (Hugging Face Spaces), else the function itself."""
     try:
-        import spaces  # type: ignore
+        import spaces  # type: ignore  # lazy: optional dependency (ZeroGPU's, on Hugging Face Spaces only)
 
         deco = spaces.GPU(**kwargs)
     except Exception:  # noqa: BLE001 - not on a Space
@@ -49,8 +50,6 @@ def target_choices() -> list[str]:
 
 def get_pipeline(target: str):
     """Load a target once per process (thread-safe; diffusers' loading bar off, it clashes with gr.Progress)."""
-    from diffusers.utils import logging as dlogging
-
     with _LOCK:
         if target not in _PIPES:
             dlogging.disable_progress_bar()
