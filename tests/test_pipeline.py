@@ -183,8 +183,34 @@ def test_edit_changes_the_image_as_asked():
     eye_change = np.abs(blink[box] - base[box]).mean()
     assert eye_change > 8
     assert np.abs(blink[:30] - base[:30]).mean() < eye_change / 2
+    # the blink control reaches the most closed eyes of the footage, beyond the old fixed +-2 of the slider
+    ranges = pipe.edit_ranges(100)
+    assert set(ranges) == {"yaw", "pitch", "roll", "jaw_open", "smile", "brows", "blink"}
+    assert all(lo <= 0 <= hi for lo, hi in ranges.values()) and ranges["blink"][1] > 3
+    closed = pipe.edit(100, expression={"blink": ranges["blink"][1]}, watermark=False, paste_back=False).astype(int)
+    assert np.abs(closed[box] - base[box]).mean() > eye_change
     with pytest.raises(InputError):
         pipe.edit(10, expression={"wiggle": 1})
+
+
+def test_a_turned_head_moves_as_the_targets_own_head_moved():
+    """Turning frame 100's head to frame 600's rotation puts the head near where frame 600 had it (the footage's
+    neck pivot, `pose_coupling`), not where frame 100's head was: that is what keeps the collar whole."""
+    from dvp_hub.geometry import axis_angle_to_matrix, matrix_to_euler
+    from dvp_hub.motion.editing import edited_frame, pose_coupling
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    seq = pipe.target_state.sequence
+    trained = slice(0, pipe.target.config.train_frames)
+    rot = axis_angle_to_matrix(seq.rotation[[100, 600]])
+    yaw, pitch, roll = matrix_to_euler((rot[1] @ rot[0].T)[None])[0]
+    assert abs(yaw) > 15  # the two frames look about 20 degrees apart
+    coupling = pose_coupling(seq, trained)
+    turned = edited_frame(seq, 100, yaw, pitch, roll, {}, (0, 0), coupling=coupling)
+    assert np.allclose(axis_angle_to_matrix(turned.rotation[0]), rot[1], atol=1e-6)
+    in_place = edited_frame(seq, 100, yaw, pitch, roll, {}, (0, 0), coupling=np.zeros((3, 3)))
+    real = seq.translation[600]
+    assert np.linalg.norm(turned.translation[0] - real) < 0.3 * np.linalg.norm(in_place.translation[0] - real)
 
 
 def test_visible_mark_on_by_default(tiny_pipeline, d3_sequence):

@@ -63,6 +63,42 @@ def pose_ranges(seq: FaceSequence, index: int, frames: slice = slice(None), spre
     return {k: (float(min(0.0, a)), float(max(0.0, b))) for k, a, b in zip(("yaw", "pitch", "roll"), lo, hi)}
 
 
+def control_ranges(seq: FaceSequence, index: int, frames: slice = slice(None), spread=(0.2, 99.8)) -> dict:
+    """How far each named control can move training frame ``index`` and stay within the expressions the target
+    was trained on: ``{"jaw_open": (lo, hi), ...}`` in the controls' units (one standard deviation of the measure
+    over ``frames``, as `control_directions`), the ``spread`` percentiles of the training frames' measures relative
+    to that frame's, always including 0. The spread reaches into the tails on purpose: a blink is a few percent of
+    a speech clip's frames, and its closed eyes are what the blink control is for."""
+    model = load_face_model()
+    train = _measures(model.shape(seq.identity, seq.expression[frames]))
+    here = _measures(model.shape(seq.identity, seq.expression[index : index + 1]))
+    out = {}
+    for name, m in train.items():
+        sd = float(m.std())
+        if sd < 1e-12:
+            out[name] = (0.0, 0.0)
+            continue
+        lo, hi = (np.percentile(m, spread) - float(here[name][0])) / sd
+        out[name] = (float(min(0.0, lo)), float(max(0.0, hi)))
+    return out
+
+
+def pose_coupling(seq: FaceSequence, frames: slice = slice(None), ridge_deg: float = 1.0) -> np.ndarray:
+    """How the target's head centre moves as its head turns, learned from its training frames: the ``[3, 3]`` map
+    (ridge least squares) from a change of head rotation (yaw, pitch, roll in degrees, camera axes, as
+    `edited_frame` takes them) to the change of the head centre's position in camera space. A head turns about the
+    neck, not about its own centre, and a person-specific generator renders a turned head well only where the
+    footage had it (its torso and collar follow the head's place). Rotations spread less than ``ridge_deg``
+    degrees shrink the map towards zero (the head turns in place)."""
+    model = load_face_model()
+    rot = axis_angle_to_matrix(seq.rotation[frames])
+    local = model.shape(seq.identity, seq.expression[frames]).mean(1)  # [T, 3] the face's centroid, model space
+    centre = np.einsum("tij,tj->ti", rot, local) + seq.translation[frames]
+    angles = matrix_to_euler(rot)
+    e, c = angles - angles.mean(0), centre - centre.mean(0)
+    return np.linalg.solve(e.T @ e + len(e) * ridge_deg**2 * np.eye(3), e.T @ c)
+
+
 def edited_frame(
     seq: FaceSequence,
     index: int,
@@ -72,18 +108,24 @@ def edited_frame(
     expression: dict,
     gaze: tuple[float, float],
     directions: dict[str, np.ndarray] | None = None,
+    coupling: np.ndarray | None = None,
 ) -> FaceSequence:
     """A one-frame `FaceSequence`: frame ``index`` of ``seq`` with the edits applied.
 
-    directions: `control_directions` of the target (needed for named controls; computed once by the caller).
+    The head turns about its centre, and the centre moves as the target's own head moved when it turned
+    (`pose_coupling`). directions, coupling: `control_directions` and `pose_coupling` of the target (computed
+    from ``seq`` when not given; callers making many edits compute them once).
     """
     one = seq.slice(index, index + 1)
-    rot = euler_to_matrix(yaw, pitch, roll) @ axis_angle_to_matrix(one.rotation[0])
-    # rotate about the head centre, not the camera: keep the translation of the face's centroid
+    r0 = axis_angle_to_matrix(one.rotation[0])
+    rot = euler_to_matrix(yaw, pitch, roll) @ r0
     model = load_face_model()
     centre = model.shape(one.identity, one.expression).mean(1)[0]
-    r0 = axis_angle_to_matrix(one.rotation[0])
-    trans = one.translation[0] + r0 @ centre - rot @ centre
+    moved = 0.0
+    if yaw or pitch or roll:
+        coupling = pose_coupling(seq) if coupling is None else coupling
+        moved = (matrix_to_euler(rot[None]) - matrix_to_euler(r0[None]))[0] @ coupling
+    trans = one.translation[0] + r0 @ centre + moved - rot @ centre
     expr = one.expression.copy()
     for key, amount in expression.items():
         if key.startswith("c") and key[1:].isdigit():

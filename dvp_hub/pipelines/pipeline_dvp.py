@@ -18,7 +18,7 @@ from diffusers.utils import BaseOutput, logging
 from ..errors import InputError, TargetLoadError
 from ..models import FaceRefiner, PortraitTarget, RenderingToVideoGenerator
 from ..models.inference import generate_windows
-from ..motion.editing import control_directions, edited_frame, pose_ranges
+from ..motion.editing import control_directions, control_ranges, edited_frame, pose_coupling, pose_ranges
 from ..profile import StageTimes, timed
 from ..render.conditioning import ConditioningRenderer
 from ..video import VideoWriter, current_umask
@@ -207,13 +207,18 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             state["renderer"] = ConditioningRenderer(device=self._execution_device)
         if not 0 <= frame_index < len(tgt):
             raise InputError(f"frame_index={frame_index} is outside the target's {len(tgt)} frames.")
+        trained = slice(0, self.target.config.train_frames)
         if expression and "directions" not in state:
-            state["directions"] = control_directions(tgt, slice(0, self.target.config.train_frames))
+            state["directions"] = control_directions(tgt, trained)
+        if "coupling" not in state:
+            state["coupling"] = pose_coupling(tgt, trained)
         paste_back = self.has_reference if paste_back is None else paste_back
         key = ("finisher", paste_back, watermark)
         if key not in state:
             state[key] = FrameFinisher(self, paste_back, watermark=watermark, invisible_watermark=watermark)
-        one = edited_frame(tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, state.get("directions"))
+        one = edited_frame(
+            tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, state.get("directions"), state["coupling"]
+        )
         cond = state["renderer"].render(one, self.target.crop, self.target.config.resolution)
         clip = cond.expand(self.generator.config.temporal_window, -1, -1, -1)  # the window repeats the frame
         finisher = state[key]
@@ -221,13 +226,16 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         return finisher(generate_windows(self.generator, clip))[0]
 
     def edit_ranges(self, frame_index: int = 0) -> dict:
-        """The yaw / pitch / roll (degrees) `edit` can apply to training frame ``frame_index`` and stay within the
-        poses the target was trained on (`editing.pose_ranges`): ``{"yaw": (lo, hi), ...}``."""
+        """What `edit` can apply to training frame ``frame_index`` and stay within what the target was trained on:
+        ``{"yaw": (lo, hi), "pitch": ..., "roll": ...}`` in degrees (`editing.pose_ranges`), then ``{"jaw_open":
+        (lo, hi), "smile": ..., "brows": ..., "blink": ...}`` in the controls' standard deviations
+        (`editing.control_ranges`)."""
 
         seq = self.target_state.sequence
         if not 0 <= frame_index < len(seq):
             raise InputError(f"frame_index={frame_index} is outside the target's {len(seq)} frames.")
-        return pose_ranges(seq, frame_index, slice(0, self.target.config.train_frames))
+        trained = slice(0, self.target.config.train_frames)
+        return {**pose_ranges(seq, frame_index, trained), **control_ranges(seq, frame_index, trained)}
 
     def live(
         self,

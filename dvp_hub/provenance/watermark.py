@@ -48,19 +48,27 @@ def pattern(payload: str = PAYLOAD) -> np.ndarray:
     return np.random.default_rng(seed).choice(np.array([-1.0, 1.0], np.float32), size=(TILE, TILE))
 
 
-@lru_cache(maxsize=8)
-def _plane(height: int, width: int, payload: str) -> np.ndarray:
-    """The additive luma plane for a frame size: the pattern, each cell ``CELL`` pixels, tiled."""
+STEP = int(STRENGTH)  # the mark is a whole number of grey levels, so embedding is a saturating uint8 add
+assert STEP == STRENGTH
+
+
+@lru_cache(maxsize=4)
+def _planes(height: int, width: int, payload: str) -> tuple[np.ndarray, np.ndarray]:
+    """The mark for a frame size as two ``H x W x 3`` uint8 planes, ``(up, down)``: ``STEP`` where the tiled
+    pattern (each cell ``CELL`` pixels) is +1, resp. -1, else 0."""
     cells = np.kron(pattern(payload), np.ones((CELL, CELL), np.float32))
     reps = (-(-height // cells.shape[0]), -(-width // cells.shape[1]))
-    return (STRENGTH * np.tile(cells, reps)[:height, :width]).astype(np.float32)
+    signs = np.tile(cells, reps)[:height, :width, None]
+    up = np.repeat((signs > 0).astype(np.uint8) * STEP, 3, axis=2)
+    return up, np.ascontiguousarray(STEP - up)
 
 
 def embed(frame: np.ndarray, payload: str = PAYLOAD) -> np.ndarray:
-    """``frame`` (H x W x 3 uint8) with the mark added to its luma (the same amount on R, G and B)."""
-    h, w = frame.shape[:2]
-    out = frame.astype(np.float32) + _plane(h, w, payload)[..., None]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    """A new ``frame`` (H x W x 3 uint8) with the mark added to its luma: ``STEP`` grey levels up or down, the same
+    on R, G and B, clipped to [0, 255] (OpenCV's saturating add and subtract: one pass over the frame)."""
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    up, down = _planes(frame.shape[0], frame.shape[1], payload)
+    return cv2.subtract(cv2.add(frame, up), down)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..pipelines.live_generator import compile_live_generator, int8_live_generator
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
-from .handlers import edit, model_card, pose_sliders, reenact, verify
+from .handlers import edit, edit_sliders, model_card, reenact, verify
 from .live_tab import build_live_tab
 
 def build_demo():
@@ -53,7 +53,7 @@ def build_demo():
                     gx = gr.Slider(-0.15, 0.15, value=0, step=0.01, label="Gaze left/right")
                     gy = gr.Slider(-0.1, 0.1, value=0, step=0.01, label="Gaze up/down")
                     controls = [
-                        gr.Slider(-2, 2, value=0, step=0.1, label=n.replace("_", " ").capitalize())
+                        gr.Slider(-2, 2, value=0, step=0.1, label=n.replace("_", " ").capitalize())  # set by frame
                         for n in EDIT_CONTROLS
                     ]
                 image = gr.Image(label="Edited frame (synthetic)", elem_id="edit_image", type="numpy")
@@ -63,9 +63,10 @@ def build_demo():
                 # value waits ("always_last"), so a long drag never floods the queue
                 s.input(edit, inputs, image, api_name=False, trigger_mode="always_last", show_progress="hidden")
             demo.load(edit, inputs, image, api_name=False)
-            # the pose sliders span what the target can render from the chosen frame (its trained poses)
-            demo.load(pose_sliders, [target, hub_id, frame], [yaw, pitch, roll], api_name=False)
-            frame.release(pose_sliders, [target, hub_id, frame], [yaw, pitch, roll], api_name=False)
+            # the sliders span what the target can render from the chosen frame (its trained poses and expressions)
+            sliders = [yaw, pitch, roll, *controls]
+            demo.load(edit_sliders, [target, hub_id, frame], sliders, api_name=False)
+            frame.release(edit_sliders, [target, hub_id, frame], sliders, api_name=False)
         with gr.Tab("Live"):
             build_live_tab(target, hub_id)
         with gr.Tab("Verify"):

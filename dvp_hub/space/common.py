@@ -18,6 +18,7 @@ from ..video import probe_video
 MAX_SECONDS = float(os.environ.get("DVP_MAX_SECONDS", 60))
 MAX_MB = float(os.environ.get("DVP_MAX_MB", 200))
 CONSENT = "I have the right to use this video, and I understand the result is synthetic and labelled as such."
+POSE_CONTROLS = ("yaw", "pitch", "roll")
 EDIT_CONTROLS = ("jaw_open", "smile", "brows", "blink")
 
 _PIPES: dict = {}

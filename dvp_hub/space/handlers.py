@@ -8,8 +8,8 @@ import tempfile
 import time
 
 import cv2
-import numpy as np
 import gradio as gr
+import numpy as np
 
 from ..errors import DVPError
 from ..pipelines.pipeline_dvp import resolve_target
@@ -17,7 +17,16 @@ from ..provenance.verify import format_report, verify_file
 from ..provenance.watermark import embed
 from ..render.conditioning import ConditioningRenderer
 from ..video import VideoReader, VideoWriter, current_umask
-from .common import EDIT_CONTROLS, check_source, get_pipeline, gpu, pick_target, user_error, user_names
+from .common import (
+    EDIT_CONTROLS,
+    POSE_CONTROLS,
+    check_source,
+    get_pipeline,
+    gpu,
+    pick_target,
+    user_error,
+    user_names,
+)
 
 SIDE_BY_SIDE_HEIGHT = 360  # px
 
@@ -111,15 +120,17 @@ def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *contro
         raise user_error(str(err)) from None
 
 
-def pose_sliders(target_choice, hub_id, frame):
-    """The Edit tab's yaw / pitch / roll sliders set to what the target can render from ``frame`` (its trained
-    poses, `DeepVideoPortraitPipeline.edit_ranges`)."""
+def edit_sliders(target_choice, hub_id, frame):
+    """The Edit tab's yaw / pitch / roll sliders, then its expression sliders (`EDIT_CONTROLS`), set to what the
+    target can render from ``frame`` (its trained poses and expressions, `DeepVideoPortraitPipeline.edit_ranges`)."""
     try:
         pipe = get_pipeline(pick_target(target_choice, hub_id))
         ranges = pipe.edit_ranges(int(min(frame, pipe.target.config.num_frames - 1)))
     except DVPError as err:
         raise user_error(str(err)) from None
-    return [gr.update(minimum=round(lo), maximum=round(hi)) for lo, hi in ranges.values()]
+    poses = [gr.update(minimum=round(lo), maximum=round(hi)) for lo, hi in (ranges[k] for k in POSE_CONTROLS)]
+    controls = [ranges[k] for k in EDIT_CONTROLS]
+    return poses + [gr.update(minimum=round(lo, 1), maximum=round(hi, 1)) for lo, hi in controls]
 
 
 def model_card(target_choice, hub_id) -> str:
