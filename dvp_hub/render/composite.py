@@ -24,6 +24,7 @@ from .crop import Crop
 
 SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
 MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
+COLOUR_SIZE = 128  # the colour shift is a mean over the background, estimated on the crop at this side
 
 
 class PersonSegmenter:
@@ -85,7 +86,9 @@ class Compositor:
         self.widen = max(1, int(round(widen * SEGMENT_SIZE)))  # at the segmenter's size
         self.segmenter = PersonSegmenter() if person_mask else None
         ref = crop.apply(self.background, self.size)  # the reference frame in the crop, cut once
-        self.ref_crop = ref.astype(np.float32)
+        small = (COLOUR_SIZE, COLOUR_SIZE)
+        self.ref_small = cv2.resize(ref, small, interpolation=cv2.INTER_AREA).astype(np.float32)
+        self.square_small = cv2.resize(self.square, small, interpolation=cv2.INTER_AREA)
         self.ref_mask = self.segmenter(ref) if self.segmenter else None
         self._previous: np.ndarray | None = None
 
@@ -110,27 +113,28 @@ class Compositor:
         return cv2.resize(m, (self.size, self.size), interpolation=cv2.INTER_LINEAR) * self.square
 
     def colour_shift(self, image: np.ndarray, m: np.ndarray) -> np.ndarray:
-        """Per-channel mean of (real - generated) over the background inside the square, clipped."""
-        bg = (m < 0.02) & (self.square > 0.99)
-        if bg.sum() < 100:
+        """Per-channel mean of (real - generated) over the background inside the square, clipped (a mean: taken on
+        the crop, its mask and the reference at `COLOUR_SIZE` px)."""
+        small = (COLOUR_SIZE, COLOUR_SIZE)
+        bg = (cv2.resize(m, small, interpolation=cv2.INTER_AREA) < 0.02) & (self.square_small > 0.99)
+        if bg.sum() < 100 * (COLOUR_SIZE / self.size) ** 2:  # 100 pixels of the crop
             return np.zeros(3, np.float32)
-        diff = self.ref_crop[bg] - image[bg].astype(np.float32)
+        diff = self.ref_small[bg] - cv2.resize(image, small, interpolation=cv2.INTER_AREA)[bg].astype(np.float32)
         return np.clip(diff.mean(0), -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT).astype(np.float32)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if image.shape[:2] != (self.size, self.size):
             raise ValueError(f"expected a {self.size} px crop, got {image.shape[1]}x{image.shape[0]}")
         m = self.mask(image)
-        shifted = image.astype(np.float32) + (self.colour_shift(image, m) if self.segmenter else 0)
+        if self.segmenter:  # OpenCV's uint8 arithmetic saturates and rounds, as the float round trip would
+            image = cv2.add(np.ascontiguousarray(image), (*map(float, self.colour_shift(image, m)), 0.0))
         x0, y0, x1, y1 = self.roi
         size = (x1 - x0, y1 - y0)
-        warped = cv2.warpAffine(shifted, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[
-            ..., None
-        ]
+        warped = cv2.warpAffine(image, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         out = self.background.copy()
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = (region + (warped - region) * weight).round().clip(0, 255).astype(np.uint8)
+        region = np.ascontiguousarray(out[y0:y1, x0:x1])
+        out[y0:y1, x0:x1] = cv2.blendLinear(warped, region, weight, 1.0 - weight)
         return out
 
     def close(self) -> None:
