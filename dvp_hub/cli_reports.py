@@ -57,6 +57,10 @@ def _evaluation(args) -> dict:
     return {"target": args.target, "self_reenactment": sr, "sources": sources}
 
 
+def _kid(k: dict) -> str:
+    return f"{k['kid']:.4f} +- {k['kid_std']:.4f}" if k else "n/a"
+
+
 def _print_self(sr: dict, identity: bool) -> None:
     print(f"self-reenactment on {sr['validation_frames']} validation frames (video frames {sr['source_frames']}):")
     print(f"{'in the crop':22s} {'PSNR':>6s} {'SSIM':>6s} {'face':>12s} {'mouth':>12s}")
@@ -87,6 +91,9 @@ def _print_self(sr: dict, identity: bool) -> None:
             )
             print(f"{label:22s} {r['psnr']:6.2f} {r['ssim']:6.3f}{extra}")
         print(f"(band error of a face without the mid band: {nat['real_band_rms']:.2f}; detail of the real footage: 1)")
+        if nat.get("face_kid"):
+            k, floor = nat["face_kid"], nat["face_kid_baseline_nearest_frame"]
+            print(f"face KID against the real held-out faces: {_kid(k)} (nearest training frames: {_kid(floor)})")
     if identity:
         print(f"identity of the output to the real frames {sr['identity_to_real_frames']:.3f}")
     print(
@@ -107,7 +114,7 @@ def _print_self(sr: dict, identity: bool) -> None:
 
 def _print_driven(sources: list, identity: bool) -> None:
     head = f"{'source':32s} {'mouth r':>8s} {'eyes r':>7s} {'pose err':>9s} {'jitter out/src':>15s} {'torso':>9s}"
-    head += f" {'detail':>6s} {'finest':>6s} {'held':>5s}"
+    head += f" {'detail':>6s} {'finest':>6s} {'KID':>7s} {'held':>5s}"
     print(head + (f" {'id->target':>10s} {'id->source':>10s} {'src->target':>11s}" if identity else ""))
     for r in sources:
         nat = r.get("native", {})
@@ -116,6 +123,7 @@ def _print_driven(sources: list, identity: bool) -> None:
             f"{r['head_pose_error_deg']:8.2f}d {r['output_jitter_iod']:.4f}/{r['source_jitter_iod']:.4f}"
             f" {r['torso_novel_frames']:4d}/{r['frames']:<4d}"
             f" {nat.get('detail_mid_band', float('nan')):6.2f} {nat.get('detail_finest_band', float('nan')):6.2f}"
+            f" {(nat.get('face_kid') or {}).get('kid', float('nan')):7.4f}"
             f" {100 * nat.get('pose_limited_share', float('nan')):4.0f}%"
         )
         if identity:
@@ -124,8 +132,8 @@ def _print_driven(sources: list, identity: bool) -> None:
                 f"{r['identity_source_to_target']:11.3f}"
             )
         print(line)
-    print("(detail: the face's mid / finest band against the target's real footage at native size; held: frames "
-          "the pose limit held)")
+    print("(detail: the face's mid / finest band against the target's real footage at native size; KID: of the face "
+          "squares against the real held-out faces, 0 when they match; held: frames the pose limit held)")
 
 
 def cmd_evaluate(args) -> None:

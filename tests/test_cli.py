@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dvp_hub.video import probe_video
@@ -66,6 +67,11 @@ def test_evaluate_prints_a_table_and_writes_json_with_identity(tmp_path):
     assert src["frames"] == 16 and src["identity_faces_found"] == "16/16"
     assert src["identity_to_target"] < 0.6 < src["identity_to_source"]  # the demo target, not the driver
     assert res["self_reenactment"]["identity_to_real_frames"] < 0.6
+    # the faces as a set against the real held-out faces: the generated ones farther than real frames of other moments
+    assert "face KID against the real held-out faces" in r.stdout
+    native = res["self_reenactment"]["native"]
+    assert native["face_kid"]["kid"] > native["face_kid_baseline_nearest_frame"]["kid"]
+    assert np.isfinite(src["native"]["face_kid"]["kid"])
 
 
 def test_demo_dubs_the_new_target_with_the_shipped_motion_clip(tmp_path):

@@ -51,3 +51,29 @@ def test_without_boxes_whole_patches_are_compared_at_their_own_size():
     value = loss(fake, real)
     value.backward()
     assert value.item() > 0 and fake.grad[..., :16, :16].abs().sum() > 0
+
+
+def test_face_kid_is_near_zero_for_real_faces_and_grows_with_blur():
+    """KID with the same wheel's features: two sets of the target's real faces (different moments) match; the
+    same faces blurred do not."""
+    import cv2
+    import numpy as np
+
+    from dvp_hub import DeepVideoPortraitPipeline
+    from dvp_hub.evaluate_native import face_box
+    from dvp_hub.face_kid import Lite0Pooled, face_kid
+    from dvp_hub.video import VideoReader
+
+    from .conftest import clip
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    start = pipe.target.source_start
+    frames = np.stack(list(VideoReader(clip("target-obama-34s.mp4"), max_frames=start + 960))[start:])
+    boxes = np.stack([face_box(x) for x in pipe.target_state.sequence.landmarks[: len(frames)]])
+    a, b = np.arange(0, 480, 20), np.arange(480, 960, 20)  # 24 faces each
+    features = Lite0Pooled()
+    real = face_kid(frames[a], boxes[a], frames[b], boxes[b], features)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames[a]])
+    soft = face_kid(blurred, boxes[a], frames[b], boxes[b], features)
+    assert real["kid_subset"] == 12 and real["kid_std"] > 0
+    assert real["kid"] < 0.02 < soft["kid"] and soft["kid"] > real["kid"] + 3 * soft["kid_std"]
