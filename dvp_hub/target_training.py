@@ -174,12 +174,19 @@ def training_seconds(args) -> float:
 
 
 def read_clock(checkpoint: str) -> float:
-    """The training seconds a checkpoint was written at (0 for checkpoints written before the clock was kept)."""
+    """The training seconds a checkpoint was written at (0 for checkpoints written before the clock was kept, so
+    a time budget restarts from them)."""
     path = os.path.join(checkpoint, CLOCK_FILE)
     if not os.path.isfile(path):
         return 0.0
     with open(path) as f:
         return float(json.load(f)["seconds"])
+
+
+def write_clock(checkpoint: str, args, step: int) -> None:
+    """Record in ``checkpoint`` the training seconds so far (`training_seconds`), for `read_clock`."""
+    with open(os.path.join(checkpoint, CLOCK_FILE), "w") as f:
+        json.dump({"step": step, "seconds": round(training_seconds(args), 1)}, f)
 
 
 def save_checkpoint(accelerator, args, step):
@@ -198,8 +205,7 @@ def save_checkpoint(accelerator, args, step):
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        with open(os.path.join(tmp, CLOCK_FILE), "w") as f:
-            json.dump({"step": step, "seconds": round(training_seconds(args), 1)}, f)
+        write_clock(tmp, args, step)
         with open(os.path.join(tmp, "COMPLETE"), "w") as f:
             f.write(str(step))
         shutil.rmtree(final, ignore_errors=True)

@@ -155,6 +155,9 @@ def test_time_budget_counts_resumed_runs_together(tiny_dataset, tmp_path):
     more, clock = last()
     assert more > step and clock["seconds"] >= 9
     assert json.loads((out / "training.json").read_text())["steps"] == more
+    steps_only = [a for a in common if a not in ("--max_train_steps", "100000")]
+    r = _launch(steps_only + ["--max_train_steps", str(more)])  # a step budget already reached: no step more
+    assert "already spent" in r.stdout + r.stderr and last()[0] == more
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ from dvp_hub.target_training import (
     training_seconds,
     training_summary,
     validate,
+    write_clock,
 )
 
 # Paper defaults, in one place.
@@ -281,9 +282,11 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
     first_step = args.interrupted_step = global_step
     generator.train()
     discriminator.train()
-    out_of_time = False
-    if budget_spent(args):  # a rerun of a spent budget exports what it resumed
-        accelerator.print(f"--max_train_minutes already spent at step {global_step}: nothing more to train")
+    if budget_spent(args):  # decided together: every process skips, or none
+        accelerator.set_trigger()
+    out_of_time = accelerator.check_trigger()
+    if out_of_time or global_step >= args.max_train_steps:  # a rerun of a finished budget exports what it resumed
+        accelerator.print(f"the budget is already spent at step {global_step}: nothing more to train")
         num_epochs = first_epoch
     for epoch in range(first_epoch, num_epochs):
         loader.set_epoch(epoch)
@@ -321,8 +324,11 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
                 metrics = {}
             break
     bar.close()
-    if global_step > first_step and global_step % args.checkpointing_steps:  # a larger budget can go on from here
-        save_checkpoint(accelerator, args, global_step)
+    if global_step > first_step:  # the last step's checkpoint, its clock counting that step's validation too
+        if global_step % args.checkpointing_steps:
+            save_checkpoint(accelerator, args, global_step)
+        elif accelerator.is_main_process:
+            write_clock(os.path.join(args.output_dir, f"checkpoint-{global_step}"), args, global_step)
     return global_step, metrics, training_seconds(args)
 
 

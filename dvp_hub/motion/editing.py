@@ -94,7 +94,8 @@ def pose_coupling(seq: FaceSequence, frames: slice = slice(None), ridge_deg: flo
     rot = axis_angle_to_matrix(seq.rotation[frames])
     local = model.shape(seq.identity, seq.expression[frames]).mean(1)  # [T, 3] the face's centroid, model space
     centre = np.einsum("tij,tj->ti", rot, local) + seq.translation[frames]
-    angles = matrix_to_euler(rot)
+    mean = axis_angle_to_matrix(matrix_to_axis_angle(rot.mean(0, keepdims=True)))[0]  # near the clip's mean pose
+    angles = matrix_to_euler(rot @ mean.T)  # each frame as an edit of the mean pose would turn it
     e, c = angles - angles.mean(0), centre - centre.mean(0)
     return np.linalg.solve(e.T @ e + len(e) * ridge_deg**2 * np.eye(3), e.T @ c)
 
@@ -114,7 +115,8 @@ def edited_frame(
 
     The head turns about its centre, and the centre moves as the target's own head moved when it turned
     (`pose_coupling`). directions, coupling: `control_directions` and `pose_coupling` of the target (computed
-    from ``seq`` when not given; callers making many edits compute them once).
+    from all of ``seq``'s frames when not given; callers making many edits compute them once, from the trained
+    frames).
     """
     one = seq.slice(index, index + 1)
     r0 = axis_angle_to_matrix(one.rotation[0])
@@ -124,7 +126,7 @@ def edited_frame(
     moved = 0.0
     if yaw or pitch or roll:
         coupling = pose_coupling(seq) if coupling is None else coupling
-        moved = (matrix_to_euler(rot[None]) - matrix_to_euler(r0[None]))[0] @ coupling
+        moved = np.array([yaw, pitch, roll], np.float64) @ coupling
     trans = one.translation[0] + r0 @ centre + moved - rot @ centre
     expr = one.expression.copy()
     for key, amount in expression.items():

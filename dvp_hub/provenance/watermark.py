@@ -53,21 +53,29 @@ assert STEP == STRENGTH
 
 
 @lru_cache(maxsize=4)
-def _planes(height: int, width: int, payload: str) -> tuple[np.ndarray, np.ndarray]:
-    """The mark for a frame size as two ``H x W x 3`` uint8 planes, ``(up, down)``: ``STEP`` where the tiled
+def _planes(height: int, width: int, payload: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mark for a frame size as two ``H x W x channels`` uint8 planes, ``(up, down)``: ``STEP`` where the tiled
     pattern (each cell ``CELL`` pixels) is +1, resp. -1, else 0."""
     cells = np.kron(pattern(payload), np.ones((CELL, CELL), np.float32))
     reps = (-(-height // cells.shape[0]), -(-width // cells.shape[1]))
     signs = np.tile(cells, reps)[:height, :width, None]
-    up = np.repeat((signs > 0).astype(np.uint8) * STEP, 3, axis=2)
+    up = np.repeat((signs > 0).astype(np.uint8) * STEP, channels, axis=2)
     return up, np.ascontiguousarray(STEP - up)
 
 
 def embed(frame: np.ndarray, payload: str = PAYLOAD) -> np.ndarray:
-    """A new ``frame`` (H x W x 3 uint8) with the mark added to its luma: ``STEP`` grey levels up or down, the same
-    on R, G and B, clipped to [0, 255] (OpenCV's saturating add and subtract: one pass over the frame)."""
-    frame = np.ascontiguousarray(frame, dtype=np.uint8)
-    up, down = _planes(frame.shape[0], frame.shape[1], payload)
+    """A new ``frame`` (H x W x 3 uint8 RGB; H x W x 4 keeps its alpha unmarked) with the mark added to its luma:
+    ``STEP`` grey levels up or down, the same on R, G and B, clipped to [0, 255] (OpenCV's saturating uint8 add
+    and subtract)."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise ValueError(f"embed takes H x W x 3 (or x 4) uint8 frames, got {frame.dtype} {frame.shape}")
+    if frame.shape[2] == 4:
+        out = frame.copy()
+        out[..., :3] = embed(frame[..., :3], payload)
+        return out
+    frame = np.ascontiguousarray(frame)
+    up, down = _planes(frame.shape[0], frame.shape[1], payload, 3)
     return cv2.subtract(cv2.add(frame, up), down)
 
 

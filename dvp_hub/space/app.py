@@ -66,7 +66,10 @@ def build_demo():
             # the sliders span what the target can render from the chosen frame (its trained poses and expressions)
             sliders = [yaw, pitch, roll, *controls]
             demo.load(edit_sliders, [target, hub_id, frame], sliders, api_name=False)
-            frame.release(edit_sliders, [target, hub_id, frame], sliders, api_name=False)
+            for changed in (frame.release, target.change, hub_id.submit):  # a new frame or a new target
+                changed(edit_sliders, [target, hub_id, frame], sliders, api_name=False).then(
+                    edit, inputs, image, api_name=False
+                )
         with gr.Tab("Live"):
             build_live_tab(target, hub_id)
         with gr.Tab("Verify"):

@@ -122,15 +122,18 @@ def edit(target_choice, hub_id, frame, yaw, pitch, roll, gaze_x, gaze_y, *contro
 
 def edit_sliders(target_choice, hub_id, frame):
     """The Edit tab's yaw / pitch / roll sliders, then its expression sliders (`EDIT_CONTROLS`), set to what the
-    target can render from ``frame`` (its trained poses and expressions, `DeepVideoPortraitPipeline.edit_ranges`)."""
+    target can render from ``frame`` (its trained poses and expressions, `DeepVideoPortraitPipeline.edit_ranges`),
+    each back at 0."""
     try:
         pipe = get_pipeline(pick_target(target_choice, hub_id))
         ranges = pipe.edit_ranges(int(min(frame, pipe.target.config.num_frames - 1)))
     except DVPError as err:
         raise user_error(str(err)) from None
-    poses = [gr.update(minimum=round(lo), maximum=round(hi)) for lo, hi in (ranges[k] for k in POSE_CONTROLS)]
-    controls = [ranges[k] for k in EDIT_CONTROLS]
-    return poses + [gr.update(minimum=round(lo, 1), maximum=round(hi, 1)) for lo, hi in controls]
+    def slider(lo, hi, step):  # back at 0 (the frame as trained); never an empty range
+        lo, hi = round(lo / step) * step, round(hi / step) * step
+        return gr.update(minimum=min(lo, -step), maximum=max(hi, step), value=0)
+
+    return [slider(*ranges[k], 1) for k in POSE_CONTROLS] + [slider(*ranges[k], 0.1) for k in EDIT_CONTROLS]
 
 
 def model_card(target_choice, hub_id) -> str:
