@@ -29,12 +29,7 @@ EDITS = (
 def row(pipe, frame: int) -> tuple[list, list[str]]:
     """The tiles of one frame and their titles (with the amounts the range allows)."""
     ranges = pipe.edit_ranges(frame)
-    crop = pipe.target.crop
-    x0, y0, size = round(crop.x0), round(crop.y0), round(crop.size)
-
-    def cut(img):
-        return img[max(0, y0) : y0 + size, max(0, x0) : x0 + size]
-
+    cut = pipe.target.crop.cut  # the crop's square at native size, no resampling
     tiles, titles = [cut(pipe.edit(frame, watermark=False))], [f"frame {frame}"]
     for title, control, end in EDITS:
         amount = ranges[control][end]
