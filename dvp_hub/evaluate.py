@@ -123,7 +123,7 @@ def self_reenactment(
     stop = cfg.num_frames if max_frames is None else min(cfg.num_frames, start + max_frames)
     crop, size, window = pipe.target.crop, cfg.resolution, pipe.generator.config.temporal_window
     cond, raw = held_out_outputs(pipe, seq, start, stop)
-    refined = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False).crops(raw)
+    refined = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False).crops(raw, cond[window - 1 :])
     fake = torch.from_numpy(refined).permute(0, 3, 1, 2).float() / 255
     if fake.shape[-1] != size:  # the crop scores at the generator's size, as the baselines
         fake = torch.nn.functional.interpolate(fake, size=(size, size), mode="area")

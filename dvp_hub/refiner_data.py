@@ -6,21 +6,38 @@ target's crop at ``scale`` times the generator's resolution. The last ``num_fram
 frames are the target's held-out frames: the refiner never trains on them either.
 
 A pair folder holds ``generated.npy`` ``[N, R, R, 3]`` uint8, ``real.npy`` ``[N, sR, sR, 3]`` uint8,
-``face_boxes.npy`` ``[N, 4]`` (x0, y0, x1, y1 of the landmarks in the real crop's pixels) and
-``pairs.json`` (sizes, the held-out split, the target's name).
+``face_boxes.npy`` ``[N, 4]`` (x0, y0, x1, y1 of the landmarks in the real crop's pixels),
+``correspondence.npy`` ``[N, R, R, 3]`` float16 (the conditioning's correspondence channels of the same frames,
+for a refiner with a neural texture; folders built before it lack it) and ``pairs.json`` (sizes, the held-out
+split, the target's name).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from .errors import DVPError
 from .pipelines import steps
-from .pipelines.finish import tensor_to_uint8
+from .pipelines.finish import CORRESPONDENCE, tensor_to_uint8
+from .render.conditioning import ConditioningRenderer
 from .video import VideoReader
+
+
+
+class Pairs(NamedTuple):
+    """A pair folder's arrays (memory-mapped) and its ``pairs.json``; ``correspondence`` is None in folders built
+    before it was stored."""
+
+    generated: np.ndarray
+    real: np.ndarray
+    boxes: np.ndarray
+    meta: dict
+    correspondence: np.ndarray | None
 
 
 def generated_crops(pipe, frames: slice | None = None) -> np.ndarray:
@@ -29,8 +46,23 @@ def generated_crops(pipe, frames: slice | None = None) -> np.ndarray:
     if frames is not None:
         seq = seq.slice(frames.start or 0, frames.stop)
     out: list[np.ndarray] = []
-    steps.render_generate_write(pipe, seq, lambda x: out.extend(tensor_to_uint8(x)), batch_size=8, chunk_size=64)
+    steps.render_generate_write(pipe, seq, lambda x, cond: out.extend(tensor_to_uint8(x)), batch_size=8, chunk_size=64)
     return np.stack(out)
+
+
+@torch.no_grad()
+def correspondence_crops(pipe, n: int) -> np.ndarray:
+    """The correspondence channels of the target's first ``n`` frames as the pipeline renders them,
+    ``[n, R, R, 3]`` float16 in [-1, 1] (-1 where no face)."""
+    seq = pipe.target_state.sequence
+    res = int(pipe.target.config.resolution)
+    renderer = ConditioningRenderer()
+    out = np.empty((n, res, res, 3), np.float16)
+    for s in range(0, n, 64):
+        e = min(n, s + 64)
+        cond = renderer.render(seq, pipe.target.crop, res, frames=slice(s, e), albedo=seq.albedo)
+        out[s:e] = cond[:, CORRESPONDENCE].permute(0, 2, 3, 1).cpu().numpy()
+    return out
 
 
 def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None) -> np.ndarray:
@@ -71,6 +103,7 @@ def build_pairs(pipe, target_video: str, out_dir: str, scale: int = 2, max_frame
     np.save(os.path.join(out_dir, "generated.npy"), gen)
     np.save(os.path.join(out_dir, "real.npy"), real)
     np.save(os.path.join(out_dir, "face_boxes.npy"), face_boxes(pipe, size, n))
+    np.save(os.path.join(out_dir, "correspondence.npy"), correspondence_crops(pipe, n))
     meta = {
         "target": cfg.name,
         "frames": int(n),
@@ -84,11 +117,13 @@ def build_pairs(pipe, target_video: str, out_dir: str, scale: int = 2, max_frame
     return meta
 
 
-def load_pairs(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """``(generated, real, face_boxes, meta)`` of a pair folder, the arrays memory-mapped."""
+def load_pairs(folder: str) -> Pairs:
+    """A pair folder's `Pairs`, the arrays memory-mapped."""
     if not os.path.isfile(os.path.join(folder, "pairs.json")):
         raise DVPError(f"{folder}: no pairs.json; build it first with training/train_refiner.py --target_video.")
     with open(os.path.join(folder, "pairs.json")) as f:
         meta = json.load(f)
     load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")  # noqa: E731
-    return load("generated.npy"), load("real.npy"), load("face_boxes.npy"), meta
+    has_corr = os.path.isfile(os.path.join(folder, "correspondence.npy"))
+    corr = load("correspondence.npy") if has_corr else None
+    return Pairs(load("generated.npy"), load("real.npy"), load("face_boxes.npy"), meta, corr)

@@ -18,10 +18,15 @@ class PatchSampler:
     ``face_prob`` the patch holds a random part of the face box, otherwise any part of the crop. ``blur``:
     the largest Gaussian sigma (px) the generated patch is blurred by, drawn uniformly per pair from
     ``[0, blur]`` with probability one half: driven faces come out softer than self-reenacted training frames.
+    ``correspondence``: the pair folder's correspondence images, cut with the generated patch (for a refiner
+    with a neural texture), or None.
     """
 
-    def __init__(self, generated, real, boxes, train_frames, patch=192, scale=2, face_prob=0.7, blur=1.0, seed=0):
-        self.gen, self.real, self.boxes = generated, real, boxes
+    def __init__(
+        self, generated, real, boxes, train_frames, patch=192, scale=2, face_prob=0.7, blur=1.0, seed=0,
+        correspondence=None,
+    ):
+        self.gen, self.real, self.boxes, self.corr = generated, real, boxes, correspondence
         self.n, self.patch, self.scale = int(train_frames), int(patch), int(scale)
         self.face_prob, self.blur = face_prob, blur
         self.rng = np.random.default_rng(seed)
@@ -38,21 +43,26 @@ class PatchSampler:
         x, y = (int(np.clip(v, 0, size - p)) // s * s for v in (x, y))
         return x, y
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(generated [B, 3, p/s, p/s], real [B, 3, p, p])`` in [-1, 1]."""
-        gens, reals = [], []
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(generated [B, 3, p/s, p/s], real [B, 3, p, p], correspondence [B, 3, p/s, p/s] or None)`` in [-1, 1]."""
+        gens, reals, corrs = [], [], []
         q = self.patch // self.scale
         for i in self.rng.integers(0, self.n, size):
             x, y = self._corner(int(i))
-            g = np.array(self.gen[i, y // self.scale : y // self.scale + q, x // self.scale : x // self.scale + q])
+            cut = (i, slice(y // self.scale, y // self.scale + q), slice(x // self.scale, x // self.scale + q))
+            g = np.array(self.gen[cut])
+            c = None if self.corr is None else np.array(self.corr[cut], np.float32)
             if self.blur > 0 and self.rng.random() < 0.5:
                 g = cv2.GaussianBlur(g, (0, 0), float(self.rng.uniform(0.3, self.blur)))
             r = np.array(self.real[i, y : y + self.patch, x : x + self.patch])
-            if self.rng.random() < 0.5:  # a mirrored face is still the person
+            if self.rng.random() < 0.5:  # a mirrored face is still the person (the texture lookup is mirrored too)
                 g, r = g[:, ::-1], r[:, ::-1]
+                c = None if c is None else c[:, ::-1]
             gens.append(g)
             reals.append(r)
-        return to_tensor(np.stack(gens)), to_tensor(np.stack(reals))
+            corrs.append(c)
+        corr = None if self.corr is None else torch.from_numpy(np.ascontiguousarray(np.stack(corrs))).permute(0, 3, 1, 2)
+        return to_tensor(np.stack(gens)), to_tensor(np.stack(reals)), corr
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -75,9 +85,10 @@ def upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(refiner, generated, real, boxes, frames) -> tuple[dict, np.ndarray]:
+def validate(refiner, generated, real, boxes, frames, correspondence=None) -> tuple[dict, np.ndarray]:
     """Held-out scores of ``refiner`` on ``frames`` (indices into the pair folder) against the real crops,
     beside the plain bilinear upsampling of the same generated crops (the refiner's starting point).
+    ``correspondence``: the pair folder's correspondence images (needed by a refiner with a neural texture).
 
     Returns ``(scores, refined crops)``: PSNR over the crop, mid-band and finest-band detail ratios over the face
     box, and the mid band's RMS error (`detail.band_error`), for ``refined`` and ``bilinear``; and the refined
@@ -89,7 +100,11 @@ def validate(refiner, generated, real, boxes, frames) -> tuple[dict, np.ndarray]
     reals = [np.asarray(real[i]) for i in frames]
     for j in range(0, len(frames), 4):
         x = to_tensor(np.stack([generated[i] for i in frames[j : j + 4]])).to(refiner.device)
-        out["refined"].append(tensor_to_uint8(refiner(x)))
+        corr = None
+        if refiner.uses_texture:
+            corr = torch.from_numpy(np.stack([correspondence[i] for i in frames[j : j + 4]]).astype(np.float32))
+            corr = corr.permute(0, 3, 1, 2).to(refiner.device)
+        out["refined"].append(tensor_to_uint8(refiner(x, corr)))
         out["bilinear"].append(tensor_to_uint8(upsample(x, scale)))
     scores = {}
     for name, chunks in out.items():

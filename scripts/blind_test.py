@@ -60,8 +60,8 @@ def build(args) -> None:
     items = [("real", square(frames[i], face_box(lm[i]), side)) for i in real_idx]
     finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
     for i in self_idx:  # self-reenactment: the held-out frame's own parameters, as `dvp evaluate` drives it
-        _, raw = held_out_outputs(pipe, seq, i, i + 1)
-        out = pasted(pipe, finisher.crops(raw))[0]
+        cond, raw = held_out_outputs(pipe, seq, i, i + 1)
+        out = pasted(pipe, finisher.crops(raw, cond[-1:]))[0]
         items.append(("generated", square(out, face_box(lm[i]), side)))
     per_source = (args.n - len(self_idx)) // max(1, len(args.source))
     for src in args.source:

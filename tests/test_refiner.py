@@ -1,6 +1,7 @@
 """The face refiner: residual by construction, windowed inference, its training script (checkpoints, resume),
 a target folder that carries it, and the face-detail measures it is judged by."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import torch
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.models import FaceRefiner
+from dvp_hub.video import VideoReader
 
 from .conftest import clip
 
@@ -95,3 +97,38 @@ def test_refiner_training_checkpoints_resumes_and_a_target_carries_it(tiny_pipel
     assert frames.shape == (3, 512, 512, 3)  # talking-d3's own frame
     crops = pipe(source_parameters=seq.slice(0, 3), progress=False, paste_back=False).frames[0]
     assert crops.shape == (3, 128, 128, 3)  # the 64 px generator's crop, refined to twice its size
+
+
+def test_a_refiner_with_a_neural_texture_reads_the_correspondence_image_in_every_path(tiny_pipeline):
+    """The texture is looked up where the face is rendered only, learns from the loss, needs the correspondence
+    image, and every path that refines (the clip, the Edit tab, live with refine=True) hands it over."""
+    torch.manual_seed(0)
+    r = FaceRefiner(channels=8, num_blocks=1, texture_size=32, texture_channels=4)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    corr = torch.full((2, 3, 16, 16), -1.0)
+    corr[:, :, 4:12, 4:12] = torch.rand(2, 3, 8, 8) * 2 - 1  # the face covers the middle
+    with pytest.raises(ValueError, match="correspondence"):
+        r(x)
+    torch.nn.init.normal_(r.texture, std=1.0)
+    feat = r.texture_features(corr)
+    assert feat.shape == (2, 16, 16, 16) and feat[:, :, :4].abs().max() == 0 and feat[:, :, 6:10, 6:10].abs().mean() > 0.1
+    torch.nn.init.normal_(r.tail.weight, std=0.1)
+    r(x, corr).mean().backward()
+    assert r.texture.grad is not None and r.texture.grad.abs().sum() > 0
+
+    pipe = copy.copy(tiny_pipeline)
+    res = int(pipe.target.config.resolution)
+    textured = FaceRefiner(channels=8, num_blocks=1, texture_size=32, texture_channels=4).eval()
+    torch.nn.init.normal_(textured.texture, std=1.0)
+    torch.nn.init.normal_(textured.tail.weight, std=0.1)
+    pipe.register_modules(refiner=textured)
+    seq = pipe.target_state.sequence
+    frames = pipe(source_parameters=seq.slice(0, 3), progress=False, paste_back=False).frames[0]
+    assert frames.shape == (3, 2 * res, 2 * res, 3)
+    assert pipe.edit(frame_index=1, paste_back=False).shape == (2 * res, 2 * res, 3)
+    session = pipe.live(fps=30, calibration_seconds=0.1, refine=True, paste_back=False)
+    for i, frame in enumerate(VideoReader(clip("talking-d3.mp4"))):
+        if i == 4:
+            break
+        assert session.push(frame).shape == (2 * res, 2 * res, 3)
+    session.close()

@@ -40,6 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--max_frames", type=int, default=None, help="use only the first N target frames (tests)")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--num_blocks", type=int, default=4)
+    p.add_argument(
+        "--texture_size", type=int, default=0, help="side of a neural texture over the face surface (0: none)"
+    )
+    p.add_argument("--texture_channels", type=int, default=8)
+    p.add_argument("--texture_lr", type=float, default=1e-2, help="learning rate of the neural texture's texels")
     p.add_argument("--init_from", help="a refiner folder to start from (its own channels and blocks)")
     p.add_argument("--patch", type=int, default=192, help="real patch side in px")
     p.add_argument("--train_batch_size", type=int, default=8)
@@ -90,12 +95,13 @@ def initial_refiner(spec: str) -> FaceRefiner:
     return pipe.refiner.float()
 
 
-def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, perceptual=None) -> dict:
+def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, perceptual=None, corr=None) -> dict:
     """One generator and one discriminator update; returns the losses. ``perceptual``: a `FacePerceptualLoss`
-    applied to whole patches with weight ``args.lambda_perceptual``, or None."""
+    applied to whole patches with weight ``args.lambda_perceptual``, or None. ``corr``: the patches'
+    correspondence images (a refiner with a neural texture), or None."""
     scale = accelerator.unwrap_model(refiner).config.scale
     cond = upsample(gen, scale)
-    fake = refiner(gen)
+    fake = refiner(gen, corr)
     adv = step >= args.adv_start
     loss = args.lambda_l1 * torch.nn.functional.l1_loss(fake, real)
     logs = {"l1": float(loss.detach()) / args.lambda_l1}
@@ -126,12 +132,12 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
 
 
 def run_validation(args, refiner, pairs, step, accelerator) -> None:
-    generated, real, boxes, meta = pairs
+    generated, real, boxes, meta, corr = pairs
     held = np.arange(meta["train_frames"], meta["frames"])
     if not len(held):
         return
     picks = held[np.linspace(0, len(held) - 1, min(args.validation_frames, len(held))).round().astype(int)]
-    scores, _ = validate(accelerator.unwrap_model(refiner), generated, real, boxes, picks.tolist())
+    scores, _ = validate(accelerator.unwrap_model(refiner), generated, real, boxes, picks.tolist(), corr)
     with open(os.path.join(args.output_dir, "validation.jsonl"), "a") as f:
         f.write(json.dumps({"step": step, **scores}) + "\n")
     r, b = scores["refined"], scores["bilinear"]
@@ -147,18 +153,29 @@ def main(argv=None) -> int:
     set_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     pairs = load_pairs(pairs_folder(args, accelerator))
-    generated, real, boxes, meta = pairs
+    generated, real, boxes, meta, corr = pairs
+    if args.texture_size and corr is None:
+        raise DVPError(f"{args.output_dir}/pairs has no correspondence.npy (built before it was stored): remove it.")
     if args.init_from:
         refiner = initial_refiner(args.init_from)
         if refiner.config.scale != meta["scale"]:
             raise DVPError(f"--init_from {args.init_from} enlarges {refiner.config.scale}x; the pairs are {meta['scale']}x.")
     else:
-        refiner = FaceRefiner(channels=args.channels, num_blocks=args.num_blocks, scale=meta["scale"])
+        refiner = FaceRefiner(
+            channels=args.channels,
+            num_blocks=args.num_blocks,
+            scale=meta["scale"],
+            texture_size=args.texture_size,
+            texture_channels=args.texture_channels,
+        )
     disc = PatchDiscriminator()
     perceptual = None
     if args.lambda_perceptual > 0:
         perceptual = FacePerceptualLoss().to(accelerator.device)
-    opt_g = torch.optim.Adam(refiner.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
+    texels = [p for n, p in refiner.named_parameters() if n == "texture"]
+    others = [p for n, p in refiner.named_parameters() if n != "texture"]
+    groups = [{"params": others}] + ([{"params": texels, "lr": args.texture_lr}] if texels else [])
+    opt_g = torch.optim.Adam(groups, lr=args.learning_rate, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
     refiner, disc, opt_g, opt_d = accelerator.prepare(refiner, disc, opt_g, opt_d)
     register_pretrained_hooks(accelerator, {FaceRefiner: "refiner"})
@@ -180,13 +197,14 @@ def main(argv=None) -> int:
         meta["scale"],
         blur=args.input_blur,
         seed=args.seed * 1000 + step + accelerator.process_index,
+        correspondence=corr if accelerator.unwrap_model(refiner).uses_texture else None,
     )
     t0, logs = time.time(), {}
     while step < args.max_train_steps:
         if args.max_train_minutes is not None and time.time() - t0 > 60 * args.max_train_minutes:
             break
-        gen, rl = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
-        logs = train_step(args, step, refiner, disc, opt_g, opt_d, gen, rl, accelerator, perceptual)
+        gen, rl, cr = (None if t is None else t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
+        logs = train_step(args, step, refiner, disc, opt_g, opt_d, gen, rl, accelerator, perceptual, cr)
         step += 1
         if step % 50 == 0:
             accelerator.print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)

@@ -7,6 +7,12 @@ skin, hair and eye detail L1 averages away) and runs after the generator on ever
 
 It is residual: the output is the input upsampled (bilinear) plus what the network adds, so an
 untrained refiner (its last layer starts at zero) is a plain 2x upsampler and cannot move the face.
+
+With ``texture_size > 0`` it also holds a neural texture (Thies et al., *Deferred Neural Rendering*, 2019):
+learned features laid over the face model's surface and looked up, at the output's resolution, through the
+correspondence image the conditioning already renders. The network then knows which point of the face each
+pixel shows, so detail that belongs to the person (pores, creases, stubble, moles) can land where the footage
+has it instead of texture of the right kind in any place.
 """
 
 from __future__ import annotations
@@ -39,31 +45,66 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         channels: feature channels of the body (which runs at the input's resolution).
         num_blocks: residual blocks in the body.
         scale: output size over input size (2).
+        texture_size: side of the neural texture in texels (0: none, the refiner reads the crop alone).
+        texture_channels: its feature channels.
 
-    Fully convolutional: trained on patches, run on whole crops of any even size.
+    Fully convolutional: trained on patches, run on whole crops of any even size. With a texture, every call also
+    takes ``correspondence``: the conditioning's correspondence channels of the same frames ``[B, 3, R, R]``
+    in [-1, 1] (-1 where no face is rendered), cut as ``x`` is.
     """
 
     @register_to_config
-    def __init__(self, channels: int = 32, num_blocks: int = 4, scale: int = 2):
+    def __init__(
+        self, channels: int = 32, num_blocks: int = 4, scale: int = 2, texture_size: int = 0, texture_channels: int = 8
+    ):
         super().__init__()
-        self.head = nn.Conv2d(3, channels, 3, 1, 1)
+        extra = texture_channels * scale * scale if texture_size else 0
+        self.texture = nn.Parameter(torch.zeros(1, texture_channels, texture_size, texture_size)) if texture_size else None
+        self.head = nn.Conv2d(3 + extra, channels, 3, 1, 1)
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, 1, 1)
         self.shuffle = nn.PixelShuffle(scale)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def uses_texture(self) -> bool:
+        """Whether calls need the correspondence image (the refiner holds a neural texture)."""
+        return self.texture is not None
+
+    def texture_features(self, correspondence: torch.Tensor) -> torch.Tensor:
+        """The texture looked up at every output pixel, ``[B, C * s * s, R, R]`` (pixel-unshuffled to the input's
+        size; zero where no face is rendered). The surface's canonical x and y index the texture (a frontal
+        projection of the face model)."""
+        s = self.config.scale
+        corr = F.interpolate(correspondence[:, :2].float(), scale_factor=s, mode="bilinear", align_corners=False)
+        covered = (correspondence > -0.999).any(1, keepdim=True).float()
+        covered = F.interpolate(covered, scale_factor=s, mode="nearest")
+        tex = self.texture.expand(len(corr), -1, -1, -1)
+        feat = F.grid_sample(tex, corr.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=False)
+        return F.pixel_unshuffle(feat * covered, s)
+
+    def forward(self, x: torch.Tensor, correspondence: torch.Tensor | None = None) -> torch.Tensor:
         s = self.config.scale
         base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        if self.texture is not None:
+            if correspondence is None:
+                raise ValueError("this refiner holds a neural texture: give the correspondence image too.")
+            x = torch.cat([x, self.texture_features(correspondence).to(x.dtype)], 1)
         feat = F.leaky_relu(self.head(x), 0.2)
         feat = feat + self.body(feat)
         return (base + self.shuffle(self.tail(feat))).clamp(-1, 1)
 
 
     @torch.no_grad()
-    def refine(self, x: torch.Tensor, window: tuple[int, int, int, int] | None = None, bf16: bool = False):
-        """Inference: like ``forward``, but the network runs only inside ``window`` (``x0, y0, x1, y1`` in input
+    def refine(
+        self,
+        x: torch.Tensor,
+        window: tuple[int, int, int, int] | None = None,
+        bf16: bool = False,
+        correspondence: torch.Tensor | None = None,
+    ):
+        """Inference: like ``forward`` (``correspondence`` as there), but the network runs only inside ``window`` (``x0, y0, x1, y1`` in input
         pixels, multiples of 8; None: everywhere) and the rest is the bilinear enlargement, the two blended over
         `WINDOW_FEATHER` px at the window's edge (where the network lacks context). ``bf16``: autocast on the CPU.
         Output ``[B, 3, sR, sR]`` float32 in [-1, 1]."""
@@ -74,8 +115,9 @@ class FaceRefiner(ModelMixin, ConfigMixin):
             x0, y0, x1, y1 = window
         base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
         part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
+        corr = None if correspondence is None else correspondence[:, :, y0:y1, x0:x1]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
-            refined = self(part).float()
+            refined = self(part, corr).float()
         if window is None:
             return refined
         h, w = refined.shape[-2:]

@@ -21,6 +21,8 @@ from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import Compositor
 
+CORRESPONDENCE = slice(3, 6)  # the correspondence channels of a conditioning render (diffuse, correspondence, gaze)
+
 
 def face_window(pipe, margin: int = 16) -> tuple[int, int, int, int]:
     """Where the refiner runs in the generator's crop: the box that holds the target's face (landmarks, hair line
@@ -77,11 +79,17 @@ class FrameFinisher:
         return (w, h)
 
     @torch.no_grad()
-    def crops(self, out: torch.Tensor) -> np.ndarray:
-        """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks)."""
+    def crops(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> np.ndarray:
+        """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks). ``cond``: the same
+        frames' conditioning ``[B, 9, R, R]``, which a refiner with a neural texture reads (ValueError without)."""
         if self.refiner is not None:
+            corr = None
+            if self.refiner.uses_texture:
+                if cond is None:
+                    raise ValueError("this target's refiner holds a neural texture: pass the frames' conditioning.")
+                corr = cond[:, CORRESPONDENCE].float()
             with timed(self.times, "refine", len(out)):
-                out = self.refiner.refine(out.float(), self.window, bf16=self.bf16)
+                out = self.refiner.refine(out.float(), self.window, bf16=self.bf16, correspondence=corr)
         return tensor_to_uint8(out)
 
     def mark(self, img: np.ndarray) -> np.ndarray:
@@ -100,9 +108,10 @@ class FrameFinisher:
                 crop = self.compositor(crop)
         return self.mark(crop)
 
-    def __call__(self, out: torch.Tensor) -> list[np.ndarray]:
-        """Generator output ``[B, 3, R, R]`` -> the user's frames, in order."""
-        return [self.frame(c) for c in self.crops(out)]
+    def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:
+        """Generator output ``[B, 3, R, R]`` (and the same frames' conditioning, as for `crops`) -> the user's
+        frames, in order."""
+        return [self.frame(c) for c in self.crops(out, cond)]
 
     def reset(self) -> None:
         """A new clip starts (the paste-back mask's smoothing forgets the last frame)."""

@@ -218,6 +218,7 @@ class LiveSession:
 
         w = self._window
         slot = self._k % w
+        rendered = cond
         if self.int8 is not None:
             cond = self.int8.quantize(cond)
         if self._k == 0:
@@ -232,7 +233,7 @@ class LiveSession:
                 out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
             else:
                 out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
-        return self.finisher(out[None])[0]
+        return self.finisher(out[None], rendered)[0]
 
     def start_profile(self) -> StageTimes:
         """Time every stage of the frames from now on (face mesh, fit, retarget, render, generator, refine,

@@ -223,7 +223,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         clip = cond.expand(self.generator.config.temporal_window, -1, -1, -1)  # the window repeats the frame
         finisher = state[key]
         finisher.reset()  # a still: no smoothing with the previous slider position
-        return finisher(generate_windows(self.generator, clip))[0]
+        return finisher(generate_windows(self.generator, clip), cond)[0]
 
     def edit_ranges(self, frame_index: int = 0) -> dict:
         """What `edit` can apply to training frame ``frame_index`` and stay within what the target was trained on:

@@ -124,7 +124,8 @@ def render_generate_write(
 ) -> float:
     """Step 4: render the conditioning of ``drive`` chunk by chunk, run the generator over each frame's
     space-time window, and hand each batch of generator output (``[B, 3, R, R]`` in [-1, 1], frames in order)
-    to ``on_output`` (`frame_sink`: refined, pasted back, marked and written).
+    with the same frames' conditioning (``[B, 9, R, R]``) to ``on_output(out, cond)`` (`frame_sink`: refined,
+    pasted back, marked and written).
 
     The first frame's history is the first frame repeated, as in training. Without ``overlap`` the chunk
     of renders lives in one buffer allocated once, so that a long video neither grows nor fragments the
@@ -162,8 +163,8 @@ def render_generate_write(
             for b in range(0, e - s, batch_size):
                 yield cond[b : b + hist + min(batch_size, e - s - b)]
 
-    def finish(out: torch.Tensor) -> None:
-        on_output(out)
+    def finish(item: tuple[torch.Tensor, torch.Tensor]) -> None:
+        on_output(*item)
         if bar is not None:
             bar.update(len(out))
 
@@ -175,7 +176,8 @@ def render_generate_write(
             with timed(times, "generator", len(clip) - hist):
                 out = generate_windows(gen, clip, fast=fast)
             gen_seconds += time.perf_counter() - t0
-            sink.put(out) if sink is not None else finish(out)
+            item = (out, clip[hist:])  # overlapped chunks each get their own buffer, so this view stays valid
+            sink.put(item) if sink is not None else finish(item)
         if sink is not None:
             sink.close()
     except BaseException:
@@ -214,8 +216,8 @@ def frame_sink(finisher, writer, frames: list, times=None):
     """``on_output`` for `render_generate_write`: each batch through the run's `finish.FrameFinisher`
     (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``."""
 
-    def sink(out: torch.Tensor) -> None:
-        for img in finisher(out):
+    def sink(out: torch.Tensor, cond: torch.Tensor | None = None) -> None:
+        for img in finisher(out, cond):
             with timed(times, "encode"):
                 writer.write(img) if writer is not None else frames.append(img)
 
