@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import detail
+from .errors import DVPError
+from .models.refiner import FaceRefiner
 from .pipelines.finish import tensor_to_uint8
+from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from .pipelines.target_folder import weights_variant
 
 
 class PatchSampler:
@@ -63,6 +69,17 @@ class PatchSampler:
             corrs.append(c)
         corr = None if self.corr is None else torch.from_numpy(np.ascontiguousarray(np.stack(corrs))).permute(0, 3, 1, 2)
         return to_tensor(np.stack(gens)), to_tensor(np.stack(reals)), corr
+
+
+def initial_refiner(spec: str) -> FaceRefiner:
+    """``--init_from``: a refiner folder (fp32, or fp16 only as targets ship it), or a target (``demo``, a
+    pipeline folder, a Hub id) whose refiner to start from; in fp32."""
+    if os.path.isfile(os.path.join(spec, "config.json")):
+        return FaceRefiner.from_pretrained(spec, variant=weights_variant(spec)).float()
+    pipe = DeepVideoPortraitPipeline.from_pretrained(spec)
+    if pipe.refiner is None:
+        raise DVPError(f"--init_from {spec}: this target has no refiner; give a refiner folder or leave it out.")
+    return pipe.refiner.float()
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -26,9 +26,8 @@ from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
 from dvp_hub.models.refiner import FaceRefiner, PatchDiscriminator
 from dvp_hub.perceptual import FacePerceptualLoss
-from dvp_hub.pipelines.target_folder import weights_variant
 from dvp_hub.refiner_data import build_pairs, load_pairs
-from dvp_hub.refiner_train import PatchSampler, feature_matching, lsgan, upsample, validate
+from dvp_hub.refiner_train import PatchSampler, feature_matching, initial_refiner, lsgan, upsample, validate
 from dvp_hub.target_training import complete_checkpoints, register_pretrained_hooks, save_checkpoint
 
 
@@ -82,17 +81,6 @@ def pairs_folder(args, accelerator) -> str:
         os.replace(folder + ".tmp", folder)
     accelerator.wait_for_everyone()
     return folder
-
-
-def initial_refiner(spec: str) -> FaceRefiner:
-    """``--init_from``: a refiner folder (fp32, or fp16 only as targets ship it), or a target (``demo``, a
-    pipeline folder, a Hub id) whose refiner to start from; in fp32."""
-    if os.path.isfile(os.path.join(spec, "config.json")):
-        return FaceRefiner.from_pretrained(spec, variant=weights_variant(spec)).float()
-    pipe = DeepVideoPortraitPipeline.from_pretrained(spec)
-    if pipe.refiner is None:
-        raise DVPError(f"--init_from {spec}: this target has no refiner; give a refiner folder or leave it out.")
-    return pipe.refiner.float()
 
 
 def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, perceptual=None, corr=None) -> dict:
