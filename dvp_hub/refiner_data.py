@@ -23,10 +23,9 @@ import torch
 
 from .errors import DVPError
 from .pipelines import steps
-from .pipelines.finish import CORRESPONDENCE, tensor_to_uint8
-from .render.conditioning import ConditioningRenderer
+from .pipelines.finish import tensor_to_uint8
+from .render.conditioning import CORRESPONDENCE, ConditioningRenderer
 from .video import VideoReader
-
 
 
 class Pairs(NamedTuple):

@@ -20,8 +20,7 @@ from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import Compositor
-
-CORRESPONDENCE = slice(3, 6)  # the correspondence channels of a conditioning render (diffuse, correspondence, gaze)
+from ..render.conditioning import CORRESPONDENCE
 
 
 def face_window(pipe, margin: int = 16) -> tuple[int, int, int, int]:

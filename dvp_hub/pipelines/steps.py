@@ -164,7 +164,8 @@ def render_generate_write(
                 yield cond[b : b + hist + min(batch_size, e - s - b)]
 
     def finish(item: tuple[torch.Tensor, torch.Tensor]) -> None:
-        on_output(*item)
+        out, cond = item
+        on_output(out, cond)
         if bar is not None:
             bar.update(len(out))
 

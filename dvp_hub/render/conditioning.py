@@ -16,6 +16,8 @@ from ..face.model import Camera, FaceModel, load_face_model, vertex_normals
 from ..face.sequence import FaceSequence
 from ..geometry import axis_angle_to_matrix
 from ..paper import NUM_CHANNELS
+
+CORRESPONDENCE = slice(3, 6)  # the correspondence channels of a render (diffuse 0-2, correspondence 3-5, gaze 6-8)
 from . import shaders
 from .crop import Crop
 from .rasterizer import rasterize
