@@ -203,6 +203,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         # Slider calls: the target's control directions, a renderer and the finisher are made once.
         tgt = self.target_state.sequence
         state = self.__dict__["_edit_cache"]
+        owner = (id(self), id(self.refiner), id(self.generator))  # finishers hold the pipeline and its refiner
+        if state.get("owner") != owner:
+            state = self.__dict__["_edit_cache"] = {"owner": owner}
         if "renderer" not in state:
             state["renderer"] = ConditioningRenderer(device=self._execution_device)
         if not 0 <= frame_index < len(tgt):
