@@ -67,6 +67,7 @@ def main():
     ap.add_argument(
         "--no-int8", action="store_true", help="the compiled float generator instead of int8 (as DVP_INT8=0)"
     )
+    ap.add_argument("--full-generator", action="store_true", help="the full generator, not the distilled live one")
     ap.add_argument("--no-pipeline", action="store_true", help="prepare and generate one after the other (run_paced)")
     args = ap.parse_args()
     limits = dict(limit_pose=not args.no_pose_limit, limit_expression=not args.no_expression_limit)
@@ -76,7 +77,9 @@ def main():
     for clip in args.clips:
         reader = VideoReader(clip, max_frames=args.max_frames)
         frames = [f.copy() for f in reader]
-        session = pipe.live(fps=reader.fps, mode=args.mode, int8=not args.no_int8, **limits)
+        session = pipe.live(
+            fps=reader.fps, mode=args.mode, int8=not args.no_int8, light=not args.full_generator, **limits
+        )
         with tempfile.TemporaryDirectory() as tmp:
             rec = os.path.join(tmp, "live.mp4")
             writer = VideoWriter(rec, reader.fps, low_latency=True)
@@ -98,7 +101,7 @@ def main():
                 **(limits if args.mode == "reenact" else {}),
                 paced=not args.every_frame,
                 pipelined=not args.every_frame and (not args.no_pipeline and pipelined_by_default(session)),
-                generator=session.generator_kind,
+                generator=("light " if session.light else "") + session.generator_kind,
                 mouth_r_live=round(float(np.corrcoef(src[calib:n], live_m[calib:n])[0, 1]), 3),
                 mouth_r_offline=round(float(np.corrcoef(src[calib:n], off_m[calib:n])[0, 1]), 3),
             )

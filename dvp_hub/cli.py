@@ -233,7 +233,11 @@ def cmd_live(args) -> None:
     reader = VideoReader(args.source, max_frames=args.max_frames)
     pipe = _load_pipeline(args.target)
     session = pipe.live(
-        fps=reader.fps, mode=args.mode, watermark=not args.no_watermark, paste_back=False if args.crop_only else None
+        fps=reader.fps,
+        mode=args.mode,
+        watermark=not args.no_watermark,
+        paste_back=False if args.crop_only else None,
+        light=not args.full_generator,
     )
     writer = VideoWriter(
         args.output,
@@ -242,7 +246,7 @@ def cmd_live(args) -> None:
         provenance=pipe.provenance(mode="live", source=args.source),
         low_latency=True,
     )
-    how = session.generator_kind + (", stages side by side" if pipelined_by_default(session) else "")
+    how = ("light " if session.light else "") + session.generator_kind + (", stages side by side" if pipelined_by_default(session) else "")
     times = session.start_profile() if args.profile else None
     try:
         st = run_paced(session, reader, reader.fps, writer, realtime=not args.as_fast_as_possible)

@@ -128,6 +128,11 @@ def _live(sub) -> None:
     p.add_argument("--mode", choices=["reenact", "dub"], default="reenact")
     p.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: measure the throughput limit")
     p.add_argument("--profile", action="store_true", help="print each stage's time (median, p95, share of a frame)")
+    p.add_argument(
+        "--full-generator",
+        action="store_true",
+        help="run the target's full generator even where it ships a lighter distilled live generator",
+    )
     _crop_only(p)
 
 

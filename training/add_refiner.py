@@ -1,9 +1,10 @@
-"""Give a target folder its refiner and its full frame, so that it returns sharp frames at native size.
+"""Give a target folder its refiner, its full frame and its live generator.
 
     python training/add_refiner.py --target runs/me/pipeline --refiner runs/me/refiner/refiner \
-        --target_video me.mp4 [--fp16_only]
+        --target_video me.mp4 [--live_generator runs/me-live/live_generator] [--fp16_only]
 
 ``--refiner``: a `FaceRefiner` folder written by `training/train_refiner.py` (omit it to add only the frame).
+``--live_generator``: a distilled generator folder written by `training/distill_live.py`.
 ``--target_video``: the target's own video; its reference frame is written as ``reference.png``.
 The folder is rewritten atomically (`DeepVideoPortraitPipeline.save_pretrained`), its card kept.
 """
@@ -17,7 +18,7 @@ import tempfile
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
-from dvp_hub.models import FaceRefiner
+from dvp_hub.models import FaceRefiner, RenderingToVideoGenerator
 from dvp_hub.pipelines.reference import load_background, save_reference
 
 
@@ -26,6 +27,7 @@ def parse_args(argv=None):
     p.add_argument("--target", required=True, help="a target pipeline folder")
     p.add_argument("--refiner", default=None, help="a FaceRefiner folder (from train_refiner.py)")
     p.add_argument("--target_video", default=None, help="the target's own video, for its reference frame")
+    p.add_argument("--live_generator", default=None, help="a distilled live generator folder (distill_live.py)")
     p.add_argument(
         "--fp16_only", action="store_true", help="keep only the fp16 weights (as the bundled demo ships, for its size)"
     )
@@ -49,6 +51,16 @@ def main(argv=None) -> int:
         if not os.path.isfile(os.path.join(args.refiner, "config.json")):
             raise DVPError(f"{args.refiner}: not a refiner folder (no config.json).")
         pipe.register_modules(refiner=FaceRefiner.from_pretrained(args.refiner).eval())
+    if args.live_generator:
+        if not os.path.isfile(os.path.join(args.live_generator, "config.json")):
+            raise DVPError(f"{args.live_generator}: not a generator folder (no config.json).")
+        live = RenderingToVideoGenerator.from_pretrained(args.live_generator).eval()
+        if live.config.resolution != pipe.generator.config.resolution:
+            raise DVPError(
+                f"{args.live_generator}: renders {live.config.resolution} px; the target's generator "
+                f"{pipe.generator.config.resolution} px."
+            )
+        pipe.register_modules(live_generator=live)
     with tempfile.TemporaryDirectory() as tmp:
         if args.target_video:
             cam, cfg = pipe.target.camera, pipe.target.config
@@ -60,7 +72,11 @@ def main(argv=None) -> int:
         pipe.save_pretrained(args.target)
     if args.fp16_only:
         drop_fp32(args.target)
-    parts = (["refiner"] if args.refiner else []) + (["reference.png"] if args.target_video else [])
+    parts = (
+        (["refiner"] if args.refiner else [])
+        + (["reference.png"] if args.target_video else [])
+        + (["live_generator"] if args.live_generator else [])
+    )
     print(f"{args.target}: added {', '.join(parts) or 'nothing'}")
     return 0
 

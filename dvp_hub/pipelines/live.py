@@ -51,6 +51,7 @@ class LiveSession:
         calibration_seconds: float = 1.0,
         compile: bool = True,
         int8: bool = True,
+        light: bool = True,
     ):
         opts = options if options is not None else RunOptions(refine=False)
         self.pipe, self.fps, self.options = pipe, float(fps), opts
@@ -65,14 +66,17 @@ class LiveSession:
         self._expr_limits = state.expression_limits if opts.limit_expression else None  # the face near its trained ones
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
-        self._window = pipe.generator.config.temporal_window
+        # the target's distilled live generator where it has one (and ``light``), else its full generator
+        light_gen = getattr(pipe, "live_generator", None)
+        self.generator = light_gen if (light and light_gen is not None) else pipe.generator
+        self._window = self.generator.config.temporal_window
         size = self._resolution = int(pipe.target.config.resolution)
         paste_back = pipe.has_reference if opts.paste_back is None else opts.paste_back
         self.finisher = FrameFinisher(pipe, paste_back, opts.refine, opts.watermark, opts.invisible_watermark)
-        dtype = input_dtype(pipe.generator, opts.fast)
+        dtype = input_dtype(self.generator, opts.fast)
         # quantize or compile now (seconds, once per process), not on the first camera frame
-        self.int8 = int8_live_generator(pipe) if (int8 and opts.fast) else None
-        self.compiled = self.int8 is None and bool(compile and opts.fast) and compile_live_generator(pipe)
+        self.int8 = int8_live_generator(pipe, self.generator) if (int8 and opts.fast) else None
+        self.compiled = self.int8 is None and bool(compile and opts.fast) and compile_live_generator(pipe, self.generator)
         if self.int8 is not None:
             self._ring = self.int8.ring(2 * self._window, size)  # quantized once per frame, read in place
             self._cond_dtype = torch.float32
@@ -124,8 +128,13 @@ class LiveSession:
 
     @property
     def generator_kind(self) -> str:
-        """Which generator the session runs: ``"int8"``, ``"compiled"`` or ``"eager"``."""
+        """How the session runs its generator: ``"int8"``, ``"compiled"`` or ``"eager"``."""
         return "int8" if self.int8 is not None else ("compiled" if self.compiled else "eager")
+
+    @property
+    def light(self) -> bool:
+        """Whether the session runs the target's distilled live generator (`dvp_hub.distill`)."""
+        return self.generator is not self.pipe.generator
 
     @property
     def calibrating(self) -> bool:
@@ -232,7 +241,7 @@ class LiveSession:
             if self.int8 is not None:
                 out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
             else:
-                out = generate_windows(self.pipe.generator, window, fast=self.fast, compiled=self.compiled)[0]
+                out = generate_windows(self.generator, window, fast=self.fast, compiled=self.compiled)[0]
         return self.finisher(out[None], rendered)[0]
 
     def start_profile(self) -> StageTimes:

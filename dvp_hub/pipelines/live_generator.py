@@ -28,11 +28,11 @@ def one_blas_thread():
     return _BLAS.limit(limits=1)
 
 
-def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Tensor]:
+def calibration_windows(pipe, runs: int = 3, length: int = 16, generator=None) -> list[torch.Tensor]:
     """Conditioning windows ``[1, 9, Nw, R, R]`` of the target's own training frames, for int8 calibration:
     ``runs`` stretches of ``length`` consecutive frames spread over the training clip (``length - Nw + 1``
     windows each)."""
-    seq, w = pipe.target_state.sequence, pipe.generator.config.temporal_window
+    seq, w = pipe.target_state.sequence, (generator or pipe.generator).config.temporal_window
     n, size = pipe.target.config.train_frames, pipe.target.config.resolution
     length = min(max(length, w), n)
     renderer = ConditioningRenderer(device=pipe._execution_device)
@@ -44,14 +44,15 @@ def calibration_windows(pipe, runs: int = 3, length: int = 16) -> list[torch.Ten
     return out
 
 
-def int8_live_generator(pipe):
-    """The pipeline's generator quantized for the live path (`models.int8`), or None where int8 is unavailable
-    or fails here (the compiled float generator runs instead; a failure is logged once)."""
+def int8_live_generator(pipe, generator=None):
+    """``generator`` (default: the pipeline's) quantized for the live path (`models.int8`), or None where int8 is
+    unavailable or fails here (the compiled float generator runs instead; a failure is logged once)."""
     ok, _why = int8_available(pipe._execution_device)
     if not ok:
         return None
     try:
-        return cached_int8(pipe.generator, lambda: calibration_windows(pipe))
+        gen = generator or pipe.generator
+        return cached_int8(gen, lambda: calibration_windows(pipe, generator=gen))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         logging.getLogger("dvp_hub").warning(
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
@@ -59,10 +60,10 @@ def int8_live_generator(pipe):
         return None
 
 
-def compile_live_generator(pipe) -> bool:
-    """Compile the pipeline's generator for the live path's one-window batch (`models.inference.compiled_rest`):
+def compile_live_generator(pipe, generator=None) -> bool:
+    """Compile ``generator`` (default: the pipeline's) for the live path's one-window batch (`models.inference.compiled_rest`):
     seconds the first time in a process, one generator run after. False where it fell back to eager."""
-    gen, size = pipe.generator, pipe.target.config.resolution
+    gen, size = generator or pipe.generator, pipe.target.config.resolution
     w = gen.config.temporal_window
     window = torch.zeros(w, size, size, NUM_CHANNELS, dtype=input_dtype(gen, True), device=pipe._execution_device)
     with torch.no_grad():

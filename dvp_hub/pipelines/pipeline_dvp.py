@@ -81,11 +81,12 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "generator->refiner"
-    _optional_components = ["refiner"]
+    _optional_components = ["refiner", "live_generator"]
 
-    def __init__(self, generator: RenderingToVideoGenerator, target: PortraitTarget, refiner: FaceRefiner = None):
+    def __init__(self, generator: RenderingToVideoGenerator, target: PortraitTarget, refiner: FaceRefiner = None,
+                 live_generator: RenderingToVideoGenerator = None):  # fmt: skip
         super().__init__()
-        self.register_modules(generator=generator, target=target, refiner=refiner)
+        self.register_modules(generator=generator, target=target, refiner=refiner, live_generator=live_generator)
         self.reference: str | None = None  # the target's full frame (`target_folder.REFERENCE_FILES`)
 
     def provenance(self, **extra) -> dict:
@@ -172,10 +173,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             pipe.target.to(torch.float32)  # face parameters stay in full precision
         pipe.generator.eval()
         pipe.origin = str(pretrained_model_name_or_path)  # demo, a folder or a Hub id: for the credentials
-        if pipe.refiner is not None:  # small: kept in float32 whatever the generator's dtype
-            if pipe.refiner.dtype != torch.float32:
-                torch.nn.Module.to(pipe.refiner, torch.float32)  # Module.to: no ModelMixin cast warning
-            pipe.refiner.eval()
+        for small in (pipe.refiner, pipe.live_generator):  # kept in float32 whatever the generator's dtype
+            if small is not None:
+                torch.nn.Module.to(small, torch.float32).eval()  # Module.to: no ModelMixin cast warning
         pipe.reference = reference_file(folder)
         return pipe
 
@@ -246,6 +246,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         calibration_seconds: float = 1.0,
         compile: bool = True,
         int8: bool = True,
+        light: bool = True,
         options: RunOptions | None = None,
         **kwargs,
     ):
@@ -259,10 +260,12 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         ``batch_size``, ``chunk_size``, ``overlap``, ``progress``, ``neutral_frame``) have no effect live. ``int8``: on a CPU with PyTorch's x86 quantized engine, the
         generator quantized to int8 (calibrated on the target's own frames when the session starts, once per
         process; ``DVP_INT8=0`` turns it off); else ``compile``: compiled by inductor (eager where no C++ compiler
-        is found, or with ``DVP_COMPILE=0``).
+        is found, or with ``DVP_COMPILE=0``). ``light``: the target's distilled live generator where its folder has
+        one (``live_generator``, `dvp_hub.distill`: a quarter of the channels, trained to give the full generator's
+        frames); False runs the full generator.
         """
         options = RunOptions.resolve(options, kwargs, refine=False)
-        return LiveSession(self, fps, options, calibration_seconds, compile=compile, int8=int8)
+        return LiveSession(self, fps, options, calibration_seconds, compile=compile, int8=int8, light=light)
 
     @torch.no_grad()
     def __call__(
@@ -350,13 +353,11 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             for name in ["model_index.json", *(os.path.join(c, "config.json") for c in os.listdir(tmp))]:
                 if os.path.isfile(os.path.join(tmp, name)):
                     _drop_local_path(os.path.join(tmp, name))
-            # The fp16 copy is cast from a copy: casting in place and back would round the fp32 weights.
-            half = torch.nn.Module.half(copy.deepcopy(self.generator))  # Module.half: no ModelMixin.to warning
-            half.save_pretrained(os.path.join(tmp, "generator"), variant="fp16", safe_serialization=True)
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
-            if self.refiner is not None:
-                half_refiner = torch.nn.Module.half(copy.deepcopy(self.refiner))
-                half_refiner.save_pretrained(os.path.join(tmp, "refiner"), variant="fp16", safe_serialization=True)
+            for name in ("generator", "refiner", "live_generator"):
+                if getattr(self, name) is not None:  # the fp16 copy is cast from a copy: in place would round fp32
+                    half = torch.nn.Module.half(copy.deepcopy(getattr(self, name)))  # no ModelMixin.to warning
+                    half.save_pretrained(os.path.join(tmp, name), variant="fp16", safe_serialization=True)
             ref = getattr(self, "reference", None)
             if ref and os.path.isfile(ref):
                 shutil.copy(ref, os.path.join(tmp, "reference" + os.path.splitext(ref)[1].lower()))

@@ -18,6 +18,7 @@ from ..targets import find_target, is_name, targets_dir
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "FaceRefiner", "DeepVideoPortraitPipeline"}
+OPTIONAL_COMPONENTS = ("refiner", "live_generator")  # a target folder may leave these out
 REFERENCE_FILES = ("reference.png", "reference.jpg", "reference.mp4")  # the target's full frame, for paste-back
 
 
@@ -93,9 +94,9 @@ def check_folder(folder: str) -> None:
         raise TargetLoadError(f"{index}: not valid JSON.") from None
     if spec.get("_class_name") != "DeepVideoPortraitPipeline":
         raise TargetLoadError(f"{folder}: model_index.json names {spec.get('_class_name')!r}, not a dvp_hub pipeline.")
-    for key in ("generator", "target", "refiner"):
+    for key in ("generator", "target", *OPTIONAL_COMPONENTS):
         lib_cls = spec.get(key)
-        if key == "refiner" and lib_cls in (None, [None, None]):
+        if key in OPTIONAL_COMPONENTS and lib_cls in (None, [None, None]):
             continue  # optional
         if not (
             isinstance(lib_cls, list)
@@ -120,12 +121,13 @@ LIMITS = {
     "target": {"num_frames": 1_000_000, "num_expression": 1024, "resolution": 1024},
     "refiner": {"channels": 512, "num_blocks": 64, "scale": 8},
 }
+LIMITS["live_generator"] = LIMITS["generator"]
 
 
 def _check_sizes(folder: str) -> None:
     for comp, limits in LIMITS.items():
         path = os.path.join(folder, comp, "config.json")
-        if comp == "refiner" and not os.path.isdir(os.path.join(folder, comp)):
+        if comp in OPTIONAL_COMPONENTS and not os.path.isdir(os.path.join(folder, comp)):
             continue  # optional
         try:
             with open(path) as fh:

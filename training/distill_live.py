@@ -1,0 +1,177 @@
+"""Distil a target's generator into a lighter live generator (`dvp_hub.distill`).
+
+    accelerate launch training/distill_live.py --target demo --output_dir runs/live \
+        --source ../shared/data/talking-d6.mp4 --source ../shared/data/speech-wda.mp4 \
+        --validation_source ../shared/data/talking-d3.mp4 --max_train_minutes 120
+
+The first run stores the teacher's clips (``OUTPUT_DIR/clips/``). Every ``--checkpointing_steps`` it writes
+``OUTPUT_DIR/checkpoint-STEP/`` (the student as a ``save_pretrained`` folder, optimizer and RNG state);
+``--resume_from_checkpoint latest`` goes on from the newest. Held-out scores (student against teacher) go to
+``OUTPUT_DIR/validation.jsonl``; the final student to ``OUTPUT_DIR/live_generator/``, which
+``training/add_live_generator.py`` adds to a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from dvp_hub import DeepVideoPortraitPipeline
+from dvp_hub.distill import WindowSampler, build_clips, face_weights, load_clips, student_generator
+from dvp_hub.errors import DVPError
+from dvp_hub.models.generator import RenderingToVideoGenerator
+from dvp_hub.models.inference import generate_windows
+from dvp_hub.target_training import complete_checkpoints, register_pretrained_hooks, save_checkpoint
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Distil a target's generator into a lighter live generator.")
+    p.add_argument("--target", default="demo", help="the target (demo, a folder or a Hub id) to distil")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--source", action="append", default=[], help="a video whose retargeted motion is taught too")
+    p.add_argument("--validation_source", action="append", default=[], help="a video held out for validation")
+    p.add_argument("--max_frames", type=int, default=None, help="at most N frames of each clip (tests)")
+    p.add_argument("--base_channels", type=int, default=16)
+    p.add_argument("--max_channels", type=int, default=128)
+    p.add_argument("--train_batch_size", type=int, default=8)
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--face_weight", type=float, default=4.0, help="extra L1 weight inside the face window")
+    p.add_argument("--lambda_gradient", type=float, default=1.0, help="L1 of the image gradients (edges kept)")
+    p.add_argument("--max_train_steps", type=int, default=4000, help="also the learning rate's cosine length")
+    p.add_argument("--max_train_minutes", type=float, default=None)
+    p.add_argument("--checkpointing_steps", type=int, default=250)
+    p.add_argument("--checkpoints_total_limit", type=int, default=2)
+    p.add_argument("--validation_steps", type=int, default=250)
+    p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def clips_folder(args, accelerator) -> str:
+    """The teacher's clips, stored once by the main process when missing (the only time the teacher is loaded)."""
+    folder = os.path.join(args.output_dir, "clips")
+    if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "clips.json")):
+        pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
+        pipe.set_progress_bar_config(disable=True)
+        build_clips(pipe, args.source, folder, args.validation_source, args.max_frames, log=accelerator.print)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def loss_terms(fake, real, weights, args) -> tuple[torch.Tensor, dict]:
+    """Face-weighted L1 plus the L1 of the horizontal and vertical image gradients."""
+    l1 = ((fake - real).abs() * weights).mean()
+    grad = 0.0
+    if args.lambda_gradient:
+        for dim in (2, 3):
+            grad = grad + (fake.diff(dim=dim) - real.diff(dim=dim)).abs().mean()
+    loss = l1 + args.lambda_gradient * grad
+    return loss, {"l1": float(l1.detach()), "grad": float(grad.detach()) if args.lambda_gradient else 0.0}
+
+
+@torch.no_grad()
+def validate(student, clips, names, window) -> dict:
+    """PSNR (dB) of the student against the teacher on each validation clip, the whole crop and the face window."""
+    student.eval()
+    x0, y0, x1, y1 = window
+    scores = {}
+    for name, (cond, frames) in zip(names, clips):
+        c = torch.from_numpy(np.asarray(cond)).float() / 127.5 - 1
+        hist = student.config.temporal_window - 1
+        c = torch.cat([c[:1].expand(hist, -1, -1, -1), c]).contiguous(memory_format=torch.channels_last)
+        outs = torch.cat([generate_windows(student, c[s : s + hist + 16]) for s in range(0, len(c) - hist, 16)])
+        real = torch.from_numpy(np.asarray(frames)).float() / 127.5 - 1
+        mse = ((outs - real) ** 2).mean(dim=(1, 2, 3))
+        face = ((outs - real)[..., y0:y1, x0:x1] ** 2).mean(dim=(1, 2, 3))
+        scores[name] = {
+            "psnr": float((10 * torch.log10(4 / mse)).mean()),
+            "psnr_face": float((10 * torch.log10(4 / face)).mean()),
+        }
+    student.train()
+    return scores
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    accelerator = Accelerator()
+    set_seed(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    folder = clips_folder(args, accelerator)
+    clips, meta = load_clips(folder)
+    val_clips, _ = load_clips(folder, "validation")
+    student = student_generator(meta["teacher"], args.base_channels, args.max_channels)
+    cfg = student.config
+    opt = torch.optim.Adam(student.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, args.max_train_steps) / args.max_train_steps)),
+    )
+    student, opt, sched = accelerator.prepare(student, opt, sched)
+    register_pretrained_hooks(accelerator, {RenderingToVideoGenerator: "live_generator"})
+    step = 0
+    ckpt = args.resume_from_checkpoint
+    if ckpt == "latest":
+        done = complete_checkpoints(args.output_dir)
+        ckpt = os.path.join(args.output_dir, done[-1]) if done else None
+    if ckpt:
+        accelerator.load_state(ckpt)
+        step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
+        accelerator.print(f"resumed from {ckpt}")
+    window = tuple(meta["face_window"])
+    size = int(cfg.resolution)
+    weights = face_weights(size, window, args.face_weight).to(accelerator.device)
+    sampler = WindowSampler(clips, int(cfg.temporal_window), seed=args.seed * 1000 + step + accelerator.process_index)
+    args.t0 = time.perf_counter()
+    logs = {}
+    while step < args.max_train_steps:
+        if args.max_train_minutes is not None and time.perf_counter() - args.t0 > 60 * args.max_train_minutes:
+            break
+        x, y = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
+        loss, logs = loss_terms(student(x), y, weights, args)
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 50 == 0:
+            accelerator.print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)
+        if step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, args, step)
+        if step % args.validation_steps == 0 and accelerator.is_main_process:
+            _log_validation(args, accelerator, student, val_clips, meta, step)
+    accelerator.wait_for_everyone()
+    save_checkpoint(accelerator, args, step)
+    if accelerator.is_main_process:
+        if step % args.validation_steps:  # not scored at this step yet
+            _log_validation(args, accelerator, student, val_clips, meta, step)
+        accelerator.unwrap_model(student).save_pretrained(os.path.join(args.output_dir, "live_generator"))
+        accelerator.print(f"{step} steps; live generator saved to {os.path.join(args.output_dir, 'live_generator')}")
+    accelerator.end_training()
+    return 0
+
+
+def _log_validation(args, accelerator, student, val_clips, meta, step) -> None:
+    if not val_clips:
+        return
+    scores = validate(accelerator.unwrap_model(student), val_clips, meta["validation"], tuple(meta["face_window"]))
+    with open(os.path.join(args.output_dir, "validation.jsonl"), "a") as f:
+        f.write(json.dumps({"step": step, **scores}) + "\n")
+    accelerator.print(
+        f"step {step}: student against teacher "
+        + ", ".join(f"{k} {v['psnr']:.2f} dB (face {v['psnr_face']:.2f})" for k, v in scores.items())
+    )
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except DVPError as err:
+        raise SystemExit(f"error: {err}") from None
