@@ -21,6 +21,7 @@ import shutil
 import numpy as np
 import torch
 
+from .errors import DVPError
 from .face.sequence import FaceSequence
 from .models.generator import RenderingToVideoGenerator
 from .models.windows import window_indices
@@ -90,8 +91,11 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
     val = [("heldout", seq.slice(n, len(seq)))] if len(seq) > n else []
     for names, videos in ((train, sources), (val, validation)):
         for video in videos:
+            name = os.path.splitext(os.path.basename(video))[0]
+            if name in {n for n, _ in train + val}:  # the clips are stored by name: one may not replace another
+                raise DVPError(f"{video}: a clip named {name!r} is already taught or held out; give each video once.")
             log(f"tracking {video}")
-            names.append((os.path.splitext(os.path.basename(video))[0], source_drive(pipe, video, max_frames)))
+            names.append((name, source_drive(pipe, video, max_frames)))
     for name, drive in train + val:
         log(f"teacher frames of {name} ({len(drive)})")
         cond, out = teacher_clip(pipe, drive)

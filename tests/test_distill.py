@@ -1,16 +1,19 @@
 """The distilled live generator: its training script (teacher clips, checkpoints, resume), a target folder that
 carries it, and the live session that runs it instead of the full generator."""
 
+import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.distill import WindowSampler, load_clips, student_generator
+from dvp_hub.errors import TargetLoadError
 from dvp_hub.models import RenderingToVideoGenerator
 from dvp_hub.video import VideoReader
 
@@ -86,3 +89,19 @@ def test_distillation_learns_the_teacher_resumes_and_a_target_carries_it(tiny_pi
     crops = pipe(source_parameters=seq.slice(0, 3), progress=False, paste_back=False, output_type="pt").frames[0]
     ref = tiny_pipeline(source_parameters=seq.slice(0, 3), progress=False, output_type="pt").frames[0]
     assert crops.shape == ref.shape and (crops - ref).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_a_target_refuses_a_live_generator_that_cannot_stand_in_for_its_generator(tiny_pipeline, tmp_path):
+    pipe = copy.copy(tiny_pipeline)
+    pipe.register_modules(
+        live_generator=RenderingToVideoGenerator(base_channels=2, max_channels=4, resolution=64, temporal_window=2)
+    )
+    pipe.save_pretrained(tmp_path / "other_window")
+    with pytest.raises(TargetLoadError, match="temporal_window=2.*distil it again"):
+        DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "other_window"))
+    index = tmp_path / "other_window" / "model_index.json"
+    spec = json.loads(index.read_text())
+    spec["live_generator"] = ["dvp_hub.models", "FaceRefiner"]  # an allowed class in the wrong place
+    index.write_text(json.dumps(spec))
+    with pytest.raises(TargetLoadError, match="must be a RenderingToVideoGenerator"):
+        DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "other_window"))

@@ -8,7 +8,7 @@ The first run stores the teacher's clips (``OUTPUT_DIR/clips/``). Every ``--chec
 ``OUTPUT_DIR/checkpoint-STEP/`` (the student as a ``save_pretrained`` folder, optimizer and RNG state);
 ``--resume_from_checkpoint latest`` goes on from the newest. Held-out scores (student against teacher) go to
 ``OUTPUT_DIR/validation.jsonl``; the final student to ``OUTPUT_DIR/live_generator/``, which
-``training/add_live_generator.py`` adds to a target.
+``training/add_refiner.py --live_generator`` adds to a target.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from dvp_hub.distill import WindowSampler, build_clips, face_weights, load_clips
 from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
-from dvp_hub.target_training import complete_checkpoints, register_pretrained_hooks, save_checkpoint
+from dvp_hub.target_training import (
+    complete_checkpoints,
+    read_clock,
+    register_pretrained_hooks,
+    save_checkpoint,
+    training_seconds,
+)
 
 
 def parse_args(argv=None):
@@ -84,13 +90,17 @@ def validate(student, clips, names, window) -> dict:
     x0, y0, x1, y1 = window
     scores = {}
     for name, (cond, frames) in zip(names, clips):
-        c = torch.from_numpy(np.asarray(cond)).float() / 127.5 - 1
         hist = student.config.temporal_window - 1
-        c = torch.cat([c[:1].expand(hist, -1, -1, -1), c]).contiguous(memory_format=torch.channels_last)
-        outs = torch.cat([generate_windows(student, c[s : s + hist + 16]) for s in range(0, len(c) - hist, 16)])
-        real = torch.from_numpy(np.asarray(frames)).float() / 127.5 - 1
-        mse = ((outs - real) ** 2).mean(dim=(1, 2, 3))
-        face = ((outs - real)[..., y0:y1, x0:x1] ** 2).mean(dim=(1, 2, 3))
+        mse, face = [], []
+        for s in range(0, len(cond), 16):  # 16 frames at a time, with their history (the first frame repeated)
+            idx = np.clip(np.arange(s - hist, min(s + 16, len(cond))), 0, None)
+            c = (torch.from_numpy(np.array(cond[idx])).float() / 127.5 - 1).contiguous(
+                memory_format=torch.channels_last
+            )
+            err = generate_windows(student, c) - (torch.from_numpy(np.array(frames[s : s + 16])).float() / 127.5 - 1)
+            mse.append((err**2).mean(dim=(1, 2, 3)))
+            face.append((err[..., y0:y1, x0:x1] ** 2).mean(dim=(1, 2, 3)))
+        mse, face = torch.cat(mse), torch.cat(face)
         scores[name] = {
             "psnr": float((10 * torch.log10(4 / mse)).mean()),
             "psnr_face": float((10 * torch.log10(4 / face)).mean()),
@@ -114,7 +124,8 @@ def main(argv=None) -> int:
         opt,
         lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, args.max_train_steps) / args.max_train_steps)),
     )
-    student, opt, sched = accelerator.prepare(student, opt, sched)
+    student, opt = accelerator.prepare(student, opt)  # the schedule steps once a step, whatever the process count
+    accelerator.register_for_checkpointing(sched)
     register_pretrained_hooks(accelerator, {RenderingToVideoGenerator: "live_generator"})
     step = 0
     ckpt = args.resume_from_checkpoint
@@ -124,7 +135,8 @@ def main(argv=None) -> int:
     if ckpt:
         accelerator.load_state(ckpt)
         step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
-        accelerator.print(f"resumed from {ckpt}")
+        args.prior_seconds = read_clock(ckpt)  # --max_train_minutes counts resumed runs together
+        accelerator.print(f"resumed from {ckpt} ({args.prior_seconds / 60:.1f} min trained)")
     window = tuple(meta["face_window"])
     size = int(cfg.resolution)
     weights = face_weights(size, window, args.face_weight).to(accelerator.device)
@@ -132,7 +144,7 @@ def main(argv=None) -> int:
     args.t0 = time.perf_counter()
     logs = {}
     while step < args.max_train_steps:
-        if args.max_train_minutes is not None and time.perf_counter() - args.t0 > 60 * args.max_train_minutes:
+        if args.max_train_minutes is not None and training_seconds(args) > 60 * args.max_train_minutes:
             break
         x, y = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
         loss, logs = loss_terms(student(x), y, weights, args)
@@ -148,7 +160,8 @@ def main(argv=None) -> int:
         if step % args.validation_steps == 0 and accelerator.is_main_process:
             _log_validation(args, accelerator, student, val_clips, meta, step)
     accelerator.wait_for_everyone()
-    save_checkpoint(accelerator, args, step)
+    if step % args.checkpointing_steps:  # the last step leaves a checkpoint
+        save_checkpoint(accelerator, args, step)
     if accelerator.is_main_process:
         if step % args.validation_steps:  # not scored at this step yet
             _log_validation(args, accelerator, student, val_clips, meta, step)

@@ -47,7 +47,11 @@ def temporal_first_conv(model: RenderingToVideoGenerator) -> torch.nn.Conv3d:
 
 def fold_batchnorm(model: RenderingToVideoGenerator) -> RenderingToVideoGenerator:
     """An eval-mode copy of ``model`` with every BatchNorm folded into the convolution before it."""
-    m = copy.deepcopy(model).eval()
+    caches = {k: model.__dict__.pop(k) for k in [k for k in model.__dict__ if k.startswith("_dvp_")]}
+    try:  # the copy leaves out the model's cached fast, int8 and compiled copies (they would nest)
+        m = copy.deepcopy(model).eval()
+    finally:
+        model.__dict__.update(caches)
     for d in m.downs:
         if isinstance(d.norm, torch.nn.BatchNorm2d):
             _fold(d.conv, d.norm, False)

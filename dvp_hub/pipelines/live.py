@@ -37,7 +37,7 @@ from ..motion import retarget
 from ..profile import StageTimes, timed
 from .finish import FrameFinisher
 from .options import RunOptions
-from .live_generator import compile_live_generator, int8_live_generator, one_blas_thread
+from .live_generator import compile_live_generator, int8_live_generator, live_model, one_blas_thread
 
 class LiveSession:
     """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 camera frame in; out, the target's
@@ -66,9 +66,8 @@ class LiveSession:
         self._expr_limits = state.expression_limits if opts.limit_expression else None  # the face near its trained ones
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
-        # the target's distilled live generator where it has one (and ``light``), else its full generator
-        light_gen = getattr(pipe, "live_generator", None)
-        self.generator = light_gen if (light and light_gen is not None) else pipe.generator
+        self.generator = live_model(pipe, light)  # the distilled live generator where the target has one
+        self.light = self.generator is not pipe.generator
         self._window = self.generator.config.temporal_window
         size = self._resolution = int(pipe.target.config.resolution)
         paste_back = pipe.has_reference if opts.paste_back is None else opts.paste_back
@@ -76,7 +75,9 @@ class LiveSession:
         dtype = input_dtype(self.generator, opts.fast)
         # quantize or compile now (seconds, once per process), not on the first camera frame
         self.int8 = int8_live_generator(pipe, self.generator) if (int8 and opts.fast) else None
-        self.compiled = self.int8 is None and bool(compile and opts.fast) and compile_live_generator(pipe, self.generator)
+        self.compiled = (
+            self.int8 is None and bool(compile and opts.fast) and compile_live_generator(pipe, self.generator)
+        )
         if self.int8 is not None:
             self._ring = self.int8.ring(2 * self._window, size)  # quantized once per frame, read in place
             self._cond_dtype = torch.float32
@@ -130,11 +131,6 @@ class LiveSession:
     def generator_kind(self) -> str:
         """How the session runs its generator: ``"int8"``, ``"compiled"`` or ``"eager"``."""
         return "int8" if self.int8 is not None else ("compiled" if self.compiled else "eager")
-
-    @property
-    def light(self) -> bool:
-        """Whether the session runs the target's distilled live generator (`dvp_hub.distill`)."""
-        return self.generator is not self.pipe.generator
 
     @property
     def calibrating(self) -> bool:

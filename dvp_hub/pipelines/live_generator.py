@@ -28,11 +28,19 @@ def one_blas_thread():
     return _BLAS.limit(limits=1)
 
 
+def live_model(pipe, light: bool = True):
+    """The generator a live session runs: the target's distilled ``live_generator`` where it has one and ``light``
+    (`dvp_hub.distill`), else its full generator."""
+    light_gen = getattr(pipe, "live_generator", None)
+    return light_gen if (light and light_gen is not None) else pipe.generator
+
+
 def calibration_windows(pipe, runs: int = 3, length: int = 16, generator=None) -> list[torch.Tensor]:
     """Conditioning windows ``[1, 9, Nw, R, R]`` of the target's own training frames, for int8 calibration:
     ``runs`` stretches of ``length`` consecutive frames spread over the training clip (``length - Nw + 1``
     windows each)."""
-    seq, w = pipe.target_state.sequence, (generator or pipe.generator).config.temporal_window
+    gen = pipe.generator if generator is None else generator
+    seq, w = pipe.target_state.sequence, gen.config.temporal_window
     n, size = pipe.target.config.train_frames, pipe.target.config.resolution
     length = min(max(length, w), n)
     renderer = ConditioningRenderer(device=pipe._execution_device)
@@ -51,7 +59,7 @@ def int8_live_generator(pipe, generator=None):
     if not ok:
         return None
     try:
-        gen = generator or pipe.generator
+        gen = pipe.generator if generator is None else generator
         return cached_int8(gen, lambda: calibration_windows(pipe, generator=gen))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         logging.getLogger("dvp_hub").warning(
@@ -63,7 +71,7 @@ def int8_live_generator(pipe, generator=None):
 def compile_live_generator(pipe, generator=None) -> bool:
     """Compile ``generator`` (default: the pipeline's) for the live path's one-window batch (`models.inference.compiled_rest`):
     seconds the first time in a process, one generator run after. False where it fell back to eager."""
-    gen, size = generator or pipe.generator, pipe.target.config.resolution
+    gen, size = pipe.generator if generator is None else generator, pipe.target.config.resolution
     w = gen.config.temporal_window
     window = torch.zeros(w, size, size, NUM_CHANNELS, dtype=input_dtype(gen, True), device=pipe._execution_device)
     with torch.no_grad():

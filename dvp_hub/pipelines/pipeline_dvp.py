@@ -30,6 +30,7 @@ from .reference import load_background
 from .target_folder import (  # noqa: F401 - public names
     DEMO_DIR,
     check_folder,
+    check_live_generator,
     reference_file,
     resolve_target,
     weights_variant,
@@ -173,6 +174,8 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             pipe.target.to(torch.float32)  # face parameters stay in full precision
         pipe.generator.eval()
         pipe.origin = str(pretrained_model_name_or_path)  # demo, a folder or a Hub id: for the credentials
+        if pipe.live_generator is not None:
+            check_live_generator(pipe.generator.config, pipe.live_generator.config, folder)
         for small in (pipe.refiner, pipe.live_generator):  # kept in float32 whatever the generator's dtype
             if small is not None:
                 torch.nn.Module.to(small, torch.float32).eval()  # Module.to: no ModelMixin cast warning

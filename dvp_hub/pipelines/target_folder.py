@@ -17,7 +17,12 @@ from ..targets import find_target, is_name, targets_dir
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "demo_target")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-ALLOWED_CLASSES = {"RenderingToVideoGenerator", "PortraitTarget", "FaceRefiner", "DeepVideoPortraitPipeline"}
+COMPONENT_CLASSES = {  # what each component of a target folder must be
+    "generator": "RenderingToVideoGenerator",
+    "target": "PortraitTarget",
+    "refiner": "FaceRefiner",
+    "live_generator": "RenderingToVideoGenerator",
+}
 OPTIONAL_COMPONENTS = ("refiner", "live_generator")  # a target folder may leave these out
 REFERENCE_FILES = ("reference.png", "reference.jpg", "reference.mp4")  # the target's full frame, for paste-back
 
@@ -94,17 +99,16 @@ def check_folder(folder: str) -> None:
         raise TargetLoadError(f"{index}: not valid JSON.") from None
     if spec.get("_class_name") != "DeepVideoPortraitPipeline":
         raise TargetLoadError(f"{folder}: model_index.json names {spec.get('_class_name')!r}, not a dvp_hub pipeline.")
-    for key in ("generator", "target", *OPTIONAL_COMPONENTS):
+    for key, cls in COMPONENT_CLASSES.items():
         lib_cls = spec.get(key)
         if key in OPTIONAL_COMPONENTS and lib_cls in (None, [None, None]):
             continue  # optional
-        if not (
-            isinstance(lib_cls, list)
-            and len(lib_cls) == 2
-            and str(lib_cls[0]).startswith("dvp_hub")
-            and lib_cls[1] in ALLOWED_CLASSES
-        ):
+        if not (isinstance(lib_cls, list) and len(lib_cls) == 2 and str(lib_cls[0]).startswith("dvp_hub")):
             raise TargetLoadError(f"{folder}: component {key!r} is {lib_cls!r}; only dvp_hub classes are loaded.")
+        if lib_cls[1] != cls:
+            raise TargetLoadError(f"{folder}: component {key!r} is a {lib_cls[1]!r}; it must be a {cls}.")
+        if not os.path.isdir(os.path.join(folder, key)):
+            raise TargetLoadError(f"{folder}: model_index.json names {key!r} but the folder has no {key}/.")
     _check_sizes(folder)
 
 
@@ -140,6 +144,17 @@ def _check_sizes(folder: str) -> None:
                 raise TargetLoadError(
                     f"{folder}: {comp} config has {key}={v!r} (allowed: 1 to {hi}); refusing to load."
                 )
+
+
+def check_live_generator(generator_config, live_config, folder: str) -> None:
+    """Refuse a ``live_generator`` that cannot stand in for the target's generator: the same conditioning in
+    (channels, window, resolution) and the same frame out."""
+    for key in ("in_channels", "temporal_window", "resolution", "out_channels"):
+        if generator_config.get(key) != live_config.get(key):
+            raise TargetLoadError(
+                f"{folder}: live_generator has {key}={live_config.get(key)!r}, the generator "
+                f"{generator_config.get(key)!r}: distil it again from this target (training/distill_live.py)."
+            )
 
 
 def reference_file(folder: str) -> str | None:

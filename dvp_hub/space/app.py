@@ -11,7 +11,7 @@ import threading
 
 import gradio as gr
 
-from ..pipelines.live_generator import compile_live_generator, int8_live_generator
+from ..pipelines.live_generator import compile_live_generator, int8_live_generator, live_model
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, edit_sliders, model_card, reenact, verify
 from .live_tab import build_live_tab
@@ -95,8 +95,9 @@ def _warm_live() -> None:
     background (seconds once), so that the first visitor of the Live tab does not wait for it."""
     try:
         pipe = get_pipeline("demo")
-        if int8_live_generator(pipe) is None:
-            compile_live_generator(pipe)
+        gen = live_model(pipe)  # what the Live tab's sessions run
+        if int8_live_generator(pipe, gen) is None:
+            compile_live_generator(pipe, gen)
     except Exception as err:  # noqa: BLE001 - the Live tab compiles (or falls back) on its first session
         logging.getLogger("dvp_hub").warning("live warm-up failed: %s", str(err).splitlines()[0][:160])
 
