@@ -20,6 +20,7 @@ from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
 from dvp_hub.models import FaceRefiner, RenderingToVideoGenerator
 from dvp_hub.pipelines.reference import load_background, save_reference
+from dvp_hub.pipelines.target_folder import weights_variant
 
 
 def parse_args(argv=None):
@@ -50,11 +51,13 @@ def main(argv=None) -> int:
     if args.refiner:
         if not os.path.isfile(os.path.join(args.refiner, "config.json")):
             raise DVPError(f"{args.refiner}: not a refiner folder (no config.json).")
-        pipe.register_modules(refiner=FaceRefiner.from_pretrained(args.refiner).eval())
+        variant = weights_variant(args.refiner)  # a folder shipped in fp16 only (the bundled demo's)
+        pipe.register_modules(refiner=FaceRefiner.from_pretrained(args.refiner, variant=variant).float().eval())
     if args.live_generator:
         if not os.path.isfile(os.path.join(args.live_generator, "config.json")):
             raise DVPError(f"{args.live_generator}: not a generator folder (no config.json).")
-        live = RenderingToVideoGenerator.from_pretrained(args.live_generator).eval()
+        variant = weights_variant(args.live_generator)
+        live = RenderingToVideoGenerator.from_pretrained(args.live_generator, variant=variant).float().eval()
         if live.config.resolution != pipe.generator.config.resolution:
             raise DVPError(
                 f"{args.live_generator}: renders {live.config.resolution} px; the target's generator "
