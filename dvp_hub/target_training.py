@@ -134,6 +134,23 @@ def complete_checkpoints(output_dir):
     return sorted(dirs, key=lambda d: int(d.split("-")[1]))
 
 
+def resume(accelerator, args) -> int:
+    """Load ``args.resume_from_checkpoint`` (a checkpoint folder, or ``"latest"``: the newest complete one in
+    ``args.output_dir``, none on a first run) into ``accelerator``; sets ``args.prior_seconds`` to its training clock
+    (`read_clock`). Returns the step it was written at (0 when nothing was loaded)."""
+    ckpt = args.resume_from_checkpoint
+    if ckpt == "latest":
+        done = complete_checkpoints(args.output_dir)
+        ckpt = os.path.join(args.output_dir, done[-1]) if done else None
+    args.prior_seconds = 0.0
+    if not ckpt:
+        return 0
+    accelerator.load_state(ckpt)
+    args.prior_seconds = read_clock(ckpt)
+    accelerator.print(f"resumed from {ckpt} ({args.prior_seconds / 60:.1f} min trained)")
+    return int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
+
+
 def register_pretrained_hooks(accelerator, folders: dict) -> None:
     """accelerate's save and load hooks, as diffusers' training examples use them: each prepared model of a class
     in ``folders`` (class -> subfolder name) goes into a checkpoint as a ``save_pretrained`` folder of that name,

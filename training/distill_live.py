@@ -29,13 +29,7 @@ from dvp_hub.distill import WindowSampler, build_clips, face_weights, load_clips
 from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
-from dvp_hub.target_training import (
-    complete_checkpoints,
-    read_clock,
-    register_pretrained_hooks,
-    save_checkpoint,
-    training_seconds,
-)
+from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint, training_seconds
 
 
 def parse_args(argv=None):
@@ -127,16 +121,7 @@ def main(argv=None) -> int:
     student, opt = accelerator.prepare(student, opt)  # the schedule steps once a step, whatever the process count
     accelerator.register_for_checkpointing(sched)
     register_pretrained_hooks(accelerator, {RenderingToVideoGenerator: "live_generator"})
-    step = 0
-    ckpt = args.resume_from_checkpoint
-    if ckpt == "latest":
-        done = complete_checkpoints(args.output_dir)
-        ckpt = os.path.join(args.output_dir, done[-1]) if done else None
-    if ckpt:
-        accelerator.load_state(ckpt)
-        step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
-        args.prior_seconds = read_clock(ckpt)  # --max_train_minutes counts resumed runs together
-        accelerator.print(f"resumed from {ckpt} ({args.prior_seconds / 60:.1f} min trained)")
+    step = resume(accelerator, args)  # --max_train_minutes counts resumed runs together (args.prior_seconds)
     window = tuple(meta["face_window"])
     size = int(cfg.resolution)
     weights = face_weights(size, window, args.face_weight).to(accelerator.device)

@@ -28,7 +28,7 @@ from dvp_hub.models.refiner import FaceRefiner, PatchDiscriminator
 from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.refiner_data import build_pairs, load_pairs
 from dvp_hub.refiner_train import PatchSampler, feature_matching, initial_refiner, lsgan, upsample, validate
-from dvp_hub.target_training import complete_checkpoints, register_pretrained_hooks, save_checkpoint
+from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint
 
 
 def parse_args(argv=None):
@@ -167,15 +167,7 @@ def main(argv=None) -> int:
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
     refiner, disc, opt_g, opt_d = accelerator.prepare(refiner, disc, opt_g, opt_d)
     register_pretrained_hooks(accelerator, {FaceRefiner: "refiner"})
-    step = 0
-    ckpt = args.resume_from_checkpoint
-    if ckpt == "latest":
-        done = complete_checkpoints(args.output_dir)
-        ckpt = os.path.join(args.output_dir, done[-1]) if done else None
-    if ckpt:
-        accelerator.load_state(ckpt)
-        step = int(os.path.basename(ckpt.rstrip("/")).split("-")[1])
-        accelerator.print(f"resumed from {ckpt}")
+    step = resume(accelerator, args)
     sampler = PatchSampler(
         generated,
         real,
