@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     conds = [session.prepare(f.copy()) for f in VideoReader(args.source, max_frames=args.frames)]
     clip = torch.cat(conds).contiguous(memory_format=torch.channels_last)  # [T, 9, R, R]
     t = time.perf_counter()
-    q = int8_live_generator(pipe)
+    q = int8_live_generator(pipe, pipe.generator)
     calib = time.perf_counter() - t
     ring = q.ring(len(clip), clip.shape[-1])
     ring[:] = q.quantize(clip)

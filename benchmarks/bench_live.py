@@ -101,7 +101,7 @@ def main():
                 **(limits if args.mode == "reenact" else {}),
                 paced=not args.every_frame,
                 pipelined=not args.every_frame and (not args.no_pipeline and pipelined_by_default(session)),
-                generator=("light " if session.light else "") + session.generator_kind,
+                generator=session.generator_label,
                 mouth_r_live=round(float(np.corrcoef(src[calib:n], live_m[calib:n])[0, 1]), 3),
                 mouth_r_offline=round(float(np.corrcoef(src[calib:n], off_m[calib:n])[0, 1]), 3),
             )

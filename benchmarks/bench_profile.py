@@ -58,7 +58,7 @@ def main(argv=None):
         "frames": args.frames,
         "offline_fps_end_to_end": round(args.frames / offline_wall, 2),
         "offline": offline["profile"],
-        "live_generator": ("light " if session.light else "") + session.generator_kind,
+        "live_generator": session.generator_label,
         "live_fps_unpaced": round((len(frames) - 30) / live_wall, 2),
         "live": times.rows(),
         "torch_threads": torch.get_num_threads(),

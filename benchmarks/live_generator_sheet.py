@@ -23,6 +23,7 @@ from dvp_hub.video import VideoReader
 
 
 def run(pipe, frames, fps, light: bool):
+    """The session's conditioning (diffuse render, uint8) and the target's crop cut from each output frame."""
     session = pipe.live(fps=fps, light=light)
     if light and not session.light:
         raise SystemExit(f"{pipe.origin} has no live_generator: distil one with training/distill_live.py")
@@ -30,7 +31,7 @@ def run(pipe, frames, fps, light: bool):
     for f in frames:
         c = session.prepare(f)
         conds.append(((c[0, :3].float().permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8))
-        outs.append(session.generate(c))
+        outs.append(pipe.target.crop.cut(session.generate(c)).copy())  # the crop only: full frames add up
     session.close()
     return conds, outs
 
@@ -62,7 +63,7 @@ def main() -> None:
     skip = round(reader.fps)  # the calibration second
     if len(frames) <= skip:
         raise SystemExit(f"{args.clip}: give more than {skip} frames (the first second calibrates)")
-    crops = [(crop.cut(a), crop.cut(b)) for a, b in zip(full[skip:], light[skip:])]
+    crops = list(zip(full[skip:], light[skip:]))
     scores = {
         "clip": os.path.basename(args.clip),
         "frames": len(crops),
@@ -77,7 +78,7 @@ def main() -> None:
             json.dump(scores, f, indent=1)
     picks = np.linspace(skip, len(frames) - 1, args.rows).round().astype(int)
     size = crops[0][0].shape[0]
-    rows = [[frames[i], conds[i], crop.cut(full[i]), crop.cut(light[i])] for i in picks]
+    rows = [[frames[i], conds[i], full[i], light[i]] for i in picks]
     contact_sheet(rows, args.out, ["source", "diffuse render", "full generator", "light generator"], height=size)
 
 

@@ -246,7 +246,7 @@ def cmd_live(args) -> None:
         provenance=pipe.provenance(mode="live", source=args.source),
         low_latency=True,
     )
-    how = ("light " if session.light else "") + session.generator_kind + (", stages side by side" if pipelined_by_default(session) else "")
+    how = session.generator_label + (", stages side by side" if pipelined_by_default(session) else "")
     times = session.start_profile() if args.profile else None
     try:
         st = run_paced(session, reader, reader.fps, writer, realtime=not args.as_fast_as_possible)

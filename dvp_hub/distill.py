@@ -8,7 +8,8 @@ from other people (what the live path sees). The student is exported as the pipe
 
 - `teacher_clip`: one drive's conditioning and the teacher's frames, as uint8 arrays;
 - `build_clips` / `load_clips`: those of every drive, stored once in a folder (``clips.json`` + ``.npy``);
-- `WindowSampler`: random ``(window, teacher frame, face weight)`` batches from the stored clips;
+- `WindowSampler`: random ``(window, teacher frame)`` batches from the stored clips; `face_weights`: the loss's
+  per-pixel weights;
 - `student_generator`: the student's architecture, from the teacher's config.
 """
 
@@ -81,7 +82,8 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
 
     Training clips: the target's own training motion (``target``; its held-out frames excluded) and one clip per
     video in ``sources``. Validation clips, never sampled for training: the target's held-out frames
-    (``heldout``) and one clip per video in ``validation``. ``clips.json`` names them and gives the face window the loss weighs.
+    (``heldout``) and one clip per video in ``validation``. ``clips.json`` names them and gives the face window
+    the loss weighs.
     """
     tmp = folder + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -92,7 +94,7 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
     for names, videos in ((train, sources), (val, validation)):
         for video in videos:
             name = os.path.splitext(os.path.basename(video))[0]
-            if name in {n for n, _ in train + val}:  # the clips are stored by name: one may not replace another
+            if name in {taken for taken, _ in train + val}:  # the clips are stored by name: one may not replace another
                 raise DVPError(f"{video}: a clip named {name!r} is already taught or held out; give each video once.")
             log(f"tracking {video}")
             names.append((name, source_drive(pipe, video, max_frames)))

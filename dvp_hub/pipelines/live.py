@@ -133,6 +133,11 @@ class LiveSession:
         return "int8" if self.int8 is not None else ("compiled" if self.compiled else "eager")
 
     @property
+    def generator_label(self) -> str:
+        """Which generator runs and how, for reports: ``generator_kind``, after ``"light "`` for the distilled one."""
+        return ("light " if self.light else "") + self.generator_kind
+
+    @property
     def calibrating(self) -> bool:
         return self._recalibrate or self.fitter is None or self.fitter.calibrating
 

@@ -52,15 +52,14 @@ def calibration_windows(pipe, runs: int = 3, length: int = 16, generator=None) -
     return out
 
 
-def int8_live_generator(pipe, generator=None):
-    """``generator`` (default: the pipeline's) quantized for the live path (`models.int8`), or None where int8 is
+def int8_live_generator(pipe, generator):
+    """``generator`` (`live_model`) quantized for the live path (`models.int8`), or None where int8 is
     unavailable or fails here (the compiled float generator runs instead; a failure is logged once)."""
     ok, _why = int8_available(pipe._execution_device)
     if not ok:
         return None
     try:
-        gen = pipe.generator if generator is None else generator
-        return cached_int8(gen, lambda: calibration_windows(pipe, generator=gen))
+        return cached_int8(generator, lambda: calibration_windows(pipe, generator=generator))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         logging.getLogger("dvp_hub").warning(
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
@@ -68,10 +67,10 @@ def int8_live_generator(pipe, generator=None):
         return None
 
 
-def compile_live_generator(pipe, generator=None) -> bool:
-    """Compile ``generator`` (default: the pipeline's) for the live path's one-window batch (`models.inference.compiled_rest`):
+def compile_live_generator(pipe, generator) -> bool:
+    """Compile ``generator`` (`live_model`) for the live path's one-window batch (`models.inference.compiled_rest`):
     seconds the first time in a process, one generator run after. False where it fell back to eager."""
-    gen, size = pipe.generator if generator is None else generator, pipe.target.config.resolution
+    gen, size = generator, pipe.target.config.resolution
     w = gen.config.temporal_window
     window = torch.zeros(w, size, size, NUM_CHANNELS, dtype=input_dtype(gen, True), device=pipe._execution_device)
     with torch.no_grad():
