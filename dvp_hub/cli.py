@@ -139,7 +139,8 @@ def _report(out, output: str) -> None:
     st = out.stats
     print(
         f"{st['frames']} frames in {st['seconds']:.1f} s: {st['fps']:.1f} frames/s end to end "
-        f"(generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); wrote {output} "
+        f"({st.get('generator', 'float')} generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); "
+        f"wrote {output} "
         "(labelled synthetic)"
     )
     if st.get("frames_beyond_target_pose_range"):
@@ -173,6 +174,7 @@ def _reenact_to(pipe, args, source: str, output: str):
         paste_back=False if args.crop_only else None,
         progress=not args.batch,
         profile=args.profile,
+        int8={"auto": None, "on": True, "off": False}[args.int8],
     )
 
 

@@ -29,6 +29,7 @@ from dvp_hub.distill import WindowSampler, build_clips, face_weights, load_clips
 from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
+from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint, training_seconds
 
 
@@ -45,6 +46,12 @@ def parse_args(argv=None):
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--face_weight", type=float, default=4.0, help="extra L1 weight inside the face window")
     p.add_argument("--lambda_gradient", type=float, default=1.0, help="L1 of the image gradients (edges kept)")
+    p.add_argument(
+        "--lambda_perceptual",
+        type=float,
+        default=0.0,
+        help="weight of the face perceptual loss against the teacher (dvp_hub.perceptual; the train extra)",
+    )
     p.add_argument("--max_train_steps", type=int, default=4000, help="also the learning rate's cosine length")
     p.add_argument("--max_train_minutes", type=float, default=None)
     p.add_argument("--checkpointing_steps", type=int, default=250)
@@ -66,15 +73,22 @@ def clips_folder(args, accelerator) -> str:
     return folder
 
 
-def loss_terms(fake, real, weights, args) -> tuple[torch.Tensor, dict]:
-    """Face-weighted L1 plus the L1 of the horizontal and vertical image gradients."""
+def loss_terms(fake, real, weights, args, perceptual=None, window=None) -> tuple[torch.Tensor, dict]:
+    """Face-weighted L1, the L1 of the horizontal and vertical image gradients and, given ``perceptual`` (a
+    `FacePerceptualLoss`), its feature distance inside the face ``window`` (x0, y0, x1, y1)."""
     l1 = ((fake - real).abs() * weights).mean()
     grad = 0.0
     if args.lambda_gradient:
         for dim in (2, 3):
             grad = grad + (fake.diff(dim=dim) - real.diff(dim=dim)).abs().mean()
     loss = l1 + args.lambda_gradient * grad
-    return loss, {"l1": float(l1.detach()), "grad": float(grad.detach()) if args.lambda_gradient else 0.0}
+    logs = {"l1": float(l1.detach()), "grad": float(grad.detach()) if args.lambda_gradient else 0.0}
+    if perceptual is not None:
+        x0, y0, x1, y1 = window
+        feat = perceptual(fake[..., y0:y1, x0:x1], real[..., y0:y1, x0:x1])
+        loss = loss + args.lambda_perceptual * feat
+        logs["perceptual"] = float(feat.detach())
+    return loss, logs
 
 
 @torch.no_grad()
@@ -125,6 +139,7 @@ def main(argv=None) -> int:
     window = tuple(meta["face_window"])
     size = int(cfg.resolution)
     weights = face_weights(size, window, args.face_weight).to(accelerator.device)
+    perceptual = FacePerceptualLoss().to(accelerator.device) if args.lambda_perceptual else None
     sampler = WindowSampler(clips, int(cfg.temporal_window), seed=args.seed * 1000 + step + accelerator.process_index)
     args.t0 = time.perf_counter()
     logs = {}
@@ -132,7 +147,7 @@ def main(argv=None) -> int:
         if args.max_train_minutes is not None and training_seconds(args) > 60 * args.max_train_minutes:
             break
         x, y = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
-        loss, logs = loss_terms(student(x), y, weights, args)
+        loss, logs = loss_terms(student(x), y, weights, args, perceptual, window)
         opt.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         opt.step()

@@ -137,6 +137,13 @@ class Int8WindowGenerator:
         with _engine():
             return self.module(window)
 
+    @torch.inference_mode()
+    def clip(self, clip: torch.Tensor, window: int) -> torch.Tensor:
+        """A clip of conditioning images, as `inference.generate_windows` takes it: ``[T, 9, R, R]`` in [-1, 1]
+        -> ``[T - window + 1, 3, R, R]`` float32; quantized once, then one call per window on views of it."""
+        q = self.quantize(clip)
+        return torch.cat([self(q[j : j + window].permute(1, 0, 2, 3)[None]) for j in range(len(clip) - window + 1)])
+
 
 def _traced(module: torch.nn.Module) -> torch.fx.GraphModule:
     """``module`` traced by FX with its no-op modules (the folded BatchNorms' Identity, eval-mode Dropout) taken out

@@ -1,5 +1,6 @@
-"""The live path's generator, made ready before the camera starts: int8 where the CPU has the engine, else
-compiled; and the one-BLAS-thread context the live stages prepare frames in."""
+"""The generator made ready for a run: for the live path before the camera starts, int8 where the CPU has the
+engine, else compiled; for offline runs, int8 on long clips (`offline_int8`); and the one-BLAS-thread context the
+live stages prepare frames in."""
 
 from __future__ import annotations
 
@@ -65,6 +66,23 @@ def int8_live_generator(pipe, generator):
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
         )
         return None
+
+
+# From this many frames on, an offline run on the CPU pays for the int8 calibration (a few seconds, once per
+# process) with the generator time it saves; shorter runs use int8 only where the generator is calibrated already.
+INT8_MIN_FRAMES = 900
+
+
+def offline_int8(pipe, int8: bool | None, frames: int, fast: bool = True):
+    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run of ``frames`` frames uses, or None for
+    the float one. ``int8``: True where the CPU has the engine; False never; None (the default) on a CPU with the
+    engine for runs of `INT8_MIN_FRAMES` or more, or where this process has calibrated the generator already (a
+    live session, the Space's warm-up). ``fast=False`` (plain fp32) never uses it."""
+    if int8 is False or not fast or pipe._execution_device.type != "cpu":
+        return None
+    if int8 is None and frames < INT8_MIN_FRAMES and getattr(pipe.generator, "_dvp_int8", None) is None:
+        return None
+    return int8_live_generator(pipe, pipe.generator)
 
 
 def compile_live_generator(pipe, generator) -> bool:

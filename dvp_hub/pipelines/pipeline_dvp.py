@@ -323,7 +323,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         frames: list = []
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
         try:
-            gen_seconds = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar, times)
+            gen_seconds, gen_kind = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar, times)
         finally:
             finisher.close()
         # 5. Output
@@ -334,6 +334,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
             "seconds": round(total, 3),
             "fps": round(len(drive) / max(total, 1e-9), 2),
             "generator_seconds": round(gen_seconds, 3),
+            "generator": gen_kind,
             "source_reference_frame": drive.info.get("source_reference_frame"),
             "interpolated_frames": int(source.info.get("interpolated_frames", 0)),
             **pose_report,

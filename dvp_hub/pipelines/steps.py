@@ -29,6 +29,7 @@ from ..profile import timed
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..video import VideoReader, check_output_path
 from ..motion import retarget
+from .live_generator import offline_int8
 from .streaming import Worker, prefetch
 
 logger = logging.get_logger(__name__)
@@ -120,7 +121,7 @@ def retarget_motion(pipe, source, opts):
 
 
 def render_generate_write(
-    pipe, drive, on_output, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None, times=None
+    pipe, drive, on_output, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None, times=None, int8=None
 ) -> float:
     """Step 4: render the conditioning of ``drive`` chunk by chunk, run the generator over each frame's
     space-time window, and hand each batch of generator output (``[B, 3, R, R]`` in [-1, 1], frames in order)
@@ -130,7 +131,8 @@ def render_generate_write(
     The first frame's history is the first frame repeated, as in training. Without ``overlap`` the chunk
     of renders lives in one buffer allocated once, so that a long video neither grows nor fragments the
     heap; with it (default on a GPU) the next batches are rendered and the last ones encoded in threads
-    while the generator runs (`streaming`). Returns the seconds spent in the generator.
+    while the generator runs (`streaming`). ``int8``: an `models.int8.Int8WindowGenerator` of the generator to run
+    instead (`live_generator.offline_int8`). Returns the seconds spent in the generator.
     """
     device = pipe._execution_device
     gen = pipe.generator
@@ -175,7 +177,7 @@ def render_generate_write(
         for clip in prefetch(clips()) if overlap else clips():
             t0 = time.perf_counter()
             with timed(times, "generator", len(clip) - hist):
-                out = generate_windows(gen, clip, fast=fast)
+                out = generate_windows(gen, clip, fast=fast) if int8 is None else int8.clip(clip, hist + 1)
             gen_seconds += time.perf_counter() - t0
             item = (out, clip[hist:])  # overlapped chunks each get their own buffer, so this view stays valid
             sink.put(item) if sink is not None else finish(item)
@@ -191,20 +193,22 @@ def render_generate_write(
     return gen_seconds
 
 
-def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=None, times=None) -> float:
+def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=None, times=None) -> tuple[float, str]:
     """Step 4 with its sink: every frame refined, pasted back and marked (``finisher``), then written to ``writer``
     (closed at the end; aborted, nothing left on disk, on an error) or appended to ``frames``. Returns the
-    generator's seconds. ``times``: a `profile.StageTimes` for render, generator and encode."""
+    generator's seconds and how it ran (``"int8"`` or ``"float"``, `live_generator.offline_int8` by ``opts.int8``).
+    ``times``: a `profile.StageTimes` for render, generator and encode."""
     sink = frame_sink(finisher, writer, frames, times)
     try:
+        int8 = offline_int8(pipe, opts.int8, len(drive), opts.fast)
         seconds = render_generate_write(
             pipe, drive, sink, batch_size=opts.batch_size, chunk_size=opts.chunk_size, fast=opts.fast,
-            overlap=opts.overlap, bar=bar, times=times,
+            overlap=opts.overlap, bar=bar, times=times, int8=int8,
         )
         if writer is not None:
             with timed(times, "encode (finish)", len(drive)):
                 writer.close()
-        return seconds
+        return seconds, "float" if int8 is None else "int8"
     except BaseException:
         if writer is not None:
             writer.abort()
