@@ -111,7 +111,7 @@ def test_offline_run_takes_int8_when_asked_or_calibrated_and_stays_close_to_floa
 
     _need_int8()
     src = clip("talking-d3.mp4")
-    kw = dict(max_frames=12, progress=False, watermark=False, invisible_watermark=False)
+    kw = {"max_frames": 12, "progress": False, "watermark": False, "invisible_watermark": False}
     monkeypatch.setattr(tiny_pipeline.generator, "_dvp_int8", None, raising=False)
     short = tiny_pipeline(source_video=src, **kw)
     assert short.stats["generator"] == "float"  # 12 frames: not worth a calibration
