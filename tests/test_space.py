@@ -319,3 +319,42 @@ def test_browser_live_tab_with_a_fake_camera(app, fake_camera, tmp_path):
     assert len(frames) >= 20  # ~2.5 s at 20 fps, on the wall clock's timeline
     assert has_synthetic_mark(frames[len(frames) // 2])
     assert read_credentials(str(rec))["valid"]
+
+
+def test_live_handler_streams_through_the_runner_one_visitor_at_a_time(tiny_pipeline, monkeypatch):
+    """The Live tab's handler without a browser: frames go through the session's runner and each call returns an
+    output newer than the last one it returned (or the last again); a second visitor is told the mode is busy;
+    a session that fails is reported as gr.Error and closed, and the next frame starts a fresh one."""
+    import gradio as gr
+    import numpy as np
+
+    from dvp_hub.space import live_tab
+
+    monkeypatch.setattr(live_tab, "get_pipeline", lambda key: tiny_pipeline)
+    a, b = type("R", (), {"session_hash": "a"})(), type("R", (), {"session_hash": "b"})()
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=12))
+    shown = []
+    try:
+        for f in frames:
+            out, status = live_tab.live_frame(f, "demo", "", "reenact", True, request=a)
+            if out is not None:
+                shown.append(out.copy())
+        assert len(shown) >= 6 and shown[-1].shape == (64, 64, 3) and "fps" in status
+        assert live_tab.LIVE.runner is not None and live_tab.LIVE.returned >= len(frames) - 2
+        out, status = live_tab.live_frame(frames[0], "demo", "", "reenact", True, request=b)
+        assert out is None and "busy" in status
+
+        def broken(*_args, **_kw):
+            raise RuntimeError("the generator failed\ndetail")
+
+        monkeypatch.setattr(live_tab.LIVE.session, "generate", broken)
+        monkeypatch.setattr(live_tab.LIVE.session, "push", broken)
+        with pytest.raises(gr.Error, match="generator failed"):
+            for f in frames:
+                live_tab.live_frame(f, "demo", "", "reenact", True, request=a)
+        assert live_tab.LIVE.runner is None and live_tab.LIVE.owner is None
+        out, _ = live_tab.live_frame(frames[0], "demo", "", "reenact", True, request=b)  # a fresh session
+        assert live_tab.LIVE.owner == "b"
+    finally:
+        with live_tab.LIVE.lock:
+            live_tab.LIVE.reset()

@@ -1,8 +1,10 @@
 """The Space's Live tab: webcam in, the target out, continuously.
 
 Transport: Gradio's own webcam streaming (``gr.Image(sources=["webcam"], streaming=True).stream``): it
-ships with Gradio and works on 127.0.0.1 and on Spaces without a TURN server; every frame is processed
-by `LiveSession.push` on the server (tracking, fit, render, generator: tens of milliseconds on two cores).
+ships with Gradio and works on 127.0.0.1 and on Spaces without a TURN server. Each webcam frame is offered to
+the session's `LiveRunner` (the engine `dvp live` runs: a one-frame mailbox that drops rather than queues, the
+prepare and generate stages side by side where that pays), and the call returns the newest output it has not
+returned yet; so the runner works on the next frame while Gradio carries the last one to the browser.
 
 One live session at a time on a CPU: the first visitor who streams holds it until they stop for
 `IDLE_SECONDS`; others are told that the live mode is busy (the upload tab keeps working). The session
@@ -21,25 +23,46 @@ import time
 import gradio as gr
 import numpy as np
 
+from ..pipelines.live_runner import LiveRunner, pipelined_by_default
 from ..video import VideoWriter
 from .common import CONSENT, get_pipeline, pick_target, user_error
 
 IDLE_SECONDS = 5.0
 RECORD_FPS = 20.0
 STREAM_EVERY = 0.04  # seconds between webcam frames sent by the browser (at most 25 fps)
+# How the streamed images are encoded: Gradio's default (WebP) takes about 60 ms for a 1280 x 720 frame on two
+# cores, JPEG (libjpeg-turbo) a few ms. Display only: a recording is written from the frames themselves.
+STREAM_FORMAT = "jpeg"
+
+
+OUTPUT_WAIT = 1.0  # seconds a call waits for a new output before it returns the last one again
 
 
 class _Live:
     def __init__(self):
         self.lock = threading.Lock()
+        self.new_output = threading.Condition(self.lock)
         self.reset()
 
     def reset(self):
-        if getattr(self, "session", None) is not None:
-            self.session.close()  # its paste-back segmenter
+        """Close the runner (frames in flight are finished) and the session; called with ``lock`` held."""
+        runner, session = getattr(self, "runner", None), getattr(self, "session", None)
+        self.runner = self.session = None
+        if runner is not None:
+            self.lock.release()  # its last output's callback takes the lock
+            try:
+                runner.close()
+            except Exception:  # noqa: BLE001 - a failed frame was reported to its visitor already
+                pass
+            finally:
+                self.lock.acquire()
+        if session is not None:
+            session.close()  # its paste-back segmenter
         self.owner = None
         self.key = None
-        self.session = None
+        self.offered = 0  # frames offered to the runner
+        self.last_index = 0  # the newest output's frame
+        self.returned = 0  # the newest frame a call returned
         self.last_seen = 0.0
         self.outputs: collections.deque = collections.deque(maxlen=30)  # output times, for the fps
         self.latencies: collections.deque = collections.deque(maxlen=30)
@@ -60,7 +83,7 @@ def _status(live: _Live) -> str:
     times = list(live.outputs)
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
     lat = 1000 * float(np.median(live.latencies)) if live.latencies else 0.0
-    text = f"{fps:.1f} fps · processing latency {lat:.0f} ms"
+    text = f"{fps:.1f} fps · latency {lat:.0f} ms"
     if live.session is not None and live.session.calibrating:
         text += " · calibrating: look into the camera with a relaxed, neutral face"
     if live.writer is not None:
@@ -85,22 +108,37 @@ def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request 
                 live.writer.abort()
             live.reset()
             live.session = get_pipeline(key[0]).live(fps=1 / STREAM_EVERY, mode=key[1])
+            live.runner = LiveRunner(
+                live.session, on_output=_on_output, pipelined=pipelined_by_default(live.session)
+            )
             live.owner, live.key = me, key
         live.last_seen = now
-        session = live.session
-    frame = np.ascontiguousarray(frame[..., :3])
-    out = session.push(frame, t=now)
-    done = time.perf_counter()
+        live.offered += 1
+        runner = live.runner
+    runner.offer(live.offered, np.ascontiguousarray(frame[..., :3]), now)
     with live.lock:
-        live.latencies.append(done - now)
+        live.new_output.wait_for(lambda: live.last_index > live.returned or runner.error is not None, OUTPUT_WAIT)
+        if runner.error is not None:
+            live.reset()
+            raise user_error(f"The live session stopped: {str(runner.error).splitlines()[0][:200]}")
+        live.returned = live.last_index
+        return live.last_frame, _status(live)
+
+
+def _on_output(index: int, out: np.ndarray, arrived: float) -> None:
+    """The runner's output callback (its generator thread): keep the frame, time it, record it."""
+    done = time.perf_counter()
+    live = LIVE
+    with live.lock:
+        live.latencies.append(done - arrived)
         live.outputs.append(done)
-        live.last_frame = out
+        live.last_frame, live.last_index = out, index
         if live.writer is not None:  # on the wall clock's timeline: repeat the output until it is due
             due = int((done - live.record_start) * RECORD_FPS) + 1
             while live.recorded < due:
                 live.writer.write(out)
                 live.recorded += 1
-        return out, _status(live)
+        live.new_output.notify_all()
 
 
 def live_calibrate(request: gr.Request = None) -> str:
@@ -154,7 +192,9 @@ def build_live_tab(target, hub_id) -> None:
     )
     with gr.Row():
         with gr.Column():
-            cam = gr.Image(sources=["webcam"], streaming=True, label="Your camera", elem_id="live_cam")
+            cam = gr.Image(
+                sources=["webcam"], streaming=True, label="Your camera", elem_id="live_cam", format=STREAM_FORMAT
+            )
             mode = gr.Radio(
                 ["dub", "reenact"],
                 value="dub",
@@ -167,7 +207,7 @@ def build_live_tab(target, hub_id) -> None:
                 rec = gr.Button("Record", elem_id="live_record")
                 stop = gr.Button("Stop recording", elem_id="live_stop")
         with gr.Column():
-            out = gr.Image(label="Target (synthetic)", elem_id="live_out", streaming=True)
+            out = gr.Image(label="Target (synthetic)", elem_id="live_out", streaming=True, format=STREAM_FORMAT)
             status = gr.Markdown(elem_id="live_status")
             recording = gr.File(label="Recording (synthetic, labelled)", elem_id="live_recording")
     cam.stream(
