@@ -15,6 +15,7 @@ timeline (the last output repeated until the next one), labelled and signed like
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import tempfile
 import threading
@@ -52,8 +53,8 @@ class _Live:
             self.lock.release()  # its last output's callback takes the lock
             try:
                 runner.close()
-            except Exception:  # noqa: BLE001 - a failed frame was reported to its visitor already
-                pass
+            except Exception as err:  # noqa: BLE001 - a failed frame was reported to its visitor already
+                logging.getLogger("dvp_hub").debug("live runner closed with %s", err)
             finally:
                 self.lock.acquire()
         if session is not None:
