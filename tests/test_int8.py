@@ -125,3 +125,29 @@ def test_offline_run_takes_int8_when_asked_or_calibrated_and_stays_close_to_floa
     a, b = auto.frames[0], short.frames[0]
     assert a.shape == b.shape == (12, 64, 64, 3)
     assert np.abs(a - b).mean() * 255 < 3.0 and not np.array_equal(a, b)  # grey levels; int8 is not float
+
+
+def test_int8_refiner_adds_the_float_detail_within_a_grey_level(tiny_pipeline):
+    """The refiner's detail branch in int8 (`quantize_refiner`), calibrated on the int8 generator's output of the
+    target's frames, gives `FaceRefiner.refine` the float result within about a grey level; a refiner with a
+    neural texture stays float."""
+    from dvp_hub.models.refiner import FaceRefiner
+    from dvp_hub.pipelines.live_generator import int8_live_generator, int8_refiner
+
+    _need_int8()
+    torch.manual_seed(0)
+    refiner = FaceRefiner(channels=8, num_blocks=2).eval()
+    torch.nn.init.normal_(refiner.tail.weight, std=0.05)  # zero at init: give it some detail to add
+    g8 = int8_live_generator(tiny_pipeline, tiny_pipeline.generator)
+    window = (8, 8, 56, 48)
+    residual = int8_refiner(tiny_pipeline, refiner, window, g8)
+    assert residual is not None and int8_refiner(tiny_pipeline, refiner, window, g8) is residual  # cached
+    crops = torch.cat([g8.clip(w[0].permute(1, 0, 2, 3), 3) for w in _windows(tiny_pipeline)])
+    want = refiner.refine(crops, window)
+    got = refiner.refine(crops, window, residual=residual)
+    assert got.shape == want.shape == (len(crops), 3, 128, 128)
+    detail = (want - torch.nn.functional.interpolate(crops, scale_factor=2, mode="bilinear")).abs().mean()
+    err = (got - want).abs()
+    assert float(detail) > 0.01 and float(err.mean()) < 0.1 * float(detail) and float(err.max()) < 0.05
+    textured = FaceRefiner(channels=8, num_blocks=1, texture_size=16)
+    assert int8_refiner(tiny_pipeline, textured, window, g8) is None

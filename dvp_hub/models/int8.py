@@ -224,3 +224,46 @@ def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGener
         cached = (key, quantize_window_generator(model, windows_fn()))
         object.__setattr__(model, "_dvp_int8", cached)
     return cached[1]
+
+
+class _RefinerResidual(torch.nn.Module):
+    """A `FaceRefiner`'s network without its bilinear base: crop ``[B, 3, h, w]`` -> ``[B, 3 s^2, h, w]``, the
+    detail that its pixel shuffle adds to the enlargement (what int8 runs; the base stays float)."""
+
+    def __init__(self, refiner):
+        super().__init__()
+        self.head, self.body, self.tail = refiner.head, refiner.body, refiner.tail
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = torch.nn.functional.leaky_relu(self.head(x), 0.2)
+        return self.tail(feat + self.body(feat))
+
+
+def quantize_refiner(refiner, crops: torch.Tensor):
+    """A texture-less `FaceRefiner`'s residual (`_RefinerResidual`) in int8, its activation ranges calibrated on
+    ``crops`` (generator outputs ``[N, 3, h, w]`` in [-1, 1], cut to the refiner's window): a callable
+    ``[B, 3, h, w]`` float -> ``[B, 3 s^2, h, w]`` float, for `FaceRefiner.refine`'s ``residual``. Weights int8
+    per channel, activations uint8 (histogram observers). Raises where int8 is unavailable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import get_default_qconfig_mapping  # lazy: deprecated torch.ao may go
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # lazy
+
+    if deconv_weight_layout() is None:
+        raise RuntimeError("this PyTorch has no working x86 quantized engine")
+    module = _RefinerResidual(copy.deepcopy(refiner).float().eval()).eval()
+    crops = crops.float().contiguous(memory_format=torch.channels_last)
+    with _engine(), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), (crops[:1],))
+        for i in range(0, len(crops), 4):
+            prepared(crops[i : i + 4])
+        quantized = convert_fx(prepared).eval()
+
+    @torch.inference_mode()
+    def residual(x: torch.Tensor) -> torch.Tensor:
+        with _engine():
+            return quantized(x)
+
+    residual(crops[:1])  # oneDNN makes its kernels on the first call
+    return residual

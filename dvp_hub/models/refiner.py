@@ -103,11 +103,13 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         window: tuple[int, int, int, int] | None = None,
         bf16: bool = False,
         correspondence: torch.Tensor | None = None,
+        residual=None,
     ):
         """Inference: like ``forward`` (``correspondence`` as there), but the network runs only inside ``window`` (``x0, y0, x1, y1`` in input
         pixels, multiples of 8; None: everywhere) and the rest is the bilinear enlargement, the two blended over
         `WINDOW_FEATHER` px at the window's edge (where the network lacks context). ``bf16``: autocast on the CPU.
-        Output ``[B, 3, sR, sR]`` float32 in [-1, 1]."""
+        ``residual``: a stand-in for the network's detail branch (`models.int8.quantize_refiner`; texture-less
+        refiners only), added to the float enlargement. Output ``[B, 3, sR, sR]`` float32 in [-1, 1]."""
         s = self.config.scale
         if window is None:
             x0, y0, x1, y1 = 0, 0, x.shape[-1], x.shape[-2]
@@ -116,8 +118,12 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
         part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
         corr = None if correspondence is None else correspondence[:, :, y0:y1, x0:x1]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
-            refined = self(part, corr).float()
+        if residual is not None and corr is None:
+            up = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
+            refined = (up + self.shuffle(residual(part))).clamp(-1, 1)
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
+                refined = self(part, corr).float()
         if window is None:
             return refined
         h, w = refined.shape[-2:]

@@ -21,6 +21,7 @@ from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import Compositor
 from ..render.conditioning import CORRESPONDENCE
+from .live_generator import int8_refiner
 
 
 def face_window(pipe, margin: int = 16) -> tuple[int, int, int, int]:
@@ -69,6 +70,14 @@ class FrameFinisher:
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
         self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
         self.times = None  # a `profile.StageTimes` to time refine, paste-back and marks into, when profiling
+        self.residual = None  # the refiner's detail branch in int8 (`use_int8`)
+
+    def use_int8(self, pipe, generator8) -> bool:
+        """Run the refiner's detail branch in int8 (`live_generator.int8_refiner`, calibrated on what the int8
+        generator ``generator8`` makes); False where it stays float (no refiner, a neural texture, no int8)."""
+        if self.refiner is not None:
+            self.residual = int8_refiner(pipe, self.refiner, self.window, generator8)
+        return self.residual is not None
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -88,7 +97,9 @@ class FrameFinisher:
                     raise ValueError("this target's refiner holds a neural texture: pass the frames' conditioning.")
                 corr = cond[:, CORRESPONDENCE].float()
             with timed(self.times, "refine", len(out)):
-                out = self.refiner.refine(out.float(), self.window, bf16=self.bf16, correspondence=corr)
+                out = self.refiner.refine(
+                    out.float(), self.window, bf16=self.bf16, correspondence=corr, residual=self.residual
+                )
         return tensor_to_uint8(out)
 
     def mark(self, img: np.ndarray) -> np.ndarray:

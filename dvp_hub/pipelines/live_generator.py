@@ -11,7 +11,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from ..models.inference import compiled_rest, generate_windows, input_dtype
-from ..models.int8 import cached_int8, int8_available
+from ..models.int8 import cached_int8, int8_available, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
 _BLAS = None
@@ -66,6 +66,32 @@ def int8_live_generator(pipe, generator):
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
         )
         return None
+
+
+def int8_refiner(pipe, refiner, window, generator8):
+    """The int8 stand-in for ``refiner``'s detail branch (`models.int8.quantize_refiner`) inside ``window``,
+    calibrated on what ``generator8`` (the int8 generator, `int8_live_generator`) makes of the target's own frames,
+    and cached on the refiner; None where the refiner holds a neural texture or quantizing fails (the float
+    refiner runs; logged)."""
+    if refiner is None or refiner.uses_texture:
+        return None
+    key = (tuple(window), refiner.head.weight.data_ptr(), refiner.head.weight._version)
+    cached = getattr(refiner, "_dvp_int8", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        x0, y0, x1, y1 = window
+        nw = pipe.generator.config.temporal_window
+        windows = calibration_windows(pipe, runs=4, length=nw + 1)  # 8 crops: histogram observers are slow
+        crops = torch.cat([generator8.clip(w[0].permute(1, 0, 2, 3), nw) for w in windows])
+        residual = quantize_refiner(refiner, crops[:, :, y0:y1, x0:x1])
+    except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float refiner still works
+        logging.getLogger("dvp_hub").warning(
+            "the int8 refiner is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
+        )
+        return None
+    object.__setattr__(refiner, "_dvp_int8", (key, residual))
+    return residual
 
 
 # From this many frames on, an offline run on the CPU pays for the int8 calibration (a few seconds, once per

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -21,12 +17,13 @@ from ..models.inference import generate_windows
 from ..motion.editing import control_directions, control_ranges, edited_frame, pose_coupling, pose_ranges
 from ..profile import StageTimes, timed
 from ..render.conditioning import ConditioningRenderer
-from ..video import VideoWriter, current_umask
+from ..video import VideoWriter
 from . import steps
 from .finish import FrameFinisher
 from .live import LiveSession
 from .options import RunOptions
 from .reference import load_background
+from .saving import PipelineSaving
 from .target_folder import (  # noqa: F401 - public names
     DEMO_DIR,
     check_folder,
@@ -38,17 +35,6 @@ from .target_folder import (  # noqa: F401 - public names
 from .target_state import TargetState
 
 logger = logging.get_logger(__name__)
-
-
-def _drop_local_path(index: str) -> None:
-    """diffusers records the folder a pipeline or component was loaded from as ``_name_or_path``: a local path that
-    means nothing to whoever downloads the folder."""
-    with open(index) as f:
-        spec = json.load(f)
-    if spec.pop("_name_or_path", None) is not None:
-        with open(index, "w") as f:
-            json.dump(spec, f, indent=2, sort_keys=True)
-            f.write("\n")
 
 
 @dataclass
@@ -64,7 +50,7 @@ class DeepVideoPortraitPipelineOutput(BaseOutput):
     stats: dict | None = None
 
 
-class DeepVideoPortraitPipeline(DiffusionPipeline):
+class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
     r"""Deep Video Portraits: drive a target person with a source actor's head pose, expression and gaze.
 
     Components:
@@ -278,6 +264,7 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         output_video=None,
         return_dict=True,
         options: RunOptions | None = None,
+        callback_on_frame=None,
         **kwargs,
     ):
         r"""Drive the target with a source video (or a saved `dvp track` parameter file).
@@ -289,6 +276,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
                 returning frames; memory then stays constant whatever the source's length.
             options: a `RunOptions`; or its fields as keyword arguments (``mode="dub"``, ``max_frames=90``,
                 ``paste_back=False``, ``transfer=("expression",)``, ``limit_pose=False``, ...; see `RunOptions`).
+            callback_on_frame: ``fn(index, frame, conditioning)``, called with every output frame (``H x W x 3``
+                uint8, as returned or written) and its conditioning (``[9, R, R]`` in [-1, 1]), in order, as the
+                frame is made (for a second video made in the same pass, as the Space's side-by-side).
 
         Returns:
             `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``): the
@@ -323,7 +313,9 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         frames: list = []
         bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
         try:
-            gen_seconds, gen_kind = steps.generate_and_write(self, drive, finisher, writer, frames, opts, bar, times)
+            gen_seconds, gen_kind = steps.generate_and_write(
+                self, drive, finisher, writer, frames, opts, bar, times, callback_on_frame
+            )
         finally:
             finisher.close()
         # 5. Output
@@ -344,57 +336,3 @@ class DeepVideoPortraitPipeline(DiffusionPipeline):
         if not return_dict:
             return (result, drive.fps)
         return DeepVideoPortraitPipelineOutput(frames=result, fps=drive.fps, parameters=drive, stats=stats)
-
-    def save_pretrained(self, save_directory: str, model_card=None, **kwargs) -> None:
-        """Write fp32 and fp16 weights (``variant="fp16"``) and the model card, atomically."""
-        save_directory = str(save_directory).rstrip("/")
-        parent = os.path.dirname(os.path.abspath(save_directory))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder becomes the user's target
-        try:
-            super().save_pretrained(tmp, safe_serialization=True)
-            for name in ["model_index.json", *(os.path.join(c, "config.json") for c in os.listdir(tmp))]:
-                if os.path.isfile(os.path.join(tmp, name)):
-                    _drop_local_path(os.path.join(tmp, name))
-            self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
-            for name in ("generator", "refiner", "live_generator"):
-                if getattr(self, name) is not None:  # the fp16 copy is cast from a copy: in place would round fp32
-                    half = torch.nn.Module.half(copy.deepcopy(getattr(self, name)))  # no ModelMixin.to warning
-                    half.save_pretrained(os.path.join(tmp, name), variant="fp16", safe_serialization=True)
-            ref = getattr(self, "reference", None)
-            if ref and os.path.isfile(ref):
-                shutil.copy(ref, os.path.join(tmp, "reference" + os.path.splitext(ref)[1].lower()))
-            if model_card is not None:
-                model_card.save(os.path.join(tmp, "README.md"))
-            elif os.path.isfile(os.path.join(save_directory, "README.md")):
-                shutil.copy(os.path.join(save_directory, "README.md"), os.path.join(tmp, "README.md"))
-            if os.path.exists(save_directory):
-                old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-                os.replace(save_directory, os.path.join(old, "x"))
-                os.replace(tmp, save_directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, save_directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        commit_message: str = "Upload Deep Video Portraits target",
-        private=None,
-        token=None,
-        model_card=None,
-        **kwargs,
-    ) -> str:
-        """Save both weight sets and the card to a temporary folder, then ``upload_folder`` it."""
-        from huggingface_hub import create_repo, upload_folder  # lazy: looked up at call time so tests can patch them
-
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = os.path.join(tmp, "pipe")
-            self.save_pretrained(folder, model_card=model_card)
-            create_repo(repo_id, private=private, token=token, exist_ok=True)
-            upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, token=token)
-        return repo_id

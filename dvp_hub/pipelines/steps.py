@@ -193,14 +193,19 @@ def render_generate_write(
     return gen_seconds
 
 
-def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=None, times=None) -> tuple[float, str]:
+def generate_and_write(
+    pipe, drive, finisher, writer, frames: list, opts, bar=None, times=None, callback=None
+) -> tuple[float, str]:
     """Step 4 with its sink: every frame refined, pasted back and marked (``finisher``), then written to ``writer``
     (closed at the end; aborted, nothing left on disk, on an error) or appended to ``frames``. Returns the
-    generator's seconds and how it ran (``"int8"`` or ``"float"``, `live_generator.offline_int8` by ``opts.int8``).
-    ``times``: a `profile.StageTimes` for render, generator and encode."""
-    sink = frame_sink(finisher, writer, frames, times)
+    generator's seconds and how it ran (``"int8"`` or ``"float"``, `live_generator.offline_int8` by ``opts.int8``;
+    with the int8 generator, the refiner's detail branch runs in int8 too, `FrameFinisher.use_int8`).
+    ``times``: a `profile.StageTimes` for render, generator and encode. ``callback``: as `frame_sink`'s."""
+    sink = frame_sink(finisher, writer, frames, times, callback)
     try:
         int8 = offline_int8(pipe, opts.int8, len(drive), opts.fast)
+        if int8 is not None:
+            finisher.use_int8(pipe, int8)  # the refiner's detail branch too, where it can
         seconds = render_generate_write(
             pipe, drive, sink, batch_size=opts.batch_size, chunk_size=opts.chunk_size, fast=opts.fast,
             overlap=opts.overlap, bar=bar, times=times, int8=int8,
@@ -217,14 +222,21 @@ def generate_and_write(pipe, drive, finisher, writer, frames: list, opts, bar=No
         bar.close() if bar is not None else None
 
 
-def frame_sink(finisher, writer, frames: list, times=None):
+def frame_sink(finisher, writer, frames: list, times=None, callback=None):
     """``on_output`` for `render_generate_write`: each batch through the run's `finish.FrameFinisher`
-    (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``."""
+    (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``, then handed to
+    ``callback(index, frame, conditioning)`` where given (timed as "callback")."""
+    count = 0
 
     def sink(out: torch.Tensor, cond: torch.Tensor | None = None) -> None:
-        for img in finisher(out, cond):
+        nonlocal count
+        for i, img in enumerate(finisher(out, cond)):
             with timed(times, "encode"):
                 writer.write(img) if writer is not None else frames.append(img)
+            if callback is not None:
+                with timed(times, "callback"):
+                    callback(count, img, None if cond is None else cond[i])
+            count += 1
 
     return sink
 

@@ -5,6 +5,6 @@ diffusers for the first time at once can see a half-initialised module.
 """
 
 from .app import build_demo, launch
-from .handlers import edit, model_card, reenact, side_by_side, verify
+from .handlers import SideBySide, edit, model_card, reenact, verify
 
-__all__ = ["build_demo", "launch", "reenact", "edit", "verify", "model_card", "side_by_side"]
+__all__ = ["build_demo", "launch", "reenact", "edit", "verify", "model_card", "SideBySide"]

@@ -15,7 +15,6 @@ from ..errors import DVPError
 from ..pipelines.pipeline_dvp import resolve_target
 from ..provenance.verify import format_report, verify_file
 from ..provenance.watermark import embed
-from ..render.conditioning import ConditioningRenderer
 from ..video import VideoReader, VideoWriter, current_umask
 from .common import (
     EDIT_CONTROLS,
@@ -31,28 +30,34 @@ from .common import (
 SIDE_BY_SIDE_HEIGHT = 360  # px
 
 
-def side_by_side(source_video: str, result_video: str, parameters, pipe, output: str) -> str:
-    """source | diffuse conditioning | result (full frame, same height), streamed chunk by chunk."""
+class SideBySide:
+    """source | diffuse conditioning | result (full frame, same height) as a second labelled video, made in the
+    pipeline's own pass: a ``callback_on_frame`` (the source decoded alongside, at the panels' height)."""
 
-    size = SIDE_BY_SIDE_HEIGHT  # every panel this tall; the result keeps its aspect ratio
-    renderer = ConditioningRenderer()
-    albedo = pipe.target.albedo.numpy()
-    provenance = pipe.provenance(source=source_video)
-    with VideoWriter(output, parameters.fps, audio_from=source_video, provenance=provenance) as writer:
-        src_iter = iter(VideoReader(source_video, size=(size, size)))
-        start = 0
-        for chunk in VideoReader(result_video).chunks(32):
-            cond = renderer.render(
-                parameters, pipe.target.crop, size, frames=slice(start, start + len(chunk)), albedo=albedo
-            )
-            diffuse = ((cond[:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5).astype(np.uint8)
-            for i, res in enumerate(chunk):
-                src = next(src_iter, np.zeros((size, size, 3), np.uint8))
-                w = int(round(res.shape[1] * size / res.shape[0] / 2)) * 2  # even: H.264 needs it
-                res = cv2.resize(res, (w, size), interpolation=cv2.INTER_AREA)
-                writer.write(embed(np.concatenate([src, diffuse[i], res], 1)))
-            start += len(chunk)
-    return output
+    def __init__(self, source_video: str, pipe, output: str):
+        self.size = SIDE_BY_SIDE_HEIGHT  # every panel this tall; the result keeps its aspect ratio
+        reader = VideoReader(source_video, size=(self.size, self.size))  # decoded at the rate the pipeline decodes
+        self.sources = iter(reader)
+        provenance = pipe.provenance(source=source_video)
+        self.writer = VideoWriter(output, reader.fps, audio_from=source_video, provenance=provenance)
+        self.path = output
+
+    def __call__(self, index: int, frame: np.ndarray, cond) -> None:
+        size = self.size
+        src = next(self.sources, None)
+        src = np.zeros((size, size, 3), np.uint8) if src is None else src
+        diffuse = ((cond[:3].float().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        diffuse = cv2.resize(diffuse, (size, size), interpolation=cv2.INTER_LINEAR)
+        w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2  # even: H.264 needs it
+        res = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
+        self.writer.write(embed(np.concatenate([src, diffuse, res], 1)))
+
+    def close(self) -> str:
+        self.writer.close()
+        return self.path
+
+    def abort(self) -> None:
+        self.writer.abort()
 
 
 @gpu(duration=120)
@@ -75,8 +80,16 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
         os.chmod(out_dir, 0o777 & ~current_umask())  # readable by others, as any folder the user makes
         result = os.path.join(out_dir, "reenacted.mp4")
         t0 = time.perf_counter()
-        out = pipe(source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result)
-        sbs = side_by_side(source_video, result, out.parameters, pipe, os.path.join(out_dir, "side_by_side.mp4"))
+        panels = SideBySide(source_video, pipe, os.path.join(out_dir, "side_by_side.mp4"))
+        try:
+            out = pipe(
+                source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result,
+                callback_on_frame=panels,
+            )
+            sbs = panels.close()
+        except BaseException:
+            panels.abort()
+            raise
         st = out.stats
         summary = (
             f"**{st['frames']} frames** tracked ({st['interpolated_frames']} interpolated, faces found in "
