@@ -347,8 +347,8 @@ def test_live_handler_streams_through_the_runner_one_visitor_at_a_time(tiny_pipe
         def broken(*_args, **_kw):
             raise RuntimeError("the generator failed\ndetail")
 
-        monkeypatch.setattr(live_tab.LIVE.session, "generate", broken)
-        monkeypatch.setattr(live_tab.LIVE.session, "push", broken)
+        for stage in ("generate_crop", "push"):  # pipelined, or one stage after the other
+            monkeypatch.setattr(live_tab.LIVE.session, stage, broken)
         with pytest.raises(gr.Error, match="generator failed"):
             for f in frames:
                 live_tab.live_frame(f, "demo", "", "reenact", True, request=a)

@@ -112,11 +112,15 @@ class LiveSession:
 
     def warm_up(self, stage: str) -> None:
         """One frame through a stage now, not on the first camera frame: ``"prepare"`` renders the target at rest,
-        ``"generate"`` runs the generator and the marks on it. The first call of each stage in a thread (or after a
+        ``"generate"`` runs the generator and the marks on it, ``"finish"`` pastes back and marks a blank crop. The first call of each stage in a thread (or after a
         change of torch's thread count) is much slower than the next, and camera frames arriving meanwhile would be
         dropped; `LiveRunner` calls this in each of its threads before taking frames."""
         if stage == "prepare":
             self._rest_conditioning()
+        elif stage == "finish":
+            size = int(self.pipe.target.config.resolution)
+            self.finish(torch.zeros(1, 3, size, size), self._rest)
+            self.finisher.reset()
         elif self._k == 0:  # a session that has not started (it would lose its window's history)
             self.generate(self._rest)
             self._k = 0  # the first camera frame fills the window again
@@ -221,10 +225,17 @@ class LiveSession:
         with timed(self.times, "render"):
             return self._render(self.last_drive)
 
-    @torch.no_grad()
     def generate(self, cond: torch.Tensor) -> np.ndarray:
-        """Second half of `push`: the conditioning into the window, the generator, then `FrameFinisher` (paste-back,
-        the marks)."""
+        """Second half of `push`: `generate_crop`, then `finish`."""
+        return self.finish(*self.generate_crop(cond))
+
+    def finish(self, out: torch.Tensor, rendered: torch.Tensor) -> np.ndarray:
+        """`FrameFinisher` on a generated crop ``[1, 3, R, R]`` and its conditioning: paste-back, the marks."""
+        return self.finisher(out, rendered)[0]
+
+    @torch.no_grad()
+    def generate_crop(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditioning ``[1, 9, R, R]`` into the window, then the generator: ``(crop [1, 3, R, R], cond)``."""
 
         w = self._window
         slot = self._k % w
@@ -243,7 +254,7 @@ class LiveSession:
                 out = self.int8(window.permute(1, 0, 2, 3)[None])[0]  # a view of the quantized ring
             else:
                 out = generate_windows(self.generator, window, fast=self.fast, compiled=self.compiled)[0]
-        return self.finisher(out[None], rendered)[0]
+        return out[None], rendered
 
     def start_profile(self) -> StageTimes:
         """Time every stage of the frames from now on (face mesh, fit, retarget, render, generator, refine,

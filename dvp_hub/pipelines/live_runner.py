@@ -21,9 +21,10 @@ class LiveRunner:
     replaces it (the waiting one is dropped, and counted), so latency never grows. Outputs go to
     ``on_output(index, frame, arrival_time)`` in order.
 
-    ``pipelined``: `LiveSession.prepare` (face mesh, fit, render) of the next frame runs in a thread of its own
-    while the generator works on the last one, each stage with one torch thread, a prepared frame waiting in a
-    second one-frame mailbox. Before it takes a frame, each stage runs once in the thread it will run in
+    ``pipelined``: three stages side by side, each in a thread of its own with one torch thread: `LiveSession.prepare`
+    (face mesh, fit, render) of the next frame, `LiveSession.generate_crop` (the generator) of the last one and
+    `LiveSession.finish` (paste-back, marks) of the one before, each handing over through a one-frame mailbox (a
+    frame that finds its next mailbox full replaces the waiting one, which is dropped and counted). Before it takes a frame, each stage runs once in the thread it will run in
     (`LiveSession.warm_up`). ``thread=False``: the caller runs `serve` in its own thread (the one that made the
     session, whose OpenMP pool torch runs fastest in) and frames are offered from another thread.
     The measurements behind these choices: `benchmarks/results/live.json`.
@@ -36,8 +37,10 @@ class LiveRunner:
         self._cv = threading.Condition()
         self._pending = None  # the next camera frame
         self._prepared = None  # pipelined: the next prepared frame
+        self._generated = None  # pipelined: the next generated crop
         self._closed = False  # no more camera frames
         self._prepare_done = not pipelined  # pipelined: the prepare thread has finished
+        self._generate_done = not pipelined  # pipelined: the generator's loop has finished
         self.dropped = 0
         self.latencies: list[float] = []
         self.latest: np.ndarray | None = None
@@ -46,6 +49,7 @@ class LiveRunner:
         self._threads = []
         if pipelined:
             self._threads.append(threading.Thread(target=self._prepare_loop, name="dvp-live-prepare", daemon=True))
+            self._threads.append(threading.Thread(target=self._finish_loop, name="dvp-live-finish", daemon=True))
         if thread:
             self._threads.append(threading.Thread(target=self._run, args=(True,), name="dvp-live", daemon=True))
         self._warm = threading.Barrier(len(self._threads) + 1, timeout=60)
@@ -118,22 +122,46 @@ class LiveRunner:
                     if item is None:
                         return
                     index, cond, arrived = item
-                    out = self.session.generate(cond)
+                    crop = self.session.generate_crop(cond)
+                    with self._cv:
+                        if self._generated is not None:
+                            self.dropped += 1
+                        self._generated = (index, crop, arrived)
+                        self._cv.notify_all()
                 else:
                     item = self._next("_pending", lambda: self._closed)
                     if item is None:
                         return
                     index, frame, t, arrived = item
-                    out = self.session.push(frame, t)
-                self.latencies.append(time.perf_counter() - arrived)
-                self.latest = out
-                if self.on_output is not None:
-                    self.on_output(index, out, arrived)
+                    self._output(index, self.session.push(frame, t), arrived)
         except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
+            self._failed(err)
+        finally:
             with self._cv:
-                self.error = err
+                self._generate_done = True
                 self._cv.notify_all()
-            self._warm.abort()
+
+    def _finish_loop(self) -> None:
+        try:
+            self.session.warm_up("finish")
+            self._warm.wait()
+            while (item := self._next("_generated", lambda: self._generate_done)) is not None:
+                index, crop, arrived = item
+                self._output(index, self.session.finish(*crop), arrived)
+        except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
+            self._failed(err)
+
+    def _output(self, index: int, out: np.ndarray, arrived: float) -> None:
+        self.latencies.append(time.perf_counter() - arrived)
+        self.latest = out
+        if self.on_output is not None:
+            self.on_output(index, out, arrived)
+
+    def _failed(self, err: BaseException) -> None:
+        with self._cv:
+            self.error = err
+            self._cv.notify_all()
+        self._warm.abort()
 
     def serve(self) -> None:
         """Process offered frames in the calling thread until `finish` has been called and nothing waits."""
