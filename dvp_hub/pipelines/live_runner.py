@@ -23,8 +23,9 @@ class LiveRunner:
 
     ``pipelined``: three stages side by side, each in a thread of its own with one torch thread: `LiveSession.prepare`
     (face mesh, fit, render) of the next frame, `LiveSession.generate_crop` (the generator) of the last one and
-    `LiveSession.finish` (paste-back, marks) of the one before, each handing over through a one-frame mailbox (a
-    frame that finds its next mailbox full replaces the waiting one, which is dropped and counted). Before it takes a frame, each stage runs once in the thread it will run in
+    `LiveSession.finish` (paste-back, marks) of the one before, each handing over through a one-frame mailbox. A
+    stage takes its next item only once the stage after it has taken the last one, so frames are dropped at the
+    camera's mailbox only, the newest camera frame is the one prepared, and no CPU goes to frames dropped later. Before it takes a frame, each stage runs once in the thread it will run in
     (`LiveSession.warm_up`). ``thread=False``: the caller runs `serve` in its own thread (the one that made the
     session, whose OpenMP pool torch runs fastest in) and frames are offered from another thread.
     The measurements behind these choices: `benchmarks/results/live.json`.
@@ -86,14 +87,26 @@ class LiveRunner:
                 self._cv.wait()
             item = getattr(self, slot)
             setattr(self, slot, None)
+            self._cv.notify_all()  # the stage before may hand over its next item now (`_wait_empty`)
             return item if self.error is None else None
+
+    def _wait_empty(self, slot: str) -> None:
+        """Wait until the next stage has taken mailbox ``slot``'s item (or a stage failed): a stage takes a new
+        item only when it can hand its result over, so no stage works on a frame that would be dropped later and
+        the freshest camera frame is the one taken."""
+        with self._cv:
+            while getattr(self, slot) is not None and self.error is None:
+                self._cv.wait()
 
     def _prepare_loop(self) -> None:
         torch.set_num_threads(1)  # this thread's share: the generator runs on the other core
         try:
             self.session.warm_up("prepare")
             self._warm.wait()
-            while (item := self._next("_pending", lambda: self._closed)) is not None:
+            while True:
+                self._wait_empty("_prepared")
+                if (item := self._next("_pending", lambda: self._closed)) is None:
+                    break
                 index, frame, t, arrived = item
                 cond = self.session.prepare(frame, t)
                 with self._cv:
@@ -118,6 +131,7 @@ class LiveRunner:
                 torch.set_num_threads(1)  # as `_warm_generator` set it (serve() runs in the thread that made this)
             while True:
                 if self.pipelined:
+                    self._wait_empty("_generated")
                     item = self._next("_prepared", lambda: self._prepare_done)
                     if item is None:
                         return
