@@ -331,6 +331,8 @@ def test_live_handler_streams_through_the_runner_one_visitor_at_a_time(tiny_pipe
     from dvp_hub.space import live_tab
 
     monkeypatch.setattr(live_tab, "get_pipeline", lambda key: tiny_pipeline)
+    with live_tab.LIVE.lock:
+        live_tab.LIVE.reset()  # an earlier test's visitor (the browser's) may still hold the live mode
     a, b = type("R", (), {"session_hash": "a"})(), type("R", (), {"session_hash": "b"})()
     frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=12))
     shown = []
