@@ -1,4 +1,5 @@
-"""The live path's generator in int8 on CPU: PyTorch's x86 quantized engine (oneDNN's VNNI kernels).
+"""The generator (live and offline) and the refiner's detail branch in int8 on CPU: PyTorch's x86 quantized engine
+(oneDNN's VNNI kernels).
 
 The live path runs the generator on one window per frame. On a two-core CPU where bf16 is no faster than fp32,
 the fp32 generator can take longer than preparing the conditioning (face mesh, fit, render), and the two together

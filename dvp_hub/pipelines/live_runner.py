@@ -231,7 +231,7 @@ class Recording:
 
 
 def pipelined_by_default(session: "LiveSession") -> bool:
-    """Whether `run_paced` runs the two stages side by side (`LiveRunner`): with the int8 generator on a CPU with at
+    """Whether `run_paced` runs the stages side by side (`LiveRunner`): with the int8 generator on a CPU with at
     least two cores. Not with the float one: on one torch thread it takes longer than both stages one after the
     other on two (why: benchmarks/results/live.json)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
