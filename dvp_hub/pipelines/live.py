@@ -112,16 +112,20 @@ class LiveSession:
 
     def warm_up(self, stage: str) -> None:
         """One frame through a stage now, not on the first camera frame: ``"prepare"`` renders the target at rest,
-        ``"generate"`` runs the generator and the marks on it, ``"finish"`` pastes back and marks a blank crop. The first call of each stage in a thread (or after a
+        ``"generate"`` runs the generator and the marks on it, ``"generate_crop"`` the generator alone, ``"finish"``
+        pastes back and marks a blank crop. The first call of each stage in a thread (or after a
         change of torch's thread count) is much slower than the next, and camera frames arriving meanwhile would be
         dropped; `LiveRunner` calls this in each of its threads before taking frames."""
         if stage == "prepare":
             self._rest_conditioning()
         elif stage == "finish":
             size = int(self.pipe.target.config.resolution)
-            self.finish(torch.zeros(1, 3, size, size), self._rest)
+            self.finish(torch.zeros(1, 3, size, size, device=self._rest.device), self._rest)
             self.finisher.reset()
-        elif self._k == 0:  # a session that has not started (it would lose its window's history)
+        elif stage == "generate_crop" and self._k == 0:  # the generator alone (a finish thread warms the rest)
+            self.generate_crop(self._rest)
+            self._k = 0
+        elif stage == "generate" and self._k == 0:  # not once started (it would lose its window's history)
             self.generate(self._rest)
             self._k = 0  # the first camera frame fills the window again
             self.finisher.reset()  # and its paste-back mask owes nothing to the rest pose

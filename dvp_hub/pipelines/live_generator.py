@@ -75,7 +75,7 @@ def int8_refiner(pipe, refiner, window, generator8):
     refiner runs; logged)."""
     if refiner is None or refiner.uses_texture:
         return None
-    key = (tuple(window), refiner.head.weight.data_ptr(), refiner.head.weight._version)
+    key = (tuple(window), id(generator8), *((p.data_ptr(), p._version) for p in refiner.parameters()))
     cached = getattr(refiner, "_dvp_int8", None)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -102,8 +102,9 @@ INT8_MIN_FRAMES = 900
 def offline_int8(pipe, int8: bool | None, frames: int, fast: bool = True):
     """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run of ``frames`` frames uses, or None for
     the float one. ``int8``: True where the CPU has the engine; False never; None (the default) on a CPU with the
-    engine for runs of `INT8_MIN_FRAMES` or more, or where this process has calibrated the generator already (a
-    live session, the Space's warm-up). ``fast=False`` (plain fp32) never uses it."""
+    engine for runs of `INT8_MIN_FRAMES` or more, or where this process has quantized the full generator already
+    (the Space's warm-up; a live session of a target without a light live generator). ``fast=False`` (plain fp32)
+    never uses it."""
     if int8 is False or not fast or pipe._execution_device.type != "cpu":
         return None
     if int8 is None and frames < INT8_MIN_FRAMES and getattr(pipe.generator, "_dvp_int8", None) is None:

@@ -1,5 +1,5 @@
-"""Live sessions fed like a camera: `LiveRunner` (a one-frame mailbox that drops, never queues; the prepare and
-generate stages side by side where that pays), `Recording` (on the camera's timeline) and `run_paced`."""
+"""Live sessions fed like a camera: `LiveRunner` (a one-frame mailbox that drops, never queues; the prepare, generate
+and finish stages side by side where that pays), `Recording` (on the camera's timeline) and `run_paced`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class LiveRunner:
         self.error: BaseException | None = None
         self._torch_threads = torch.get_num_threads()  # restored by serve() / close() (pipelined sets 1)
         self._threads = []
+        self._own_thread, self._served = thread, False  # thread=False: the caller runs the generator (`serve`)
         if pipelined:
             self._threads.append(threading.Thread(target=self._prepare_loop, name="dvp-live-prepare", daemon=True))
             self._threads.append(threading.Thread(target=self._finish_loop, name="dvp-live-finish", daemon=True))
@@ -71,7 +72,7 @@ class LiveRunner:
     def _warm_generator(self) -> None:
         if self.pipelined:
             torch.set_num_threads(1)  # this thread's share: the prepare stage runs on the other core
-        self.session.warm_up("generate")
+        self.session.warm_up("generate_crop" if self.pipelined else "generate")  # the finish thread warms its own
 
     def offer(self, index: int, frame: np.ndarray, t: float) -> None:
         with self._cv:
@@ -115,8 +116,7 @@ class LiveRunner:
                     self._prepared = (index, cond, arrived)
                     self._cv.notify_all()
         except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
-            self.error = err
-            self._warm.abort()
+            self._failed(err)
         finally:
             with self._cv:
                 self._prepare_done = True
@@ -156,6 +156,7 @@ class LiveRunner:
                 self._cv.notify_all()
 
     def _finish_loop(self) -> None:
+        torch.set_num_threads(1)  # as the other stages
         try:
             self.session.warm_up("finish")
             self._warm.wait()
@@ -172,13 +173,16 @@ class LiveRunner:
             self.on_output(index, out, arrived)
 
     def _failed(self, err: BaseException) -> None:
+        """Keep the first real error (a stage that fails at warm-up breaks the barrier for the others)."""
         with self._cv:
-            self.error = err
+            if self.error is None or isinstance(self.error, threading.BrokenBarrierError):
+                self.error = err
             self._cv.notify_all()
         self._warm.abort()
 
     def serve(self) -> None:
         """Process offered frames in the calling thread until `finish` has been called and nothing waits."""
+        self._served = True
         self._run()
         self._join()
         if self.error is not None:
@@ -200,6 +204,9 @@ class LiveRunner:
     def close(self) -> None:
         """Process the frames still waiting, stop the threads, re-raise an error of theirs."""
         self.finish()
+        if not self._own_thread and not self._served:  # the caller never served: its stage runs here, now
+            self.serve()
+            return
         self._join()
         if self.error is not None:
             raise self.error

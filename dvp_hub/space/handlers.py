@@ -36,8 +36,8 @@ class SideBySide:
 
     def __init__(self, source_video: str, pipe, output: str):
         self.size = SIDE_BY_SIDE_HEIGHT  # every panel this tall; the result keeps its aspect ratio
-        reader = VideoReader(source_video, size=(self.size, self.size))  # decoded at the rate the pipeline decodes
-        self.sources = iter(reader)
+        reader = VideoReader(source_video, size=(self.size, self.size))  # at the rate the pipeline decodes
+        self.sources = iter(reader)  # a generator: close() stops its decoder
         provenance = pipe.provenance(source=source_video)
         self.writer = VideoWriter(output, reader.fps, audio_from=source_video, provenance=provenance)
         self.path = output
@@ -46,17 +46,19 @@ class SideBySide:
         size = self.size
         src = next(self.sources, None)
         src = np.zeros((size, size, 3), np.uint8) if src is None else src
-        diffuse = ((cond[:3].float().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        diffuse = ((cond[:3].float().cpu().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
         diffuse = cv2.resize(diffuse, (size, size), interpolation=cv2.INTER_LINEAR)
         w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2  # even: H.264 needs it
         res = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
         self.writer.write(embed(np.concatenate([src, diffuse, res], 1)))
 
     def close(self) -> str:
+        self.sources.close()  # the decoder's process
         self.writer.close()
         return self.path
 
     def abort(self) -> None:
+        self.sources.close()
         self.writer.abort()
 
 

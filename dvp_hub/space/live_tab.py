@@ -3,7 +3,7 @@
 Transport: Gradio's own webcam streaming (``gr.Image(sources=["webcam"], streaming=True).stream``): it
 ships with Gradio and works on 127.0.0.1 and on Spaces without a TURN server. Each webcam frame is offered to
 the session's `LiveRunner` (the engine `dvp live` runs: a one-frame mailbox that drops rather than queues, the
-prepare and generate stages side by side where that pays), and the call returns the newest output it has not
+prepare, generate and finish stages side by side where that pays), and the call returns the newest output it has not
 returned yet; so the runner works on the next frame while Gradio carries the last one to the browser.
 
 One live session at a time on a CPU: the first visitor who streams holds it until they stop for
@@ -46,9 +46,11 @@ class _Live:
         self.reset()
 
     def reset(self):
-        """Close the runner (frames in flight are finished) and the session; called with ``lock`` held."""
+        """Close the runner (frames in flight are finished), the session and an unfinished recording (aborted:
+        nothing half-written stays); called with ``lock`` held."""
         runner, session = getattr(self, "runner", None), getattr(self, "session", None)
-        self.runner = self.session = None
+        writer = getattr(self, "writer", None)
+        self.runner = self.session = self.writer = None  # the runner's last outputs find no recording
         if runner is not None:
             self.lock.release()  # its last output's callback takes the lock
             try:
@@ -57,6 +59,8 @@ class _Live:
                 logging.getLogger("dvp_hub").debug("live runner closed with %s", err)
             finally:
                 self.lock.acquire()
+        if writer is not None:
+            writer.abort()
         if session is not None:
             session.close()  # its paste-back segmenter
         self.owner = None
@@ -105,8 +109,6 @@ def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request 
             return None, "The live mode is busy: another visitor is using it. The Reenact tab keeps working."
         key = (pick_target(target_choice, hub_id), mode or "dub")
         if live.owner != me or live.key != key or live.session is None:
-            if live.writer is not None:
-                live.writer.abort()
             live.reset()
             live.session = get_pipeline(key[0]).live(fps=1 / STREAM_EVERY, mode=key[1])
             live.runner = LiveRunner(
@@ -127,7 +129,7 @@ def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request 
 
 
 def _on_output(index: int, out: np.ndarray, arrived: float) -> None:
-    """The runner's output callback (its generator thread): keep the frame, time it, record it."""
+    """The runner's output callback (its finish thread): keep the frame, time it, record it."""
     done = time.perf_counter()
     live = LIVE
     with live.lock:
