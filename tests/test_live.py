@@ -209,7 +209,7 @@ def test_pipelined_runner_overlaps_the_stages_and_keeps_order_and_timeline():
         assert len(values) == 60 and values == sorted(values) and values[-1] == 59
         results[pipelined] = runner.dropped
         # each stage ran in one thread, and that thread warmed the stage up before the first frame
-        stages = ("prepare", "generate", "finish") if pipelined else ("prepare", "generate", "finish")
+        stages = ("prepare", "generate", "finish")
         for stage in stages:
             assert len(session.threads[("run", stage)]) == 1
         warmed = {"generate": "generate_crop"} if pipelined else {}  # pipelined, the finish thread warms its part
