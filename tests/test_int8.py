@@ -103,10 +103,10 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
     assert len(msgs) == 1 and "quantized::conv3d" in msgs[0] and "more detail" not in msgs[0]
 
 
-def test_offline_run_takes_int8_when_asked_or_calibrated_and_stays_close_to_float(tiny_pipeline, monkeypatch):
+def test_offline_run_takes_int8_when_asked_or_long_and_stays_close_to_float(tiny_pipeline, monkeypatch):
     """`pipe(..., int8=True)` runs the int8 generator over the clip's windows: the frames stay within a few grey
-    levels of the float run; by default (int8=None) a short clip runs in float unless this process has calibrated
-    the generator already; int8=False and fast=False never use it."""
+    levels of the float run; by default (int8=None) a short clip runs in float, whatever ran before it in the
+    process; int8=False and fast=False never use it."""
     from dvp_hub.pipelines import live_generator
 
     _need_int8()
@@ -119,7 +119,8 @@ def test_offline_run_takes_int8_when_asked_or_calibrated_and_stays_close_to_floa
     auto = tiny_pipeline(source_video=src, **kw)
     assert auto.stats["generator"] == "int8"  # long enough now
     monkeypatch.setattr(live_generator, "INT8_MIN_FRAMES", 10**6)
-    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "int8"  # calibrated in this process
+    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"  # calibrated, but too short
+    assert tiny_pipeline(source_video=src, int8=True, **kw).stats["generator"] == "int8"
     assert tiny_pipeline(source_video=src, int8=False, **kw).stats["generator"] == "float"
     assert tiny_pipeline(source_video=src, int8=True, fast=False, **kw).stats["generator"] == "float"
     a, b = auto.frames[0], short.frames[0]

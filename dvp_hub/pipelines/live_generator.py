@@ -95,19 +95,18 @@ def int8_refiner(pipe, refiner, window, generator8):
 
 
 # From this many frames on, an offline run on the CPU pays for the int8 calibration (a few seconds, once per
-# process) with the generator time it saves; shorter runs use int8 only where the generator is calibrated already.
+# process) with the generator and refiner time it saves.
 INT8_MIN_FRAMES = 900
 
 
 def offline_int8(pipe, int8: bool | None, frames: int, fast: bool = True):
     """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run of ``frames`` frames uses, or None for
-    the float one. ``int8``: True where the CPU has the engine; False never; None (the default) on a CPU with the
-    engine for runs of `INT8_MIN_FRAMES` or more, or where this process has quantized the full generator already
-    (the Space's warm-up; a live session of a target without a light live generator). ``fast=False`` (plain fp32)
-    never uses it."""
+    the float one. ``int8``: True where the CPU has the engine (the Space asks for it: it calibrates at launch);
+    False never; None (the default) on a CPU with the engine for runs of `INT8_MIN_FRAMES` or more, so the same call
+    gives the same frames whatever ran before it in the process. ``fast=False`` (plain fp32) never uses it."""
     if int8 is False or not fast or pipe._execution_device.type != "cpu":
         return None
-    if int8 is None and frames < INT8_MIN_FRAMES and getattr(pipe.generator, "_dvp_int8", None) is None:
+    if int8 is None and frames < INT8_MIN_FRAMES:
         return None
     return int8_live_generator(pipe, pipe.generator)
 

@@ -94,7 +94,7 @@ def build_demo():
 def _warm_up() -> None:
     """In the background (seconds once), so that the first visitor does not wait: quantize (int8, where this CPU has
     the engine) or else compile the bundled target's live generator, for the Live tab; and quantize its full
-    generator and its refiner, which the Reenact tab then runs in int8 (`live_generator.offline_int8`)."""
+    generator and its refiner, which the Reenact tab runs in int8 (`live_generator.offline_int8`)."""
     try:
         pipe = get_pipeline("demo")
         gen = live_model(pipe)  # what the Live tab's sessions run
