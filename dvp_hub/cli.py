@@ -139,7 +139,7 @@ def _report(out, output: str) -> None:
     st = out.stats
     print(
         f"{st['frames']} frames in {st['seconds']:.1f} s: {st['fps']:.1f} frames/s end to end "
-        f"({st.get('generator', 'float')} generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); "
+        f"({st['generator']} generator {st['frames'] / max(st['generator_seconds'], 1e-9):.1f} frames/s); "
         f"wrote {output} "
         "(labelled synthetic)"
     )

@@ -228,16 +228,15 @@ def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGener
 
 
 class _RefinerResidual(torch.nn.Module):
-    """A `FaceRefiner`'s network without its bilinear base: crop ``[B, 3, h, w]`` -> ``[B, 3 s^2, h, w]``, the
-    detail that its pixel shuffle adds to the enlargement (what int8 runs; the base stays float)."""
+    """A `FaceRefiner`'s `FaceRefiner.detail` branch as a module's forward, for FX (what int8 runs; the bilinear
+    base stays float)."""
 
     def __init__(self, refiner):
         super().__init__()
-        self.head, self.body, self.tail = refiner.head, refiner.body, refiner.tail
+        self.refiner = refiner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = torch.nn.functional.leaky_relu(self.head(x), 0.2)
-        return self.tail(feat + self.body(feat))
+        return self.refiner.detail(x)
 
 
 def quantize_refiner(refiner, crops: torch.Tensor):

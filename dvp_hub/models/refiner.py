@@ -91,9 +91,13 @@ class FaceRefiner(ModelMixin, ConfigMixin):
             if correspondence is None:
                 raise ValueError("this refiner holds a neural texture: give the correspondence image too.")
             x = torch.cat([x, self.texture_features(correspondence).to(x.dtype)], 1)
+        return (base + self.shuffle(self.detail(x))).clamp(-1, 1)
+
+    def detail(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's detail branch: input (with the texture's features where it has one) ``[B, C, h, w]`` ->
+        ``[B, 3 s^2, h, w]``, which the pixel shuffle adds to the bilinear enlargement."""
         feat = F.leaky_relu(self.head(x), 0.2)
-        feat = feat + self.body(feat)
-        return (base + self.shuffle(self.tail(feat))).clamp(-1, 1)
+        return self.tail(feat + self.body(feat))
 
 
     @torch.no_grad()

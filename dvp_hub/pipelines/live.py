@@ -122,11 +122,8 @@ class LiveSession:
             size = int(self.pipe.target.config.resolution)
             self.finish(torch.zeros(1, 3, size, size, device=self._rest.device), self._rest)
             self.finisher.reset()
-        elif stage == "generate_crop" and self._k == 0:  # the generator alone (a finish thread warms the rest)
-            self.generate_crop(self._rest)
-            self._k = 0
-        elif stage == "generate" and self._k == 0:  # not once started (it would lose its window's history)
-            self.generate(self._rest)
+        elif self._k == 0:  # "generate" / "generate_crop", not once started (it would lose its window's history)
+            self.generate(self._rest) if stage == "generate" else self.generate_crop(self._rest)
             self._k = 0  # the first camera frame fills the window again
             self.finisher.reset()  # and its paste-back mask owes nothing to the rest pose
 

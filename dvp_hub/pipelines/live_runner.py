@@ -110,9 +110,7 @@ class LiveRunner:
                     break
                 index, frame, t, arrived = item
                 cond = self.session.prepare(frame, t)
-                with self._cv:
-                    if self._prepared is not None:
-                        self.dropped += 1
+                with self._cv:  # empty: `_wait_empty` above
                     self._prepared = (index, cond, arrived)
                     self._cv.notify_all()
         except BaseException as err:  # noqa: BLE001 - re-raised by serve() / close()
@@ -137,9 +135,7 @@ class LiveRunner:
                         return
                     index, cond, arrived = item
                     crop = self.session.generate_crop(cond)
-                    with self._cv:
-                        if self._generated is not None:
-                            self.dropped += 1
+                    with self._cv:  # empty: `_wait_empty` above
                         self._generated = (index, crop, arrived)
                         self._cv.notify_all()
                 else:

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from ..errors import DVPError
+from ..pipelines.finish import tensor_to_uint8
 from ..pipelines.pipeline_dvp import resolve_target
 from ..provenance.verify import format_report, verify_file
 from ..provenance.watermark import embed
@@ -46,8 +47,7 @@ class SideBySide:
         size = self.size
         src = next(self.sources, None)
         src = np.zeros((size, size, 3), np.uint8) if src is None else src
-        diffuse = ((cond[:3].float().cpu().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-        diffuse = cv2.resize(diffuse, (size, size), interpolation=cv2.INTER_LINEAR)
+        diffuse = cv2.resize(tensor_to_uint8(cond[:3]), (size, size), interpolation=cv2.INTER_LINEAR)
         w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2  # even: H.264 needs it
         res = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
         self.writer.write(embed(np.concatenate([src, diffuse, res], 1)))

@@ -34,8 +34,6 @@ STREAM_EVERY = 0.04  # seconds between webcam frames sent by the browser (at mos
 # How the streamed images are encoded: Gradio's default (WebP) takes about 60 ms for a 1280 x 720 frame on two
 # cores, JPEG (libjpeg-turbo) a few ms. Display only: a recording is written from the frames themselves.
 STREAM_FORMAT = "jpeg"
-
-
 OUTPUT_WAIT = 1.0  # seconds a call waits for a new output before it returns the last one again
 
 
@@ -117,8 +115,8 @@ def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request 
             live.owner, live.key = me, key
         live.last_seen = now
         live.offered += 1
-        runner = live.runner
-    runner.offer(live.offered, np.ascontiguousarray(frame[..., :3]), now)
+        runner, index = live.runner, live.offered
+    runner.offer(index, np.ascontiguousarray(frame[..., :3]), now)
     with live.lock:
         live.new_output.wait_for(lambda: live.last_index > live.returned or runner.error is not None, OUTPUT_WAIT)
         if runner.error is not None:
