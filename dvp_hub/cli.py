@@ -174,7 +174,7 @@ def _reenact_to(pipe, args, source: str, output: str):
         paste_back=False if args.crop_only else None,
         progress=not args.batch,
         profile=args.profile,
-        int8={"auto": None, "on": True, "off": False}[args.int8],
+        int8=args.int8,
     )
 
 

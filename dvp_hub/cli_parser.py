@@ -116,10 +116,9 @@ def _reenact(sub) -> None:
     )
     p.add_argument(
         "--int8",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="the generator in int8 on a CPU with PyTorch's x86 quantized engine (auto: for clips of 900 frames or "
-        "more, where it pays for its few seconds of calibration; its frames are about 45 dB from the float ones)",
+        action="store_true",
+        help="the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine: "
+        "faster after a few seconds of calibration, but the face drifts measurably from the footage's",
     )
     _crop_only(p)
 

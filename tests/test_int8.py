@@ -103,27 +103,21 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
     assert len(msgs) == 1 and "quantized::conv3d" in msgs[0] and "more detail" not in msgs[0]
 
 
-def test_offline_run_takes_int8_when_asked_or_long_and_stays_close_to_float(tiny_pipeline, monkeypatch):
+def test_offline_run_takes_int8_only_when_asked_and_stays_close_to_float(tiny_pipeline, monkeypatch):
     """`pipe(..., int8=True)` runs the int8 generator over the clip's windows: the frames stay within a few grey
-    levels of the float run; by default (int8=None) a short clip runs in float, whatever ran before it in the
-    process; int8=False and fast=False never use it."""
-    from dvp_hub.pipelines import live_generator
-
+    levels of the float run; by default a run is float, even where the process has calibrated int8 already;
+    fast=False never uses it."""
     _need_int8()
     src = clip("talking-d3.mp4")
     kw = {"max_frames": 12, "progress": False, "watermark": False, "invisible_watermark": False}
     monkeypatch.setattr(tiny_pipeline.generator, "_dvp_int8", None, raising=False)
-    short = tiny_pipeline(source_video=src, **kw)
-    assert short.stats["generator"] == "float"  # 12 frames: not worth a calibration
-    monkeypatch.setattr(live_generator, "INT8_MIN_FRAMES", 10)
-    auto = tiny_pipeline(source_video=src, **kw)
-    assert auto.stats["generator"] == "int8"  # long enough now
-    monkeypatch.setattr(live_generator, "INT8_MIN_FRAMES", 10**6)
-    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"  # calibrated, but too short
-    assert tiny_pipeline(source_video=src, int8=True, **kw).stats["generator"] == "int8"
-    assert tiny_pipeline(source_video=src, int8=False, **kw).stats["generator"] == "float"
+    plain = tiny_pipeline(source_video=src, **kw)
+    assert plain.stats["generator"] == "float"
+    asked = tiny_pipeline(source_video=src, int8=True, **kw)
+    assert asked.stats["generator"] == "int8"
+    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"  # calibrated, not asked
     assert tiny_pipeline(source_video=src, int8=True, fast=False, **kw).stats["generator"] == "float"
-    a, b = auto.frames[0], short.frames[0]
+    a, b = asked.frames[0], plain.frames[0]
     assert a.shape == b.shape == (12, 64, 64, 3)
     assert np.abs(a - b).mean() * 255 < 3.0 and not np.array_equal(a, b)  # grey levels; int8 is not float
 

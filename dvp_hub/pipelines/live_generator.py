@@ -1,5 +1,5 @@
 """The generator made ready for a run: for the live path before the camera starts, int8 where the CPU has the
-engine, else compiled; for offline runs, int8 on long clips (`offline_int8`); and the one-BLAS-thread context the
+engine, else compiled; for offline runs, int8 where asked (`offline_int8`); and the one-BLAS-thread context the
 live stages prepare frames in."""
 
 from __future__ import annotations
@@ -94,19 +94,11 @@ def int8_refiner(pipe, refiner, window, generator8):
     return residual
 
 
-# From this many frames on, an offline run on the CPU pays for the int8 calibration (a few seconds, once per
-# process) with the generator and refiner time it saves.
-INT8_MIN_FRAMES = 900
-
-
-def offline_int8(pipe, int8: bool | None, frames: int, fast: bool = True):
-    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run of ``frames`` frames uses, or None for
-    the float one. ``int8``: True where the CPU has the engine (the Space asks for it: it calibrates at launch);
-    False never; None (the default) on a CPU with the engine for runs of `INT8_MIN_FRAMES` or more, so the same call
-    gives the same frames whatever ran before it in the process. ``fast=False`` (plain fp32) never uses it."""
-    if int8 is False or not fast or pipe._execution_device.type != "cpu":
-        return None
-    if int8 is None and frames < INT8_MIN_FRAMES:
+def offline_int8(pipe, int8: bool, fast: bool = True):
+    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run uses when asked (``int8``) on a CPU with
+    the engine, or None for the float one. Off by default: its faces sit measurably farther from the real footage's
+    (face KID, `benchmarks/results/offline_reenact_cpu.json`). ``fast=False`` (plain fp32) never uses it."""
+    if not int8 or not fast or pipe._execution_device.type != "cpu":
         return None
     return int8_live_generator(pipe, pipe.generator)
 

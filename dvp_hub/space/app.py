@@ -11,8 +11,7 @@ import threading
 
 import gradio as gr
 
-from ..pipelines.finish import face_window
-from ..pipelines.live_generator import compile_live_generator, int8_live_generator, int8_refiner, live_model
+from ..pipelines.live_generator import compile_live_generator, int8_live_generator, live_model
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, edit_sliders, model_card, reenact, verify
 from .live_tab import build_live_tab
@@ -92,19 +91,15 @@ def build_demo():
 
 
 def _warm_up() -> None:
-    """In the background (seconds once), so that the first visitor does not wait: quantize (int8, where this CPU has
-    the engine) or else compile the bundled target's live generator, for the Live tab; and quantize its full
-    generator and its refiner, which the Reenact tab runs in int8 (`live_generator.offline_int8`)."""
+    """Quantize (int8, where this CPU has the engine) or else compile the bundled target's live generator in the
+    background (seconds once), so that the first visitor of the Live tab does not wait for it."""
     try:
         pipe = get_pipeline("demo")
         gen = live_model(pipe)  # what the Live tab's sessions run
         if int8_live_generator(pipe, gen) is None:
             compile_live_generator(pipe, gen)
-        full8 = int8_live_generator(pipe, pipe.generator)  # the same object where the target has no live generator
-        if full8 is not None and pipe.refiner is not None:
-            int8_refiner(pipe, pipe.refiner, face_window(pipe), full8)
-    except Exception as err:  # noqa: BLE001 - the tabs quantize, compile or fall back on their first use
-        logging.getLogger("dvp_hub").warning("warm-up failed: %s", str(err).splitlines()[0][:160])
+    except Exception as err:  # noqa: BLE001 - the Live tab compiles (or falls back) on its first session
+        logging.getLogger("dvp_hub").warning("live warm-up failed: %s", str(err).splitlines()[0][:160])
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, **kwargs):
