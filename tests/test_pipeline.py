@@ -66,7 +66,7 @@ def test_streamed_chunks_equal_one_pass_over_the_whole_clip(tiny_pipeline, d3_se
         output_type="pt",
         fast=False,
     )
-    out = pipe(chunk_size=3, batch_size=2, **kw)
+    out = pipe(chunk_size=3, batch_size=2, overlap=False, **kw)
     cond = ConditioningRenderer().render(out.parameters, pipe.target.crop, 64, albedo=pipe.target.to_sequence().albedo)
     stacks = torch.stack([torch.cat([cond[max(0, t - 4 + k)] for k in range(5)]) for t in range(23)])
     ref = ((generate(gen, stacks, fast=False) + 1) * 127.5).round().clamp(0, 255) / 255
@@ -93,6 +93,26 @@ def test_overlap_threads_report_errors_and_stop():
     with pytest.raises(ZeroDivisionError):
         worker.close()
     assert seen == [1.0]
+
+
+def test_an_error_in_a_late_stage_reaches_the_caller_and_leaves_nothing(tiny_pipeline, d3_sequence, tmp_path):
+    """The callback runs in the last of the overlapped stages: its error stops the run, the half-written video is
+    removed, and the caller's torch thread count is back as it was."""
+    _, seq = d3_sequence
+    threads = torch.get_num_threads()
+    calls = []
+
+    def callback(index, frame, cond):
+        calls.append(index)
+        if index == 5:
+            raise RuntimeError("viewer failed")
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="viewer failed"):
+        tiny_pipeline(source_parameters=seq.slice(0, 20), output_video=str(out), overlap=True, chunk_size=4,
+                      batch_size=2, callback_on_frame=callback, progress=False)
+    assert calls == list(range(6)) and not out.exists() and list(tmp_path.iterdir()) == []
+    assert torch.get_num_threads() == threads
 
 
 def test_relative_head_pose_on_known_rotations():

@@ -31,7 +31,8 @@ class RunOptions:
         less time in the two, 45 dB from the float frames, but faces measurably farther from the real footage's
         (face KID); off by default.
     batch_size, chunk_size: frames per generator call and per rendered chunk.
-    overlap: render, generate and encode in threads (None: on a GPU).
+    overlap: render, generate, refine and paste back / mark / encode in four threads side by side (None: on;
+        False: in turn, the least memory).
     progress: show the stages' progress bars.
     profile: time every stage (`profile.StageTimes`); the table is in the result's ``stats["profile"]``.
     """

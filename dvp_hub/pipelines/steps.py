@@ -125,14 +125,17 @@ def render_generate_write(
 ) -> float:
     """Step 4: render the conditioning of ``drive`` chunk by chunk, run the generator over each frame's
     space-time window, and hand each batch of generator output (``[B, 3, R, R]`` in [-1, 1], frames in order)
-    with the same frames' conditioning (``[B, 9, R, R]``) to ``on_output(out, cond)`` (`frame_sink`: refined,
-    pasted back, marked and written).
+    with the same frames' conditioning (``[B, 9, R, R]``) to ``on_output(out, cond)``. ``on_output`` may be a
+    tuple of stages instead (`frame_sink`'s refine, then paste back, mark and write): the first gets
+    ``(out, cond)``, each next one the ``(a, b)`` pair the one before returned, the last returns nothing.
 
-    The first frame's history is the first frame repeated, as in training. Without ``overlap`` the chunk
-    of renders lives in one buffer allocated once, so that a long video neither grows nor fragments the
-    heap; with it (default on a GPU) the next batches are rendered and the last ones encoded in threads
-    while the generator runs (`streaming`). ``int8``: an `models.int8.Int8WindowGenerator` of the generator to run
-    instead (`live_generator.offline_int8`). Returns the seconds spent in the generator.
+    The first frame's history is the first frame repeated, as in training. With ``overlap`` (the default)
+    the next batches are rendered in one thread and each output stage runs in a thread of its own while
+    the generator runs (`streaming`); on a CPU each of those threads gets one torch thread and the
+    generator the rest, so the stages share the cores instead of each claiming all of them. Without it
+    everything runs in turn and the chunk of renders lives in one buffer allocated once. ``int8``: an
+    `models.int8.Int8WindowGenerator` of the generator to run instead (`live_generator.offline_int8`).
+    Returns the seconds spent in the generator.
     """
     device = pipe._execution_device
     gen = pipe.generator
@@ -143,8 +146,7 @@ def render_generate_write(
     renderer = ConditioningRenderer(device=device)
     crop = pipe.target.crop
     n = len(drive)
-    if overlap is None:
-        overlap = device.type == "cuda"
+    overlap = True if overlap is None else overlap
     chunk_buf = None
     if not overlap:
         chunk_buf = torch.empty(hist + chunk_size, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
@@ -165,32 +167,60 @@ def render_generate_write(
             for b in range(0, e - s, batch_size):
                 yield cond[b : b + hist + min(batch_size, e - s - b)]
 
-    def finish(item: tuple[torch.Tensor, torch.Tensor]) -> None:
-        out, cond = item
-        on_output(out, cond)
-        if bar is not None:
-            bar.update(len(out))
+    cpu = device.type == "cpu"
+    chain = _stage_chain(tuple(on_output) if isinstance(on_output, (tuple, list)) else (on_output,), bar)
+    workers = _stage_workers(chain, threads=1 if cpu else None) if overlap else []
+    torch_threads = torch.get_num_threads()
+    if overlap and cpu:
+        torch.set_num_threads(max(1, torch_threads - len(workers)))  # the generator's share of the cores
+
+    def finish(item: tuple) -> None:
+        for f in chain:
+            item = f(item)
 
     gen_seconds = 0.0
-    sink = Worker(finish) if overlap else None
     try:
-        for clip in prefetch(clips()) if overlap else clips():
+        for clip in prefetch(clips(), threads=1 if cpu else None) if overlap else clips():
             t0 = time.perf_counter()
             with timed(times, "generator", len(clip) - hist):
                 out = generate_windows(gen, clip, fast=fast) if int8 is None else int8.clip(clip, hist + 1)
             gen_seconds += time.perf_counter() - t0
-            item = (out, clip[hist:])  # overlapped chunks each get their own buffer, so this view stays valid
-            sink.put(item) if sink is not None else finish(item)
-        if sink is not None:
-            sink.close()
+            # overlapped: a copy, so that a chunk's renders are freed once generated, not once written
+            item = (out, clip[hist:].clone() if workers else clip[hist:])
+            workers[0].put(item) if workers else finish(item)
+        for w in workers:  # in order: each one's last items reach the next before it closes
+            w.close()
     except BaseException:
-        if sink is not None:
+        for w in workers:
             try:
-                sink.close()
+                w.close()
             except BaseException:  # noqa: BLE001 - the first error is the one to report
                 pass
         raise
+    finally:
+        torch.set_num_threads(torch_threads)
     return gen_seconds
+
+
+def _stage_chain(stages: tuple, bar) -> list:
+    """The output stages as functions of one item each (``item -> next item``), the last one ticking ``bar``."""
+
+    def last(item: tuple) -> None:
+        stages[-1](*item)
+        if bar is not None:
+            bar.update(len(item[0]))
+
+    return [*(lambda item, f=f: f(*item) for f in stages[:-1]), last]
+
+
+def _stage_workers(chain: list, threads: int | None) -> list[Worker]:
+    """One `Worker` thread per stage of ``chain``, each handing its result to the next one's queue."""
+    workers: list[Worker] = []
+    for f in reversed(chain):  # from the last stage back: each needs the next one's queue
+        if workers:
+            f = lambda item, f=f, nxt=workers[0].put: nxt(f(item))
+        workers.insert(0, Worker(f, threads=threads))
+    return workers
 
 
 def generate_and_write(
@@ -222,15 +252,19 @@ def generate_and_write(
         bar.close() if bar is not None else None
 
 
-def frame_sink(finisher, writer, frames: list, times=None, callback=None):
-    """``on_output`` for `render_generate_write`: each batch through the run's `finish.FrameFinisher`
-    (refined, pasted back, marked), then written to ``writer`` or appended to ``frames``, then handed to
-    ``callback(index, frame, conditioning)`` where given (timed as "callback")."""
+def frame_sink(finisher, writer, frames: list, times=None, callback=None) -> tuple:
+    """``on_output`` for `render_generate_write`, as two stages: the refiner (`finish.FrameFinisher.crops`), then
+    paste-back and marks (`FrameFinisher.frame`), each frame written to ``writer`` or appended to ``frames``, then
+    handed to ``callback(index, frame, conditioning)`` where given (timed as "callback")."""
     count = 0
 
-    def sink(out: torch.Tensor, cond: torch.Tensor | None = None) -> None:
+    def refine(out: torch.Tensor, cond: torch.Tensor | None = None) -> tuple:
+        return finisher.crops(out, cond), cond
+
+    def write(crops: np.ndarray, cond: torch.Tensor | None = None) -> None:
         nonlocal count
-        for i, img in enumerate(finisher(out, cond)):
+        for i, crop in enumerate(crops):
+            img = finisher.frame(crop)
             with timed(times, "encode"):
                 writer.write(img) if writer is not None else frames.append(img)
             if callback is not None:
@@ -238,7 +272,7 @@ def frame_sink(finisher, writer, frames: list, times=None, callback=None):
                     callback(count, img, None if cond is None else cond[i])
             count += 1
 
-    return sink
+    return refine, write
 
 
 def collect_frames(frames: list, output_type: str):

@@ -1,16 +1,19 @@
 """Overlapping the pipeline's stages: rendering ahead of the generator, encoding behind it.
 
 `prefetch(iterable)` runs a producer (render + stack the next batches) in a thread while the caller
-generates; `Worker(fn)` runs a consumer (uint8, paste-back, mark, encode) in a thread behind it. Torch
-and ffmpeg release the GIL, so the stages overlap on the cores the generator leaves idle (its small
-deep layers do not keep two cores busy). Errors raised in either thread reach the caller; stopping
-early (an exception in the caller) stops both threads.
+generates; `Worker(fn)` runs a consumer (refine; paste-back, mark, encode) in a thread behind it, and
+workers chain. Torch, OpenCV and ffmpeg release the GIL, so the stages run on different cores at once.
+``threads``: the thread's own torch intra-op thread count (torch's setting is per thread), so that a
+few stages side by side do not each start one thread per core. Errors raised in any thread reach the
+caller; stopping early (an exception in the caller) stops the threads.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+
+import torch
 
 _END = object()
 
@@ -20,8 +23,9 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(iterable, depth: int = 2):
-    """Iterate ``iterable`` in a background thread, at most ``depth`` items ahead of the consumer."""
+def prefetch(iterable, depth: int = 2, threads: int | None = None):
+    """Iterate ``iterable`` in a background thread (with ``threads`` torch threads, None: torch's default), at most
+    ``depth`` items ahead of the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -35,6 +39,8 @@ def prefetch(iterable, depth: int = 2):
         return False
 
     def run():
+        if threads is not None:
+            torch.set_num_threads(threads)
         try:
             for item in iterable:
                 if not put(item):
@@ -59,16 +65,19 @@ def prefetch(iterable, depth: int = 2):
 
 
 class Worker:
-    """Apply ``fn`` to items in a background thread, in order; `close` waits and re-raises its error."""
+    """Apply ``fn`` to items in a background thread (with ``threads`` torch threads, None: torch's default), in
+    order; `close` waits and re-raises its error."""
 
-    def __init__(self, fn, depth: int = 2):
-        self._fn = fn
+    def __init__(self, fn, depth: int = 2, threads: int | None = None):
+        self._fn, self._threads = fn, threads
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="dvp-worker", daemon=True)
         self._thread.start()
 
     def _run(self):
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
         while True:
             item = self._q.get()
             if item is _END:
