@@ -95,6 +95,41 @@ def test_overlap_threads_report_errors_and_stop():
     assert seen == [1.0]
 
 
+def test_worker_threads_see_the_callers_context_cancel_and_leave_other_threads_counts():
+    """Workers run in a copy of the caller's context (Gradio's progress reads it); `cancel` drops what is queued;
+    a worker's own torch thread count neither changes the caller's nor the count a later thread starts with."""
+    import contextvars
+    import threading
+    import time
+
+    from dvp_hub.pipelines.streaming import Worker
+
+    var = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    seen, counts, started = [], [], threading.Event()
+
+    def slow(x):
+        seen.append((x, var.get()))
+        counts.append(torch.get_num_threads())
+        started.set()
+        time.sleep(0.05)
+
+    threads = torch.get_num_threads()
+    worker = Worker(slow, depth=8, threads=1)
+    for i in range(6):
+        worker.put(i)
+    assert started.wait(10)
+    worker.cancel()
+    assert 1 <= len(seen) < 6 and seen[0] == (0, "caller") and set(counts) == {1}
+    later = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert torch.get_num_threads() == threads and later == [threads]
+    with pytest.raises(RuntimeError, match="stopped"):
+        worker.put(7)
+
+
 def test_an_error_in_a_late_stage_reaches_the_caller_and_leaves_nothing(tiny_pipeline, d3_sequence, tmp_path):
     """The callback runs in the last of the overlapped stages: its error stops the run, the half-written video is
     removed, and the caller's torch thread count is back as it was."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from .streaming import use_threads
 
 if TYPE_CHECKING:  # for annotations only: the session module needs nothing from here
     from .live import LiveSession
@@ -71,7 +71,7 @@ class LiveRunner:
 
     def _warm_generator(self) -> None:
         if self.pipelined:
-            torch.set_num_threads(1)  # this thread's share: the prepare stage runs on the other core
+            use_threads(1)  # this thread's share: the prepare stage runs on the other core
         self.session.warm_up("generate_crop" if self.pipelined else "generate")  # the finish thread warms its own
 
     def offer(self, index: int, frame: np.ndarray, t: float) -> None:
@@ -100,7 +100,7 @@ class LiveRunner:
                 self._cv.wait()
 
     def _prepare_loop(self) -> None:
-        torch.set_num_threads(1)  # this thread's share: the generator runs on the other core
+        use_threads(1)  # this thread's share: the generator runs on the other core
         try:
             self.session.warm_up("prepare")
             self._warm.wait()
@@ -126,7 +126,7 @@ class LiveRunner:
                 self._warm_generator()
                 self._warm.wait()
             elif self.pipelined:
-                torch.set_num_threads(1)  # as `_warm_generator` set it (serve() runs in the thread that made this)
+                use_threads(1)  # as `_warm_generator` set it (serve() runs in the thread that made this)
             while True:
                 if self.pipelined:
                     self._wait_empty("_generated")
@@ -152,7 +152,7 @@ class LiveRunner:
                 self._cv.notify_all()
 
     def _finish_loop(self) -> None:
-        torch.set_num_threads(1)  # as the other stages
+        use_threads(1)  # as the other stages
         try:
             self.session.warm_up("finish")
             self._warm.wait()
@@ -195,7 +195,7 @@ class LiveRunner:
             if t is not threading.current_thread():
                 t.join()
         if self.pipelined:
-            torch.set_num_threads(self._torch_threads)
+            use_threads(self._torch_threads)
 
     def close(self) -> None:
         """Process the frames still waiting, stop the threads, re-raise an error of theirs."""

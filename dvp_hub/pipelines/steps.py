@@ -30,7 +30,7 @@ from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..video import VideoReader, check_output_path
 from ..motion import retarget
 from .live_generator import offline_int8
-from .streaming import Worker, prefetch
+from .streaming import Worker, prefetch, use_threads
 
 logger = logging.get_logger(__name__)
 
@@ -169,10 +169,7 @@ def render_generate_write(
 
     cpu = device.type == "cpu"
     chain = _stage_chain(tuple(on_output) if isinstance(on_output, (tuple, list)) else (on_output,), bar)
-    workers = _stage_workers(chain, threads=1 if cpu else None) if overlap else []
-    torch_threads = torch.get_num_threads()
-    if overlap and cpu:
-        torch.set_num_threads(max(1, torch_threads - len(workers)))  # the generator's share of the cores
+    torch_threads, workers = torch.get_num_threads(), []
 
     def finish(item: tuple) -> None:
         for f in chain:
@@ -180,6 +177,10 @@ def render_generate_write(
 
     gen_seconds = 0.0
     try:
+        if overlap:
+            workers = _stage_workers(chain, threads=1 if cpu else None)
+            if cpu:
+                use_threads(max(1, torch_threads - len(workers)))  # the generator's share of the cores
         for clip in prefetch(clips(), threads=1 if cpu else None) if overlap else clips():
             t0 = time.perf_counter()
             with timed(times, "generator", len(clip) - hist):
@@ -191,14 +192,11 @@ def render_generate_write(
         for w in workers:  # in order: each one's last items reach the next before it closes
             w.close()
     except BaseException:
-        for w in workers:
-            try:
-                w.close()
-            except BaseException:  # noqa: BLE001 - the first error is the one to report
-                pass
+        for w in reversed(workers):  # the run is lost: drop what is queued, wait for what is in hand
+            w.cancel()
         raise
     finally:
-        torch.set_num_threads(torch_threads)
+        use_threads(torch_threads)
     return gen_seconds
 
 
