@@ -1,12 +1,13 @@
 """Offline reenactment end to end, with the stages side by side (`RunOptions.overlap`, the default) and in turn.
 
-    python benchmarks/bench_offline.py [--clip talking-d9.mp4] [--repeats 2] [--space] [--long-seconds 120]
-                                       [--json out.json]
+    python benchmarks/bench_offline.py [--clip talking-d9.mp4] [--repeats 2] [--space] [--int8]
+                                       [--long-seconds 120] [--json out.json]
 
 Each run is a fresh process that loads the demo target, warms it on 40 frames, then reenacts the whole clip from
 the video file to a labelled mp4 (tracking included) and reports the seconds from the call to the finished file
 (model loading excluded), frames per second, each stage's ms a frame and the process's peak memory (VmHWM).
-The configurations alternate run by run, so that a machine whose speed drifts is compared fairly. ``--space``
+The configurations alternate run by run, so that a machine whose speed drifts is compared fairly. ``--int8``
+adds the pipeline with the int8 generator and refiner (`RunOptions.int8`, calibrated in the warm-up). ``--space``
 also times the Space's Reenact handler (result plus side-by-side video, as a visitor gets them), and
 ``--long-seconds`` the peak memory of a source looped to that length against the clip's own.
 """
@@ -31,14 +32,14 @@ import json, os, sys, time
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.perf import tune_allocator
 tune_allocator()
-kind, src, dst, overlap = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+kind, src, dst, overlap, int8 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5] == "1"
 from dvp_hub.pipelines import steps
 if not overlap:  # every call in turn, the Space's included
     _rgw = steps.render_generate_write
     steps.render_generate_write = lambda *a, **k: _rgw(*a, **{**k, "overlap": False})
 pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
 pipe.set_progress_bar_config(disable=True)
-pipe(source_video=src, output_video=dst, max_frames=40)  # warm-up
+pipe(source_video=src, output_video=dst, max_frames=40, int8=int8)  # warm-up (and int8 calibration)
 t0 = time.perf_counter()
 if kind == "space":
     from dvp_hub.space import common, handlers
@@ -47,7 +48,7 @@ if kind == "space":
     handlers.reenact(src, "demo", "", "reenact", ["pose", "expression", "gaze"], True, progress=None)
     stats = {}
 else:
-    stats = pipe(source_video=src, output_video=dst, profile=True).stats
+    stats = pipe(source_video=src, output_video=dst, profile=True, int8=int8).stats
 seconds = time.perf_counter() - t0
 hwm = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) // 1024
 rows = {r["stage"]: r["ms_per_frame"] for r in stats.get("profile", [])}
@@ -56,10 +57,10 @@ print(json.dumps({"seconds": round(seconds, 2), "frames": stats.get("frames"), "
 """
 
 
-def run(kind: str, src: str, overlap: bool) -> dict:
+def run(kind: str, src: str, overlap: bool, int8: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            [sys.executable, "-c", RUN, kind, src, os.path.join(tmp, "out.mp4"), "1" if overlap else "0"],
+            [sys.executable, "-c", RUN, kind, src, os.path.join(tmp, "out.mp4"), str(int(overlap)), str(int(int8))],
             capture_output=True, text=True, cwd=ROOT, check=False,
         )
     if out.returncode != 0:
@@ -82,6 +83,7 @@ def main() -> None:
     p.add_argument("--clip", default="talking-d9.mp4")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--space", action="store_true", help="also time the Space's Reenact handler")
+    p.add_argument("--int8", action="store_true", help="also the pipeline with int8=True (stages side by side)")
     p.add_argument("--long-seconds", type=float, default=0, help="also the peak memory of a source this long")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -95,6 +97,10 @@ def main() -> None:
             res = {"path": "pipeline to mp4", "overlap": overlap, **run("cli", clip, overlap)}
             runs.append(res)
             print(json.dumps(res), flush=True)
+            if args.int8 and overlap:
+                res = {"path": "pipeline to mp4, int8", "overlap": True, **run("cli", clip, True, int8=True)}
+                runs.append(res)
+                print(json.dumps(res), flush=True)
             if args.space:
                 res = {"path": "Space Reenact (result + side-by-side)", "overlap": overlap, **run("space", clip, overlap)}
                 runs.append(res)
