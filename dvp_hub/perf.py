@@ -28,7 +28,7 @@ def tune_allocator() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31 - 1)
+        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
         libc.mallopt(_M_TOP_PAD, 256 << 20)
         libc.mallopt(_M_ARENA_MAX, 1)
         _done = True
