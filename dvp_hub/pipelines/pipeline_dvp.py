@@ -278,8 +278,8 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
                 ``paste_back=False``, ``transfer=("expression",)``, ``limit_pose=False``, ...; see `RunOptions`).
             callback_on_frame: ``fn(index, frame, conditioning)``, called with every output frame (``H x W x 3``
                 uint8, as returned or written) and its conditioning (``[9, R, R]`` in [-1, 1], on the pipeline's
-                device and in its compute dtype, valid during the call only), in order, as the frame is made (for
-                a second video in the same pass); with ``overlap``, from a pipeline thread in a copy of the caller's context.
+                device and in its compute dtype, valid in the call only), in order, as made (a second video in one
+                pass); with ``overlap``, from a pipeline thread, in a copy of the caller's context.
 
         Returns:
             `DeepVideoPortraitPipelineOutput` (or a tuple ``(frames, fps)`` with ``return_dict=False``): the
