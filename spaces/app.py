@@ -2,11 +2,9 @@
 
 import os
 
-from dvp_hub.perf import tune_allocator
 from dvp_hub.space import build_demo, launch  # noqa: F401  (build_demo: for tests and `gradio app.py`)
 
 if __name__ == "__main__":
-    tune_allocator()
     launch(
         host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"),
         port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),

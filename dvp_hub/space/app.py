@@ -11,6 +11,7 @@ import threading
 
 import gradio as gr
 
+from ..perf import tune_allocator
 from ..pipelines.live_generator import compile_live_generator, int8_live_generator, live_model
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, edit_sliders, model_card, reenact, verify
@@ -103,6 +104,7 @@ def _warm_up() -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, **kwargs):
+    tune_allocator()  # the Space's program start (spaces/app.py or `dvp space`)
     get_pipeline("demo")  # load the bundled target before the first visitor arrives
     threading.Thread(target=_warm_up, name="dvp-warm-up", daemon=True).start()
     demo = build_demo()
