@@ -168,6 +168,7 @@ def render_generate_write(
                 yield cond[b : b + hist + min(batch_size, e - s - b)]
 
     cpu = device.type == "cpu"
+    stage_threads = 1 if cpu else None  # each side stage's torch threads on a CPU; the generator gets the rest
     chain = _stage_chain(tuple(on_output) if isinstance(on_output, (tuple, list)) else (on_output,), bar)
     torch_threads, workers = torch.get_num_threads(), []
 
@@ -178,10 +179,10 @@ def render_generate_write(
     gen_seconds = 0.0
     try:
         if overlap:
-            workers = _stage_workers(chain, threads=1 if cpu else None)
+            workers = _stage_workers(chain, threads=stage_threads)
             if cpu:
-                use_threads(max(1, torch_threads - len(workers)))  # the generator's share of the cores
-        for clip in prefetch(clips(), threads=1 if cpu else None) if overlap else clips():
+                use_threads(max(1, torch_threads - len(workers)))
+        for clip in prefetch(clips(), threads=stage_threads) if overlap else clips():
             t0 = time.perf_counter()
             with timed(times, "generator", len(clip) - hist):
                 out = generate_windows(gen, clip, fast=fast) if int8 is None else int8.clip(clip, hist + 1)

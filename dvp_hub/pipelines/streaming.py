@@ -52,6 +52,17 @@ def _thread(target, name: str) -> threading.Thread:
     return threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True)
 
 
+def _put_while(q: queue.Queue, item, go_on) -> bool:
+    """Put ``item`` in ``q``, waiting for room while ``go_on()`` holds; whether it went in."""
+    while go_on():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class _Failure:
     def __init__(self, exc: BaseException):
         self.exc = exc
@@ -64,13 +75,7 @@ def prefetch(iterable, depth: int = 2, threads: int | None = None):
     stop = threading.Event()
 
     def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_while(q, item, lambda: not stop.is_set())
 
     def run():
         if threads is not None:
@@ -125,12 +130,7 @@ class Worker:
 
     def _put(self, item) -> None:
         """Queue ``item`` unless the thread has ended (then nothing would take it)."""
-        while self._thread.is_alive():
-            try:
-                self._q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        _put_while(self._q, item, self._thread.is_alive)
 
     def put(self, item) -> None:
         if self._error is not None:
