@@ -25,6 +25,14 @@ def _drop_local_path(index: str) -> None:
             f.write("\n")
 
 
+def _user_modes(folder: str) -> None:
+    """Give every file under ``folder`` the mode the user's umask gives new files (safetensors are written 0600)."""
+    mode = 0o666 & ~current_umask()
+    for root, _, files in os.walk(folder):
+        for name in files:
+            os.chmod(os.path.join(root, name), mode)
+
+
 class PipelineSaving:
     """``save_pretrained`` and ``push_to_hub`` for `DeepVideoPortraitPipeline` (placed before ``DiffusionPipeline``
     among its bases, whose ``save_pretrained`` it calls for the folder's layout)."""
@@ -53,6 +61,7 @@ class PipelineSaving:
                 model_card.save(os.path.join(tmp, "README.md"))
             elif os.path.isfile(os.path.join(save_directory, "README.md")):
                 shutil.copy(os.path.join(save_directory, "README.md"), os.path.join(tmp, "README.md"))
+            _user_modes(tmp)
             if os.path.exists(save_directory):
                 old = tempfile.mkdtemp(prefix=".old-", dir=parent)
                 os.replace(save_directory, os.path.join(old, "x"))
