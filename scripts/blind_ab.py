@@ -53,7 +53,7 @@ def build(args) -> None:
         p.set_progress_bar_config(disable=True)
     cfg, rng = pipes[0].target.config, np.random.default_rng(args.seed)
     lm = pipes[0].target_state.sequence.landmarks
-    side = int(round(2.0 * np.median(lm[:, :, 0].max(1) - lm[:, :, 0].min(1))))  # twice the face's width
+    side = round(float(np.median(lm[:, :, 0].max(1) - lm[:, :, 0].min(1))) * 2.0)  # twice the face's width
     picks = rng.choice(np.arange(cfg.train_frames, cfg.num_frames), size=args.n_self, replace=False).tolist()
     real = held_out_frames(pipes[0], args.target_video, picks)
     pairs = [
@@ -81,8 +81,10 @@ def build(args) -> None:
 
 
 def score(args) -> None:
-    key = json.load(open(os.path.join(args.out, "key.json")))
-    answers = json.load(open(args.score))
+    with open(os.path.join(args.out, "key.json")) as f:
+        key = json.load(f)
+    with open(args.score) as f:
+        answers = json.load(f)
     if len(answers) != len(key["pairs"]):
         raise SystemExit(f"{args.score}: {len(answers)} answers for {len(key['pairs'])} pairs.")
     wins = [a == k["a"] for a, k in zip(answers, key["pairs"])]
