@@ -1,15 +1,16 @@
-"""Offline reenactment end to end, with the stages side by side (`RunOptions.overlap`, the default) and in turn.
+"""Offline reenactment end to end: the default run against float (``--compare int8``) or in turn (``overlap``).
 
-    python benchmarks/bench_offline.py [--clip talking-d9.mp4] [--repeats 2] [--space] [--int8]
+    python benchmarks/bench_offline.py [--clip talking-d9.mp4] [--repeats 2] [--compare int8|overlap] [--space]
                                        [--long-seconds 120] [--json out.json]
 
-Each run is a fresh process that loads the demo target, warms it on 40 frames, then reenacts the whole clip from
-the video file to a labelled mp4 (tracking included) and reports the seconds from the call to the finished file
-(model loading excluded), frames per second, each stage's ms a frame and the process's peak memory (VmHWM).
-The configurations alternate run by run, so that a machine whose speed drifts is compared fairly. ``--int8``
-adds the pipeline with the int8 generator and refiner (`RunOptions.int8`, calibrated in the warm-up). ``--space``
-also times the Space's Reenact handler (result plus side-by-side video, as a visitor gets them), and
-``--long-seconds`` the peak memory of a source looped to that length against the clip's own.
+Each run is a fresh process that loads the demo target, warms it on 40 frames (``warm_up_seconds``: with int8
+that includes its calibration, once per process), then reenacts the whole clip from the video file to a labelled
+mp4 (tracking included) and reports the seconds from the call to the finished file (model loading excluded),
+frames per second, each stage's ms a frame and the process's peak memory (VmHWM). The default run (stages side by
+side, int8 on a CPU with the engine) is compared with ``--compare int8``: the same in float (``int8=False``), or
+``overlap``: the stages in turn. The configurations alternate run by run, so that a machine whose speed drifts is
+compared fairly. ``--space`` also times the Space's Reenact handler (result plus side-by-side video, as a visitor
+gets them), and ``--long-seconds`` the peak memory of a source looped to that length against the clip's own.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ import json, os, sys, time
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.perf import tune_allocator
 tune_allocator()
-kind, src, dst, overlap, int8 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5] == "1"
+kind, src, dst, overlap = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 from dvp_hub.pipelines import steps
 if not overlap:  # every call in turn, the Space's included
     _rgw = steps.render_generate_write
     steps.render_generate_write = lambda *a, **k: _rgw(*a, **{**k, "overlap": False})
 pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
 pipe.set_progress_bar_config(disable=True)
-pipe(source_video=src, output_video=dst, max_frames=40, int8=int8)  # warm-up (and int8 calibration)
+t0 = time.perf_counter()
+gen = pipe(source_video=src, output_video=dst, max_frames=40).stats["generator"]  # warm-up (and int8 calibration)
+warm = time.perf_counter() - t0
 t0 = time.perf_counter()
 if kind == "space":
     from dvp_hub.space import common, handlers
@@ -48,20 +51,21 @@ if kind == "space":
     handlers.reenact(src, "demo", "", "reenact", ["pose", "expression", "gaze"], True, progress=None)
     stats = {}
 else:
-    stats = pipe(source_video=src, output_video=dst, profile=True, int8=int8).stats
+    stats = pipe(source_video=src, output_video=dst, profile=True).stats
 seconds = time.perf_counter() - t0
 hwm = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) // 1024
 rows = {r["stage"]: r["ms_per_frame"] for r in stats.get("profile", [])}
-print(json.dumps({"seconds": round(seconds, 2), "frames": stats.get("frames"), "stages_ms_per_frame": rows,
-                  "peak_mb": hwm}))
+print(json.dumps({"seconds": round(seconds, 2), "frames": stats.get("frames"), "generator": gen,
+                  "warm_up_seconds": round(warm, 2), "stages_ms_per_frame": rows, "peak_mb": hwm}))
 """
 
 
-def run(kind: str, src: str, overlap: bool, int8: bool = False) -> dict:
+def run(kind: str, src: str, overlap: bool, int8: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            [sys.executable, "-c", RUN, kind, src, os.path.join(tmp, "out.mp4"), str(int(overlap)), str(int(int8))],
+            [sys.executable, "-c", RUN, kind, src, os.path.join(tmp, "out.mp4"), str(int(overlap))],
             capture_output=True, text=True, cwd=ROOT, check=False,
+            env={**os.environ, "DVP_INT8": "1" if int8 else "0"},  # "0": every run in float, the Space's included
         )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-2000:])
@@ -83,7 +87,7 @@ def main() -> None:
     p.add_argument("--clip", default="talking-d9.mp4")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--space", action="store_true", help="also time the Space's Reenact handler")
-    p.add_argument("--int8", action="store_true", help="also the pipeline with int8=True (stages side by side)")
+    p.add_argument("--compare", choices=("int8", "overlap"), default="int8", help="the default against float, or in turn")
     p.add_argument("--long-seconds", type=float, default=0, help="also the peak memory of a source this long")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -91,18 +95,12 @@ def main() -> None:
     if not os.path.exists(clip):
         raise SystemExit(f"{clip} is missing: the benchmark reads the shared clips (../shared/data).")
     runs = []
+    configs = [(True, True), (True, False) if args.compare == "int8" else (False, True)]  # (overlap, int8)
     for r in range(args.repeats):
-        order = [True, False] if r % 2 == 0 else [False, True]
-        for overlap in order:
-            res = {"path": "pipeline to mp4", "overlap": overlap, **run("cli", clip, overlap)}
-            runs.append(res)
-            print(json.dumps(res), flush=True)
-            if args.int8 and overlap:
-                res = {"path": "pipeline to mp4, int8", "overlap": True, **run("cli", clip, True, int8=True)}
-                runs.append(res)
-                print(json.dumps(res), flush=True)
-            if args.space:
-                res = {"path": "Space Reenact (result + side-by-side)", "overlap": overlap, **run("space", clip, overlap)}
+        for overlap, int8 in configs if r % 2 == 0 else configs[::-1]:
+            kinds = [("cli", "pipeline to mp4")] + ([("space", "Space Reenact (result + side-by-side)")] if args.space else [])
+            for kind, path in kinds:
+                res = {"path": path, "overlap": overlap, "int8_asked": int8, **run(kind, clip, overlap, int8)}
                 runs.append(res)
                 print(json.dumps(res), flush=True)
     if args.long_seconds:

@@ -95,6 +95,7 @@ def driven(
         limit_expression=limit_expression,
         paste_back=False,
         invisible_watermark=False,
+        int8=False,  # the model's own frames: int8's sub-grey-level noise alone moves face KID (offline_int8_default)
     )
     frames = (out.frames[0] * 255).round().astype(np.uint8)
     if sheet:

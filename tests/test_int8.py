@@ -103,20 +103,23 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
     assert len(msgs) == 1 and "quantized::conv3d" in msgs[0] and "more detail" not in msgs[0]
 
 
-def test_offline_run_takes_int8_only_when_asked_and_stays_close_to_float(tiny_pipeline, monkeypatch):
-    """`pipe(..., int8=True)` runs the int8 generator over the clip's windows: the frames stay within a few grey
-    levels of the float run; by default a run is float, even where the process has calibrated int8 already;
-    fast=False never uses it."""
+def test_offline_run_is_int8_by_default_on_a_cpu_and_stays_close_to_float(tiny_pipeline, monkeypatch):
+    """On a CPU with the engine a run takes the int8 generator over the clip's windows by default (and with
+    ``int8=True``): the frames stay within a few grey levels of the float run (``int8=False``); fast=False and
+    ``DVP_INT8=0`` never use it."""
     _need_int8()
     src = clip("talking-d3.mp4")
     kw = {"max_frames": 12, "progress": False, "watermark": False, "invisible_watermark": False}
     monkeypatch.setattr(tiny_pipeline.generator, "_dvp_int8", None, raising=False)
-    plain = tiny_pipeline(source_video=src, **kw)
+    plain = tiny_pipeline(source_video=src, int8=False, **kw)
     assert plain.stats["generator"] == "float"
+    default = tiny_pipeline(source_video=src, **kw)
+    assert default.stats["generator"] == "int8"
     asked = tiny_pipeline(source_video=src, int8=True, **kw)
-    assert asked.stats["generator"] == "int8"
-    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"  # calibrated, not asked
-    assert tiny_pipeline(source_video=src, int8=True, fast=False, **kw).stats["generator"] == "float"
+    assert asked.stats["generator"] == "int8" and np.array_equal(asked.frames, default.frames)
+    assert tiny_pipeline(source_video=src, fast=False, **kw).stats["generator"] == "float"
+    monkeypatch.setenv("DVP_INT8", "0")
+    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"
     a, b = asked.frames[0], plain.frames[0]
     assert a.shape == b.shape == (12, 64, 64, 3)
     assert np.abs(a - b).mean() * 255 < 3.0 and not np.array_equal(a, b)  # grey levels; int8 is not float

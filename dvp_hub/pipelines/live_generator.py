@@ -94,11 +94,11 @@ def int8_refiner(pipe, refiner, window, generator8):
     return residual
 
 
-def offline_int8(pipe, int8: bool, fast: bool = True):
-    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run uses when asked (``int8``) on a CPU with
-    the engine, or None for the float one. Off by default: its faces sit measurably farther from the real footage's
-    (face KID, `benchmarks/results/offline_reenact_cpu.json`). ``fast=False`` (plain fp32) never uses it."""
-    if not int8 or not fast or pipe._execution_device.type != "cpu":
+def offline_int8(pipe, int8: bool | None, fast: bool = True):
+    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run uses on a CPU with the engine (``int8``
+    None or True; False: never), or None for the float one. ``fast=False`` (plain fp32) never uses it. Why it is the
+    default: `benchmarks/results/offline_int8_default_cpu.json`."""
+    if int8 is False or not fast or pipe._execution_device.type != "cpu":
         return None
     return int8_live_generator(pipe, pipe.generator)
 

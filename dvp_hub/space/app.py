@@ -12,7 +12,8 @@ import threading
 import gradio as gr
 
 from ..perf import tune_allocator
-from ..pipelines.live_generator import compile_live_generator, int8_live_generator, live_model
+from ..pipelines.finish import face_window
+from ..pipelines.live_generator import compile_live_generator, int8_live_generator, int8_refiner, live_model, offline_int8
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, edit_sliders, model_card, reenact, verify
 from .live_tab import build_live_tab
@@ -92,13 +93,17 @@ def build_demo():
 
 
 def _warm_up() -> None:
-    """Quantize (int8, where this CPU has the engine) or else compile the bundled target's live generator in the
-    background (seconds once), so that the first visitor of the Live tab does not wait for it."""
+    """Quantize (int8, where this CPU has the engine) or else compile the bundled target's live generator, and
+    quantize the generator and refiner the Reenact tab runs, in the background (seconds once), so that the first
+    visitor of the Live or Reenact tab does not wait for it."""
     try:
         pipe = get_pipeline("demo")
         gen = live_model(pipe)  # what the Live tab's sessions run
         if int8_live_generator(pipe, gen) is None:
             compile_live_generator(pipe, gen)
+        gen8 = offline_int8(pipe, None)  # the Reenact tab's (the same model as the Live tab's, unless it is light)
+        if gen8 is not None and pipe.refiner is not None:
+            int8_refiner(pipe, pipe.refiner, face_window(pipe), gen8)
     except Exception as err:  # noqa: BLE001 - the Live tab compiles (or falls back) on its first session
         logging.getLogger("dvp_hub").warning("live warm-up failed: %s", str(err).splitlines()[0][:160])
 
