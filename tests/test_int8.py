@@ -104,19 +104,25 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
 
 
 def test_offline_run_is_int8_by_default_on_a_cpu_and_stays_close_to_float(tiny_pipeline, monkeypatch):
-    """On a CPU with the engine a run takes the int8 generator over the clip's windows by default (and with
-    ``int8=True``): the frames stay within a few grey levels of the float run (``int8=False``); fast=False and
-    ``DVP_INT8=0`` never use it."""
+    """On a CPU with the engine a run takes the int8 generator over the clip's windows when asked (``int8=True``)
+    and by default once it is calibrated or where the run is long enough to pay for calibrating: the frames stay
+    within a few grey levels of the float run (``int8=False``); fast=False and ``DVP_INT8=0`` never use it."""
+    from dvp_hub.pipelines import live_generator
+
     _need_int8()
     src = clip("talking-d3.mp4")
     kw = {"max_frames": 12, "progress": False, "watermark": False, "invisible_watermark": False}
     monkeypatch.setattr(tiny_pipeline.generator, "_dvp_int8", None, raising=False)
     plain = tiny_pipeline(source_video=src, int8=False, **kw)
     assert plain.stats["generator"] == "float"
-    default = tiny_pipeline(source_video=src, **kw)
+    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"  # too short to calibrate for
+    monkeypatch.setattr(live_generator, "INT8_MIN_FRAMES", 12)
+    default = tiny_pipeline(source_video=src, **kw)  # long enough: calibrates
     assert default.stats["generator"] == "int8"
+    monkeypatch.setattr(live_generator, "INT8_MIN_FRAMES", 400)
     asked = tiny_pipeline(source_video=src, int8=True, **kw)
     assert asked.stats["generator"] == "int8" and np.array_equal(asked.frames, default.frames)
+    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "int8"  # short, but calibrated already
     assert tiny_pipeline(source_video=src, fast=False, **kw).stats["generator"] == "float"
     monkeypatch.setenv("DVP_INT8", "0")
     assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"

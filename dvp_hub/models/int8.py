@@ -216,6 +216,12 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
     return gen
 
 
+def int8_cached(model: RenderingToVideoGenerator) -> bool:
+    """Whether `cached_int8` holds ``model`` quantized for its current weights (no calibration left to pay)."""
+    cached = getattr(model, "_dvp_int8", None)
+    return cached is not None and cached[0] == _fast(model)[0]
+
+
 def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator:
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
     windows when it runs), cached on the model like the fast copy."""

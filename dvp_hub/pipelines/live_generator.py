@@ -11,9 +11,12 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from ..models.inference import compiled_rest, generate_windows, input_dtype
-from ..models.int8 import cached_int8, int8_available, quantize_refiner
+from ..models.int8 import cached_int8, int8_available, int8_cached, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
+# a run shorter than this stays float unless int8 is calibrated already: calibrating takes ~4 s on two cores and
+# saves ~12 ms a frame (benchmarks/results/offline_int8_default_cpu.json), so it pays from ~370 frames
+INT8_MIN_FRAMES = 400
 _BLAS = None
 
 
@@ -94,11 +97,15 @@ def int8_refiner(pipe, refiner, window, generator8):
     return residual
 
 
-def offline_int8(pipe, int8: bool | None, fast: bool = True):
-    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run uses on a CPU with the engine (``int8``
-    None or True; False: never), or None for the float one. ``fast=False`` (plain fp32) never uses it. Why it is the
-    default: `benchmarks/results/offline_int8_default_cpu.json`."""
+def offline_int8(pipe, int8: bool | None, fast: bool = True, frames: int | None = None):
+    """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run of ``frames`` frames uses on a CPU with
+    the engine, or None for the float one. ``int8=True``: wherever it can; False: never; None (the default): where it
+    is calibrated in this process already or the run is long enough to pay for the calibration
+    (`INT8_MIN_FRAMES`). ``fast=False`` (plain fp32) never uses it. Why it is the default:
+    `benchmarks/results/offline_int8_default_cpu.json`."""
     if int8 is False or not fast or pipe._execution_device.type != "cpu":
+        return None
+    if int8 is None and frames is not None and frames < INT8_MIN_FRAMES and not int8_cached(pipe.generator):
         return None
     return int8_live_generator(pipe, pipe.generator)
 

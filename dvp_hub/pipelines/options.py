@@ -27,10 +27,11 @@ class RunOptions:
     paste_back: the target's full frame at its native size (None: where the target has one); False: the crop.
     refine: the target's refiner, when it has one.
     fast: the fast inference path (BatchNorm folded, channels_last, bf16 where faster); False: plain fp32.
-    int8: the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine (None,
-        the default: wherever that engine works and ``fast`` is on; True the same; False: float). Frames 44-47 dB
-        from the float ones, which a blind judge could not tell apart; a calibration of a few seconds once per
-        process and target.
+    int8: the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine, with
+        ``fast`` on: True wherever that engine works; None (the default) the same where it is calibrated in the
+        process already or the run is long enough to pay for calibrating (a few seconds once per process and
+        target; `live_generator.INT8_MIN_FRAMES`); False: float. Frames 44-47 dB from the float ones, which a blind
+        judge could not tell apart.
     batch_size, chunk_size: frames per generator call and per rendered chunk.
     overlap: render, generate, refine and paste back / mark / encode in four threads side by side (None: on;
         False: in turn, the least memory).

@@ -232,7 +232,7 @@ def generate_and_write(
     ``times``: a `profile.StageTimes` for render, generator and encode. ``callback``: as `frame_sink`'s."""
     sink = frame_sink(finisher, writer, frames, times, callback)
     try:
-        int8 = offline_int8(pipe, opts.int8, opts.fast)
+        int8 = offline_int8(pipe, opts.int8, opts.fast, frames=len(drive))
         if int8 is not None:
             finisher.use_int8(pipe, int8)  # the refiner's detail branch too, where it can
         seconds = render_generate_write(
