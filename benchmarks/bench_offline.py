@@ -56,8 +56,9 @@ else:
 seconds = time.perf_counter() - t0
 hwm = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) // 1024
 rows = {r["stage"]: r["ms_per_frame"] for r in stats.get("profile", [])}
-print(json.dumps({"seconds": round(seconds, 2), "frames": stats.get("frames"), "generator": gen,
-                  "warm_up_seconds": round(warm, 2), "stages_ms_per_frame": rows, "peak_mb": hwm}))
+print(json.dumps({"seconds": round(seconds, 2), "frames": stats.get("frames"),
+                  "generator": stats.get("generator", gen), "warm_up_seconds": round(warm, 2),
+                  "stages_ms_per_frame": rows, "peak_mb": hwm}))
 """
 
 
@@ -88,7 +89,9 @@ def main() -> None:
     p.add_argument("--clip", default="talking-d9.mp4")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--space", action="store_true", help="also time the Space's Reenact handler")
-    p.add_argument("--compare", choices=("int8", "overlap"), default="int8", help="the default against float, or in turn")
+    p.add_argument(
+        "--compare", choices=("int8", "overlap"), default="int8", help="the default against float, or in turn"
+    )
     p.add_argument("--long-seconds", type=float, default=0, help="also the peak memory of a source this long")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -99,7 +102,9 @@ def main() -> None:
     configs = [(True, True), (True, False) if args.compare == "int8" else (False, True)]  # (overlap, int8)
     for r in range(args.repeats):
         for overlap, int8 in configs if r % 2 == 0 else configs[::-1]:
-            kinds = [("cli", "pipeline to mp4")] + ([("space", "Space Reenact (result + side-by-side)")] if args.space else [])
+            kinds = [("cli", "pipeline to mp4")]
+            if args.space:
+                kinds.append(("space", "Space Reenact (result + side-by-side)"))
             for kind, path in kinds:
                 res = {"path": path, "overlap": overlap, "int8_asked": int8, **run(kind, clip, overlap, int8)}
                 runs.append(res)

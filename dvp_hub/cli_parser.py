@@ -119,8 +119,8 @@ def _reenact(sub) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine "
-        "(the default there: faster after a few seconds of calibration, frames a blind judge could not tell from "
-        "the float ones); --no-int8 runs them in float",
+        "(by default there for clips of 500 frames or more, which pay for its few seconds of calibration); "
+        "--no-int8 runs them in float",
     )
     _crop_only(p)
 

@@ -6,9 +6,8 @@ so the features here are EfficientNet-Lite0's pooled last block, whose ImageNet 
 (`perceptual._lite0`). KID is unbiased for small sets; its spread over random half-size subsets comes with it.
 It judges the faces as a set (driven frames have no real frame of the same moment), so it complements the
 held-out band error (`detail.band_error`), which only true detail lowers: an unsharp mask on a blurred face
-lowers KID too. It is also very sensitive to noise no viewer sees (Gaussian noise of one grey level more than
-doubles it; `benchmarks/results/offline_int8_default_cpu.json`), so compare only frames made the same way
-(float with float) and judge changes below that level by eye.
+lowers KID too. It also moves with noise no viewer sees (`benchmarks/results/offline_int8_default_cpu.json`),
+so compare only frames made the same way (float with float) and judge changes at that level by eye.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """A blind A/B of two targets (two generators, or two refiners on one generator): which looks like the footage?
 
-    python scripts/blind_ab.py --a demo --b runs/demo_new [--b-int8] --target-video ../shared/data/target-obama-34s.mp4 \
+    python scripts/blind_ab.py --a demo --b runs/demo_new [--b-int8] \
+        --target-video ../shared/data/target-obama-34s.mp4 \
         --source ../shared/data/talking-d9.mp4 --source ../shared/data/talking-d14.mp4 --out runs/ab
 
 Writes ``OUT/images/NN.png``: the same square around the face from both targets' full frames at native size, side
@@ -35,6 +36,8 @@ def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[
     seq = pipe.target_state.sequence
     finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
     gen8 = offline_int8(pipe, True) if int8 else None
+    if int8 and gen8 is None:
+        raise SystemExit("--b-int8: int8 is unavailable here (no x86 quantized engine, or DVP_INT8=0).")
     if gen8 is not None:
         finisher.use_int8(pipe, gen8)
     out = []
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--target-video", required=True, help="the target's own video (real frames of held-out moments)")
     p.add_argument("--source", action="append", default=[])
     p.add_argument("--out", required=True)
-    p.add_argument("--b-int8", action="store_true", help="run B's generator and refiner detail in int8 (RunOptions.int8)")
+    p.add_argument("--b-int8", action="store_true", help="B's generator and refiner detail in int8 (RunOptions.int8)")
     p.add_argument("--n-self", type=int, default=8, help="held-out pairs")
     p.add_argument("--n-driven", type=int, default=4, help="driven pairs per source")
     p.add_argument("--max-frames", type=int, default=150)

@@ -90,3 +90,13 @@ def test_demo_dubs_the_new_target_with_the_shipped_motion_clip(tmp_path):
     assert (probe_video(crop).width, probe_video(crop).height) == (512, 512)  # the 256 px crop, refined to twice
     r = _dvp("demo", "--output", str(tmp_path / "r.mp4"), "--max-frames", "4", "--mode", "sing")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_reenact_int8_flag_is_default_on_or_off():
+    """`dvp reenact` passes None (the pipeline's default: int8 where a run pays for it), True or False."""
+    from dvp_hub.cli_parser import build_parser
+
+    base = ["reenact", "--source", "a.mp4", "--target", "demo", "--output", "o.mp4"]
+    assert build_parser().parse_args(base).int8 is None
+    assert build_parser().parse_args([*base, "--int8"]).int8 is True
+    assert build_parser().parse_args([*base, "--no-int8"]).int8 is False

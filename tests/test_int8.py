@@ -1,6 +1,8 @@
 """The live path's int8 generator: the quantized deconvolution's weight layout, closeness to the float generator,
 the live session on it, and the fallback where int8 is off or fails."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -105,7 +107,7 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
 
 def test_offline_run_is_int8_by_default_on_a_cpu_and_stays_close_to_float(tiny_pipeline, monkeypatch):
     """On a CPU with the engine a run takes the int8 generator over the clip's windows when asked (``int8=True``)
-    and by default once it is calibrated or where the run is long enough to pay for calibrating: the frames stay
+    and by default where the run is long enough to pay for calibrating, whatever ran before: the frames stay
     within a few grey levels of the float run (``int8=False``); fast=False and ``DVP_INT8=0`` never use it."""
     from dvp_hub.pipelines import live_generator
 
@@ -122,8 +124,9 @@ def test_offline_run_is_int8_by_default_on_a_cpu_and_stays_close_to_float(tiny_p
     monkeypatch.setattr(live_generator, "INT8_MIN_FRAMES", 400)
     asked = tiny_pipeline(source_video=src, int8=True, **kw)
     assert asked.stats["generator"] == "int8" and np.array_equal(asked.frames, default.frames)
-    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "int8"  # short, but calibrated already
-    assert tiny_pipeline(source_video=src, fast=False, **kw).stats["generator"] == "float"
+    assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"  # short: calibrated or not
+    assert tiny_pipeline(source_video=src, int8=0, **kw).stats["generator"] == "float"  # any false value
+    assert tiny_pipeline(source_video=src, int8=True, fast=False, **kw).stats["generator"] == "float"
     monkeypatch.setenv("DVP_INT8", "0")
     assert tiny_pipeline(source_video=src, **kw).stats["generator"] == "float"
     a, b = asked.frames[0], plain.frames[0]
@@ -155,3 +158,20 @@ def test_int8_refiner_adds_the_float_detail_within_a_grey_level(tiny_pipeline):
     assert float(detail) > 0.01 and float(err.mean()) < 0.1 * float(detail) and float(err.max()) < 0.05
     textured = FaceRefiner(channels=8, num_blocks=1, texture_size=16)
     assert int8_refiner(tiny_pipeline, textured, window, g8) is None
+
+
+def test_space_warm_up_calibrates_the_reenact_tabs_generator_and_refiner(tiny_pipeline, monkeypatch):
+    """The Space's start-up thread leaves the generator and the refiner quantized, so a visitor's Reenact (which asks
+    for int8) finds both calibrated."""
+    from dvp_hub import DeepVideoPortraitPipeline
+    from dvp_hub.models.refiner import FaceRefiner
+    from dvp_hub.space import app
+
+    _need_int8()
+    gen = copy.deepcopy(tiny_pipeline.generator)  # a model of its own: no calibration cached on it yet
+    refiner = FaceRefiner(channels=8, num_blocks=1).eval()
+    pipe = DeepVideoPortraitPipeline(generator=gen, target=tiny_pipeline.target, refiner=refiner)
+    monkeypatch.setattr(app, "get_pipeline", lambda name: pipe)
+    app._warm_up()
+    assert getattr(gen, "_dvp_int8", (None, None))[1] is not None
+    assert getattr(pipe.refiner, "_dvp_int8", (None, None))[1] is not None

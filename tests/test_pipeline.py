@@ -9,7 +9,7 @@ from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import InputError, TargetLoadError
 from dvp_hub.geometry import euler_to_matrix, matrix_to_euler
 from dvp_hub.motion import retarget
-from dvp_hub.video import probe_video, read_metadata
+from dvp_hub.video import current_umask, probe_video, read_metadata
 
 from .conftest import clip
 
@@ -24,10 +24,8 @@ def test_save_load_round_trip_fp32_and_fp16(tiny_pipeline, d3_sequence, tmp_path
         "generator/diffusion_pytorch_model.fp16.safetensors",
         "target/config.json",
     } <= files
-    umask = os.umask(0o022)
-    os.umask(umask)
     modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "t").rglob("*") if p.is_file()}
-    assert modes == {oct(0o666 & ~umask)}  # readable by whoever the user's umask lets read (not 0600 weights)
+    assert modes == {oct(0o666 & ~current_umask())}  # readable by whoever the user's umask lets read (not 0600 weights)
     index = json.loads((tmp_path / "t" / "model_index.json").read_text())
     assert index["generator"] == ["dvp_hub.models", "RenderingToVideoGenerator"]
     back = DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "t"))

@@ -18,7 +18,7 @@ Two things make this more than a call to the quantizer:
   the float result. So a PyTorch that fixes the bug is picked up without a change here.
 - **Fallback, not failure.** ``torch.ao.quantization`` and quantized tensors are deprecated in PyTorch; where they
   are gone, the engine is missing, or the probe fails, `int8_available` says why and the live path keeps the
-  compiled fp32 generator. ``DVP_INT8=0`` turns int8 off (as ``pipe.live(int8=False)``).
+  compiled fp32 generator. ``DVP_INT8=0`` turns int8 off, live and offline.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class _engine:
 
 
 def int8_available(device: torch.device | str = "cpu") -> tuple[bool, str]:
-    """Whether the live path runs the generator in int8 here, and why not where it does not."""
+    """Whether the generator runs in int8 here (live, and offline where a run asks for it), and why not where it
+    does not."""
     forced = os.environ.get("DVP_INT8", "").strip().lower()
     if forced in ("0", "false", "no"):
         return False, "DVP_INT8=0"
@@ -225,12 +226,9 @@ def int8_cached(model: RenderingToVideoGenerator) -> bool:
 def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator:
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
     windows when it runs), cached on the model like the fast copy."""
-    key = _fast(model)[0]
-    cached = getattr(model, "_dvp_int8", None)
-    if cached is None or cached[0] != key:
-        cached = (key, quantize_window_generator(model, windows_fn()))
-        object.__setattr__(model, "_dvp_int8", cached)
-    return cached[1]
+    if not int8_cached(model):
+        object.__setattr__(model, "_dvp_int8", (_fast(model)[0], quantize_window_generator(model, windows_fn())))
+    return model._dvp_int8[1]
 
 
 class _RefinerResidual(torch.nn.Module):

@@ -1,23 +1,26 @@
 """The generator made ready for a run: for the live path before the camera starts, int8 where the CPU has the
-engine, else compiled; for offline runs, int8 where asked (`offline_int8`); and the one-BLAS-thread context the
-live stages prepare frames in."""
+engine, else compiled; for offline runs, int8 where asked or where the run is long enough to pay for calibrating
+(`offline_int8`); and the one-BLAS-thread context the live stages prepare frames in. Calibration runs under one
+lock, so two threads that need the same model (the Space's warm-up and a visitor's run) calibrate it once."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
 from ..models.inference import compiled_rest, generate_windows, input_dtype
-from ..models.int8 import cached_int8, int8_available, int8_cached, quantize_refiner
+from ..models.int8 import cached_int8, int8_available, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
-# a run shorter than this stays float unless int8 is calibrated already: calibrating takes ~4 s on two cores and
-# saves ~12 ms a frame (benchmarks/results/offline_int8_default_cpu.json), so it pays from ~370 frames
-INT8_MIN_FRAMES = 400
+# by default a run shorter than this stays float: calibrating the generator and the refiner takes ~5.4 s on two
+# cores and int8 saves ~11.6 ms a frame (benchmarks/results/offline_int8_default_cpu.json): it pays from ~465 frames
+INT8_MIN_FRAMES = 500
 _BLAS = None
+_CALIBRATING = threading.Lock()  # one calibration at a time: a second caller waits and takes the cached result
 
 
 def one_blas_thread():
@@ -63,7 +66,8 @@ def int8_live_generator(pipe, generator):
     if not ok:
         return None
     try:
-        return cached_int8(generator, lambda: calibration_windows(pipe, generator=generator))
+        with _CALIBRATING:
+            return cached_int8(generator, lambda: calibration_windows(pipe, generator=generator))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         logging.getLogger("dvp_hub").warning(
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
@@ -79,9 +83,18 @@ def int8_refiner(pipe, refiner, window, generator8):
     if refiner is None or refiner.uses_texture:
         return None
     key = (tuple(window), id(generator8), *((p.data_ptr(), p._version) for p in refiner.parameters()))
-    cached = getattr(refiner, "_dvp_int8", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    with _CALIBRATING:
+        cached = getattr(refiner, "_dvp_int8", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        residual = _quantized_refiner(pipe, refiner, window, generator8)
+        if residual is not None:
+            object.__setattr__(refiner, "_dvp_int8", (key, residual))
+    return residual
+
+
+def _quantized_refiner(pipe, refiner, window, generator8):
+    """`int8_refiner`'s calibration, uncached; None (logged) where it fails."""
     try:
         x0, y0, x1, y1 = window
         nw = pipe.generator.config.temporal_window
@@ -93,19 +106,18 @@ def int8_refiner(pipe, refiner, window, generator8):
             "the int8 refiner is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
         )
         return None
-    object.__setattr__(refiner, "_dvp_int8", (key, residual))
     return residual
 
 
 def offline_int8(pipe, int8: bool | None, fast: bool = True, frames: int | None = None):
     """The int8 generator (`models.int8.Int8WindowGenerator`) an offline run of ``frames`` frames uses on a CPU with
-    the engine, or None for the float one. ``int8=True``: wherever it can; False: never; None (the default): where it
-    is calibrated in this process already or the run is long enough to pay for the calibration
-    (`INT8_MIN_FRAMES`). ``fast=False`` (plain fp32) never uses it. Why it is the default:
+    the engine, or None for the float one. ``int8=True``: wherever it can; False: never; None (the default): for a
+    run of at least `INT8_MIN_FRAMES` frames (long enough to pay for calibrating), whatever ran before in the
+    process. ``fast=False`` (plain fp32) never uses it. Why it is the default:
     `benchmarks/results/offline_int8_default_cpu.json`."""
-    if int8 is False or not fast or pipe._execution_device.type != "cpu":
+    if (int8 is not None and not int8) or not fast or pipe._execution_device.type != "cpu":
         return None
-    if int8 is None and frames is not None and frames < INT8_MIN_FRAMES and not int8_cached(pipe.generator):
+    if int8 is None and frames is not None and frames < INT8_MIN_FRAMES:
         return None
     return int8_live_generator(pipe, pipe.generator)
 

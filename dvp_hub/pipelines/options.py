@@ -28,10 +28,9 @@ class RunOptions:
     refine: the target's refiner, when it has one.
     fast: the fast inference path (BatchNorm folded, channels_last, bf16 where faster); False: plain fp32.
     int8: the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine, with
-        ``fast`` on: True wherever that engine works; None (the default) the same where it is calibrated in the
-        process already or the run is long enough to pay for calibrating (a few seconds once per process and
-        target; `live_generator.INT8_MIN_FRAMES`); False: float. Frames 44-47 dB from the float ones, which a blind
-        judge could not tell apart.
+        ``fast`` on: True wherever that engine works (calibrated once per process and target); None (the default)
+        the same for runs long enough to pay for calibrating (`live_generator.INT8_MIN_FRAMES`), float for shorter
+        ones; False: float.
     batch_size, chunk_size: frames per generator call and per rendered chunk.
     overlap: render, generate, refine and paste back / mark / encode in four threads side by side (None: on;
         False: in turn, the least memory).
@@ -70,6 +69,8 @@ class RunOptions:
             raise InputError(f"max_frames must be at least 1, got {self.max_frames}.")
         if self.neutral_frame is not None and int(self.neutral_frame) < 0:
             raise InputError(f"neutral_frame must be a frame index, got {self.neutral_frame}.")
+        if self.int8 is not None:
+            object.__setattr__(self, "int8", bool(self.int8))
         for name in ("batch_size", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}.")

@@ -13,7 +13,13 @@ import gradio as gr
 
 from ..perf import tune_allocator
 from ..pipelines.finish import face_window
-from ..pipelines.live_generator import compile_live_generator, int8_live_generator, int8_refiner, live_model, offline_int8
+from ..pipelines.live_generator import (
+    compile_live_generator,
+    int8_live_generator,
+    int8_refiner,
+    live_model,
+    offline_int8,
+)
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, edit_sliders, model_card, reenact, verify
 from .live_tab import build_live_tab
@@ -101,11 +107,15 @@ def _warm_up() -> None:
         gen = live_model(pipe)  # what the Live tab's sessions run
         if int8_live_generator(pipe, gen) is None:
             compile_live_generator(pipe, gen)
-        gen8 = offline_int8(pipe, None)  # the Reenact tab's (the same model as the Live tab's, unless it is light)
-        if gen8 is not None and pipe.refiner is not None:
-            int8_refiner(pipe, pipe.refiner, face_window(pipe), gen8)
     except Exception as err:  # noqa: BLE001 - the Live tab compiles (or falls back) on its first session
         logging.getLogger("dvp_hub").warning("live warm-up failed: %s", str(err).splitlines()[0][:160])
+    try:
+        pipe = get_pipeline("demo")
+        gen8 = offline_int8(pipe, True)  # the Reenact tab's (the Live tab's model too, unless that one is light)
+        if gen8 is not None and pipe.refiner is not None:
+            int8_refiner(pipe, pipe.refiner, face_window(pipe), gen8)
+    except Exception as err:  # noqa: BLE001 - the Reenact tab calibrates (or runs float) on its first visitor
+        logging.getLogger("dvp_hub").warning("reenact warm-up failed: %s", str(err).splitlines()[0][:160])
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, **kwargs):

@@ -86,7 +86,7 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
         try:
             out = pipe(
                 source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result,
-                callback_on_frame=panels,
+                callback_on_frame=panels, int8=True,  # calibrated at the Space's start (`app._warm_up`), once a target
             )
             sbs = panels.close()
         except BaseException:
