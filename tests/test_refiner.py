@@ -132,3 +132,30 @@ def test_a_refiner_with_a_neural_texture_reads_the_correspondence_image_in_every
             break
         assert session.push(frame).shape == (2 * res, 2 * res, 3)
     session.close()
+
+
+def test_frozen_refiner_steps_train_the_discriminator_alone():
+    """``--freeze_refiner_steps``: before that step only the discriminator learns (the refiner it starts from is kept
+    as it is); from it on both do."""
+    import importlib.util
+
+    from accelerate import Accelerator
+
+    from dvp_hub.models.refiner import PatchDiscriminator
+
+    spec = importlib.util.spec_from_file_location("train_refiner", ROOT / "training" / "train_refiner.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = script.parse_args(["--output_dir", "x", "--freeze_refiner_steps", "1", "--adv_start", "0"])
+    torch.manual_seed(0)
+    refiner, disc = FaceRefiner(channels=8, num_blocks=1), PatchDiscriminator(channels=8)
+    torch.nn.init.normal_(refiner.tail.weight, std=0.05)
+    opt_g = torch.optim.Adam(refiner.parameters(), lr=1e-2)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    gen, real = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    before_g, before_d = copy.deepcopy(refiner.state_dict()), copy.deepcopy(disc.state_dict())
+    changed = lambda model, before: any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())  # noqa: E731
+    logs = script.train_step(args, 0, refiner, disc, opt_g, opt_d, gen, real, Accelerator(cpu=True))
+    assert set(logs) == {"d"} and not changed(refiner, before_g) and changed(disc, before_d)
+    logs = script.train_step(args, 1, refiner, disc, opt_g, opt_d, gen, real, Accelerator(cpu=True))
+    assert {"l1", "g_adv", "fm", "d"} <= set(logs) and changed(refiner, before_g)

@@ -58,6 +58,13 @@ def parse_args(argv=None):
         help="weight of an L1 between EfficientNet-Lite0 features of the refined and real patch (0: off)",
     )
     p.add_argument("--adv_start", type=int, default=300, help="steps of L1 alone before the adversarial terms")
+    p.add_argument(
+        "--freeze_refiner_steps",
+        type=int,
+        default=0,
+        help="first steps that train the discriminator alone on the refiner's output (with --init_from: so that a "
+        "fine-tune starts against a discriminator that knows the refiner, not a blank one that lets L1 blur it)",
+    )
     p.add_argument("--input_blur", type=float, default=1.0, help="largest sigma of the input blur augmentation")
     p.add_argument("--max_train_steps", type=int, default=100_000)
     p.add_argument("--max_train_minutes", type=float, default=None)
@@ -89,6 +96,10 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
     correspondence images (a refiner with a neural texture), or None."""
     scale = accelerator.unwrap_model(refiner).config.scale
     cond = upsample(gen, scale)
+    if step < args.freeze_refiner_steps:  # the discriminator first learns what the refiner (--init_from) makes
+        with torch.no_grad():
+            fake = refiner(gen, corr)
+        return {"d": discriminator_step(disc, opt_d, cond, real, fake, accelerator)}
     fake = refiner(gen, corr)
     adv = step >= args.adv_start
     loss = args.lambda_l1 * torch.nn.functional.l1_loss(fake, real)
@@ -109,14 +120,19 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
     accelerator.backward(loss)
     opt_g.step()
     if adv:
-        real_logits, _ = disc(torch.cat([cond, real], 1))
-        fake_logits, _ = disc(torch.cat([cond, fake.detach()], 1))
-        d_loss = 0.5 * (lsgan(real_logits, True) + lsgan(fake_logits, False))
-        opt_d.zero_grad(set_to_none=True)
-        accelerator.backward(d_loss)
-        opt_d.step()
-        logs["d"] = float(d_loss.detach())
+        logs["d"] = discriminator_step(disc, opt_d, cond, real, fake.detach(), accelerator)
     return logs
+
+
+def discriminator_step(disc, opt_d, cond, real, fake, accelerator) -> float:
+    """One least-squares update of the conditional PatchGAN on real and (detached) refined patches; its loss."""
+    real_logits, _ = disc(torch.cat([cond, real], 1))
+    fake_logits, _ = disc(torch.cat([cond, fake], 1))
+    d_loss = 0.5 * (lsgan(real_logits, True) + lsgan(fake_logits, False))
+    opt_d.zero_grad(set_to_none=True)
+    accelerator.backward(d_loss)
+    opt_d.step()
+    return float(d_loss.detach())
 
 
 def run_validation(args, refiner, pairs, step, accelerator) -> None:
