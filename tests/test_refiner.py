@@ -154,7 +154,10 @@ def test_frozen_refiner_steps_train_the_discriminator_alone():
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-2)
     gen, real = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     before_g, before_d = copy.deepcopy(refiner.state_dict()), copy.deepcopy(disc.state_dict())
-    changed = lambda model, before: any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())  # noqa: E731
+
+    def changed(model, before) -> bool:
+        return any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
     logs = script.train_step(args, 0, refiner, disc, opt_g, opt_d, gen, real, Accelerator(cpu=True))
     assert set(logs) == {"d"} and not changed(refiner, before_g) and changed(disc, before_d)
     logs = script.train_step(args, 1, refiner, disc, opt_g, opt_d, gen, real, Accelerator(cpu=True))
