@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,6 +21,10 @@ from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 # cores and int8 saves ~11.6 ms a frame (benchmarks/results/offline_int8_default_cpu.json): it pays from ~465 frames
 INT8_MIN_FRAMES = 500
 _BLAS = None
+# the generator's int8 ranges come from one window of each of this many stretches spread over the training clip: as
+# close to float as three stretches of six windows (benchmarks/results/offline_int8_default_cpu.json), in a third of
+# the time (the histogram observers cost per window)
+CALIBRATION_RUNS = 6
 _CALIBRATING = threading.Lock()  # one calibration at a time: a second caller waits and takes the cached result
 
 
@@ -66,8 +71,8 @@ def int8_live_generator(pipe, generator):
     if not ok:
         return None
     try:
-        with _CALIBRATING:
-            return cached_int8(generator, lambda: calibration_windows(pipe, generator=generator))
+        with _CALIBRATING:  # length 0: one window a stretch
+            return cached_int8(generator, partial(calibration_windows, pipe, CALIBRATION_RUNS, 0, generator))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         logging.getLogger("dvp_hub").warning(
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
