@@ -17,8 +17,8 @@ from ..models.inference import compiled_rest, generate_windows, input_dtype
 from ..models.int8 import cached_int8, int8_available, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
-# by default a run shorter than this stays float: calibrating the generator and the refiner takes ~5.4 s on two
-# cores and int8 saves ~11.6 ms a frame (benchmarks/results/offline_int8_default_cpu.json): it pays from ~465 frames
+# by default a run shorter than this stays float: calibrating the generator and the refiner takes 4-5 s on two cores
+# and int8 saves ~11.6 ms a frame (benchmarks/results/offline_int8_default_cpu.json): it pays from ~400-450 frames
 INT8_MIN_FRAMES = 500
 _BLAS = None
 # the generator's int8 ranges come from one window of each of this many stretches spread over the training clip: as
