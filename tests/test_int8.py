@@ -101,6 +101,9 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
     assert session.int8 is None
     out = [session.push(f) for f in VideoReader(clip("talking-d3.mp4"), max_frames=8)]
     assert len(out) == 8 and out[-1].shape == (64, 64, 3)
+    from dvp_hub.pipelines.live_generator import int8_live_generator
+
+    assert int8_live_generator(tiny_pipeline, tiny_pipeline.generator) is None  # the failure is remembered
     msgs = [r.getMessage() for r in caplog.records if r.name == "dvp_hub"]
     assert len(msgs) == 1 and "quantized::conv3d" in msgs[0] and "more detail" not in msgs[0]
 

@@ -223,9 +223,15 @@ def int8_cached(model: RenderingToVideoGenerator) -> bool:
     return cached is not None and cached[0] == _fast(model)[0]
 
 
-def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator:
+def cache_int8_failure(model: RenderingToVideoGenerator) -> None:
+    """Remember that quantizing ``model``'s current weights failed: `cached_int8` then returns None at once."""
+    object.__setattr__(model, "_dvp_int8", (_fast(model)[0], None))
+
+
+def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator | None:
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
-    windows when it runs), cached on the model like the fast copy."""
+    windows when it runs), cached on the model like the fast copy; None where `cache_int8_failure` recorded that it
+    failed for these weights."""
     if not int8_cached(model):
         object.__setattr__(model, "_dvp_int8", (_fast(model)[0], quantize_window_generator(model, windows_fn())))
     return model._dvp_int8[1]

@@ -14,7 +14,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from ..models.inference import compiled_rest, generate_windows, input_dtype
-from ..models.int8 import cached_int8, int8_available, quantize_refiner
+from ..models.int8 import cache_int8_failure, cached_int8, int8_available, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
 # by default a run shorter than this stays float: calibrating the generator and the refiner takes 4-5 s on two cores
@@ -74,6 +74,7 @@ def int8_live_generator(pipe, generator):
         with _CALIBRATING:  # length 0: one window a stretch
             return cached_int8(generator, partial(calibration_windows, pipe, CALIBRATION_RUNS, 0, generator))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
+        cache_int8_failure(generator)  # not tried (nor logged) again for these weights in this process
         logging.getLogger("dvp_hub").warning(
             "the int8 generator is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
         )
