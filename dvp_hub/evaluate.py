@@ -42,9 +42,10 @@ from .render.regions import box_mask, region_boxes
 from .video import VideoReader, to_uint8
 
 
-def held_out_outputs(pipe, seq, start: int, stop: int):
+def held_out_outputs(pipe, seq, start: int, stop: int, generator8=None):
     """Conditioning ``[stop - start + Nw - 1, 9, R, R]`` (history first) and the generator's output of frames
-    ``[start, stop)``, as the pipeline calls it: 8 frames at a time, the history before frame 0 repeating it."""
+    ``[start, stop)``, as the pipeline calls it: 8 frames at a time, the history before frame 0 repeating it.
+    ``generator8``: an int8 generator (`live_generator.offline_int8`) to run instead of the float one."""
 
     size, window = pipe.target.config.resolution, pipe.generator.config.temporal_window
     first = max(0, start - window + 1)
@@ -52,6 +53,8 @@ def held_out_outputs(pipe, seq, start: int, stop: int):
     pad = window - 1 - (start - first)
     cond = torch.cat([cond[:1].expand(pad, -1, -1, -1), cond]) if pad else cond
     # cond index j is frame start - window + 1 + j
+    if generator8 is not None:
+        return cond, generator8.clip(cond, window)
     raw = torch.cat(
         [
             generate_windows(pipe.generator, cond[s - start : min(stop, s + 8) - start + window - 1])

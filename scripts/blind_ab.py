@@ -20,41 +20,11 @@ import os
 import sys
 
 import numpy as np
-from blind_test import held_out_frames, square
+from blind_test import add_common_arguments, driven_run, face_side, held_out_frames, self_squares, square
 from PIL import Image
 
 from dvp_hub import DeepVideoPortraitPipeline
-from dvp_hub.evaluate import held_out_outputs
-from dvp_hub.evaluate_native import face_box, pasted
-from dvp_hub.pipelines.finish import FrameFinisher
-from dvp_hub.pipelines.live_generator import offline_int8
-
-
-def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[np.ndarray]:
-    """The target's self-reenactment of held-out frames ``picks``, pasted back, cut to the face square (``int8``:
-    the generator and the refiner's detail branch in int8, as `RunOptions.int8` runs them)."""
-    seq = pipe.target_state.sequence
-    finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
-    gen8 = offline_int8(pipe, True) if int8 else None
-    if int8 and gen8 is None:
-        raise SystemExit("--b-int8: int8 is unavailable here (no x86 quantized engine, or DVP_INT8=0).")
-    if gen8 is not None:
-        finisher.use_int8(pipe, gen8)
-    out = []
-    for i in picks:
-        cond, raw = held_out_outputs(pipe, seq, i, i + 1)
-        if gen8 is not None:
-            raw = gen8.clip(cond, pipe.generator.config.temporal_window)
-        out.append(square(pasted(pipe, finisher.crops(raw, cond[-1:]))[0], face_box(seq.landmarks[i]), side))
-    return out
-
-
-def driven_squares(pipe, source: str, picks, side: int, max_frames: int, int8: bool = False) -> list[np.ndarray]:
-    """Frames ``picks`` of the target driven by ``source`` (reenact mode), cut to the face square."""
-    lm = pipe.target_state.sequence.landmarks
-    box = face_box(lm[pipe.target.config.reference_frame])  # the driven head is held near the trained poses
-    frames = pipe(source_video=source, max_frames=max_frames, watermark=False, int8=int8).frames[0]
-    return [square((frames[j] * 255).round().astype(np.uint8), box, side) for j in picks]
+from dvp_hub.evaluate_native import face_box
 
 
 def build(args) -> None:
@@ -64,7 +34,7 @@ def build(args) -> None:
         p.set_progress_bar_config(disable=True)
     cfg, rng = pipes[0].target.config, np.random.default_rng(args.seed)
     lm = pipes[0].target_state.sequence.landmarks
-    side = round(float(np.median(lm[:, :, 0].max(1) - lm[:, :, 0].min(1))) * 2.0)  # twice the face's width
+    side = face_side(pipes[0])
     picks = rng.choice(np.arange(cfg.train_frames, cfg.num_frames), size=args.n_self, replace=False).tolist()
     real = held_out_frames(pipes[0], args.target_video, picks)
     pairs = [
@@ -73,8 +43,8 @@ def build(args) -> None:
     ]
     for src in args.source:
         frames = rng.choice(args.max_frames, size=args.n_driven, replace=False)
-        got = [driven_squares(p, src, frames, side, args.max_frames, q) for p, q in zip(pipes, int8)]
-        pairs += [(a, b, None) for a, b in zip(*got)]
+        (a, box), (b, _) = (driven_run(p, src, args.max_frames, q) for p, q in zip(pipes, int8))
+        pairs += [(square(a[j], box, side), square(b[j], box, side), None) for j in frames]
     os.makedirs(os.path.join(args.out, "images"), exist_ok=True)
     key = []
     for k, idx in enumerate(rng.permutation(len(pairs))):
@@ -110,14 +80,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="A blind A/B of two targets' realism.")
     p.add_argument("--a", required=True, help="target A (demo, a folder or a Hub id)")
     p.add_argument("--b", required=True, help="target B")
-    p.add_argument("--target-video", required=True, help="the target's own video (real frames of held-out moments)")
-    p.add_argument("--source", action="append", default=[])
-    p.add_argument("--out", required=True)
+    add_common_arguments(p)
     p.add_argument("--b-int8", action="store_true", help="B's generator and refiner detail in int8 (RunOptions.int8)")
     p.add_argument("--n-self", type=int, default=8, help="held-out pairs")
     p.add_argument("--n-driven", type=int, default=4, help="driven pairs per source")
-    p.add_argument("--max-frames", type=int, default=150)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--score", default=None, help='a JSON list of "left"/"right" answers to score against the key')
     args = p.parse_args(argv)
     score(args) if args.score else build(args)

@@ -24,6 +24,7 @@ from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.evaluate import held_out_outputs
 from dvp_hub.evaluate_native import face_box, pasted
 from dvp_hub.pipelines.finish import FrameFinisher
+from dvp_hub.pipelines.live_generator import offline_int8
 from dvp_hub.video import VideoReader
 
 
@@ -46,29 +47,55 @@ def held_out_frames(pipe, video: str, picks: list[int]) -> dict[int, np.ndarray]
     return out
 
 
+def face_side(pipe) -> int:
+    """The side of the squares cut around the face: twice the face's median width in the target's footage."""
+    lm = pipe.target_state.sequence.landmarks
+    return round(float(2.0 * np.median(lm[:, :, 0].max(1) - lm[:, :, 0].min(1))))
+
+
+def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[np.ndarray]:
+    """The target's self-reenactment of held-out frames ``picks`` (their own parameters, as `dvp evaluate` drives
+    them), pasted back, cut to the face square. ``int8``: the generator and the refiner's detail branch in int8, as
+    `RunOptions.int8` runs them (SystemExit where int8 is unavailable)."""
+    seq = pipe.target_state.sequence
+    finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
+    gen8 = offline_int8(pipe, True) if int8 else None
+    if int8 and gen8 is None:
+        raise SystemExit("int8 is unavailable here (no x86 quantized engine, or DVP_INT8=0).")
+    if gen8 is not None:
+        finisher.use_int8(pipe, gen8)
+    out = []
+    for i in picks:
+        cond, raw = held_out_outputs(pipe, seq, i, i + 1, generator8=gen8)
+        out.append(square(pasted(pipe, finisher.crops(raw, cond[-1:]))[0], face_box(seq.landmarks[i]), side))
+    return out
+
+
+def driven_run(pipe, source: str, max_frames: int, int8: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The target driven by ``source`` (reenact mode, labels off): its frames ``[T, H, W, 3]`` uint8 and the face box
+    to cut them at (the reference frame's: the driven head is held near the target's trained poses)."""
+    frames = pipe(source_video=source, max_frames=max_frames, watermark=False, int8=int8).frames[0]
+    box = face_box(pipe.target_state.sequence.landmarks[pipe.target.config.reference_frame])
+    return (frames * 255).round().astype(np.uint8), box
+
+
 def build(args) -> None:
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
     pipe.set_progress_bar_config(disable=True)
     cfg, rng = pipe.target.config, np.random.default_rng(args.seed)
-    seq = pipe.target_state.sequence
-    lm = seq.landmarks
-    side = int(round(2.0 * np.median(lm[:, :, 0].max(1) - lm[:, :, 0].min(1))))  # twice the face's width
+    lm = pipe.target_state.sequence.landmarks
+    side = face_side(pipe)
     held = np.arange(cfg.train_frames, cfg.num_frames)
     picks = rng.choice(held, size=args.n + args.n // 2, replace=False).tolist()
     real_idx, self_idx = picks[: args.n], picks[args.n :]
     frames = held_out_frames(pipe, args.target_video, picks)
     items = [("real", square(frames[i], face_box(lm[i]), side)) for i in real_idx]
-    finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
-    for i in self_idx:  # self-reenactment: the held-out frame's own parameters, as `dvp evaluate` drives it
-        cond, raw = held_out_outputs(pipe, seq, i, i + 1)
-        out = pasted(pipe, finisher.crops(raw, cond[-1:]))[0]
-        items.append(("generated", square(out, face_box(lm[i]), side)))
+    items += [("generated", s) for s in self_squares(pipe, self_idx, side)]
     per_source = (args.n - len(self_idx)) // max(1, len(args.source))
     for src in args.source:
-        out = pipe(source_video=src, max_frames=args.max_frames, watermark=False)
-        box = face_box(lm[cfg.reference_frame])  # the driven head is held near the target's trained poses
-        for j in rng.choice(len(out.frames[0]), size=per_source, replace=False):
-            items.append(("generated", square((out.frames[0][j] * 255).round().astype(np.uint8), box, side)))
+        driven, box = driven_run(pipe, src, args.max_frames)
+        for j in rng.choice(len(driven), size=per_source, replace=False):
+            items.append(("generated", square(driven[j], box, side)))
     order = rng.permutation(len(items))
     os.makedirs(os.path.join(args.out, "images"), exist_ok=True)
     key = []
@@ -88,15 +115,20 @@ def score(args) -> None:
     print(f"{right} of {len(key)} told apart correctly ({100 * right / len(key):.0f}%; chance is 50%)")
 
 
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options a blind test and a blind A/B share: the footage, the driving clips, where to write, the seed."""
+    p.add_argument("--target-video", required=True, help="the target's own video (real frames of held-out moments)")
+    p.add_argument("--source", action="append", default=[], help="a clip to drive the target with (repeatable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-frames", type=int, default=150, help="frames of each source to drive with")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="A blind test of a target's realism.")
     p.add_argument("--target", default="demo")
-    p.add_argument("--target-video", required=True)
-    p.add_argument("--source", action="append", default=[])
-    p.add_argument("--out", required=True)
+    add_common_arguments(p)
     p.add_argument("--n", type=int, default=12, help="real images (and as many generated)")
-    p.add_argument("--max-frames", type=int, default=150)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--score", default=None, help="a JSON list of answers to score against the key")
     args = p.parse_args(argv)
     score(args) if args.score else build(args)

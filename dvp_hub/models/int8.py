@@ -217,12 +217,6 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
     return gen
 
 
-def int8_cached(model: RenderingToVideoGenerator) -> bool:
-    """Whether `cached_int8` holds ``model`` quantized for its current weights (no calibration left to pay)."""
-    cached = getattr(model, "_dvp_int8", None)
-    return cached is not None and cached[0] == _fast(model)[0]
-
-
 def cache_int8_failure(model: RenderingToVideoGenerator) -> None:
     """Remember that quantizing ``model``'s current weights failed: `cached_int8` then returns None at once."""
     object.__setattr__(model, "_dvp_int8", (_fast(model)[0], None))
@@ -232,9 +226,12 @@ def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGener
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
     windows when it runs), cached on the model like the fast copy; None where `cache_int8_failure` recorded that it
     failed for these weights."""
-    if not int8_cached(model):
-        object.__setattr__(model, "_dvp_int8", (_fast(model)[0], quantize_window_generator(model, windows_fn())))
-    return model._dvp_int8[1]
+    key = _fast(model)[0]
+    cached = getattr(model, "_dvp_int8", None)
+    if cached is None or cached[0] != key:
+        cached = (key, quantize_window_generator(model, windows_fn()))
+        object.__setattr__(model, "_dvp_int8", cached)
+    return cached[1]
 
 
 class _RefinerResidual(torch.nn.Module):

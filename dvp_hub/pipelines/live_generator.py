@@ -121,7 +121,7 @@ def offline_int8(pipe, int8: bool | None, fast: bool = True, frames: int | None 
     run of at least `INT8_MIN_FRAMES` frames (long enough to pay for calibrating), whatever ran before in the
     process. ``fast=False`` (plain fp32) never uses it. Why it is the default:
     `benchmarks/results/offline_int8_default_cpu.json`."""
-    if (int8 is not None and not int8) or not fast or pipe._execution_device.type != "cpu":
+    if int8 is False or not fast or pipe._execution_device.type != "cpu":  # RunOptions makes int8 a bool or None
         return None
     if int8 is None and frames is not None and frames < INT8_MIN_FRAMES:
         return None

@@ -12,14 +12,8 @@ import threading
 import gradio as gr
 
 from ..perf import tune_allocator
-from ..pipelines.finish import face_window
-from ..pipelines.live_generator import (
-    compile_live_generator,
-    int8_live_generator,
-    int8_refiner,
-    live_model,
-    offline_int8,
-)
+from ..pipelines.finish import FrameFinisher
+from ..pipelines.live_generator import compile_live_generator, int8_live_generator, live_model, offline_int8
 from .common import CONSENT, EDIT_CONTROLS, get_pipeline, target_choices
 from .handlers import edit, edit_sliders, model_card, reenact, verify
 from .live_tab import build_live_tab
@@ -112,8 +106,8 @@ def _warm_up() -> None:
     try:
         pipe = get_pipeline("demo")
         gen8 = offline_int8(pipe, True)  # the Reenact tab's (the Live tab's model too, unless that one is light)
-        if gen8 is not None and pipe.refiner is not None:
-            int8_refiner(pipe, pipe.refiner, face_window(pipe), gen8)
+        if gen8 is not None:  # the refiner's detail branch, where and as a Reenact run's finisher quantizes it
+            FrameFinisher(pipe, paste_back=False, watermark=False, invisible_watermark=False).use_int8(pipe, gen8)
     except Exception as err:  # noqa: BLE001 - the Reenact tab calibrates (or runs float) on its first visitor
         logging.getLogger("dvp_hub").warning("reenact warm-up failed: %s", str(err).splitlines()[0][:160])
 
