@@ -97,6 +97,24 @@ def feature_matching(fake_feats, real_feats) -> torch.Tensor:
     return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``[B, C, H, W]`` with reflected borders (differentiable; torchvision is not a
+    dependency and this is the one blur the losses need)."""
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).repeat(x.shape[1], 1, 1)
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k[:, :, None, :], groups=x.shape[1])
+    return F.conv2d(x, k[:, :, :, None], groups=x.shape[1])
+
+
+def split_bands(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)`` with ``low + high == x``: the Gaussian low pass at ``sigma`` px and what it removes."""
+    low = gaussian_blur(x, sigma)
+    return low, x - low
+
+
 def upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
 

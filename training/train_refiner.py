@@ -27,8 +27,30 @@ from dvp_hub.errors import DVPError
 from dvp_hub.models.refiner import FaceRefiner, PatchDiscriminator
 from dvp_hub.perceptual import FacePerceptualLoss
 from dvp_hub.refiner_data import build_pairs, load_pairs
-from dvp_hub.refiner_train import PatchSampler, feature_matching, initial_refiner, lsgan, upsample, validate
+from dvp_hub.refiner_train import (
+    PatchSampler,
+    feature_matching,
+    initial_refiner,
+    lsgan,
+    split_bands,
+    upsample,
+    validate,
+)
 from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint
+
+HIGH_BAND_GAIN = 10.0  # the high band (std ~0.025 of a [-1, 1] face patch at sigma 1.5) scaled towards the image's spread
+
+
+def judged(args, image: torch.Tensor) -> torch.Tensor:
+    """What the discriminator sees of a real or refined patch: the patch, or with --frequency_split its high band."""
+    if not args.frequency_split:
+        return image
+    return HIGH_BAND_GAIN * split_bands(image, args.frequency_split)[1]
+
+
+def compared(args, image: torch.Tensor) -> torch.Tensor:
+    """What L1 and the perceptual term compare: the patch, or with --frequency_split its low pass."""
+    return split_bands(image, args.frequency_split)[0] if args.frequency_split else image
 
 
 def parse_args(argv=None):
@@ -56,6 +78,14 @@ def parse_args(argv=None):
         type=float,
         default=0.0,
         help="weight of an L1 between EfficientNet-Lite0 features of the refined and real patch (0: off)",
+    )
+    p.add_argument(
+        "--frequency_split",
+        type=float,
+        default=0.0,
+        help="frequency separation (Fritsche et al., 2019), a Gaussian sigma in output px (0: off): L1 and the "
+        "perceptual term compare only the low pass, and the discriminator sees only the high band, so detail that "
+        "is real but not pixel-aligned is no longer averaged away",
     )
     p.add_argument("--adv_start", type=int, default=300, help="steps of L1 alone before the adversarial terms")
     p.add_argument(
@@ -99,19 +129,20 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
     if step < args.freeze_refiner_steps:  # the discriminator first learns what the refiner (--init_from) makes
         with torch.no_grad():
             fake = refiner(gen, corr)
-        return {"d": discriminator_step(disc, opt_d, cond, real, fake, accelerator)}
+        return {"d": discriminator_step(disc, opt_d, cond, judged(args, real), judged(args, fake), accelerator)}
     fake = refiner(gen, corr)
     adv = step >= args.adv_start
-    loss = args.lambda_l1 * torch.nn.functional.l1_loss(fake, real)
+    loss = args.lambda_l1 * torch.nn.functional.l1_loss(compared(args, fake), compared(args, real))
     logs = {"l1": float(loss.detach()) / args.lambda_l1}
     if perceptual is not None:
-        perc = perceptual(fake, real)
+        perc = perceptual(compared(args, fake), compared(args, real))
         loss = loss + args.lambda_perceptual * perc
         logs["perceptual"] = float(perc.detach())
     if adv:
-        logits, fake_feats = disc(torch.cat([cond, fake], 1))
+        real_seen = judged(args, real)
+        logits, fake_feats = disc(torch.cat([cond, judged(args, fake)], 1))
         with torch.no_grad():
-            _, real_feats = disc(torch.cat([cond, real], 1))
+            _, real_feats = disc(torch.cat([cond, real_seen], 1))
         g_adv = lsgan(logits, True)
         fm = feature_matching(fake_feats, real_feats)
         loss = loss + args.lambda_adv * g_adv + args.lambda_feature_matching * fm
@@ -120,12 +151,13 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
     accelerator.backward(loss)
     opt_g.step()
     if adv:
-        logs["d"] = discriminator_step(disc, opt_d, cond, real, fake.detach(), accelerator)
+        logs["d"] = discriminator_step(disc, opt_d, cond, real_seen, judged(args, fake.detach()), accelerator)
     return logs
 
 
 def discriminator_step(disc, opt_d, cond, real, fake, accelerator) -> float:
-    """One least-squares update of the conditional PatchGAN on real and (detached) refined patches; its loss."""
+    """One least-squares update of the conditional PatchGAN on real and (detached) refined patches, as `judged`
+    shows them; its loss."""
     real_logits, _ = disc(torch.cat([cond, real], 1))
     fake_logits, _ = disc(torch.cat([cond, fake], 1))
     d_loss = 0.5 * (lsgan(real_logits, True) + lsgan(fake_logits, False))
