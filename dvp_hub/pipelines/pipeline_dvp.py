@@ -15,7 +15,7 @@ from ..errors import InputError, TargetLoadError
 from ..models import FaceRefiner, PortraitTarget, RenderingToVideoGenerator
 from ..models.inference import generate_windows
 from ..motion.editing import control_directions, control_ranges, edited_frame, pose_coupling, pose_ranges
-from ..profile import StageTimes, timed
+from ..profile import StageTimes
 from ..render.conditioning import ConditioningRenderer
 from ..video import VideoWriter
 from . import steps
@@ -24,6 +24,7 @@ from .live import LiveSession
 from .options import RunOptions
 from .reference import load_background
 from .saving import PipelineSaving
+from .streaming import in_background
 from .target_folder import (  # noqa: F401 - public names
     DEMO_DIR,
     check_folder,
@@ -35,6 +36,15 @@ from .target_folder import (  # noqa: F401 - public names
 from .target_state import TargetState
 
 logger = logging.get_logger(__name__)
+
+
+def _close_prepared(prepared) -> None:
+    """Wait for a run's `steps.prepare_finisher` in the background and release what it made (the run failed)."""
+    try:
+        finisher, _ = prepared()
+    except BaseException:  # noqa: BLE001 - the run's own error is the one to report
+        return
+    finisher.close()
 
 
 @dataclass
@@ -296,26 +306,26 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
         show = opts.progress and not getattr(self, "_progress_bar_config", {}).get("disable", False)
         stages = 2 if reader is not None else 1
         times = StageTimes() if opts.profile else None
-        # 2. Track the source and fit the face model (or load a `dvp track` parameter file)
-        with timed(times, "track + fit", len(reader) if reader is not None else 0):
-            source = steps.source_motion(self, reader, source_parameters, opts.max_frames, show)
-        if times is not None and reader is None:
-            times.frames["track + fit"] = len(source)  # a parameter file: its frames, known once it is loaded
-        # 3. Retarget: the source's motion on the target's face
-        with timed(times, "retarget", len(source)):
-            drive, pose_report = steps.retarget_motion(self, source, opts)
+        # The finisher and the int8 calibration read only the target: prepared beside tracking
+        known = len(reader) if reader is not None else None  # a parameter file's length is known once loaded
+        prepared = in_background(lambda: steps.prepare_finisher(self, opts, paste_back, known)) if known else None
+        try:  # 2. Track the source and fit the face model; 3. retarget its motion on the target's face
+            source, drive, pose_report = steps.drive_motion(self, reader, source_parameters, opts, show, times)
+        except BaseException:
+            if prepared is not None:  # wait for it, so that nothing of the run goes on behind the error
+                _close_prepared(prepared)
+            raise
         # 4. Render the conditioning, generate, refine, paste back, mark and write, chunk by chunk
-        finisher = FrameFinisher(self, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast)
+        finisher, int8 = prepared() if prepared else steps.prepare_finisher(self, opts, paste_back, len(drive))
         finisher.times = times
-        writer = None
-        if output_video:
-            provenance = self.provenance(mode=opts.mode, source=source_video or source_parameters)
-            writer = VideoWriter(output_video, drive.fps, audio_from=source_video, provenance=provenance)
-        frames: list = []
-        bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
+        writer, frames = None, []
         try:
+            if output_video:
+                provenance = self.provenance(mode=opts.mode, source=source_video or source_parameters)
+                writer = VideoWriter(output_video, drive.fps, audio_from=source_video, provenance=provenance)
+            bar = steps.stage_bar(self, f"[{stages}/{stages}] generating the target", len(drive)) if show else None
             gen_seconds, gen_kind = steps.generate_and_write(
-                self, drive, finisher, writer, frames, opts, bar, times, callback_on_frame
+                self, drive, finisher, writer, frames, opts, int8, bar, times, callback_on_frame
             )
         finally:
             finisher.close()

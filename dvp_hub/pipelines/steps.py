@@ -25,10 +25,11 @@ from ..face.fitting import fit_sequence
 from ..face.sequence import FaceSequence
 from ..face.tracker import FaceTracker
 from ..models.inference import generate_windows, input_dtype
+from ..motion import retarget
 from ..profile import timed
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..video import VideoReader, check_output_path
-from ..motion import retarget
+from .finish import FrameFinisher
 from .live_generator import offline_int8
 from .streaming import Worker, prefetch, use_threads
 
@@ -61,6 +62,18 @@ def source_motion(pipe, reader, source_parameters, max_frames, show: bool):
         return track_source(reader, bar)
     finally:  # before any error message, so that it gets a line of its own
         bar.close() if bar is not None else None
+
+
+def drive_motion(pipe, reader, source_parameters, opts, show: bool, times=None) -> tuple:
+    """Steps 2 and 3: ``(source, drive, pose_report)``, the source's `FaceSequence` (`source_motion`) and the
+    target's (`retarget_motion`), each timed into ``times`` (a `profile.StageTimes` or None)."""
+    with timed(times, "track + fit", len(reader) if reader is not None else 0):
+        source = source_motion(pipe, reader, source_parameters, opts.max_frames, show)
+    if times is not None and reader is None:
+        times.frames["track + fit"] = len(source)  # a parameter file: its frames, known once it is loaded
+    with timed(times, "retarget", len(source)):
+        drive, pose_report = retarget_motion(pipe, source, opts)
+    return source, drive, pose_report
 
 
 def track_source(reader, bar=None):
@@ -222,19 +235,32 @@ def _stage_workers(chain: list, threads: int | None) -> list[Worker]:
     return workers
 
 
+def prepare_finisher(pipe, opts, paste_back: bool, frames: int | None) -> tuple:
+    """Step 4's setup: ``(finisher, int8)``, the run's `FrameFinisher` and its int8 generator (None: float; chosen
+    by `live_generator.offline_int8` for a run of ``frames`` frames, and then the refiner's detail branch in int8
+    too, `FrameFinisher.use_int8`), both calibrated. It reads only the target, so a run starts it beside
+    tracking (`streaming.in_background`); the caller closes the finisher."""
+    finisher = FrameFinisher(pipe, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast)
+    try:
+        int8 = offline_int8(pipe, opts.int8, opts.fast, frames=frames)
+        if int8 is not None:
+            finisher.use_int8(pipe, int8)
+    except BaseException:
+        finisher.close()
+        raise
+    return finisher, int8
+
+
 def generate_and_write(
-    pipe, drive, finisher, writer, frames: list, opts, bar=None, times=None, callback=None
+    pipe, drive, finisher, writer, frames: list, opts, int8=None, bar=None, times=None, callback=None
 ) -> tuple[float, str]:
     """Step 4 with its sink: every frame refined, pasted back and marked (``finisher``), then written to ``writer``
     (closed at the end; aborted, nothing left on disk, on an error) or appended to ``frames``. Returns the
-    generator's seconds and how it ran (``"int8"`` or ``"float"``, `live_generator.offline_int8` by ``opts.int8``;
-    with the int8 generator, the refiner's detail branch runs in int8 too, `FrameFinisher.use_int8`).
-    ``times``: a `profile.StageTimes` for render, generator and encode. ``callback``: as `frame_sink`'s."""
+    generator's seconds and how it ran (``"int8"`` with ``int8``, the int8 generator from `prepare_finisher`, else
+    ``"float"``). ``times``: a `profile.StageTimes` for render, generator and encode. ``callback``: as
+    `frame_sink`'s."""
     sink = frame_sink(finisher, writer, frames, times, callback)
     try:
-        int8 = offline_int8(pipe, opts.int8, opts.fast, frames=len(drive))
-        if int8 is not None:
-            finisher.use_int8(pipe, int8)  # the refiner's detail branch too, where it can
         seconds = render_generate_write(
             pipe, drive, sink, batch_size=opts.batch_size, chunk_size=opts.chunk_size, fast=opts.fast,
             overlap=opts.overlap, bar=bar, times=times, int8=int8,

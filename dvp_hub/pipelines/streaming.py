@@ -1,5 +1,6 @@
 """Overlapping the pipeline's stages: rendering ahead of the generator, encoding behind it.
 
+`in_background(fn)` starts one piece of work beside the caller's (a run's calibration beside its tracking).
 `prefetch(iterable)` runs a producer (render + stack the next batches) in a thread while the caller
 generates; `Worker(fn)` runs a consumer (refine; paste-back, mark, encode) in a thread behind it, and
 workers chain. Torch, OpenCV and ffmpeg release the GIL, so the stages run on different cores at once.
@@ -101,6 +102,29 @@ def prefetch(iterable, depth: int = 2, threads: int | None = None):
     finally:
         stop.set()
         thread.join()
+
+
+def in_background(fn):
+    """Start ``fn()`` in a thread (in a copy of the caller's context) and return ``result()``, which waits for it and
+    returns its value or re-raises its error."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            box["error"] = exc
+
+    thread = _thread(run, "dvp-background")
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
 
 
 class Worker:
