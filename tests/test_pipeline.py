@@ -97,6 +97,31 @@ def test_overlap_threads_report_errors_and_stop():
     assert seen == [1.0]
 
 
+def test_the_finisher_is_prepared_beside_tracking_and_closed_if_it_fails(tiny_pipeline, monkeypatch, tmp_path):
+    """A video run starts `steps.prepare_finisher` in the background before tracking (`streaming.in_background`
+    hands back its value or its error); when tracking fails, the run waits for it and closes what it made, and the
+    tracking error is the one the caller sees, with nothing written."""
+    from dvp_hub.pipelines import finish, steps
+    from dvp_hub.pipelines.streaming import in_background
+
+    assert in_background(lambda: 7)() == 7
+    with pytest.raises(ZeroDivisionError):
+        in_background(lambda: 1 / 0)()
+    made, closed = [], []
+    prepare = steps.prepare_finisher
+    monkeypatch.setattr(steps, "prepare_finisher", lambda *a: made.append(prepare(*a)) or made[-1])
+    monkeypatch.setattr(finish.FrameFinisher, "close", lambda self: closed.append(self))
+
+    def tracking_fails(*args):
+        raise InputError("no face in the source")
+
+    monkeypatch.setattr(steps, "drive_motion", tracking_fails)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(InputError, match="no face"):
+        tiny_pipeline(source_video=clip("talking-d3.mp4"), output_video=str(out), max_frames=8, progress=False)
+    assert len(made) == 1 and closed == [made[0][0]] and list(tmp_path.iterdir()) == []
+
+
 def test_worker_threads_see_the_callers_context_cancel_and_leave_other_threads_counts():
     """Workers run in a copy of the caller's context (Gradio's progress reads it); `cancel` drops what is queued;
     a worker's own torch thread count neither changes the caller's nor the count a later thread starts with."""
