@@ -4,12 +4,13 @@
         --target-video ../shared/data/target-obama-34s.mp4 \
         --source ../shared/data/talking-d9.mp4 --source ../shared/data/talking-d14.mp4 --out runs/ab
 
-Writes ``OUT/images/NN.png``: the same square around the face from both targets' full frames at native size, side
-by side (left / right shuffled, visible label off). Held-out pairs (the two targets' self-reenactment of a target
+Writes ``OUT/images/NN_1.png`` and ``NN_2.png``: the same square around the face from both targets' full frames at
+native size, as two separate files (which target is 1 shuffled per pair, visible label off): shown side by side,
+judges picked one side for every pair whatever it held. Held-out pairs (the two targets' self-reenactment of a target
 frame it never trained on) come with ``OUT/images/NN_real.png``, the real frame of that moment; driven pairs have no
 reference. ``OUT/key.json`` says which side is A. Give a judge only the images folder and ask, for each pair, which
 side looks more like real camera footage of the person (and, where a real frame is given, is closer to it); then
-score the answers (a JSON list of "left"/"right" in image order) with ``--score FILE``.
+score the answers (a JSON list of "1"/"2" in pair order) with ``--score FILE``.
 """
 
 from __future__ import annotations
@@ -49,13 +50,12 @@ def build(args) -> None:
     key = []
     for k, idx in enumerate(rng.permutation(len(pairs))):
         a, b, ref = pairs[idx]
-        a_left = bool(rng.random() < 0.5)
-        gap = np.full((side, 8, 3), 255, np.uint8)
-        img = np.hstack([a, gap, b] if a_left else [b, gap, a])
-        Image.fromarray(img).save(os.path.join(args.out, "images", f"{k:02d}.png"))
+        a_first = bool(rng.random() < 0.5)
+        for n, img in zip("12", (a, b) if a_first else (b, a)):
+            Image.fromarray(img).save(os.path.join(args.out, "images", f"{k:02d}_{n}.png"))
         if ref is not None:
             Image.fromarray(ref).save(os.path.join(args.out, "images", f"{k:02d}_real.png"))
-        key.append({"a": "left" if a_left else "right", "held_out": ref is not None})
+        key.append({"a": "1" if a_first else "2", "held_out": ref is not None})
     with open(os.path.join(args.out, "key.json"), "w") as f:
         json.dump({"a": args.a, "b": args.b + (" (int8)" if args.b_int8 else ""), "pairs": key}, f, indent=1)
     print(f"wrote {len(key)} pairs of {side} px squares to {args.out}/images")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--b-int8", action="store_true", help="B's generator and refiner detail in int8 (RunOptions.int8)")
     p.add_argument("--n-self", type=int, default=8, help="held-out pairs")
     p.add_argument("--n-driven", type=int, default=4, help="driven pairs per source")
-    p.add_argument("--score", default=None, help='a JSON list of "left"/"right" answers to score against the key')
+    p.add_argument("--score", default=None, help='a JSON list of "1"/"2" answers to score against the key')
     args = p.parse_args(argv)
     score(args) if args.score else build(args)
     return 0
