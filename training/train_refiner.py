@@ -38,7 +38,7 @@ from dvp_hub.refiner_train import (
 )
 from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint
 
-HIGH_BAND_GAIN = 10.0  # the high band (std ~0.025 of a [-1, 1] face patch at sigma 1.5) scaled towards the image's spread
+HIGH_BAND_GAIN = 10.0  # the high band (std ~0.025 of a [-1, 1] face patch at sigma 1.5), scaled up to the image's spread
 
 
 def judged(args, image: torch.Tensor) -> torch.Tensor:
@@ -132,15 +132,16 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
         return {"d": discriminator_step(disc, opt_d, cond, judged(args, real), judged(args, fake), accelerator)}
     fake = refiner(gen, corr)
     adv = step >= args.adv_start
-    loss = args.lambda_l1 * torch.nn.functional.l1_loss(compared(args, fake), compared(args, real))
+    fake_c, real_c = compared(args, fake), compared(args, real)
+    loss = args.lambda_l1 * torch.nn.functional.l1_loss(fake_c, real_c)
     logs = {"l1": float(loss.detach()) / args.lambda_l1}
     if perceptual is not None:
-        perc = perceptual(compared(args, fake), compared(args, real))
+        perc = perceptual(fake_c, real_c)
         loss = loss + args.lambda_perceptual * perc
         logs["perceptual"] = float(perc.detach())
     if adv:
-        real_seen = judged(args, real)
-        logits, fake_feats = disc(torch.cat([cond, judged(args, fake)], 1))
+        real_seen, fake_seen = judged(args, real), judged(args, fake)
+        logits, fake_feats = disc(torch.cat([cond, fake_seen], 1))
         with torch.no_grad():
             _, real_feats = disc(torch.cat([cond, real_seen], 1))
         g_adv = lsgan(logits, True)
@@ -151,7 +152,7 @@ def train_step(args, step, refiner, disc, opt_g, opt_d, gen, real, accelerator, 
     accelerator.backward(loss)
     opt_g.step()
     if adv:
-        logs["d"] = discriminator_step(disc, opt_d, cond, real_seen, judged(args, fake.detach()), accelerator)
+        logs["d"] = discriminator_step(disc, opt_d, cond, real_seen, fake_seen.detach(), accelerator)
     return logs
 
 

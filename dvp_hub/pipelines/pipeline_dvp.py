@@ -38,15 +38,6 @@ from .target_state import TargetState
 logger = logging.get_logger(__name__)
 
 
-def _close_prepared(prepared) -> None:
-    """Wait for a run's `steps.prepare_finisher` in the background and release what it made (the run failed)."""
-    try:
-        finisher, _ = prepared()
-    except BaseException:  # noqa: BLE001 - the run's own error is the one to report
-        return
-    finisher.close()
-
-
 @dataclass
 class DeepVideoPortraitPipelineOutput(BaseOutput):
     """frames: ``(1, F, H, W, 3)`` floats in [0, 1] ("np"), ``(1, F, 3, H, W)`` ("pt") or a list of PIL lists;
@@ -313,7 +304,7 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
             source, drive, pose_report = steps.drive_motion(self, reader, source_parameters, opts, show, times)
         except BaseException:
             if prepared is not None:  # wait for it, so that nothing of the run goes on behind the error
-                _close_prepared(prepared)
+                steps.discard_prepared(prepared)
             raise
         # 4. Render the conditioning, generate, refine, paste back, mark and write, chunk by chunk
         finisher, int8 = prepared() if prepared else steps.prepare_finisher(self, opts, paste_back, len(drive))

@@ -251,6 +251,16 @@ def prepare_finisher(pipe, opts, paste_back: bool, frames: int | None) -> tuple:
     return finisher, int8
 
 
+def discard_prepared(prepared) -> None:
+    """Wait for a `prepare_finisher` started with `streaming.in_background` and release what it made (the run failed;
+    an error of its own is dropped: the run's is the one to report)."""
+    try:
+        finisher, _ = prepared()
+    except BaseException:  # noqa: BLE001
+        return
+    finisher.close()
+
+
 def generate_and_write(
     pipe, drive, finisher, writer, frames: list, opts, int8=None, bar=None, times=None, callback=None
 ) -> tuple[float, str]:
