@@ -38,7 +38,7 @@ from dvp_hub.refiner_train import (
 )
 from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint
 
-HIGH_BAND_GAIN = 10.0  # the high band (std ~0.025 of a [-1, 1] face patch at sigma 1.5), scaled up to the image's spread
+HIGH_BAND_GAIN = 10.0  # the high band (std ~0.025 of a [-1, 1] face patch at sigma 1.5) scaled up
 
 
 def judged(args, image: torch.Tensor) -> torch.Tensor:
