@@ -197,7 +197,7 @@ def _space(src, target_folder):
     from dvp_hub import space
 
     name = os.path.basename(target_folder)
-    return space.reenact(src, name, "", "reenact", ["pose", "expression", "gaze"], True)
+    return list(space.reenact(src, name, "", "reenact", ["pose", "expression", "gaze"], True))[-1]
 
 
 @pytest.fixture

@@ -86,9 +86,10 @@ def test_no_video_bad_file_names_and_result_permissions(app, short_clip, tmp_pat
     # the files the server writes (and serves) are readable by others under the usual umask
     old = os.umask(0o022)
     try:
-        result, sbs, _ = space.reenact(short_clip, "demo", "", "dub", ["expression"], True, progress=None)
+        first, (result, sbs, _) = space.reenact(short_clip, "demo", "", "dub", ["expression"], True, progress=None)
     finally:
         os.umask(old)
+    assert first[0] == result and first[1] is None  # the result comes first, the side-by-side after it
     for path in (result, sbs, os.path.dirname(result)):
         assert os.stat(path).st_mode & 0o044 == 0o044, oct(os.stat(path).st_mode)
 
@@ -141,6 +142,10 @@ def test_browser_upload_confirm_reenact_and_edit(app, short_clip, tmp_path):
         assert duration > 0.5
         page.evaluate("document.querySelector('#result video').play()")
         page.wait_for_function("document.querySelector('#result video').currentTime > 0", timeout=20_000)
+        page.wait_for_function(  # the side-by-side follows the result
+            "() => { const v = document.querySelector('#sbs video'); return v && v.readyState >= 1; }",
+            timeout=60_000,
+        )
         page.screenshot(path=str(shots / "reenact.png"))
         # Edit tab: moving a slider changes the image
         page.get_by_role("tab", name="Edit").click()

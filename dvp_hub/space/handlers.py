@@ -17,6 +17,7 @@ from ..pipelines.pipeline_dvp import resolve_target
 from ..provenance.verify import format_report, verify_file
 from ..provenance.watermark import embed
 from ..video import VideoReader, VideoWriter, current_umask
+from ..video_probe import probe_video
 from .common import (
     EDIT_CONTROLS,
     POSE_CONTROLS,
@@ -29,42 +30,57 @@ from .common import (
 )
 
 SIDE_BY_SIDE_HEIGHT = 360  # px
+PANEL_QUALITY = 90  # JPEG quality of the diffuse panels kept in memory during the pass
 
 
 class SideBySide:
-    """source | diffuse conditioning | result (full frame, same height) as a second labelled video, made in the
-    pipeline's own pass: a ``callback_on_frame`` (the source decoded alongside, at the panels' height)."""
+    """source | diffuse conditioning | result (full frame, same height) as a second labelled video, in two halves
+    so that the visitor gets the result first: during the pipeline's pass, ``__call__`` (its ``callback_on_frame``)
+    keeps each frame's diffuse panel, JPEG-compressed in memory (a few tens of kB a frame); once the result is
+    written, `write` decodes the source and the result at the panels' height and encodes the three side by side.
+    """
 
     def __init__(self, source_video: str, pipe, output: str):
         self.size = SIDE_BY_SIDE_HEIGHT  # every panel this tall; the result keeps its aspect ratio
-        reader = VideoReader(source_video, size=(self.size, self.size))  # at the rate the pipeline decodes
-        self.sources = iter(reader)  # a generator: close() stops its decoder
-        provenance = pipe.provenance(source=source_video)
-        self.writer = VideoWriter(output, reader.fps, audio_from=source_video, provenance=provenance)
-        self.path = output
+        self.source_video, self.pipe, self.path = source_video, pipe, output
+        self.panels: list[np.ndarray] = []  # JPEG bytes of each frame's diffuse panel, in frame order
 
     def __call__(self, index: int, frame: np.ndarray, cond) -> None:
         size = self.size
-        src = next(self.sources, None)
-        src = np.zeros((size, size, 3), np.uint8) if src is None else src
         diffuse = cv2.resize(tensor_to_uint8(cond[:3]), (size, size), interpolation=cv2.INTER_LINEAR)
-        w = int(round(frame.shape[1] * size / frame.shape[0] / 2)) * 2  # even: H.264 needs it
-        res = cv2.resize(frame, (w, size), interpolation=cv2.INTER_AREA)
-        self.writer.write(embed(np.concatenate([src, diffuse, res], 1)))
+        self.panels.append(cv2.imencode(".jpg", diffuse[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, PANEL_QUALITY])[1])
 
-    def close(self) -> str:
-        self.sources.close()  # the decoder's process
-        self.writer.close()
+    def write(self, result_video: str) -> str:
+        """The side-by-side video of ``result_video`` (the pipeline's finished output); nothing is left on disk
+        if it fails."""
+        size, info = self.size, probe_video(result_video)
+        w = int(round(info.width * size / info.height / 2)) * 2  # even: H.264 needs it
+        sources = iter(VideoReader(self.source_video, size=(size, size)))  # generators: close() stops the decoders
+        results = iter(VideoReader(result_video, size=(w, size)))
+        provenance = self.pipe.provenance(source=self.source_video)
+        writer = VideoWriter(self.path, info.fps, audio_from=self.source_video, provenance=provenance)
+        try:
+            for panel in self.panels:
+                src = next(sources, None)
+                src = np.zeros((size, size, 3), np.uint8) if src is None else src
+                res = next(results, None)
+                res = np.zeros((size, w, 3), np.uint8) if res is None else res
+                diffuse = cv2.imdecode(panel, cv2.IMREAD_COLOR)[..., ::-1]
+                writer.write(embed(np.concatenate([src, diffuse, res], 1)))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            sources.close()
+            results.close()
         return self.path
-
-    def abort(self) -> None:
-        self.sources.close()
-        self.writer.abort()
 
 
 @gpu(duration=120)
 def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progress=gr.Progress(track_tqdm=True)):
-    """The Reenact tab: returns (result video, side-by-side video, summary markdown).
+    """The Reenact tab, a generator: yields (result video, None, summary markdown) as soon as the result is
+    written, then (result video, side-by-side video, summary) once the side-by-side is (`SideBySide`).
 
     ``progress`` picks up the pipeline's progress bars (tracking, then rendering + generating).
     """
@@ -83,45 +99,49 @@ def reenact(source_video, target_choice, hub_id, mode, transfer, consent, progre
         result = os.path.join(out_dir, "reenacted.mp4")
         t0 = time.perf_counter()
         panels = SideBySide(source_video, pipe, os.path.join(out_dir, "side_by_side.mp4"))
-        try:
-            out = pipe(
-                source_video=source_video, mode=mode, transfer=tuple(transfer), output_video=result,
-                callback_on_frame=panels, int8=True,  # calibrated at the Space's start (`app._warm_up`), once a target
-            )
-            sbs = panels.close()
-        except BaseException:
-            panels.abort()
-            raise
-        st = out.stats
-        summary = (
-            f"**{st['frames']} frames** tracked ({st['interpolated_frames']} interpolated, faces found in "
-            f"{st['frames'] - st['interpolated_frames']}); neutral source frame {st['source_reference_frame']}; "
-            f"{st['fps']:.1f} frames/s ({time.perf_counter() - t0:.1f} s). The video is synthetic and "
-            "labelled so."
+        out = pipe(
+            source_video=source_video,
+            mode=mode,
+            transfer=tuple(transfer),
+            output_video=result,
+            callback_on_frame=panels,
+            int8=True,  # calibrated at the Space's start (`app._warm_up`), once a target
         )
-        if st["frames_beyond_target_pose_range"]:
-            summary += (
-                f"\n\n**{st['frames_beyond_target_pose_range']} frames** turn the head up to "
-                f"{st['max_pose_offset_deg']:g} degrees, beyond the {st['target_pose_range_deg']:g} degrees this "
-                "target was trained on: those frames are extrapolated and look worse."
-            )
-        if st.get("frames_pose_limited"):
-            summary += (
-                f"\n\nIn **{st['frames_pose_limited']} frames** the head moved less than the source's, to stay near "
-                "the poses this target was trained on."
-            )
-        if st.get("frames_expression_limited"):
-            summary += (
-                f"\n\nIn **{st['frames_expression_limited']} frames** the face made a smaller expression than the "
-                "source's, to stay near the expressions this target was trained on."
-            )
-        return result, sbs, summary
+        summary = _summary(out.stats, time.perf_counter() - t0)
+        yield result, None, summary + "\n\n*The side-by-side video follows in a few seconds.*"
+        yield result, panels.write(result), summary
     except BaseException as err:
         if out_dir is not None:  # nothing half-written stays behind
             shutil.rmtree(out_dir, ignore_errors=True)
         if isinstance(err, DVPError):
             raise user_error(user_names(str(err), source_video)) from None
         raise
+
+
+def _summary(st: dict, seconds: float) -> str:
+    """The Reenact tab's summary of a run's ``stats``, as Markdown."""
+    summary = (
+        f"**{st['frames']} frames** tracked ({st['interpolated_frames']} interpolated, faces found in "
+        f"{st['frames'] - st['interpolated_frames']}); neutral source frame {st['source_reference_frame']}; "
+        f"{st['fps']:.1f} frames/s ({seconds:.1f} s). The video is synthetic and labelled so."
+    )
+    if st["frames_beyond_target_pose_range"]:
+        summary += (
+            f"\n\n**{st['frames_beyond_target_pose_range']} frames** turn the head up to "
+            f"{st['max_pose_offset_deg']:g} degrees, beyond the {st['target_pose_range_deg']:g} degrees this "
+            "target was trained on: those frames are extrapolated and look worse."
+        )
+    if st.get("frames_pose_limited"):
+        summary += (
+            f"\n\nIn **{st['frames_pose_limited']} frames** the head moved less than the source's, to stay near "
+            "the poses this target was trained on."
+        )
+    if st.get("frames_expression_limited"):
+        summary += (
+            f"\n\nIn **{st['frames_expression_limited']} frames** the face made a smaller expression than the "
+            "source's, to stay near the expressions this target was trained on."
+        )
+    return summary
 
 
 @gpu(duration=20)
@@ -144,6 +164,7 @@ def edit_sliders(target_choice, hub_id, frame):
         ranges = pipe.edit_ranges(int(min(frame, pipe.target.config.num_frames - 1)))
     except DVPError as err:
         raise user_error(str(err)) from None
+
     def slider(lo, hi, step):  # back at 0 (the frame as trained); never an empty range
         lo, hi = round(lo / step) * step, round(hi / step) * step
         return gr.update(minimum=min(lo, -step), maximum=max(hi, step), value=0)
