@@ -172,6 +172,7 @@ def _reenact_to(pipe, args, source: str, output: str):
         limit_pose=not args.no_pose_limit,
         limit_expression=not args.no_expression_limit,
         paste_back=False if args.crop_only else None,
+        reference_torso=not args.generated_torso,
         progress=not args.batch,
         profile=args.profile,
         int8=args.int8,

@@ -115,6 +115,12 @@ def _reenact(sub) -> None:
         "made is made smaller outside the mouth and eyes: a generator tears the collar on faces it never saw)",
     )
     p.add_argument(
+        "--generated-torso",
+        action="store_true",
+        help="paste back the generated neck and shoulders too (by default the reference frame's are kept below the "
+        "jaw: a generator paints skin over the collar under a mouth its target never made)",
+    )
+    p.add_argument(
         "--int8",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -169,6 +175,9 @@ def _evaluate(sub) -> None:
     p.add_argument("--no-pose-limit", action="store_true", help="drive without the pose limit (as dvp reenact)")
     p.add_argument(
         "--no-expression-limit", action="store_true", help="drive without the expression limit (as dvp reenact)"
+    )
+    p.add_argument(
+        "--generated-torso", action="store_true", help="score the generated torso pasted back (as dvp reenact)"
     )
 
 

@@ -38,7 +38,9 @@ def _evaluation(args) -> dict:
 
     torso: dict = {}  # the training frames' torsos, for counting driven frames with a torso never seen
     native: dict = {}  # the target's real frames at native size, for the driven rows' detail
-    sr = self_reenactment(pipe, args.target_video, args.max_frames, embedder, sheet("self"), torso, native)
+    sr = self_reenactment(
+        pipe, args.target_video, args.max_frames, embedder, sheet("self"), torso, native, not args.generated_torso
+    )
     sources = [
         driven(
             pipe,
@@ -51,6 +53,7 @@ def _evaluation(args) -> dict:
             limit_pose=not args.no_pose_limit,
             limit_expression=not args.no_expression_limit,
             native=native,
+            reference_torso=not args.generated_torso,
         )
         for s in args.source
     ]

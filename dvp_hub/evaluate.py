@@ -36,7 +36,7 @@ from .evaluate_measures import (
 from .evaluate_native import RealFootage, self_scores
 from .identity import identity_distance, spread_indices
 from .models.inference import generate_windows
-from .pipelines.finish import FrameFinisher, tensor_to_uint8
+from .pipelines.finish import FrameFinisher, jaw_line, rendered_face, tensor_to_uint8
 from .render.conditioning import ConditioningRenderer
 from .render.regions import box_mask, region_boxes
 from .video import VideoReader, to_uint8
@@ -99,6 +99,7 @@ def self_reenactment(
     sheet: str | None = None,
     torso: dict | None = None,
     native: dict | None = None,
+    reference_torso: bool = True,
 ) -> dict:
     """The target's own validation frames (never trained on), driven by their own fitted parameters.
 
@@ -110,6 +111,8 @@ def self_reenactment(
     With a reference frame (paste-back), ``result["native"]`` holds `evaluate_native.self_scores` (the full frame
     at native size, face detail, band error) and ``native["real"]`` receives the `RealFootage` for `driven`.
     The crop scores use the pipeline's crops (refined when the target has a refiner) taken to the crop's size.
+    ``reference_torso``: pasted back as the pipeline does by default (the reference frame's torso below the jaw);
+    where the target has a reference frame, the novel-torso count is taken on the frames as pasted back.
     """
 
     cfg = pipe.target.config
@@ -146,15 +149,17 @@ def self_reenactment(
         "baseline_nearest_frame": crop_scores(nearest, real, face, mouth),
     }
     result.update(tracking_floor(real, fake, seq.slice(start, stop), pipe.target.config.fps))
+    jaws = [jaw_line(rendered_face(c), refined.shape[1]) for c in cond[window - 1 :]] if reference_torso else None
     if pipe.has_reference:
         footage = RealFootage.read(pipe, target_video, start, stop, nearest_index.tolist())
-        result["native"] = self_scores(pipe, refined, tensor_to_uint8(raw), footage)
+        result["native"] = self_scores(pipe, refined, tensor_to_uint8(raw), footage, jaws)
         if native is not None:
             native["real"] = footage
     train_torso = torso_patches(train)
     limit = float(torso_novelty(train_torso, torso_patches(real)).max())
     result["torso_novelty_real_max"] = limit  # real held-out frames are never farther than this
-    result["torso_novel_frames"] = int((torso_novelty(train_torso, torso_patches(fake)) > limit).sum())
+    shown = evaluate_native.viewed_crops(pipe, refined, jaws) if pipe.has_reference else fake
+    result["torso_novel_frames"] = int((torso_novelty(train_torso, torso_patches(shown)) > limit).sum())
     if torso is not None:
         torso.update(train=train_torso, limit=limit)
     if sheet:

@@ -24,11 +24,12 @@ from .face.fitting import fit_sequence
 from .face.model import load_face_model
 from .face.tracker import track_video
 from .identity import identity_distance, sample_frames, spread_indices
+from .pipelines.finish import jaw_line, rendered_face
 from .render.conditioning import ConditioningRenderer
 from .video import VideoReader
 
 
-def _driven_sheet(pipe, path, source_video, drive, frames) -> None:
+def _driven_sheet(pipe, path, source_video, drive, frames, jaws=None) -> None:
     """source | diffuse render | output for 6 frames over the clip; at native size where the target has its full
     frame (the crop's square cut from the pasted-back frames)."""
 
@@ -42,7 +43,8 @@ def _driven_sheet(pipe, path, source_video, drive, frames) -> None:
     sources = [f for i, f in enumerate(VideoReader(source_video, max_frames=picks[-1] + 1)) if i in picks]
     shown = frames[picks]
     if pipe.has_reference:  # at the target's native size: the crop's square cut from the full frames
-        shown = [pipe.target.crop.cut(f) for f in evaluate_native.pasted(pipe, shown)]
+        jaws = None if jaws is None else [jaws[i] for i in picks]
+        shown = [pipe.target.crop.cut(f) for f in evaluate_native.pasted(pipe, shown, jaws=jaws)]
     contact_sheet(
         [[sources[k], diffuse[k], shown[k]] for k in range(len(picks))],
         path,
@@ -75,6 +77,7 @@ def driven(
     limit_pose: bool = True,
     limit_expression: bool = True,
     native: dict | None = None,
+    reference_torso: bool = True,
 ) -> dict:
     """Drive ``pipe`` with a source video and measure expression, pose, jitter (and identity with an embedder).
 
@@ -82,10 +85,13 @@ def driven(
     ``torso``: what `self_reenactment` put in its ``torso`` dict: count the frames with a novel torso.
     ``limit_pose``, ``limit_expression``: as in the pipeline's call. ``native``: what `self_reenactment` put in
     its ``native`` dict: face detail against the target's real frames at native size (`evaluate_native`).
-    Measured on the pipeline's crops (refined when the target has a refiner); the sheet shows them pasted back.
+    Measured on the pipeline's crops (refined when the target has a refiner); the sheet, the detail and (where the
+    target has its full frame) the novel-torso count on them pasted back, with the reference frame's torso below
+    the jaw unless ``reference_torso`` is False (as the pipeline's option).
     """
 
     src = fit_sequence(track_video(source_video, max_frames=max_frames))  # tracked once, drives the pipeline too
+    faces: list = []  # each frame's rendered face, for where paste-back keeps the reference torso
     out = pipe(
         source_parameters=src,
         watermark=False,
@@ -96,10 +102,12 @@ def driven(
         paste_back=False,
         invisible_watermark=False,
         int8=False,  # the model's own frames: int8's sub-grey-level noise alone moves face KID (offline_int8_default)
+        callback_on_frame=lambda i, frame, cond: faces.append(rendered_face(cond)),
     )
     frames = (out.frames[0] * 255).round().astype(np.uint8)
+    jaws = [jaw_line(f, frames.shape[1]) for f in faces] if reference_torso else None
     if sheet:
-        _driven_sheet(pipe, sheet, source_video, out.parameters, frames)
+        _driven_sheet(pipe, sheet, source_video, out.parameters, frames, jaws)
     track, got = retracked(frames, out.fps, "output")
     model = load_face_model()
     sv = model.shape(src.identity, src.expression)
@@ -118,9 +126,12 @@ def driven(
         "frames_expression_limited": int(out.stats.get("frames_expression_limited", 0)),
     }
     if native and native.get("real") is not None:
-        result["native"] = driven_scores(pipe, frames, track.landmarks[..., :2], native["real"], out.stats)
+        result["native"] = driven_scores(pipe, frames, track.landmarks[..., :2], native["real"], out.stats, jaws)
     if torso:
-        d = torso_novelty(torso["train"], torso_patches(torch.from_numpy(frames).permute(0, 3, 1, 2)))
+        shown = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        if pipe.has_reference:  # as a viewer sees them
+            shown = evaluate_native.viewed_crops(pipe, frames, jaws)
+        d = torso_novelty(torso["train"], torso_patches(shown))
         result.update(
             {"torso_novel_frames": int((d > torso["limit"]).sum()), "torso_novelty_median": float(np.median(d))}
         )

@@ -24,3 +24,40 @@ def test_paste_back_keeps_the_background_and_undoes_a_colour_cast():
     cast = np.clip(crop.astype(int) + [10, -6, 4], 0, 255).astype(np.uint8)
     assert np.abs(comp(cast).astype(int) - out).reshape(-1, 3).mean(0).max() < 0.5  # of up to 10 grey levels
     comp.close()
+
+
+def test_below_the_rendered_jaw_the_reference_torso_is_kept():
+    import torch
+
+    from dvp_hub.pipelines.finish import JAW_FLOOR, jaw_line, rendered_face
+    from dvp_hub.render.composite import TORSO_RAMP
+
+    # a rendered face: an ellipse whose lowest pixel (the chin) is row 40 of 64 at column 32
+    yy, xx = np.mgrid[:64, :64]
+    face = ((yy - 25) / 15) ** 2 + ((xx - 32) / 12) ** 2 <= 1
+    cond = -torch.ones(9, 64, 64)
+    cond[3:6, torch.from_numpy(face)] = 0.5
+    assert np.array_equal(rendered_face(cond), face)
+    jaw = jaw_line(rendered_face(cond), 128)  # at twice the size
+    assert jaw.shape == (128,) and abs(jaw[64] - 82) <= 1  # just under the chin: row 41 of 64, row 82 of 128
+    floor = 2 * (41 - JAW_FLOOR * 31)  # the face spans rows 10-40
+    assert jaw[56] < jaw[64] and abs(jaw.min() - floor) < 1e-3 and jaw[0] == jaw.min()  # the jaw curves up to it
+    assert jaw_line(rendered_face(-torch.ones(9, 64, 64)), 128) is None  # no face, no line
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    crop = pipe.edit(100, watermark=False, paste_back=False)
+    background, size = pipe.background(), crop.shape[0]
+    comp = Compositor(background, pipe.target.crop, size, smooth=0)
+    line = np.full(size, size / 2, np.float32)  # a jaw across the middle of the crop
+    generated, guarded = comp(crop), comp(crop, line)
+    c = pipe.target.crop
+    scale = c.size / size
+    below = int(np.ceil(c.y0 + (size / 2 + TORSO_RAMP * size + 2) * scale))  # past the ramp, in frame rows
+    above = int(c.y0 + (size / 2 - 4) * scale)
+    x0, x1 = int(c.x0 + 0.3 * c.size), int(c.x0 + 0.7 * c.size)  # the middle of the crop: the person
+    assert np.array_equal(
+        guarded[below : int(c.y0 + c.size) - 2, x0:x1], background[below : int(c.y0 + c.size) - 2, x0:x1]
+    )
+    assert np.abs(generated[below:, x0:x1].astype(int) - background[below:, x0:x1]).mean() > 1  # it did change
+    assert np.array_equal(guarded[:above], generated[:above])  # above the jaw, the generated crop as before
+    comp.close()

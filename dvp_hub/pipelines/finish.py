@@ -20,7 +20,7 @@ from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import Compositor
-from ..render.conditioning import CORRESPONDENCE
+from ..render.conditioning import CORRESPONDENCE, ConditioningRenderer
 from .live_generator import int8_refiner
 
 
@@ -40,6 +40,38 @@ def face_window(pipe, margin: int = 16) -> tuple[int, int, int, int]:
     return (x0, y0, x1, y1)
 
 
+JAW_FLOOR = 0.1  # `jaw_line` stays within this share of the face's height above the chin
+
+
+def rendered_face(cond: torch.Tensor | None) -> np.ndarray | None:
+    """``[R, R]`` bool: where one frame's conditioning ``[9, R, R]`` renders the face (its correspondence image)."""
+    return None if cond is None else (cond[CORRESPONDENCE] > -1).any(0).cpu().numpy()
+
+
+def jaw_line(face: np.ndarray | None, size: int) -> np.ndarray | None:
+    """``[size]``: for each column of a ``size`` px crop, the row just under a `rendered_face` ``[R, R]`` (its
+    lowest face pixel in that column, plus one), but never higher than `JAW_FLOOR` of the face's height above the
+    chin (beside the face and under its sides: the ears and the jaw's corners stay above the line), in the crop's
+    pixels; None without a face."""
+    if face is None or not face.any():
+        return None
+    r, cols, rows = face.shape[0], np.nonzero(face.any(0))[0], np.nonzero(face.any(1))[0]
+    chin = rows.max() + 1.0
+    lowest = np.interp(np.arange(r), cols, r - np.argmax(face[::-1, cols], axis=0))
+    lowest = np.maximum(lowest, chin - JAW_FLOOR * (chin - rows.min()))
+    scale = size / r
+    return np.interp((np.arange(size) + 0.5) / scale - 0.5, np.arange(r), lowest).astype(np.float32) * scale
+
+
+def reference_jaw(pipe, size: int) -> np.ndarray | None:
+    """`jaw_line` of the target's reference frame (its own fitted face, rendered once): paste-back keeps the reference
+    torso only below both jaws, so that the reference's own jaw never shows under the generated one."""
+    ref = int(pipe.target.config.reference_frame)
+    seq, res = pipe.target.to_sequence(), int(pipe.target.config.resolution)
+    cond = ConditioningRenderer().render(seq, pipe.target.crop, res, frames=slice(ref, ref + 1))[0]
+    return jaw_line(rendered_face(cond), size)
+
+
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[B, 3, H, W]`` (or ``[3, H, W]``) in [-1, 1] -> ``[B, H, W, 3]`` (``[H, W, 3]``) uint8."""
     img = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -55,12 +87,20 @@ class FrameFinisher:
         refine: run the target's refiner when it has one.
         watermark, invisible_watermark: the two marks (on by default everywhere).
         fast: the refiner in bf16 where that is faster on this machine (False: fp32).
+        reference_torso: pasted back, the reference frame's torso below each frame's rendered jaw (`Compositor`).
 
     ``output_size``: ``(width, height)`` of the frames it returns.
     """
 
     def __init__(
-        self, pipe, paste_back: bool, refine: bool = True, watermark=True, invisible_watermark=True, fast: bool = True
+        self,
+        pipe,
+        paste_back: bool,
+        refine: bool = True,
+        watermark=True,
+        invisible_watermark=True,
+        fast: bool = True,
+        reference_torso: bool = True,
     ):
         self.refiner = pipe.refiner if refine else None
         self.watermark, self.invisible_watermark = watermark, invisible_watermark
@@ -68,7 +108,12 @@ class FrameFinisher:
         self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
         self.window = face_window(pipe) if self.refiner is not None else None
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
-        self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
+        self.compositor = (
+            Compositor(pipe.background(), pipe.target.crop, self.crop_size, torso_from_reference=reference_torso)
+            if paste_back
+            else None
+        )
+        self.reference_jaw = reference_jaw(pipe, self.crop_size) if paste_back and reference_torso else None
         self.times = None  # a `profile.StageTimes` to time refine, paste-back and marks into, when profiling
         self.residual = None  # the refiner's detail branch in int8 (`use_int8`)
 
@@ -111,17 +156,23 @@ class FrameFinisher:
                 img = embed(img)
         return img
 
-    def frame(self, crop: np.ndarray) -> np.ndarray:
-        """One refined crop -> the user's frame (pasted back when asked, marked)."""
+    def frame(self, crop: np.ndarray, cond: torch.Tensor | None = None) -> np.ndarray:
+        """One refined crop -> the user's frame (pasted back when asked, marked). ``cond``: the frame's
+        conditioning ``[9, R, R]``; pasted back, the reference frame's torso is kept below its rendered jaw
+        (`Compositor`; without it, the generated torso)."""
         if self.compositor is not None:
             with timed(self.times, "paste-back"):
-                crop = self.compositor(crop)
+                jaw = jaw_line(rendered_face(cond), self.crop_size)
+                if jaw is not None and self.reference_jaw is not None:
+                    jaw = np.maximum(jaw, self.reference_jaw)
+                crop = self.compositor(crop, jaw)
         return self.mark(crop)
 
     def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:
-        """Generator output ``[B, 3, R, R]`` (and the same frames' conditioning, as for `crops`) -> the user's
-        frames, in order."""
-        return [self.frame(c) for c in self.crops(out, cond)]
+        """Generator output ``[B, 3, R, R]`` (and the same frames' conditioning, as for `crops` and `frame`) ->
+        the user's frames, in order."""
+        crops = self.crops(out, cond)
+        return [self.frame(c, None if cond is None else cond[i]) for i, c in enumerate(crops)]
 
     def reset(self) -> None:
         """A new clip starts (the paste-back mask's smoothing forgets the last frame)."""

@@ -25,6 +25,9 @@ class RunOptions:
     output_type: ``"np"``, ``"pt"`` or ``"pil"``.
     watermark, invisible_watermark: the visible label and the invisible watermark (both on by default).
     paste_back: the target's full frame at its native size (None: where the target has one); False: the crop.
+    reference_torso: pasted back, keep the reference frame's neck, collar and shoulders below the rendered jaw (a
+        generator driven by a mouth its target never made tears the collar); False: the generated torso (for a
+        target whose shoulders move a lot).
     refine: the target's refiner, when it has one.
     fast: the fast inference path (BatchNorm folded, channels_last, bf16 where faster); False: plain fp32.
     int8: the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine, with
@@ -48,6 +51,7 @@ class RunOptions:
     watermark: bool = True
     invisible_watermark: bool = True
     paste_back: bool | None = None
+    reference_torso: bool = True
     refine: bool = True
     fast: bool = True
     int8: bool | None = None

@@ -240,7 +240,9 @@ def prepare_finisher(pipe, opts, paste_back: bool, frames: int | None) -> tuple:
     by `live_generator.offline_int8` for a run of ``frames`` frames, and then the refiner's detail branch in int8
     too, `FrameFinisher.use_int8`), both calibrated. It reads only the target, so a run starts it beside
     tracking (`streaming.in_background`); the caller closes the finisher."""
-    finisher = FrameFinisher(pipe, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast)
+    finisher = FrameFinisher(
+        pipe, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast, opts.reference_torso
+    )
     try:
         int8 = offline_int8(pipe, opts.int8, opts.fast, frames=frames)
         if int8 is not None:
@@ -299,7 +301,7 @@ def frame_sink(finisher, writer, frames: list, times=None, callback=None) -> tup
     def write(crops: np.ndarray, cond: torch.Tensor | None = None) -> None:
         nonlocal count
         for i, crop in enumerate(crops):
-            img = finisher.frame(crop)
+            img = finisher.frame(crop, None if cond is None else cond[i])
             with timed(times, "encode"):
                 writer.write(img) if writer is not None else frames.append(img)
             if callback is not None:

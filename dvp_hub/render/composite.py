@@ -8,6 +8,10 @@ time and faded to zero at the crop's edge. The generated pixels are shifted in c
 difference between the generated and the real background just outside the person, so that the edge of
 the mask does not show as a change of tone.
 
+Below the jaw the reference frame is kept too (neck, collar, shirt, shoulders), fading in over `TORSO_RAMP` of
+the crop under the rendered face's lower edge: a person-specific generator driven by a mouth or a jaw its target
+never made paints skin over the collar beneath it, and a speaker's torso barely moves while the head does.
+
 The person mask is mediapipe's selfie segmentation, which ships inside the pinned wheel.
 """
 
@@ -25,6 +29,7 @@ from .crop import Crop
 SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
 MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
 COLOUR_SIZE = 128  # the colour shift is a mean over the background, estimated on the crop at this side
+TORSO_RAMP = 1 / 32  # of the crop's side: from the jaw down over this much, the generated pixels fade out
 
 
 class PersonSegmenter:
@@ -63,12 +68,25 @@ class Compositor:
         person_mask: composite by person mask (True) or by the crop's feathered square alone (False, the
             older paste-back; also the fallback where the segmenter finds no person).
         smooth: weight of the previous frame's mask in each frame's (0: none); call `reset` between clips.
+        torso_from_reference: below a frame's ``jaw`` (see `__call__`), keep the reference frame.
 
     Guarantees: the output is the background outside the crop's square, the same size and dtype, and a
     pixel's weight changes continuously from the background to the generated crop.
     """
 
-    def __init__(self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5):
+    def __init__(
+        self,
+        background,
+        crop: Crop,
+        size: int,
+        person_mask=True,
+        feather=0.06,
+        widen=0.03,
+        smooth=0.5,
+        torso_from_reference=True,
+    ):
+        self.torso_from_reference = bool(torso_from_reference)
+        self.rows = np.arange(int(size), dtype=np.float32)
         self.background = np.ascontiguousarray(background)
         self.crop, self.size, self.smooth = crop, int(size), float(smooth)
         h, w = self.background.shape[:2]
@@ -122,10 +140,23 @@ class Compositor:
         diff = self.ref_small[bg] - cv2.resize(image, small, interpolation=cv2.INTER_AREA)[bg].astype(np.float32)
         return np.clip(diff.mean(0), -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT).astype(np.float32)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def torso_weight(self, jaw: np.ndarray, top: int = 0) -> np.ndarray:
+        """``(size - top) x size``, rows ``top:`` of the weight that is 1 down to row ``jaw[x]`` of each column x
+        and falls linearly to 0 over `TORSO_RAMP` of the crop below it."""
+        return np.clip(1 - (self.rows[top:, None] - jaw[None, :]) / (TORSO_RAMP * self.size), 0, 1)
+
+    def __call__(self, image: np.ndarray, jaw: np.ndarray | None = None) -> np.ndarray:
+        """One ``size x size x 3`` crop -> the full frame. ``jaw``: ``[size]``, for each column the row (crop
+        pixels) just under the face rendered for this frame (`finish.jaw_line`); below it the reference frame's
+        torso is kept (None: the generated torso, as where no face was rendered)."""
         if image.shape[:2] != (self.size, self.size):
             raise ValueError(f"expected a {self.size} px crop, got {image.shape[1]}x{image.shape[0]}")
         m = self.mask(image)
+        if jaw is not None and self.torso_from_reference:
+            jaw = np.asarray(jaw, np.float32)
+            top = int(np.clip(np.floor(jaw.min()), 0, self.size))  # above the jaw's highest point: all 1
+            m = m.copy() if m is self.square else m
+            m[top:] *= self.torso_weight(jaw, top)
         if self.segmenter:  # OpenCV's uint8 arithmetic saturates and rounds, as the float round trip would
             image = cv2.add(np.ascontiguousarray(image), (*map(float, self.colour_shift(image, m)), 0.0))
         x0, y0, x1, y1 = self.roi
