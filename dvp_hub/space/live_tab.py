@@ -4,7 +4,8 @@ Transport: Gradio's own webcam streaming (``gr.Image(sources=["webcam"], streami
 ships with Gradio and works on 127.0.0.1 and on Spaces without a TURN server. Each webcam frame is offered to
 the session's `LiveRunner` (the engine `dvp live` runs: a one-frame mailbox that drops rather than queues, the
 prepare, generate and finish stages side by side where that pays), and the call returns the newest output it has not
-returned yet; so the runner works on the next frame while Gradio carries the last one to the browser.
+returned yet, waiting for it only while an earlier frame is still in the runner (else the image is left as it is);
+so the runner works on the next frames while Gradio carries the last one to the browser.
 
 One live session at a time on a CPU: the first visitor who streams holds it until they stop for
 `IDLE_SECONDS`; others are told that the live mode is busy (the upload tab keeps working). The session
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 
+import cv2
 import gradio as gr
 import numpy as np
 
@@ -34,6 +36,7 @@ STREAM_EVERY = 0.04  # seconds between webcam frames sent by the browser (at mos
 # How the streamed images are encoded: Gradio's default (WebP) takes about 60 ms for a 1280 x 720 frame on two
 # cores, JPEG (libjpeg-turbo) a few ms. Display only: a recording is written from the frames themselves.
 STREAM_FORMAT = "jpeg"
+DISPLAY_WIDTH = 854  # px: the page shows frames at most this wide (480p); a recording keeps them whole
 OUTPUT_WAIT = 1.0  # seconds a call waits for a new output before it returns the last one again
 
 
@@ -73,6 +76,7 @@ class _Live:
         self.record_start = 0.0
         self.recorded = 0
         self.last_frame = None
+        self.last_shown = None  # the last frame as the page shows it (`_display`)
 
 
 LIVE = _Live()
@@ -118,28 +122,43 @@ def live_frame(frame, target_choice, hub_id, mode, consent, request: gr.Request 
         runner, index = live.runner, live.offered
     runner.offer(index, np.ascontiguousarray(frame[..., :3]), now)
     with live.lock:
-        live.new_output.wait_for(lambda: live.last_index > live.returned or runner.error is not None, OUTPUT_WAIT)
+        # Wait only for frames offered before this one: waiting for this one's own output would hold every call for
+        # a whole frame's latency, one frame in the runner at a time, and its stages would never overlap.
+        if live.last_index < index - 1 or live.last_index > live.returned:
+            live.new_output.wait_for(lambda: live.last_index > live.returned or runner.error is not None, OUTPUT_WAIT)
         if runner.error is not None:
             live.reset()
             raise user_error(f"The live session stopped: {str(runner.error).splitlines()[0][:200]}")
+        if live.last_index <= live.returned:  # nothing new yet: the image stays as it is
+            return gr.skip(), _status(live)
         live.returned = live.last_index
-        return live.last_frame, _status(live)
+        return live.last_shown, _status(live)
 
 
 def _on_output(index: int, out: np.ndarray, arrived: float) -> None:
     """The runner's output callback (its finish thread): keep the frame, time it, record it."""
     done = time.perf_counter()
+    shown = _display(out)
     live = LIVE
     with live.lock:
         live.latencies.append(done - arrived)
         live.outputs.append(done)
-        live.last_frame, live.last_index = out, index
+        live.last_frame, live.last_shown, live.last_index = out, shown, index
         if live.writer is not None:  # on the wall clock's timeline: repeat the output until it is due
             due = int((done - live.record_start) * RECORD_FPS) + 1
             while live.recorded < due:
                 live.writer.write(out)
                 live.recorded += 1
         live.new_output.notify_all()
+
+
+def _display(frame: np.ndarray) -> np.ndarray:
+    """An output frame as the page shows it: at most `DISPLAY_WIDTH` wide (what a browser encodes, carries and
+    decodes for every frame; the column it is shown in is narrower)."""
+    h, w = frame.shape[:2]
+    if w <= DISPLAY_WIDTH:
+        return frame
+    return cv2.resize(frame, (DISPLAY_WIDTH, round(h * DISPLAY_WIDTH / w / 2) * 2), interpolation=cv2.INTER_AREA)
 
 
 def live_calibrate(request: gr.Request = None) -> str:
