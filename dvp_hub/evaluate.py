@@ -33,10 +33,10 @@ from .evaluate_measures import (
     torso_patches,
     tracking_floor,
 )
-from .evaluate_native import RealFootage, self_scores
+from .evaluate_native import RealFootage, self_scores, torso_lines
 from .identity import identity_distance, spread_indices
 from .models.inference import generate_windows
-from .pipelines.finish import FrameFinisher, jaw_line, rendered_face, tensor_to_uint8
+from .pipelines.finish import FrameFinisher, rendered_face, tensor_to_uint8
 from .render.conditioning import ConditioningRenderer
 from .render.regions import box_mask, region_boxes
 from .video import VideoReader, to_uint8
@@ -149,7 +149,8 @@ def self_reenactment(
         "baseline_nearest_frame": crop_scores(nearest, real, face, mouth),
     }
     result.update(tracking_floor(real, fake, seq.slice(start, stop), pipe.target.config.fps))
-    jaws = [jaw_line(rendered_face(c), refined.shape[1]) for c in cond[window - 1 :]] if reference_torso else None
+    faces = [rendered_face(c) for c in cond[window - 1 :]]
+    jaws = torso_lines(pipe, faces, refined.shape[1]) if reference_torso else None
     if pipe.has_reference:
         footage = RealFootage.read(pipe, target_video, start, stop, nearest_index.tolist())
         result["native"] = self_scores(pipe, refined, tensor_to_uint8(raw), footage, jaws)

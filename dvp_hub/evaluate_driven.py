@@ -24,7 +24,7 @@ from .face.fitting import fit_sequence
 from .face.model import load_face_model
 from .face.tracker import track_video
 from .identity import identity_distance, sample_frames, spread_indices
-from .pipelines.finish import jaw_line, rendered_face
+from .pipelines.finish import rendered_face
 from .render.conditioning import ConditioningRenderer
 from .video import VideoReader
 
@@ -105,7 +105,7 @@ def driven(
         callback_on_frame=lambda i, frame, cond: faces.append(rendered_face(cond)),
     )
     frames = (out.frames[0] * 255).round().astype(np.uint8)
-    jaws = [jaw_line(f, frames.shape[1]) for f in faces] if reference_torso else None
+    jaws = evaluate_native.torso_lines(pipe, faces, frames.shape[1]) if reference_torso else None
     if sheet:
         _driven_sheet(pipe, sheet, source_video, out.parameters, frames, jaws)
     track, got = retracked(frames, out.fps, "output")

@@ -29,6 +29,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from . import detail
 from .errors import DVPError
 from .face_kid import MIN_FACES, Lite0Pooled, face_kid
+from .pipelines.finish import reference_jaw, torso_line
 from .render.composite import Compositor
 from .video import VideoReader
 
@@ -119,6 +120,13 @@ def pasted(pipe, crops: np.ndarray, consecutive: bool = False, jaws=None) -> np.
         return np.stack([comp(c, None if jaws is None else jaws[i]) for i, c in enumerate(crops)])
     finally:
         comp.close()
+
+
+def torso_lines(pipe, faces, size: int) -> list:
+    """Each frame's `finish.torso_line` for crops of ``size`` px (``faces``: each frame's `finish.rendered_face`),
+    for `pasted`: the reference frame's torso where the pipeline keeps it."""
+    reference = reference_jaw(pipe, size)
+    return [torso_line(f, size, reference) for f in faces]
 
 
 def viewed_crops(pipe, crops: np.ndarray, jaws=None) -> torch.Tensor:

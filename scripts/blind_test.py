@@ -22,8 +22,8 @@ from PIL import Image
 
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.evaluate import held_out_outputs
-from dvp_hub.evaluate_native import face_box, pasted
-from dvp_hub.pipelines.finish import FrameFinisher
+from dvp_hub.evaluate_native import face_box, pasted, torso_lines
+from dvp_hub.pipelines.finish import FrameFinisher, rendered_face
 from dvp_hub.pipelines.live_generator import offline_int8
 from dvp_hub.video import VideoReader
 
@@ -55,7 +55,7 @@ def face_side(pipe) -> int:
 
 def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[np.ndarray]:
     """The target's self-reenactment of held-out frames ``picks`` (their own parameters, as `dvp evaluate` drives
-    them), pasted back, cut to the face square. ``int8``: the generator and the refiner's detail branch in int8, as
+    them), pasted back as the pipeline does, cut to the face square. ``int8``: the generator and the refiner's detail branch in int8, as
     `RunOptions.int8` runs them (SystemExit where int8 is unavailable)."""
     seq = pipe.target_state.sequence
     finisher = FrameFinisher(pipe, False, watermark=False, invisible_watermark=False)
@@ -67,7 +67,9 @@ def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[
     out = []
     for i in picks:
         cond, raw = held_out_outputs(pipe, seq, i, i + 1, generator8=gen8)
-        out.append(square(pasted(pipe, finisher.crops(raw, cond[-1:]))[0], face_box(seq.landmarks[i]), side))
+        crops = finisher.crops(raw, cond[-1:])
+        jaws = torso_lines(pipe, [rendered_face(cond[-1])], crops.shape[1])  # as the pipeline pastes back
+        out.append(square(pasted(pipe, crops, jaws=jaws)[0], face_box(seq.landmarks[i]), side))
     return out
 
 

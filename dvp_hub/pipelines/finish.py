@@ -72,6 +72,14 @@ def reference_jaw(pipe, size: int) -> np.ndarray | None:
     return jaw_line(rendered_face(cond), size)
 
 
+def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None) -> np.ndarray | None:
+    """Where paste-back starts to keep the reference frame's torso in one frame: the `jaw_line` of its
+    `rendered_face`, and never above the reference frame's own (``reference``, `reference_jaw`); None: the generated
+    torso (no conditioning, or no face rendered)."""
+    jaw = jaw_line(face, size)
+    return jaw if jaw is None or reference is None else np.maximum(jaw, reference)
+
+
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[B, 3, H, W]`` (or ``[3, H, W]``) in [-1, 1] -> ``[B, H, W, 3]`` (``[H, W, 3]``) uint8."""
     img = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -162,10 +170,7 @@ class FrameFinisher:
         (`Compositor`; without it, the generated torso)."""
         if self.compositor is not None:
             with timed(self.times, "paste-back"):
-                jaw = jaw_line(rendered_face(cond), self.crop_size)
-                if jaw is not None and self.reference_jaw is not None:
-                    jaw = np.maximum(jaw, self.reference_jaw)
-                crop = self.compositor(crop, jaw)
+                crop = self.compositor(crop, torso_line(rendered_face(cond), self.crop_size, self.reference_jaw))
         return self.mark(crop)
 
     def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:
