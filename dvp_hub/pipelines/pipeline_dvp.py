@@ -24,7 +24,6 @@ from .live import LiveSession
 from .options import RunOptions
 from .reference import load_background
 from .saving import PipelineSaving
-from .streaming import in_background
 from .target_folder import (  # noqa: F401 - public names
     DEMO_DIR,
     check_folder,
@@ -299,7 +298,7 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
         times = StageTimes() if opts.profile else None
         # The finisher and the int8 calibration read only the target: prepared beside tracking
         known = len(reader) if reader is not None else None  # a parameter file's length is known once loaded
-        prepared = in_background(lambda: steps.prepare_finisher(self, opts, paste_back, known)) if known else None
+        prepared = steps.start_setup(self, opts, paste_back, known)
         try:  # 2. Track the source and fit the face model; 3. retarget its motion on the target's face
             source, drive, pose_report = steps.drive_motion(self, reader, source_parameters, opts, show, times)
         except BaseException:

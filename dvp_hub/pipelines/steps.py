@@ -31,7 +31,7 @@ from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..video import VideoReader, check_output_path
 from .finish import FrameFinisher
 from .live_generator import offline_int8
-from .streaming import Worker, prefetch, use_threads
+from .streaming import Worker, in_background, prefetch, use_threads
 
 logger = logging.get_logger(__name__)
 
@@ -251,6 +251,16 @@ def prepare_finisher(pipe, opts, paste_back: bool, frames: int | None) -> tuple:
         finisher.close()
         raise
     return finisher, int8
+
+
+def start_setup(pipe, opts, paste_back: bool, frames: int | None):
+    """`prepare_finisher` started beside tracking (`streaming.in_background`: call the result for ``(finisher,
+    int8)``), or None where the run's length is not known yet. The target's state is made first, in the caller's
+    thread: its LAPACK solves in the setup thread while tracking made its own hung numpy's OpenBLAS (0.3.23) for good."""
+    if frames is None:
+        return None
+    _ = pipe.target_state  # made once per target; tracking and retargeting need it too
+    return in_background(lambda: prepare_finisher(pipe, opts, paste_back, frames))
 
 
 def discard_prepared(prepared) -> None:
