@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 
 VERBOSE_ENV = "DVP_VERBOSE"
 
@@ -39,28 +40,44 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+_SILENCED = threading.Lock()  # guards the two below: threads may silence at once (a setup thread beside tracking)
+_silenced_depth = 0
+_silenced_saved: int | None = None  # the real fd 2, while silenced
+
+
 @contextlib.contextmanager
 def native_stderr_silenced():
     """Send what native code writes to fd 2 to /dev/null for the duration (nothing happens in verbose mode).
 
-    Python's own ``sys.stderr`` is flushed first, so nothing written before is lost.
+    Python's own ``sys.stderr`` is flushed first, so nothing written before is lost. Thread-safe: the first of
+    overlapping callers redirects fd 2 and the last one restores it (two callers each saving and restoring fd 2
+    could leave it on /dev/null for good); Python's own writes during the overlap are silenced too.
     """
+    global _silenced_depth, _silenced_saved
     if is_verbose():
         yield
         return
+    with _SILENCED:
+        if _silenced_depth == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError):  # no fd 2 (some embedded interpreters): nothing to silence
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _silenced_saved = saved
+        _silenced_depth += 1
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2 (some embedded interpreters): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _SILENCED:
+            _silenced_depth -= 1
+            if _silenced_depth == 0 and _silenced_saved is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.flush()
+                os.dup2(_silenced_saved, 2)
+                os.close(_silenced_saved)
+                _silenced_saved = None
