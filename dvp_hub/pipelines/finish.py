@@ -67,7 +67,7 @@ def reference_jaw(pipe, size: int) -> np.ndarray | None:
     """`jaw_line` of the target's reference frame (its own fitted face, rendered once): paste-back keeps the reference
     torso only below both jaws, so that the reference's own jaw never shows under the generated one."""
     ref = int(pipe.target.config.reference_frame)
-    seq, res = pipe.target.to_sequence(), int(pipe.target.config.resolution)
+    seq, res = pipe.target_state.sequence, int(pipe.target.config.resolution)  # made once per target
     cond = ConditioningRenderer().render(seq, pipe.target.crop, res, frames=slice(ref, ref + 1))[0]
     return jaw_line(rendered_face(cond), size)
 
@@ -116,12 +116,9 @@ class FrameFinisher:
         self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
         self.window = face_window(pipe) if self.refiner is not None else None
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
-        self.compositor = (
-            Compositor(pipe.background(), pipe.target.crop, self.crop_size, torso_from_reference=reference_torso)
-            if paste_back
-            else None
-        )
-        self.reference_jaw = reference_jaw(pipe, self.crop_size) if paste_back and reference_torso else None
+        self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
+        self.reference_torso = bool(paste_back and reference_torso)
+        self.reference_jaw = reference_jaw(pipe, self.crop_size) if self.reference_torso else None
         self.times = None  # a `profile.StageTimes` to time refine, paste-back and marks into, when profiling
         self.residual = None  # the refiner's detail branch in int8 (`use_int8`)
 
@@ -170,7 +167,10 @@ class FrameFinisher:
         (`Compositor`; without it, the generated torso)."""
         if self.compositor is not None:
             with timed(self.times, "paste-back"):
-                crop = self.compositor(crop, torso_line(rendered_face(cond), self.crop_size, self.reference_jaw))
+                jaw = None
+                if self.reference_torso:  # the reference frame's torso below this frame's jaw
+                    jaw = torso_line(rendered_face(cond), self.crop_size, self.reference_jaw)
+                crop = self.compositor(crop, jaw)
         return self.mark(crop)
 
     def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:

@@ -68,24 +68,12 @@ class Compositor:
         person_mask: composite by person mask (True) or by the crop's feathered square alone (False, the
             older paste-back; also the fallback where the segmenter finds no person).
         smooth: weight of the previous frame's mask in each frame's (0: none); call `reset` between clips.
-        torso_from_reference: below a frame's ``jaw`` (see `__call__`), keep the reference frame.
 
     Guarantees: the output is the background outside the crop's square, the same size and dtype, and a
     pixel's weight changes continuously from the background to the generated crop.
     """
 
-    def __init__(
-        self,
-        background,
-        crop: Crop,
-        size: int,
-        person_mask=True,
-        feather=0.06,
-        widen=0.03,
-        smooth=0.5,
-        torso_from_reference=True,
-    ):
-        self.torso_from_reference = bool(torso_from_reference)
+    def __init__(self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5):
         self.rows = np.arange(int(size), dtype=np.float32)
         self.background = np.ascontiguousarray(background)
         self.crop, self.size, self.smooth = crop, int(size), float(smooth)
@@ -152,7 +140,7 @@ class Compositor:
         if image.shape[:2] != (self.size, self.size):
             raise ValueError(f"expected a {self.size} px crop, got {image.shape[1]}x{image.shape[0]}")
         m = self.mask(image)
-        if jaw is not None and self.torso_from_reference:
+        if jaw is not None:
             jaw = np.asarray(jaw, np.float32)
             top = int(np.clip(np.floor(jaw.min()), 0, self.size))  # above the jaw's highest point: all 1
             m = m.copy() if m is self.square else m
