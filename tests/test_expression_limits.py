@@ -62,7 +62,10 @@ def test_reenact_reports_the_frames_it_limited(d3_sequence):
     assert free.info["frames_expression_limited"] == 0 < held.info["frames_expression_limited"] <= len(seq)
     assert np.all(limits.distance(held.expression) <= limits.distance(free.expression) + 1e-9)
     smooth = retarget.reenact(seq, seq, target_ref=0, source_pose_ref=0, expression_limits=limits)  # offline default
-    assert smooth.info["frames_expression_limited"] >= held.info["frames_expression_limited"]
+    # the smoothed pull touches nearly every frame a little; counted are those it moved by the radius or more
+    touched = np.abs(smooth.expression - free.expression).max(1) > 1e-6
+    moved = limits.held(free.expression, smooth.expression)
+    assert smooth.info["frames_expression_limited"] == moved.sum() < touched.sum()
 
 
 def test_live_pull_is_smoothed_causally_across_calls(d3_sequence):
@@ -92,6 +95,7 @@ def test_pipeline_stats_and_switch(tiny_pipeline, d3_sequence):
     on = tiny_pipeline(**common)  # on by default
     off = tiny_pipeline(**common, limit_expression=False)
     assert off.stats["frames_expression_limited"] == 0
-    assert on.stats["frames_expression_limited"] >= 0
-    limited = on.stats["frames_expression_limited"]
-    assert (limited > 0) == (not np.allclose(on.parameters.expression, off.parameters.expression))
+    assert not np.allclose(on.parameters.expression, off.parameters.expression)  # the limit is on by default
+    limits = tiny_pipeline.target_state.expression_limits  # the frames it held visibly are those reported
+    held = limits.held(off.parameters.expression, on.parameters.expression)
+    assert on.stats["frames_expression_limited"] == held.sum()

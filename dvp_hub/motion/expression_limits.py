@@ -73,6 +73,13 @@ class ExpressionLimits:
         IODs) to the nearest training expression."""
         return leash.nearest(np.asarray(expression, np.float64) @ self.metric, self.points)[1]
 
+    def held(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """``[T]`` bool: the frames whose ``[T, K]`` expression `apply` moved by at least ``radius`` (RMS displacement
+        outside the mouth and eyes, in IODs) from ``before`` to ``after``: the smoothed pull touches every frame
+        near a held one a little; this counts those it changed by as much as the target's own expressions differ."""
+        moved = (np.asarray(after, np.float64) - np.asarray(before, np.float64)) @ self.metric
+        return np.linalg.norm(moved, axis=1) >= self.radius
+
     def apply(
         self, expression: np.ndarray, smoothing: float = 0.0, state: dict | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

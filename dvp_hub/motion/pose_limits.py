@@ -27,6 +27,7 @@ UNIT_DEG = 2.0
 UNIT_FACE = 0.03
 UNIT_DEPTH = 0.01
 SMOOTHING = 2.0  # frames: the Gaussian over the pull, offline
+VISIBLE = 1.0  # units: a frame whose pose the limit moved this far or more is counted as held (`PoseLimits.held`)
 RADIUS = 0.25  # how far (in units) a driven pose may be from the nearest pose of the target's training frames
 # (why: fewer torn collars, little more head-pose error: benchmarks/results/evaluate_demo_torso_expression_limit.json)
 
@@ -61,6 +62,13 @@ class PoseLimits:
         rel = matrix_to_axis_angle(axis_angle_to_matrix(rotation) @ self.reference.T)
         p = _centre_offset(rotation, self.centre) + translation
         return np.concatenate([rel, self.camera.project(p), p[:, 2:]], 1) / self.scale
+
+    def held(self, before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """``[T]`` bool: the frames whose pose (``(rotation, translation)``, ``[T, 3]`` each) `apply` moved by at least
+        `VISIBLE` units from ``before`` to ``after``. The smoothed pull touches every frame near a held one a little;
+        this counts the frames where a viewer would see the head move less than the source's."""
+        moved = self.coordinates(*after) - self.coordinates(*before)
+        return np.linalg.norm(moved, axis=1) >= VISIBLE
 
     def apply(
         self, rotation: np.ndarray, translation: np.ndarray, smoothing: float = 0.0, state: dict | None = None
