@@ -136,7 +136,8 @@ def _print_driven(sources: list, identity: bool) -> None:
             )
         print(line)
     print("(detail: the face's mid / finest band against the target's real footage at native size; KID: of the face "
-          "squares against the real held-out faces, 0 when they match; held: frames the pose limit held)")
+          "squares against the real held-out faces, 0 when they match; held: frames the pose limit moved by a "
+          "visible unit or more)")
 
 
 def cmd_evaluate(args) -> None:
