@@ -74,8 +74,8 @@ def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[
 
 
 def driven_run(pipe, source: str, max_frames: int, int8: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The target driven by ``source`` (reenact mode, both marks off): its frames ``[T, H, W, 3]`` uint8 and the face box
-    to cut them at (the reference frame's: the driven head is held near the target's trained poses)."""
+    """The target driven by ``source`` (reenact mode, both marks off): its frames ``[T, H, W, 3]`` uint8 and the face
+    box to cut them at (the reference frame's: the driven head is held near the target's trained poses)."""
     # both marks off, as on the self-reenactments: the invisible mark's 4 px pattern shows on flat backgrounds to a
     # close viewer, and a judge who spots it on generated frames only is not judging the face
     frames = pipe(source_video=source, max_frames=max_frames, watermark=False, invisible_watermark=False, int8=int8)

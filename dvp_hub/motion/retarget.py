@@ -171,19 +171,22 @@ def apply_limits(
 ) -> tuple[dict, int, int]:
     """``frames`` (``rotation``, ``translation``, ``expression`` stacked ``[T, ...]``) held near the target's
     trained poses (`pose_limits.PoseLimits`) and expressions (`expression_limits.ExpressionLimits`), where given;
-    also how many frames each held visibly (`PoseLimits.held`, `ExpressionLimits.held`). Offline (``state`` None) the pulls are smoothed over ``smoothing`` frames
-    both ways; live, one frame per call, ``state`` (a dict the caller keeps) smooths them causally across calls."""
+    also how many frames each held visibly (`PoseLimits.held`, `ExpressionLimits.held`). Offline (``state`` None) the
+    pulls are smoothed over ``smoothing`` frames both ways; live, one frame per call, ``state`` (a dict the caller
+    keeps) smooths them causally across calls, and nothing is counted (0, 0): a live caller has no clip to report on."""
     out, pose_n, expr_n = dict(frames), 0, 0
     if limits is not None:
         sub = None if state is None else state.setdefault("pose", {})
         rot, out["translation"], _ = limits.apply(frames["rotation"], frames["translation"], smoothing, sub)
         out["rotation"] = unwrap_axis_angle(rot)
-        before, after = (frames["rotation"], frames["translation"]), (out["rotation"], out["translation"])
-        pose_n = int(limits.held(before, after).sum())
+        if state is None:
+            before, after = (frames["rotation"], frames["translation"]), (out["rotation"], out["translation"])
+            pose_n = int(limits.held(before, after).sum())
     if expression_limits is not None:
         sub = None if state is None else state.setdefault("expression", {})
         out["expression"], _ = expression_limits.apply(frames["expression"], smoothing, sub)
-        expr_n = int(expression_limits.held(frames["expression"], out["expression"]).sum())
+        if state is None:
+            expr_n = int(expression_limits.held(frames["expression"], out["expression"]).sum())
     return out, pose_n, expr_n
 
 
@@ -211,8 +214,9 @@ def reenact(
     expression frame can be anywhere in it). ``target_neutral`` (default ``target_ref``) and
     ``target_neutral_expression`` (its `closed_neutral`, where the caller has it): where the target's relative
     expression starts. ``limits`` / ``expression_limits``: keep the driven head and expressions within the
-    target's trained range, smoothed over ``limit_smoothing`` frames; the frames each held visibly (`PoseLimits.held`,
-    `ExpressionLimits.held`) are counted in the result's ``info["frames_pose_limited"]`` and ``info["frames_expression_limited"]``."""
+    target's trained range, smoothed over ``limit_smoothing`` frames; the frames each held visibly
+    (`PoseLimits.held`, `ExpressionLimits.held`) are counted in the result's ``info["frames_pose_limited"]`` and
+    ``info["frames_expression_limited"]``."""
     bad = set(transfer) - set(TRANSFERABLE)
     if bad:
         raise ValueError(f"transfer must be a subset of {TRANSFERABLE}, got {sorted(bad)}")

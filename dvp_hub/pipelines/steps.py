@@ -256,7 +256,8 @@ def prepare_finisher(pipe, opts, paste_back: bool, frames: int | None) -> tuple:
 def start_setup(pipe, opts, paste_back: bool, frames: int | None):
     """`prepare_finisher` started beside tracking (`streaming.in_background`: call the result for ``(finisher,
     int8)``), or None where the run's length is not known yet. The target's state is made first, in the caller's
-    thread: its LAPACK solves in the setup thread while tracking made its own hung numpy's OpenBLAS (0.3.23) for good."""
+    thread: its LAPACK solves in the setup thread while tracking made its own hung numpy's OpenBLAS (0.3.23) for
+    good."""
     if frames is None:
         return None
     _ = pipe.target_state  # made once per target; tracking and retargeting need it too
