@@ -23,6 +23,24 @@ from .render.crop import Crop
 from .render.regions import box_mask
 
 
+def decayed_lr(args, step: int) -> float:
+    """The learning rate of the step after ``step``: ``--learning_rate``, falling linearly to zero over the last
+    ``--lr_decay_steps`` of ``--max_train_steps`` (pix2pixHD). A function of the step alone, so a run resumed from
+    a checkpoint follows the same schedule as an uninterrupted one."""
+    decay = getattr(args, "lr_decay_steps", 0)
+    start = args.max_train_steps - decay
+    if not decay or step < start:
+        return args.learning_rate
+    return args.learning_rate * max(args.max_train_steps - step, 0) / decay
+
+
+def set_learning_rate(optimizers, lr: float) -> None:
+    """Set every parameter group of ``optimizers`` to ``lr`` (a resumed optimizer state carries its old one)."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
 def discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator):
     """D step on the detached fake, one forward over real and fake together (DDP-safe).
 
@@ -295,7 +313,12 @@ def training_summary(args, gen, meta: dict, accelerator, seconds: float, step: i
         "steps": step,
         "batch size (per process)": args.train_batch_size,
         "processes": accelerator.num_processes,
-        "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})",
+        "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})"
+        + (
+            f", falling linearly to 0 over the last {args.lr_decay_steps} steps"
+            if getattr(args, "lr_decay_steps", 0)
+            else ""
+        ),
         "loss": f"cGAN + {args.lambda_l1} x L1"
         + (f" (x{1 + args.region_weight:g} on mouth and eyes)" if args.region_weight else "")
         + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else "")

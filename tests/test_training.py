@@ -1,6 +1,7 @@
 """Training through `accelerate launch` on a tiny prepared clip (CPU)."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -90,8 +91,13 @@ def test_train_checkpoint_export(tiny_dataset, tmp_path):
             "2",
             "--checkpoints_total_limit",
             "1",
+            "--lr_decay_steps",
+            "2",
             *TINY,
         ]
+    )
+    assert (
+        "falling linearly to 0 over the last 2 steps" in json.loads((out / "training.json").read_text())["optimizer"]
     )
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]  # limit 1 removed checkpoint-2
     assert (out / "checkpoint-4" / "COMPLETE").exists()
@@ -129,6 +135,18 @@ def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
     # one Adam step (lr 2e-4).
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, worst
+
+
+def test_lr_decay_is_linear_to_zero_and_a_function_of_the_step():
+    from dvp_hub.target_training import decayed_lr, set_learning_rate
+
+    args = argparse.Namespace(learning_rate=1e-4, max_train_steps=10, lr_decay_steps=4)
+    lrs = [decayed_lr(args, step) for step in range(10)]  # the lr of steps 1..10
+    assert lrs[:6] == [1e-4] * 6 and lrs[6:] == pytest.approx([1e-4, 0.75e-4, 0.5e-4, 0.25e-4])
+    assert decayed_lr(argparse.Namespace(learning_rate=2e-4, max_train_steps=10, lr_decay_steps=0), 9) == 2e-4
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    set_learning_rate([opt], lrs[-1])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.25e-4)
 
 
 def test_time_budget_counts_resumed_runs_together(tiny_dataset, tmp_path):

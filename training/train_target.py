@@ -39,6 +39,7 @@ from dvp_hub.target_training import (
     bf16_warning,
     budget_spent,
     complete_checkpoints,
+    decayed_lr,
     discriminator_step,
     generator_step,
     init_generator,
@@ -46,6 +47,7 @@ from dvp_hub.target_training import (
     read_clock,
     register_pretrained_hooks,
     save_checkpoint,
+    set_learning_rate,
     step_logs,
     training_seconds,
     training_summary,
@@ -137,6 +139,13 @@ def parse_args(input_args=None):
         "from (so a larger budget given again goes on), even before --max_train_steps",
     )
     p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
+    p.add_argument(
+        "--lr_decay_steps",
+        type=int,
+        default=0,
+        help="the learning rate falls linearly to zero over the last N of --max_train_steps (pix2pixHD's schedule; "
+        "0, the paper: constant); computed from the step, so a resumed run follows the same schedule",
+    )
     p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
     p.add_argument("--adam_beta2", type=float, default=0.999)
     _add_loss_args(p)
@@ -158,6 +167,8 @@ def parse_args(input_args=None):
     args = p.parse_args(input_args)
     if args.augment_whole_pixels and (args.augment_zoom or not args.augment_shift):
         p.error("--augment_whole_pixels shifts without resampling: give --augment_shift and leave --augment_zoom at 0")
+    if not 0 <= args.lr_decay_steps <= args.max_train_steps:
+        p.error("--lr_decay_steps must lie between 0 and --max_train_steps")
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
     return args
@@ -231,7 +242,8 @@ def _models(args, accelerator, loader):
             max_channels=args.generator_max_channels or 512,
         )
     discriminator = SpaceTimePatchDiscriminator(
-        conditioning_channels=generator.config.in_channels * args.temporal_window, base_channels=args.discriminator_base_channels
+        conditioning_channels=generator.config.in_channels * args.temporal_window,
+        base_channels=args.discriminator_base_channels,
     )
     gan_loss = GANLoss().to(accelerator.device)
     betas = (args.adam_beta1, args.adam_beta2)
@@ -294,6 +306,7 @@ def _train(args, accelerator, models, loader, val_ds, global_step):
             accelerator.skip_first_batches(loader, resume_step) if epoch == first_epoch and resume_step else loader
         )
         for batch in active:
+            set_learning_rate((opt_g, opt_d), decayed_lr(args, global_step))
             batch = shift_zoom(batch, args.augment_shift, args.augment_zoom, whole_pixels=args.augment_whole_pixels)
             fake, fake_prev, loss_d = discriminator_step(batch, generator, discriminator, gan_loss, opt_d, accelerator)
             losses = generator_step(
