@@ -152,8 +152,6 @@ def test_lr_decay_is_linear_to_zero_and_a_function_of_the_step():
 def test_time_budget_counts_resumed_runs_together(tiny_dataset, tmp_path):
     """--max_train_minutes is the whole run's: the last step leaves a checkpoint with its clock, the same budget
     again trains nothing more, a larger one goes on from there."""
-    import json
-
     out = tmp_path / "run"
     common = ["--dataset_dir", tiny_dataset, "--output_dir", str(out), "--checkpointing_steps", "1000", *TINY]
     common += ["--max_train_steps", "100000", "--resume_from_checkpoint", "latest"]
