@@ -50,9 +50,17 @@ def _write_frames(video: str, shots, crop: Crop, resolution: int, folder: str, r
     """The kept shot's frames cut with ``crop`` as ``folder/frames/NNNNNN.jpg``, and video frame ``reference`` at its
     native size as ``folder/reference.png`` (the target's full frame, for paste-back). Returns the frames written."""
     shutil.rmtree(folder, ignore_errors=True)
+    return _crop_frames(VideoReader(video, max_frames=shots.stop), shots, crop, resolution, folder, reference)
+
+
+def _crop_frames(frames, shots, crop: Crop, resolution: int, folder: str, reference: int | None) -> int:
+    """Frames ``shots.start`` to ``shots.stop`` of the RGB frames ``frames`` cropped into ``folder/frames`` (JPEG
+    q=95), and frame ``reference`` (None: none) as ``folder/reference.png``. Returns the frames written."""
     os.makedirs(os.path.join(folder, "frames"))
     n = 0
-    for i, frame in enumerate(VideoReader(video, max_frames=shots.stop)):
+    for i, frame in enumerate(frames):
+        if i >= shots.stop:
+            break
         if i < shots.start:
             continue
         if i == reference:
@@ -60,6 +68,33 @@ def _write_frames(video: str, shots, crop: Crop, resolution: int, folder: str, r
         img = crop.apply(frame, resolution)
         cv2.imwrite(os.path.join(folder, "frames", f"{n:06d}.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
         n += 1
+    return n
+
+
+def rebuild_frames(dataset_dir: str, video: str, frames=None) -> int:
+    """Write ``dataset_dir/frames`` again from ``video``, the clip the dataset was prepared from: the same crops as
+    preparation wrote, so a dataset can travel as its clip, face sequence and metadata (a few MB, not its frames).
+
+    ``frames``: the clip's RGB frames from another decoder (default: `VideoReader`), e.g. where the ffmpeg wheel is
+    not installed. The clip is checked against ``dataset.json``'s size in bytes and frame count; a mismatch is a
+    DVPError and leaves ``frames/`` as it was. Returns the number of frames written.
+    """
+    meta = load_dataset_meta(dataset_dir)
+    if os.path.getsize(video) != meta["source_bytes"]:
+        raise DVPError(
+            f"{video} is not the clip {dataset_dir} was prepared from ({meta['source']}, a different size)."
+        )
+    kept = range(*meta["shot"]["kept"])
+    tmp = os.path.join(dataset_dir, "frames.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    source = VideoReader(video, max_frames=kept.stop) if frames is None else frames
+    n = _crop_frames(source, kept, Crop.from_list(meta["crop"]), meta["resolution"], tmp, None)
+    if n != meta["num_frames"]:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DVPError(f"{video}: decoded {n} frames of the kept shot, {dataset_dir} holds {meta['num_frames']}.")
+    shutil.rmtree(os.path.join(dataset_dir, "frames"), ignore_errors=True)
+    os.replace(os.path.join(tmp, "frames"), os.path.join(dataset_dir, "frames"))
+    os.rmdir(tmp)
     return n
 
 

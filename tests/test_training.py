@@ -263,10 +263,9 @@ def test_sigkill_during_checkpoint_write_then_resume(tiny_dataset, tmp_path):
 def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
     """--lambda_temporal: the batch carries previous frames, one generator forward makes both, and the term is the
     L1 between generated and real frame-to-frame differences (zero when the generator copies the real motion)."""
-    from dvp_hub.target_training import discriminator_step, generator_step
-
     from dvp_hub.dataset import TargetDataset
     from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
+    from dvp_hub.target_training import discriminator_step, generator_step
 
     ds = TargetDataset(tiny_dataset, "train", 3, with_previous=True)
     assert torch.equal(ds[5]["prev_frame"], ds[4]["frame"]) and torch.equal(ds[0]["prev_frame"], ds[0]["frame"])
@@ -295,11 +294,10 @@ def test_temporal_loss_pairs_each_frame_with_its_predecessor(tiny_dataset):
 def test_region_weight_and_feature_matching_change_the_generator_loss(tiny_dataset):
     """--region_weight counts the mouth and eye boxes 1 + W times; --lambda_feature_matching adds an L1 between
     the discriminator's activations on real and generated frames; both at 0 give the paper's loss."""
-    from dvp_hub.target_training import generator_step
-
     from dvp_hub.dataset import TargetDataset
     from dvp_hub.models import GANLoss, RenderingToVideoGenerator, SpaceTimePatchDiscriminator
     from dvp_hub.render.regions import box_mask
+    from dvp_hub.target_training import generator_step
 
     ds = TargetDataset(tiny_dataset, "train", 3)
     batch = torch.utils.data.default_collate([ds[3], ds[7]])
@@ -436,3 +434,30 @@ def test_bf16_warning_only_where_bf16_is_emulated():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert (bf16_warning(cpu) is None) == native
     assert bf16_warning(types.SimpleNamespace(device=torch.device("cpu"), mixed_precision="no")) is None
+
+
+def test_frames_rebuilt_from_the_clip_are_the_prepared_ones(tiny_dataset, tmp_path):
+    """A dataset travels as its clip (scripts/gpu_bundle.py): rebuild_frames writes the prepared JPEGs again, byte
+    for byte, from the package's reader or OpenCV's; another clip is refused and leaves the frames as they were."""
+    import importlib.util
+    import shutil
+
+    from dvp_hub.dataset import rebuild_frames
+    from dvp_hub.errors import DVPError
+    from tests.conftest import clip
+
+    spec = importlib.util.spec_from_file_location("gpu_bundle", ROOT / "scripts" / "gpu_bundle.py")
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    copy = tmp_path / "d3"
+    shutil.copytree(tiny_dataset, copy)
+    shutil.rmtree(copy / "frames")
+    original = sorted((Path(tiny_dataset) / "frames").iterdir())
+    for frames in (None, bundle._cv2_frames(clip("talking-d3.mp4"))):
+        assert rebuild_frames(str(copy), clip("talking-d3.mp4"), frames) == len(original) == 40
+        rebuilt = sorted((copy / "frames").iterdir())
+        assert [p.name for p in rebuilt] == [p.name for p in original]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(rebuilt, original))
+    with pytest.raises(DVPError, match="not the clip"):
+        rebuild_frames(str(copy), clip("talking-d9.mp4"))
+    assert len(list((copy / "frames").iterdir())) == 40 and not (copy / "frames.partial").exists()

