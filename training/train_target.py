@@ -95,6 +95,13 @@ def parse_args(input_args=None):
         p.error("--augment_whole_pixels shifts without resampling: give --augment_shift and leave --augment_zoom at 0")
     if not 0 <= args.lr_decay_steps <= args.max_train_steps:
         p.error("--lr_decay_steps must lie between 0 and --max_train_steps")
+    if args.lr_decay_steps and args.max_train_minutes is not None:
+        p.error(
+            "--lr_decay_steps decays towards --max_train_steps, which a --max_train_minutes budget may never reach: "
+            "give one of the two"
+        )
+    if args.perceptual_weights and not os.path.isfile(args.perceptual_weights):
+        p.error(f"--perceptual_weights {args.perceptual_weights}: no such file (write it with save_feature_weights)")
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
     return args
