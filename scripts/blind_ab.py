@@ -11,6 +11,11 @@ frame it never trained on) come with ``OUT/images/NN_real.png``, the real frame 
 reference. ``OUT/key.json`` says which side is A. Give a judge only the images folder and ask, for each pair, which
 side looks more like real camera footage of the person (and, where a real frame is given, is closer to it); then
 score the answers (a JSON list of "1"/"2" in pair order) with ``--score FILE``.
+
+Judges shown pairs have answered by position (the left side, or file _1, every time); ``OUT/ratings/`` holds the same
+squares one by one under shuffled numbers (real frames included) for a judge who rates each image alone, e.g. 1-5 for
+how much it looks like camera footage; score with ``--score-ratings FILE`` (``{"NNN": rating}``). ``--singles``
+writes that folder from an existing ``OUT/images``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import sys
 
 import numpy as np
-from blind_test import add_common_arguments, driven_run, face_side, held_out_frames, self_squares, square
+from blind_test import add_common_arguments, driven_run, equal_sizes, face_side, held_out_frames, self_squares, square
 from PIL import Image
 
 from dvp_hub import DeepVideoPortraitPipeline
@@ -56,9 +61,59 @@ def build(args) -> None:
         if ref is not None:
             Image.fromarray(ref).save(os.path.join(args.out, "images", f"{k:02d}_real.png"))
         key.append({"a": "1" if a_first else "2", "held_out": ref is not None})
+    equal_sizes(os.path.join(args.out, "images"))
     with open(os.path.join(args.out, "key.json"), "w") as f:
         json.dump({"a": args.a, "b": args.b + (" (int8)" if args.b_int8 else ""), "pairs": key}, f, indent=1)
     print(f"wrote {len(key)} pairs of {side} px squares to {args.out}/images")
+    singles(args.out, rng)
+
+
+def singles(out: str, rng) -> None:
+    """The same squares one by one for a rating judge: ``OUT/ratings/NNN.png``, every A, B and real square of
+    every pair under a shuffled number, and ``OUT/ratings_key.json`` (number -> pair and side). Judges shown two
+    versions of a face, side by side or as files _1 and _2, picked one position for every pair; rated alone, each
+    image is judged on its own look."""
+    with open(os.path.join(out, "key.json")) as f:
+        key = json.load(f)
+    items = []
+    for k, pair in enumerate(key["pairs"]):
+        for n in ("1", "2", "real"):
+            path = os.path.join(out, "images", f"{k:02d}_{n}.png")
+            if os.path.isfile(path):
+                side = "real" if n == "real" else ("a" if n == pair["a"] else "b")
+                items.append((path, k, side))
+    os.makedirs(os.path.join(out, "ratings"), exist_ok=True)
+    names = {}
+    for number, idx in enumerate(rng.permutation(len(items))):
+        path, k, side = items[idx]
+        Image.open(path).save(os.path.join(out, "ratings", f"{number:03d}.png"))
+        names[f"{number:03d}"] = {"pair": k, "side": side}
+    equal_sizes(os.path.join(out, "ratings"))
+    with open(os.path.join(out, "ratings_key.json"), "w") as f:
+        json.dump(names, f, indent=1)
+    print(f"wrote {len(names)} single squares to {out}/ratings for a rating judge")
+
+
+def score_ratings(args) -> None:
+    """Score a rating judge: ``--score-ratings FILE`` holds ``{"NNN": rating}`` (higher: more like camera footage)."""
+    with open(os.path.join(args.out, "ratings_key.json")) as f:
+        key = json.load(f)
+    with open(args.score_ratings) as f:
+        ratings = {k.removesuffix(".png"): float(v) for k, v in json.load(f).items()}
+    if set(ratings) != set(key):
+        raise SystemExit(f"{args.score_ratings}: ratings for {len(ratings)} images, the folder holds {len(key)}.")
+    by_pair: dict = {}
+    for name, item in key.items():
+        by_pair.setdefault(item["pair"], {})[item["side"]] = ratings[name]
+    a = sum(r["a"] > r["b"] for r in by_pair.values())
+    b = sum(r["b"] > r["a"] for r in by_pair.values())
+    mean = {s: np.mean([r[s] for r in by_pair.values() if s in r]) for s in ("a", "b", "real")}
+    real = [r for r in by_pair.values() if "real" in r]
+    print(
+        f"rated higher: A in {a} of {len(by_pair)} pairs, B in {b}, ties {len(by_pair) - a - b}; mean rating A "
+        f"{mean['a']:.2f}, B {mean['b']:.2f}, real {mean['real']:.2f} (held out: the real frame rated above both "
+        f"in {sum(r['real'] > max(r['a'], r['b']) for r in real)} of {len(real)})"
+    )
 
 
 def score(args) -> None:
@@ -85,8 +140,17 @@ def main(argv=None) -> int:
     p.add_argument("--n-self", type=int, default=8, help="held-out pairs")
     p.add_argument("--n-driven", type=int, default=4, help="driven pairs per source")
     p.add_argument("--score", default=None, help='a JSON list of "1"/"2" answers to score against the key')
+    p.add_argument("--singles", action="store_true", help="write OUT/ratings from an existing OUT/images (no run)")
+    p.add_argument("--score-ratings", default=None, help='a JSON object {"NNN": rating} for OUT/ratings')
     args = p.parse_args(argv)
-    score(args) if args.score else build(args)
+    if args.score:
+        score(args)
+    elif args.score_ratings:
+        score_ratings(args)
+    elif args.singles:
+        singles(args.out, np.random.default_rng(args.seed))
+    else:
+        build(args)
     return 0
 
 

@@ -84,6 +84,16 @@ def driven_run(pipe, source: str, max_frames: int, int8: bool = False) -> tuple[
     return (frames * 255).round().astype(np.uint8), box
 
 
+def equal_sizes(folder: str) -> None:
+    """Pad every PNG in ``folder`` with zero bytes after its end to the largest one's size (decoders ignore them):
+    a real frame's file is larger than a generated one's, and a judge must not learn that from a listing."""
+    paths = [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".png")]
+    size = max(os.path.getsize(p) for p in paths)
+    for p in paths:
+        with open(p, "ab") as f:
+            f.write(b"\0" * (size - os.path.getsize(p)))
+
+
 def build(args) -> None:
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
     pipe.set_progress_bar_config(disable=True)
@@ -108,6 +118,7 @@ def build(args) -> None:
         label, img = items[idx]
         Image.fromarray(img).save(os.path.join(args.out, "images", f"{k:02d}.png"))
         key.append(label)
+    equal_sizes(os.path.join(args.out, "images"))
     with open(os.path.join(args.out, "key.json"), "w") as f:
         json.dump(key, f)
     print(f"wrote {len(key)} images ({key.count('real')} real) of {side} px to {args.out}/images")
