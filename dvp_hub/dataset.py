@@ -96,16 +96,24 @@ def rebuild_frames(dataset_dir: str, video: str, frames=None) -> int:
         raise DVPError(f"{dataset_dir}: prepared by an older version (no shot recorded); prepare it again.")
     kept = range(*meta["shot"]["kept"])
     tmp, final = os.path.join(dataset_dir, "frames.partial"), os.path.join(dataset_dir, "frames")
+    old = final + ".old"
+    if not os.path.exists(final) and os.path.exists(old):  # an earlier swap was cut off between its renames
+        os.replace(old, final)
+    shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         source = VideoReader(video, max_frames=kept.stop) if frames is None else frames
         n = _crop_frames(source, kept, Crop.from_list(meta["crop"]), meta["resolution"], tmp, None)
         if n != meta["num_frames"]:
             raise DVPError(f"{video}: decoded {n} frames of the kept shot, {dataset_dir} holds {meta['num_frames']}.")
-        old = final + ".old"
         if os.path.exists(final):
             os.replace(final, old)
-        os.replace(os.path.join(tmp, "frames"), final)
+        try:
+            os.replace(os.path.join(tmp, "frames"), final)
+        except OSError:
+            if os.path.exists(old):
+                os.replace(old, final)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

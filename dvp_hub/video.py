@@ -153,7 +153,8 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
 def opencv_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """A video's frames as ``H x W x 3`` uint8 RGB through OpenCV's own FFmpeg build, for machines without the
     imageio-ffmpeg wheel (`VideoReader` needs it). No rotation flag or variable-rate resampling is applied (use it
-    on clips `probe_video` found plain); for such clips its frames are the same as `VideoReader`'s."""
+    on clips `probe_video` found plain). Its frames equalled `VideoReader`'s bit for bit on the builds tested; other
+    builds may round differently, so callers that need the same frames check them (`scripts/gpu_bundle.py unpack`)."""
     import cv2  # lazy: OpenCV loads in a fraction of a second but only this reader needs it here
 
     cap = cv2.VideoCapture(str(path))

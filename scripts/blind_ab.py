@@ -73,6 +73,8 @@ def singles(out: str, rng) -> None:
     every pair under a shuffled number, and ``OUT/ratings_key.json`` (number -> pair and side). Judges shown two
     versions of a face, side by side or as files _1 and _2, picked one position for every pair; rated alone, each
     image is judged on its own look."""
+    if os.path.exists(os.path.join(out, "ratings")):  # a judge may have rated its numbering already
+        raise SystemExit(f"{out}/ratings exists: remove it (and ratings_key.json) to renumber.")
     with open(os.path.join(out, "key.json")) as f:
         key = json.load(f)
     items = []
@@ -98,16 +100,20 @@ def score_ratings(args) -> None:
     """Score a rating judge: ``--score-ratings FILE`` holds ``{"NNN": rating}`` (higher: more like camera footage)."""
     with open(os.path.join(args.out, "ratings_key.json")) as f:
         key = json.load(f)
-    with open(args.score_ratings) as f:
-        ratings = {k.removesuffix(".png"): float(v) for k, v in json.load(f).items()}
+    try:
+        with open(args.score_ratings) as f:
+            ratings = {k.removesuffix(".png"): float(v) for k, v in json.load(f).items()}
+    except (ValueError, AttributeError) as err:
+        raise SystemExit(f'{args.score_ratings}: not a JSON object of numbers {{"NNN": rating}} ({err}).') from None
     if set(ratings) != set(key):
-        raise SystemExit(f"{args.score_ratings}: ratings for {len(ratings)} images, the folder holds {len(key)}.")
+        missing, extra = sorted(set(key) - set(ratings)), sorted(set(ratings) - set(key))
+        raise SystemExit(f"{args.score_ratings}: ratings missing for {missing[:5]}, unknown names {extra[:5]}.")
     by_pair: dict = {}
     for name, item in key.items():
         by_pair.setdefault(item["pair"], {})[item["side"]] = ratings[name]
     a = sum(r["a"] > r["b"] for r in by_pair.values())
     b = sum(r["b"] > r["a"] for r in by_pair.values())
-    mean = {s: np.mean([r[s] for r in by_pair.values() if s in r]) for s in ("a", "b", "real")}
+    mean = {s: np.mean([r[s] for r in by_pair.values() if s in r] or [np.nan]) for s in ("a", "b", "real")}
     real = [r for r in by_pair.values() if "real" in r]
     print(
         f"rated higher: A in {a} of {len(by_pair)} pairs, B in {b}, ties {len(by_pair) - a - b}; mean rating A "
@@ -133,8 +139,8 @@ def score(args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="A blind A/B of two targets' realism.")
-    p.add_argument("--a", required=True, help="target A (demo, a folder or a Hub id)")
-    p.add_argument("--b", required=True, help="target B")
+    p.add_argument("--a", help="target A (demo, a folder or a Hub id); needed to build")
+    p.add_argument("--b", help="target B; needed to build")
     add_common_arguments(p)
     p.add_argument("--b-int8", action="store_true", help="B's generator and refiner detail in int8 (RunOptions.int8)")
     p.add_argument("--n-self", type=int, default=8, help="held-out pairs")
@@ -149,6 +155,8 @@ def main(argv=None) -> int:
         score_ratings(args)
     elif args.singles:
         singles(args.out, np.random.default_rng(args.seed))
+    elif not (args.a and args.b):
+        p.error("building a blind A/B needs --a and --b")
     else:
         build(args)
     return 0

@@ -88,7 +88,7 @@ def equal_sizes(folder: str) -> None:
     """Pad every PNG in ``folder`` with zero bytes after its end to the largest one's size (decoders ignore them):
     a real frame's file is larger than a generated one's, and a judge must not learn that from a listing."""
     paths = [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".png")]
-    size = max(os.path.getsize(p) for p in paths)
+    size = max((os.path.getsize(p) for p in paths), default=0)
     for p in paths:
         with open(p, "ab") as f:
             f.write(b"\0" * (size - os.path.getsize(p)))

@@ -28,14 +28,17 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(ROOT, ".gpu")
-REMOVED = os.path.join(BUNDLE, "removed.txt")  # what make-room deleted, for restore
+REMOVED = os.path.join(
+    ROOT, ".gpu.removed"
+)  # what make-room deleted, for restore (outside .gpu/, which pack replaces)
 LIMIT = 64 * 2**20  # the device tool's working tree, carried paths included
+HEADROOM = 2 * 2**20  # make-room leaves this much under the limit (the tool may count a little differently)
 RETURN_FILES, RETURN_BYTES = 8, 16 * 2**20  # what comes back from $OUT
 RETURN_SHARD = "15MB"
 SHEET_FOLDERS = ("model_cards", "benchmarks", "docs")  # what make-room may take out for a run
@@ -92,26 +95,39 @@ def cmd_make_room(_args) -> int:
     modified = set(_git_files("-m"))
     removed = []
     for folder, _ in sorted(per.items(), key=lambda kv: -kv[1]):
-        if total <= LIMIT:
+        if total <= LIMIT - HEADROOM:
             break
         if folder.split("/")[0] not in SHEET_FOLDERS:
             continue
         for f in _git_files(folder):
+            if total <= LIMIT - HEADROOM:
+                break
             if os.path.dirname(f) == folder and f.endswith((".png", ".jpg")) and f not in modified:
                 total -= os.path.getsize(os.path.join(ROOT, f))
+                with open(REMOVED, "a") as fh:  # recorded before it goes
+                    fh.write(f"{f}\n")
                 os.remove(os.path.join(ROOT, f))
                 removed.append(f)
-    with open(REMOVED, "a") as fh:
-        fh.writelines(f"{f}\n" for f in removed)
     print(f"deleted {len(removed)} committed pictures for the run; afterwards: python scripts/gpu_bundle.py restore")
     return cmd_size()
 
 
 def cmd_restore(_args) -> int:
-    """Check out again what make-room deleted (and nothing else)."""
-    paths = _read(REMOVED).decode().split() if os.path.isfile(REMOVED) else []
+    """Check out again what make-room deleted (and nothing else), one path at a time."""
+    paths = _read(REMOVED).decode().splitlines() if os.path.isfile(REMOVED) else []
+    failed = [
+        p
+        for p in paths
+        if subprocess.run(["git", "checkout", "HEAD", "--", p], cwd=ROOT, check=False, capture_output=True).returncode
+    ]
+    if failed:
+        with open(REMOVED, "w") as fh:
+            fh.writelines(f"{p}\n" for p in failed)
+        print(
+            f"error: git could not restore {len(failed)} of {len(paths)} pictures ({failed[0]}, ...)", file=sys.stderr
+        )
+        return 2
     if paths:
-        subprocess.run(["git", "checkout", "--", *paths], cwd=ROOT, check=True)
         os.remove(REMOVED)
     print(f"restored {len(paths)} pictures")
     return 0
@@ -119,7 +135,7 @@ def cmd_restore(_args) -> int:
 
 def _thumbs(frames_dir: str) -> np.ndarray:
     """``[T, THUMB, THUMB, 3]`` float32: area-averaged thumbnails of a dataset's frames, in order."""
-    import cv2  # lazy: the reader is the same on both machines
+    import cv2  # lazy: size, make-room and restore start without OpenCV
 
     names = sorted(os.listdir(frames_dir))
     return np.stack(
@@ -154,9 +170,11 @@ def cmd_pack(args) -> int:
         save_feature_weights(os.path.join(tmp, "perceptual.safetensors"))
         pins = [f"{w}=={version(w)}" for w in WHEELS]
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d"]
-        if subprocess.run([*cmd, os.path.join(tmp, "whl"), *pins], check=False, capture_output=True).returncode:
-            raise DVPError(f"pip could not download {', '.join(pins)}; pack needs the package registry")
-    except DVPError as err:
+        pip = subprocess.run([*cmd, os.path.join(tmp, "whl"), *pins], check=False, capture_output=True, text=True)
+        if pip.returncode:
+            last = (pip.stderr.strip().splitlines() or ["no message"])[-1]
+            raise DVPError(f"pip could not download {', '.join(pins)} ({last}); pack needs the package registry")
+    except (DVPError, OSError, PackageNotFoundError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -170,10 +188,15 @@ def cmd_pack(args) -> int:
 def cmd_unpack(_args) -> int:
     """On the machine: rebuild the frames from the clip, then check them against the packed thumbnails."""
     from dvp_hub.dataset import rebuild_frames  # lazy: after the carried wheels are on the path
+    from dvp_hub.errors import DVPError  # lazy: as above
     from dvp_hub.video import opencv_frames  # lazy: as above
 
     clip, dataset = os.path.join(BUNDLE, "clip.mp4"), os.path.join(BUNDLE, "dataset")
-    n = rebuild_frames(dataset, clip, opencv_frames(clip))
+    try:
+        n = rebuild_frames(dataset, clip, opencv_frames(clip))
+    except DVPError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     worst = float(np.abs(_thumbs(os.path.join(dataset, "frames")) - np.load(os.path.join(BUNDLE, "thumbs.npy"))).max())
     digests = json.loads(_read(os.path.join(BUNDLE, "frames.sha256.json")))
     same = sum(_sha(os.path.join(dataset, "frames", k)) == v for k, v in digests.items())
@@ -188,8 +211,9 @@ def cmd_unpack(_args) -> int:
 
 
 def cmd_collect(args) -> int:
-    """The run's generator as fp16 shards, its training summary and last validation sheet into ``out``, within what
-    comes back (8 files of 16 MiB; files already there, the log, count)."""
+    """The run's generator as fp16 shards, its training summary and, where a file slot is left, the last validation
+    sheet into ``out``; then a check that all of it comes back (8 files of 16 MiB, the log already there counted):
+    exit 2 and a one-line error where it would not (the files stay written)."""
     import torch  # lazy: collect runs on the GPU machine
 
     from dvp_hub.models import RenderingToVideoGenerator  # lazy: as above

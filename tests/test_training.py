@@ -99,6 +99,9 @@ def test_train_checkpoint_export(tiny_dataset, tmp_path):
     assert (
         "falling linearly to 0 over the last 2 steps" in json.loads((out / "training.json").read_text())["optimizer"]
     )
+    for name in ("optimizer.bin", "optimizer_1.bin"):  # the last step (the 4th) ran at 2e-4 x (4 - 3) / 2
+        state = torch.load(out / "checkpoint-4" / name, map_location="cpu", weights_only=True)
+        assert state["param_groups"][0]["lr"] == pytest.approx(1e-4)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]  # limit 1 removed checkpoint-2
     assert (out / "checkpoint-4" / "COMPLETE").exists()
     assert (out / "validation" / "step-000004.png").exists()
@@ -464,3 +467,7 @@ def test_frames_rebuilt_from_the_clip_are_the_prepared_ones(tiny_dataset, tmp_pa
     kept = sorted((copy / "frames").iterdir())
     assert [a.read_bytes() for a in kept] == [b.read_bytes() for b in original]
     assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in Path(tiny_dataset).iterdir())
+    (copy / "frames").rename(copy / "frames.old")  # a swap cut off between its two renames
+    with pytest.raises(DVPError, match="decoded 30 frames"):
+        rebuild_frames(str(copy), clip("talking-d3.mp4"), islice(opencv_frames(clip("talking-d3.mp4")), 30))
+    assert [a.read_bytes() for a in sorted((copy / "frames").iterdir())] == [b.read_bytes() for b in original]
