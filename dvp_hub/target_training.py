@@ -27,11 +27,8 @@ def decayed_lr(args, step: int) -> float:
     """The learning rate of the step after ``step``: ``--learning_rate``, falling linearly to zero over the last
     ``--lr_decay_steps`` of ``--max_train_steps`` (pix2pixHD). A function of the step alone, so a run resumed from
     a checkpoint follows the same schedule as an uninterrupted one."""
-    decay = getattr(args, "lr_decay_steps", 0)
-    start = args.max_train_steps - decay
-    if not decay or step < start:
-        return args.learning_rate
-    return args.learning_rate * max(args.max_train_steps - step, 0) / decay
+    decay, left = args.lr_decay_steps, args.max_train_steps - step
+    return args.learning_rate if not decay or left > decay else args.learning_rate * max(left, 0) / decay
 
 
 def set_learning_rate(optimizers, lr: float) -> None:
@@ -314,11 +311,7 @@ def training_summary(args, gen, meta: dict, accelerator, seconds: float, step: i
         "batch size (per process)": args.train_batch_size,
         "processes": accelerator.num_processes,
         "optimizer": f"Adam lr {args.learning_rate}, betas ({args.adam_beta1}, {args.adam_beta2})"
-        + (
-            f", falling linearly to 0 over the last {args.lr_decay_steps} steps"
-            if getattr(args, "lr_decay_steps", 0)
-            else ""
-        ),
+        + (f", falling linearly to 0 over the last {args.lr_decay_steps} steps" if args.lr_decay_steps else ""),
         "loss": f"cGAN + {args.lambda_l1} x L1"
         + (f" (x{1 + args.region_weight:g} on mouth and eyes)" if args.region_weight else "")
         + (f" + {args.lambda_temporal} x temporal L1" if args.lambda_temporal else "")

