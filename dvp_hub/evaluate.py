@@ -150,23 +150,22 @@ def self_reenactment(
     }
     result.update(tracking_floor(real, fake, seq.slice(start, stop), pipe.target.config.fps))
     faces = [rendered_face(c) for c in cond[window - 1 :]]
-    jaws = torso_lines(pipe, faces, refined.shape[1]) if reference_torso else None
+    torsos = torso_lines(pipe, faces, refined.shape[1]) if reference_torso else None
     if pipe.has_reference:
         footage = RealFootage.read(pipe, target_video, start, stop, nearest_index.tolist())
-        result["native"] = self_scores(pipe, refined, tensor_to_uint8(raw), footage, jaws)
+        result["native"] = self_scores(pipe, refined, tensor_to_uint8(raw), footage, torsos)
         if native is not None:
             native["real"] = footage
     train_torso = torso_patches(train)
     limit = float(torso_novelty(train_torso, torso_patches(real)).max())
     result["torso_novelty_real_max"] = limit  # real held-out frames are never farther than this
-    shown = evaluate_native.viewed_crops(pipe, refined, jaws) if pipe.has_reference else fake
+    shown = evaluate_native.viewed_crops(pipe, refined, torsos) if pipe.has_reference else fake
     result["torso_novel_frames"] = int((torso_novelty(train_torso, torso_patches(shown)) > limit).sum())
     if torso is not None:
         torso.update(train=train_torso, limit=limit)
     if sheet:
         _self_sheet(pipe, sheet, real, cond[window - 1 :], fake, refined, footage if pipe.has_reference else None)
     if embedder is not None:  # generated vs real validation frames: the same frames, the same person
-
         ref, _ = embed_spread(embedder, to_uint8(real.permute(0, 2, 3, 1).numpy()))
         emb, found = embed_spread(embedder, to_uint8(fake.permute(0, 2, 3, 1).numpy()))
         result.update({"identity_to_real_frames": identity_distance(emb, ref), "identity_faces_found": found})

@@ -29,7 +29,7 @@ from .render.conditioning import ConditioningRenderer
 from .video import VideoReader
 
 
-def _driven_sheet(pipe, path, source_video, drive, frames, jaws=None) -> None:
+def _driven_sheet(pipe, path, source_video, drive, frames, torsos=None) -> None:
     """source | diffuse render | output for 6 frames over the clip; at native size where the target has its full
     frame (the crop's square cut from the pasted-back frames)."""
 
@@ -43,8 +43,8 @@ def _driven_sheet(pipe, path, source_video, drive, frames, jaws=None) -> None:
     sources = [f for i, f in enumerate(VideoReader(source_video, max_frames=picks[-1] + 1)) if i in picks]
     shown = frames[picks]
     if pipe.has_reference:  # at the target's native size: the crop's square cut from the full frames
-        jaws = None if jaws is None else [jaws[i] for i in picks]
-        shown = [pipe.target.crop.cut(f) for f in evaluate_native.pasted(pipe, shown, jaws=jaws)]
+        torsos = None if torsos is None else [torsos[i] for i in picks]
+        shown = [pipe.target.crop.cut(f) for f in evaluate_native.pasted(pipe, shown, torsos=torsos)]
     contact_sheet(
         [[sources[k], diffuse[k], shown[k]] for k in range(len(picks))],
         path,
@@ -105,9 +105,9 @@ def driven(
         callback_on_frame=lambda i, frame, cond: faces.append(rendered_face(cond)),
     )
     frames = (out.frames[0] * 255).round().astype(np.uint8)
-    jaws = evaluate_native.torso_lines(pipe, faces, frames.shape[1]) if reference_torso else None
+    torsos = evaluate_native.torso_lines(pipe, faces, frames.shape[1]) if reference_torso else None
     if sheet:
-        _driven_sheet(pipe, sheet, source_video, out.parameters, frames, jaws)
+        _driven_sheet(pipe, sheet, source_video, out.parameters, frames, torsos)
     track, got = retracked(frames, out.fps, "output")
     model = load_face_model()
     sv = model.shape(src.identity, src.expression)
@@ -126,11 +126,11 @@ def driven(
         "frames_expression_limited": int(out.stats.get("frames_expression_limited", 0)),
     }
     if native and native.get("real") is not None:
-        result["native"] = driven_scores(pipe, frames, track.landmarks[..., :2], native["real"], out.stats, jaws)
+        result["native"] = driven_scores(pipe, frames, track.landmarks[..., :2], native["real"], out.stats, torsos)
     if torso:
         shown = torch.from_numpy(frames).permute(0, 3, 1, 2)
         if pipe.has_reference:  # as a viewer sees them
-            shown = evaluate_native.viewed_crops(pipe, frames, jaws)
+            shown = evaluate_native.viewed_crops(pipe, frames, torsos)
         d = torso_novelty(torso["train"], torso_patches(shown))
         result.update(
             {"torso_novel_frames": int((d > torso["limit"]).sum()), "torso_novelty_median": float(np.median(d))}

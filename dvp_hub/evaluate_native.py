@@ -111,13 +111,14 @@ def _kid(fulls: np.ndarray, boxes: np.ndarray, real: RealFootage) -> dict:
         return {}
 
 
-def pasted(pipe, crops: np.ndarray, consecutive: bool = False, jaws=None) -> np.ndarray:
+def pasted(pipe, crops: np.ndarray, consecutive: bool = False, torsos=None) -> np.ndarray:
     """Crops ``[N, S, S, 3]`` composited into the target's reference frame, as the pipeline pastes them back; the
     mask smoothed over time only for ``consecutive`` frames (picks spread over a clip are pasted one by one).
-    ``jaws``: each crop's `finish.jaw_line` (the reference frame's torso below it), or None (the generated torso)."""
+    ``torsos``: each crop's `finish.torso_line` (the reference frame's torso below its jaw), or None (the generated
+    torso)."""
     comp = Compositor(pipe.background(), pipe.target.crop, crops.shape[1], smooth=0.5 if consecutive else 0.0)
     try:
-        return np.stack([comp(c, None if jaws is None else jaws[i]) for i, c in enumerate(crops)])
+        return np.stack([comp(c, None if torsos is None else torsos[i]) for i, c in enumerate(crops)])
     finally:
         comp.close()
 
@@ -129,25 +130,25 @@ def torso_lines(pipe, faces, size: int) -> list:
     return [torso_line(f, size, reference) for f in faces]
 
 
-def viewed_crops(pipe, crops: np.ndarray, jaws=None) -> torch.Tensor:
-    """Crops ``[N, S, S, 3]`` as a viewer sees them: pasted back (``jaws`` as in `pasted`), then the crop's square
+def viewed_crops(pipe, crops: np.ndarray, torsos=None) -> torch.Tensor:
+    """Crops ``[N, S, S, 3]`` as a viewer sees them: pasted back (``torsos`` as in `pasted`), then the crop's square
     cut from the full frames at native size, ``[N, 3, C, C]`` uint8."""
-    cut = [pipe.target.crop.cut(f) for f in pasted(pipe, crops, consecutive=True, jaws=jaws)]
+    cut = [pipe.target.crop.cut(f) for f in pasted(pipe, crops, consecutive=True, torsos=torsos)]
     return torch.from_numpy(np.stack(cut)).permute(0, 3, 1, 2)
 
 
-def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage, jaws=None) -> dict:
+def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage, torsos=None) -> dict:
     """Held-out full-frame scores: ``refined`` (the pipeline's crops) and ``plain`` (the generator's crops enlarged
-    bilinearly to the same size) pasted back (``jaws`` as in `pasted`), against the real frames; baselines: nearest
+    bilinearly to the same size) pasted back (``torsos`` as in `pasted`), against the real frames; baselines: nearest
     and mean frame."""
     up = np.stack([cv2.resize(p, refined.shape[1:3][::-1], interpolation=cv2.INTER_LINEAR) for p in plain])
     band_rms = [detail.band_rms(r, b) for r, b in zip(real.held_out, real.boxes)]
-    fulls = pasted(pipe, refined, consecutive=True, jaws=jaws)
+    fulls = pasted(pipe, refined, consecutive=True, torsos=torsos)
     return {
         "full_frame": _viewer_scores(fulls, real),
         "face_kid": _kid(fulls, real.boxes, real),
         "face_kid_baseline_nearest_frame": _kid(real.nearest, real.nearest_boxes, real),
-        "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up, consecutive=True, jaws=jaws), real),
+        "full_frame_generator_bilinear": _viewer_scores(pasted(pipe, up, consecutive=True, torsos=torsos), real),
         "full_frame_baseline_nearest_frame": _viewer_scores(real.nearest, real),
         "full_frame_baseline_mean_frame": _psnr_ssim(np.broadcast_to(real.mean, real.held_out.shape), real.held_out),
         "real_band_rms": float(np.mean(band_rms)),  # the band error of a face with no mid band at all
@@ -156,16 +157,16 @@ def self_scores(pipe, refined: np.ndarray, plain: np.ndarray, real: RealFootage,
 
 
 def driven_scores(
-    pipe, crops: np.ndarray, crop_landmarks: np.ndarray, real: RealFootage, stats: dict, jaws=None
+    pipe, crops: np.ndarray, crop_landmarks: np.ndarray, real: RealFootage, stats: dict, torsos=None
 ) -> dict:
-    """Face detail of driven crops (pasted back, ``jaws`` as in `pasted`; boxes from their re-tracked
+    """Face detail of driven crops (pasted back, ``torsos`` as in `pasted`; boxes from their re-tracked
     ``[T, 478, 2]`` crop landmarks) against the target's real held-out frames at native size, and the share of
     frames the pose limit held."""
     c = pipe.target.crop
     s = c.size / crops.shape[1]
     boxes = np.stack([face_box(lm * s + np.array([c.x0, c.y0])) for lm in crop_landmarks])
     picks = np.linspace(0, len(crops) - 1, min(len(crops), 48)).round().astype(int)
-    fulls = pasted(pipe, crops[picks], jaws=None if jaws is None else [jaws[i] for i in picks])
+    fulls = pasted(pipe, crops[picks], torsos=None if torsos is None else [torsos[i] for i in picks])
     n = max(1, int(stats.get("frames", len(crops))))
     return {
         **detail.detail_ratios(fulls, boxes[picks], real.held_out, real.boxes),

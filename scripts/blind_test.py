@@ -68,8 +68,8 @@ def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[
     for i in picks:
         cond, raw = held_out_outputs(pipe, seq, i, i + 1, generator8=gen8)
         crops = finisher.crops(raw, cond[-1:])
-        jaws = torso_lines(pipe, [rendered_face(cond[-1])], crops.shape[1])  # as the pipeline pastes back
-        out.append(square(pasted(pipe, crops, jaws=jaws)[0], face_box(seq.landmarks[i]), side))
+        torsos = torso_lines(pipe, [rendered_face(cond[-1])], crops.shape[1])  # as the pipeline pastes back
+        out.append(square(pasted(pipe, crops, torsos=torsos)[0], face_box(seq.landmarks[i]), side))
     return out
 
 

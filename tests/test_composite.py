@@ -3,7 +3,7 @@
 import numpy as np
 
 from dvp_hub import DeepVideoPortraitPipeline
-from dvp_hub.render.composite import Compositor
+from dvp_hub.render.composite import TORSO_RAMP, Compositor, Torso
 
 
 def test_paste_back_keeps_the_background_and_undoes_a_colour_cast():
@@ -29,8 +29,7 @@ def test_paste_back_keeps_the_background_and_undoes_a_colour_cast():
 def test_below_the_rendered_jaw_the_reference_torso_is_kept():
     import torch
 
-    from dvp_hub.pipelines.finish import JAW_FLOOR, jaw_line, rendered_face
-    from dvp_hub.render.composite import TORSO_RAMP
+    from dvp_hub.pipelines.finish import JAW_FLOOR, jaw_line, rendered_face, torso_line
 
     # a rendered face: an ellipse whose lowest pixel (the chin) is row 40 of 64 at column 32
     yy, xx = np.mgrid[:64, :64]
@@ -43,13 +42,17 @@ def test_below_the_rendered_jaw_the_reference_torso_is_kept():
     floor = 2 * (41 - JAW_FLOOR * 31)  # the face spans rows 10-40
     assert jaw[56] < jaw[64] and abs(jaw.min() - floor) < 1e-3 and jaw[0] == jaw.min()  # the jaw curves up to it
     assert jaw_line(rendered_face(-torch.ones(9, 64, 64)), 128) is None  # no face, no line
+    torso = torso_line(rendered_face(cond), 128, jaw + 10)  # the reference's jaw 10 px lower
+    assert np.array_equal(torso.jaw, jaw) and torso.lift[64] == 10  # under the face: lifted by the difference
+    assert torso.lift[0] == 0 and torso.lift[127] == 0  # far beside the face (columns 40-87): not at all
+    assert torso_line(rendered_face(cond), 128, jaw - 10).lift.max() == 0  # a lower jaw lifts nothing
 
     pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
     crop = pipe.edit(100, watermark=False, paste_back=False)
     background, size = pipe.background(), crop.shape[0]
     comp = Compositor(background, pipe.target.crop, size, smooth=0)
     line = np.full(size, size / 2, np.float32)  # a jaw across the middle of the crop
-    generated, guarded = comp(crop), comp(crop, line)
+    generated, guarded = comp(crop), comp(crop, Torso(line))
     c = pipe.target.crop
     scale = c.size / size
     below = int(np.ceil(c.y0 + (size / 2 + TORSO_RAMP * size + 2) * scale))  # past the ramp, in frame rows
@@ -60,4 +63,31 @@ def test_below_the_rendered_jaw_the_reference_torso_is_kept():
     )
     assert np.abs(generated[below:, x0:x1].astype(int) - background[below:, x0:x1]).mean() > 1  # it did change
     assert np.array_equal(guarded[:above], generated[:above])  # above the jaw, the generated crop as before
+    comp.close()
+
+
+def test_a_raised_jaw_stretches_the_reference_neck_up_to_it():
+    from dvp_hub.render.composite import NECK_SPAN
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    crop = pipe.edit(100, watermark=False, paste_back=False)
+    background, size, c = pipe.background(), crop.shape[0], pipe.target.crop
+    comp = Compositor(background, c, size, smooth=0)
+    jaw, lift = np.full(size, size / 2, np.float32), np.zeros(size, np.float32)
+    lift[size // 4 : 3 * size // 4] = size / 16  # the face's columns: a jaw size/16 above the reference's
+    flat, lifted = comp(crop, Torso(jaw)), comp(crop, Torso(jaw, lift))
+    scale = c.size / size
+    xs = slice(int(c.x0 + 0.4 * c.size), int(c.x0 + 0.6 * c.size))  # inside the lifted columns
+    below = TORSO_RAMP * size + 2  # crop rows under the jaw: just past the ramp
+    row = int(round(c.y0 + (size / 2 + below) * scale))
+    # the reference's rows further down are shown there (its neck, pulled up): the full lift at the jaw, easing to
+    # none NECK_SPAN of the crop under the reference's own jaw
+    shift = size / 16 * (1 - below / (size / 16 + NECK_SPAN * size)) * scale  # frame pixels
+    moved = [np.abs(lifted[row, xs].astype(int) - background[row + d, xs]).mean() for d in range(0, 40)]
+    assert abs(np.argmin(moved) - shift) <= 1.5 and min(moved) < 3
+    far = int(np.ceil(c.y0 + (size / 2 + size / 16 + NECK_SPAN * size) * scale)) + 2  # past the stretch
+    assert np.array_equal(lifted[far:], flat[far:])
+    outside = int(c.x0 + 0.05 * c.size)  # a column with no lift: as without it
+    assert np.array_equal(lifted[:, :outside], flat[:, :outside])
+    assert np.array_equal(comp(crop, Torso(jaw, np.zeros(size, np.float32))), flat)  # no lift, no change
     comp.close()

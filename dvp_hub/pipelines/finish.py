@@ -19,7 +19,7 @@ from ..models.inference import bf16_supported
 from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
-from ..render.composite import Compositor
+from ..render.composite import Compositor, Torso
 from ..render.conditioning import CORRESPONDENCE, ConditioningRenderer
 from .live_generator import int8_refiner
 
@@ -64,20 +64,33 @@ def jaw_line(face: np.ndarray | None, size: int) -> np.ndarray | None:
 
 
 def reference_jaw(pipe, size: int) -> np.ndarray | None:
-    """`jaw_line` of the target's reference frame (its own fitted face, rendered once): paste-back keeps the reference
-    torso only below both jaws, so that the reference's own jaw never shows under the generated one."""
+    """`jaw_line` of the target's reference frame (its own fitted face, rendered once): where a generated jaw is
+    higher, paste-back stretches the reference's neck up to it (`torso_line`), so that the reference's own jaw never
+    shows under the generated one."""
     ref = int(pipe.target.config.reference_frame)
     seq, res = pipe.target_state.sequence, int(pipe.target.config.resolution)  # made once per target
     cond = ConditioningRenderer().render(seq, pipe.target.crop, res, frames=slice(ref, ref + 1))[0]
     return jaw_line(rendered_face(cond), size)
 
 
-def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None) -> np.ndarray | None:
-    """Where paste-back starts to keep the reference frame's torso in one frame: the `jaw_line` of its
-    `rendered_face`, and never above the reference frame's own (``reference``, `reference_jaw`); None: the generated
-    torso (no conditioning, or no face rendered)."""
+LIFT_TAPER = 1 / 16  # of the crop's side: beside the face, the neck's lift falls to 0 over this much
+
+
+def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None) -> Torso | None:
+    """Where paste-back keeps the reference frame's torso in one frame (`render.composite.Torso`): below the
+    `jaw_line` of its `rendered_face`, with the reference's neck lifted by as much as that jaw is above the reference
+    frame's own (``reference``, `reference_jaw`) across the face's columns, tapering to 0 over `LIFT_TAPER` of the
+    crop beside them; None: the generated torso (no conditioning, or no face rendered)."""
     jaw = jaw_line(face, size)
-    return jaw if jaw is None or reference is None else np.maximum(jaw, reference)
+    if jaw is None or reference is None:
+        return None if jaw is None else Torso(jaw)
+    scale = size / face.shape[0]
+    cols = np.nonzero(face.any(0))[0]
+    left, right = cols.min() * scale, (cols.max() + 1) * scale
+    x = np.arange(size, dtype=np.float32) + 0.5
+    outside = np.maximum(left - x, x - right)  # > 0 beside the face
+    taper = np.clip(1 - outside / (LIFT_TAPER * size), 0, 1)
+    return Torso(jaw, (np.maximum(reference - jaw, 0) * taper).astype(np.float32))
 
 
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -167,10 +180,10 @@ class FrameFinisher:
         (`Compositor`; without it, the generated torso)."""
         if self.compositor is not None:
             with timed(self.times, "paste-back"):
-                jaw = None
+                torso = None
                 if self.reference_torso:  # the reference frame's torso below this frame's jaw
-                    jaw = torso_line(rendered_face(cond), self.crop_size, self.reference_jaw)
-                crop = self.compositor(crop, jaw)
+                    torso = torso_line(rendered_face(cond), self.crop_size, self.reference_jaw)
+                crop = self.compositor(crop, torso)
         return self.mark(crop)
 
     def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:

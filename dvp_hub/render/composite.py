@@ -8,9 +8,11 @@ time and faded to zero at the crop's edge. The generated pixels are shifted in c
 difference between the generated and the real background just outside the person, so that the edge of
 the mask does not show as a change of tone.
 
-Below the jaw the reference frame is kept too (neck, collar, shirt, shoulders), fading in over `TORSO_RAMP` of
-the crop under the rendered face's lower edge: a person-specific generator driven by a mouth or a jaw its target
-never made paints skin over the collar beneath it, and a speaker's torso barely moves while the head does.
+Below the jaw the reference frame is kept too (neck, collar, shirt, shoulders), blended over `TORSO_RAMP` of the
+crop under the rendered face's lower edge: a person-specific generator driven by a mouth or a jaw its target never
+made paints skin over the collar beneath it, and a speaker's torso barely moves while the head does. Where the
+head is higher than the reference's, the reference's neck is stretched up to meet the generated jaw (`Torso`):
+under a raised chin the generator paints its collar, a white blob, where the neck should be.
 
 The person mask is mediapipe's selfie segmentation, which ships inside the pinned wheel.
 """
@@ -18,6 +20,7 @@ The person mask is mediapipe's selfie segmentation, which ships inside the pinne
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -30,6 +33,20 @@ SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
 MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
 COLOUR_SIZE = 128  # the colour shift is a mean over the background, estimated on the crop at this side
 TORSO_RAMP = 1 / 32  # of the crop's side: from the jaw down over this much, the generated pixels fade out
+NECK_SPAN = 1 / 8  # of the crop's side: a lifted neck is stretched from this far above the jaw to this far below
+
+
+class Torso(NamedTuple):
+    """Where paste-back keeps the reference frame's torso in one frame, in the crop's pixels.
+
+    ``jaw``: ``[size]``, for each column the row just under the generated face; the reference is kept below it.
+    ``lift``: ``[size]`` >= 0 or None, for each column how far above the reference's own jaw that row is (0 beside
+    the face): the reference's rows are pulled up by that much at the jaw, stretching its neck to meet the face and
+    easing to no shift `NECK_SPAN` of the crop above and below, so nothing tears.
+    """
+
+    jaw: np.ndarray
+    lift: np.ndarray | None = None
 
 
 class PersonSegmenter:
@@ -133,18 +150,41 @@ class Compositor:
         and falls linearly to 0 over `TORSO_RAMP` of the crop below it."""
         return np.clip(1 - (self.rows[top:, None] - jaw[None, :]) / (TORSO_RAMP * self.size), 0, 1)
 
-    def __call__(self, image: np.ndarray, jaw: np.ndarray | None = None) -> np.ndarray:
-        """One ``size x size x 3`` crop -> the full frame. ``jaw``: ``[size]``, for each column the row (crop
-        pixels) just under the face rendered for this frame (`finish.jaw_line`); below it the reference frame's
-        torso is kept (None: the generated torso, as where no face was rendered)."""
+    def _lifted(self, torso: Torso) -> tuple[int, np.ndarray] | None:
+        """The reference frame's rows ``r0:`` of the crop's region (frame pixels) with its neck pulled up by
+        ``torso.lift`` (`Torso`), and r0; None where nothing is lifted by a pixel or more."""
+        if torso.lift is None or torso.lift.max() * self.crop.size / self.size < 1:
+            return None
+        x0, y0, x1, y1 = self.roi
+        s = self.crop.size / self.size  # frame pixels per crop pixel
+        cols = (np.arange(x0, x1) + 0.5 - self.crop.x0) / s - 0.5  # each region column in crop pixels
+        on = np.arange(self.size, dtype=np.float32)
+        jaw = (np.interp(cols, on, torso.jaw) * s + self.crop.y0 - y0).astype(np.float32)  # region rows
+        lift = (np.interp(cols, on, torso.lift) * s).astype(np.float32)
+        span = NECK_SPAN * self.crop.size
+        r0 = int(max(0, np.floor(jaw.min() - span)))
+        r1 = int(min(y1 - y0, np.ceil((jaw + lift).max() + span) + 1))
+        rows = np.arange(r0, r1, dtype=np.float32)[:, None]
+        above, below = (rows - (jaw - span)) / span, (jaw + lift + span - rows) / (lift + span)
+        map_y = rows + lift * np.clip(np.minimum(above, below), 0, 1)  # a tent peaking at the jaw
+        map_x = np.broadcast_to(np.arange(x1 - x0, dtype=np.float32), map_y.shape)
+        region = self.background[y0:y1, x0:x1]
+        return r0, cv2.remap(region, np.ascontiguousarray(map_x), map_y, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+
+    def __call__(self, image: np.ndarray, torso: Torso | None = None) -> np.ndarray:
+        """One ``size x size x 3`` crop -> the full frame. ``torso``: below its jaw the reference frame's torso is
+        kept, its neck stretched by its lift (`Torso`; `finish.torso_line` makes one from the face rendered for this
+        frame); None: the generated torso, as where no face was rendered."""
         if image.shape[:2] != (self.size, self.size):
             raise ValueError(f"expected a {self.size} px crop, got {image.shape[1]}x{image.shape[0]}")
         m = self.mask(image)
-        if jaw is not None:
-            jaw = np.asarray(jaw, np.float32)
+        lifted = None
+        if torso is not None:
+            jaw = np.asarray(torso.jaw, np.float32)
             top = int(np.clip(np.floor(jaw.min()), 0, self.size))  # above the jaw's highest point: all 1
             m = m.copy() if m is self.square else m
             m[top:] *= self.torso_weight(jaw, top)
+            lifted = self._lifted(torso)
         if self.segmenter:  # OpenCV's uint8 arithmetic saturates and rounds, as the float round trip would
             image = cv2.add(np.ascontiguousarray(image), (*map(float, self.colour_shift(image, m)), 0.0))
         x0, y0, x1, y1 = self.roi
@@ -152,6 +192,8 @@ class Compositor:
         warped = cv2.warpAffine(image, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         out = self.background.copy()
+        if lifted is not None:
+            out[y0 + lifted[0] : y0 + lifted[0] + len(lifted[1]), x0:x1] = lifted[1]
         region = np.ascontiguousarray(out[y0:y1, x0:x1])
         out[y0:y1, x0:x1] = cv2.blendLinear(warped, region, weight, 1.0 - weight)
         return out
