@@ -76,16 +76,19 @@ def _real_crops(reader, crop, size: int, offset: int, start: int, stop: int):
     return torch.stack(train), real  # uint8: a minute of 256 px frames is ~200 MB
 
 
-def _self_sheet(pipe, path, real, cond, fake, refined, footage) -> None:
+def _self_sheet(pipe, path, real, cond, fake, refined, footage, torsos=None) -> None:
     """real | diffuse render | output for 6 held-out frames; at native size (the crop's square cut from the full
-    frames) when the target has its full frame (``footage``)."""
+    frames, pasted back with ``torsos`` as `evaluate_native.pasted`) when the target has its full frame
+    (``footage``)."""
 
     picks = spread_indices(len(real), 6).tolist()
     rows = [[real[i], (cond[i, :3] + 1) / 2, fake[i]] for i in picks]
     height = 192
     if footage is not None:
         crop = pipe.target.crop
-        shown = evaluate_native.pasted(pipe, refined[picks])
+        shown = evaluate_native.pasted(
+            pipe, refined[picks], torsos=None if torsos is None else [torsos[i] for i in picks]
+        )
         rows = [[crop.cut(footage.held_out[i]), r[1], crop.cut(shown[k])] for k, (i, r) in enumerate(zip(picks, rows))]
         height = rows[0][0].shape[0]
     contact_sheet(rows, path, ["real (held out)", "diffuse render", "output"], height=height)
@@ -149,7 +152,7 @@ def self_reenactment(
         "baseline_nearest_frame": crop_scores(nearest, real, face, mouth),
     }
     result.update(tracking_floor(real, fake, seq.slice(start, stop), pipe.target.config.fps))
-    faces = [rendered_face(c) for c in cond[window - 1 :]]
+    faces, footage = [rendered_face(c) for c in cond[window - 1 :]], None
     torsos = torso_lines(pipe, faces, refined.shape[1]) if reference_torso else None
     if pipe.has_reference:
         footage = RealFootage.read(pipe, target_video, start, stop, nearest_index.tolist())
@@ -164,7 +167,7 @@ def self_reenactment(
     if torso is not None:
         torso.update(train=train_torso, limit=limit)
     if sheet:
-        _self_sheet(pipe, sheet, real, cond[window - 1 :], fake, refined, footage if pipe.has_reference else None)
+        _self_sheet(pipe, sheet, real, cond[window - 1 :], fake, refined, footage, torsos)
     if embedder is not None:  # generated vs real validation frames: the same frames, the same person
         ref, _ = embed_spread(embedder, to_uint8(real.permute(0, 2, 3, 1).numpy()))
         emb, found = embed_spread(embedder, to_uint8(fake.permute(0, 2, 3, 1).numpy()))

@@ -29,7 +29,7 @@ def test_paste_back_keeps_the_background_and_undoes_a_colour_cast():
 def test_below_the_rendered_jaw_the_reference_torso_is_kept():
     import torch
 
-    from dvp_hub.pipelines.finish import JAW_FLOOR, jaw_line, rendered_face, torso_line
+    from dvp_hub.pipelines.finish import JAW_FLOOR, LIFT_TAPER, jaw_line, rendered_face, torso_line
 
     # a rendered face: an ellipse whose lowest pixel (the chin) is row 40 of 64 at column 32
     yy, xx = np.mgrid[:64, :64]
@@ -43,9 +43,12 @@ def test_below_the_rendered_jaw_the_reference_torso_is_kept():
     assert jaw[56] < jaw[64] and abs(jaw.min() - floor) < 1e-3 and jaw[0] == jaw.min()  # the jaw curves up to it
     assert jaw_line(rendered_face(-torch.ones(9, 64, 64)), 128) is None  # no face, no line
     torso = torso_line(rendered_face(cond), 128, jaw + 10)  # the reference's jaw 10 px lower
-    assert np.array_equal(torso.jaw, jaw) and torso.lift[64] == 10  # under the face: lifted by the difference
-    assert torso.lift[0] == 0 and torso.lift[127] == 0  # far beside the face (columns 40-87): not at all
-    assert torso_line(rendered_face(cond), 128, jaw - 10).lift.max() == 0  # a lower jaw lifts nothing
+    assert np.array_equal(torso.jaw[40:90], jaw[40:90]) and torso.lift[64] == 10  # under the face (columns 40-89)
+    assert torso.lift[0] == 0 and torso.jaw[0] == jaw[0] + 10  # far beside it: no lift, cut at the lower jaw
+    taper = 1 - (40 - 36.5) / (LIFT_TAPER * 128)  # column 36, beside the face: part of the lift
+    assert abs(torso.lift[36] - 10 * taper) < 1e-4 and abs(torso.jaw[36] - (jaw[36] + 10 - 10 * taper)) < 1e-4
+    lower = torso_line(rendered_face(cond), 128, jaw - 10)  # the reference's jaw higher: nothing to lift
+    assert lower.lift.max() == 0 and np.array_equal(lower.jaw, jaw)
 
     pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
     crop = pipe.edit(100, watermark=False, paste_back=False)
@@ -79,15 +82,35 @@ def test_a_raised_jaw_stretches_the_reference_neck_up_to_it():
     scale = c.size / size
     xs = slice(int(c.x0 + 0.4 * c.size), int(c.x0 + 0.6 * c.size))  # inside the lifted columns
     below = TORSO_RAMP * size + 2  # crop rows under the jaw: just past the ramp
-    row = int(round(c.y0 + (size / 2 + below) * scale))
+    row = round(c.y0 + (size / 2 + below) * scale)
     # the reference's rows further down are shown there (its neck, pulled up): the full lift at the jaw, easing to
     # none NECK_SPAN of the crop under the reference's own jaw
     shift = size / 16 * (1 - below / (size / 16 + NECK_SPAN * size)) * scale  # frame pixels
-    moved = [np.abs(lifted[row, xs].astype(int) - background[row + d, xs]).mean() for d in range(0, 40)]
+    moved = [np.abs(lifted[row, xs].astype(int) - background[row + d, xs]).mean() for d in range(40)]
     assert abs(np.argmin(moved) - shift) <= 1.5 and min(moved) < 3
     far = int(np.ceil(c.y0 + (size / 2 + size / 16 + NECK_SPAN * size) * scale)) + 2  # past the stretch
     assert np.array_equal(lifted[far:], flat[far:])
     outside = int(c.x0 + 0.05 * c.size)  # a column with no lift: as without it
     assert np.array_equal(lifted[:, :outside], flat[:, :outside])
+    top = int(c.y0 + (size / 2 - NECK_SPAN * size) * scale) - 1  # above the stretch
+    assert np.array_equal(lifted[:top], flat[:top])
     assert np.array_equal(comp(crop, Torso(jaw, np.zeros(size, np.float32))), flat)  # no lift, no change
+    comp.close()
+
+
+def test_a_lift_reaching_past_the_crop_eases_out_inside_it():
+    from dvp_hub.render.crop import Crop
+
+    h, w, size = 400, 300, 128
+    background = np.repeat(np.repeat((np.arange(h) % 250).astype(np.uint8)[:, None], w, 1)[..., None], 3, 2)
+    crop = Crop(50.0, 100.0, 200.0)  # rows 100-300 of a frame whose rows each hold their own grey level
+    comp = Compositor(background, crop, size, person_mask=False, smooth=0)
+    black, lift = np.zeros((size, size, 3), np.uint8), np.full(size, size / 16, np.float32)
+    out = comp(black, Torso(np.full(size, 0.9 * size, np.float32), lift))  # the stretch runs past the crop
+    column = out[:, 150, 0].astype(int)
+    assert np.array_equal(column[300:], background[300:, 150, 0])  # below the crop: untouched
+    assert column[299] == background[299, 150, 0]  # the crop's last row: no shift, so no step to the row below it
+    kept = column[287:300]  # past the ramp under the jaw (row 280): the reference only, its rows pulled up
+    assert (np.diff(kept) >= 0).all() and len(np.unique(kept)) >= 5  # ascending, not one repeated edge row
+    assert comp(black, Torso(np.full(size, 2.0 * size, np.float32), lift)).shape == background.shape  # no band
     comp.close()

@@ -77,10 +77,12 @@ LIFT_TAPER = 1 / 16  # of the crop's side: beside the face, the neck's lift fall
 
 
 def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None) -> Torso | None:
-    """Where paste-back keeps the reference frame's torso in one frame (`render.composite.Torso`): below the
-    `jaw_line` of its `rendered_face`, with the reference's neck lifted by as much as that jaw is above the reference
-    frame's own (``reference``, `reference_jaw`) across the face's columns, tapering to 0 over `LIFT_TAPER` of the
-    crop beside them; None: the generated torso (no conditioning, or no face rendered)."""
+    """Where paste-back keeps the reference frame's torso in one frame (`render.composite.Torso`). Under the face,
+    below the `jaw_line` of its `rendered_face`, the reference's neck lifted by as much as that jaw is above the
+    reference frame's own (``reference``, `reference_jaw`); the lift tapers to 0 over `LIFT_TAPER` of the crop beside
+    the face, and there the cut moves down by what is not lifted (far beside the face: to the lower of the two jaws),
+    so the reference's own chin stays above the cut, under the generated face. None: the generated torso (no
+    conditioning, or no face rendered)."""
     jaw = jaw_line(face, size)
     if jaw is None or reference is None:
         return None if jaw is None else Torso(jaw)
@@ -89,8 +91,10 @@ def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None)
     left, right = cols.min() * scale, (cols.max() + 1) * scale
     x = np.arange(size, dtype=np.float32) + 0.5
     outside = np.maximum(left - x, x - right)  # > 0 beside the face
-    taper = np.clip(1 - outside / (LIFT_TAPER * size), 0, 1)
-    return Torso(jaw, (np.maximum(reference - jaw, 0) * taper).astype(np.float32))
+    gap = np.maximum(reference - jaw, 0)  # how far the generated jaw is above the reference's
+    lift = gap * np.clip(1 - outside / (LIFT_TAPER * size), 0, 1)
+    # the cut: where the reference's jaw is shown once lifted (`Compositor` pulls the cut's row up by the lift)
+    return Torso((jaw + gap - lift).astype(np.float32), lift.astype(np.float32))
 
 
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:

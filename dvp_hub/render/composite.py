@@ -33,16 +33,17 @@ SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
 MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
 COLOUR_SIZE = 128  # the colour shift is a mean over the background, estimated on the crop at this side
 TORSO_RAMP = 1 / 32  # of the crop's side: from the jaw down over this much, the generated pixels fade out
-NECK_SPAN = 1 / 8  # of the crop's side: a lifted neck is stretched from this far above the jaw to this far below
+NECK_SPAN = 1 / 8  # of the crop's side: a lifted neck eases from this far above the jaw to this far below the lift
 
 
 class Torso(NamedTuple):
     """Where paste-back keeps the reference frame's torso in one frame, in the crop's pixels.
 
-    ``jaw``: ``[size]``, for each column the row just under the generated face; the reference is kept below it.
-    ``lift``: ``[size]`` >= 0 or None, for each column how far above the reference's own jaw that row is (0 beside
-    the face): the reference's rows are pulled up by that much at the jaw, stretching its neck to meet the face and
-    easing to no shift `NECK_SPAN` of the crop above and below, so nothing tears.
+    ``jaw``: ``[size]``, for each column the row where the reference frame takes over from the generated crop
+    (fading in over `TORSO_RAMP` below it).
+    ``lift``: ``[size]`` >= 0 or None, for each column how far the reference's rows are pulled up at that row: its
+    neck is stretched to meet a generated jaw higher than its own, the shift easing to 0 `NECK_SPAN` of the crop
+    above ``jaw`` and `NECK_SPAN` below ``jaw + lift`` (and at the crop's last row), so the reference never tears.
     """
 
     jaw: np.ndarray
@@ -86,8 +87,9 @@ class Compositor:
             older paste-back; also the fallback where the segmenter finds no person).
         smooth: weight of the previous frame's mask in each frame's (0: none); call `reset` between clips.
 
-    Guarantees: the output is the background outside the crop's square, the same size and dtype, and a
-    pixel's weight changes continuously from the background to the generated crop.
+    Guarantees: the output is the background outside the crop's square (inside it, a `Torso`'s lift may move
+    the background's rows), the same size and dtype, and a pixel's weight changes continuously from the
+    background to the generated crop.
     """
 
     def __init__(self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5):
@@ -151,21 +153,23 @@ class Compositor:
         return np.clip(1 - (self.rows[top:, None] - jaw[None, :]) / (TORSO_RAMP * self.size), 0, 1)
 
     def _lifted(self, torso: Torso) -> tuple[int, np.ndarray] | None:
-        """The reference frame's rows ``r0:`` of the crop's region (frame pixels) with its neck pulled up by
-        ``torso.lift`` (`Torso`), and r0; None where nothing is lifted by a pixel or more."""
+        """Rows ``r0:r1`` of the reference frame's part of the crop's region (frame pixels) with its neck pulled up
+        by ``torso.lift`` (`Torso`), and r0; None where nothing is lifted by a pixel or more."""
         if torso.lift is None or torso.lift.max() * self.crop.size / self.size < 1:
             return None
         x0, y0, x1, y1 = self.roi
         s = self.crop.size / self.size  # frame pixels per crop pixel
-        cols = (np.arange(x0, x1) + 0.5 - self.crop.x0) / s - 0.5  # each region column in crop pixels
+        cols = (np.arange(x0, x1) - self.crop.x0) / s  # each region column in crop pixels, as `Crop.matrix` maps
         on = np.arange(self.size, dtype=np.float32)
         jaw = (np.interp(cols, on, torso.jaw) * s + self.crop.y0 - y0).astype(np.float32)  # region rows
         lift = (np.interp(cols, on, torso.lift) * s).astype(np.float32)
-        span = NECK_SPAN * self.crop.size
-        r0 = int(max(0, np.floor(jaw.min() - span)))
-        r1 = int(min(y1 - y0, np.ceil((jaw + lift).max() + span) + 1))
+        span, last = NECK_SPAN * self.crop.size, y1 - y0 - 1
+        bottom = np.minimum(jaw + lift + span, last)  # no shift at the region's last row: nothing below it moves
+        r0, r1 = int(max(0, np.floor(jaw.min() - span))), int(min(last, np.ceil(bottom.max()))) + 1
+        if r1 <= r0:
+            return None
         rows = np.arange(r0, r1, dtype=np.float32)[:, None]
-        above, below = (rows - (jaw - span)) / span, (jaw + lift + span - rows) / (lift + span)
+        above, below = (rows - (jaw - span)) / span, (bottom - rows) / np.maximum(bottom - jaw, 1.0)
         map_y = rows + lift * np.clip(np.minimum(above, below), 0, 1)  # a tent peaking at the jaw
         map_x = np.broadcast_to(np.arange(x1 - x0, dtype=np.float32), map_y.shape)
         region = self.background[y0:y1, x0:x1]
