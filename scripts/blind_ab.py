@@ -15,7 +15,9 @@ score the answers (a JSON list of "1"/"2" in pair order) with ``--score FILE``.
 Judges shown pairs have answered by position (the left side, or file _1, every time); ``OUT/ratings/`` holds the same
 squares one by one under shuffled numbers (real frames included) for a judge who rates each image alone, e.g. 1-5 for
 how much it looks like camera footage; score with ``--score-ratings FILE`` (``{"NNN": rating}``). ``--singles``
-writes that folder from an existing ``OUT/images``.
+writes that folder from an existing ``OUT/images``. A rating judge who notices near-duplicates gives them the same
+score, so two close versions tie on most pairs: ask it to name its cues per image, and read which version each cue
+was named on.
 """
 
 from __future__ import annotations
