@@ -64,13 +64,15 @@ def self_squares(pipe, picks: list[int], side: int, int8: bool = False) -> list[
         raise SystemExit("int8 is unavailable here (no x86 quantized engine, or DVP_INT8=0).")
     if gen8 is not None:
         finisher.use_int8(pipe, gen8)
-    out = []
+    crops, faces = [], []
     for i in picks:
         cond, raw = held_out_outputs(pipe, seq, i, i + 1, generator8=gen8)
-        crops = finisher.crops(raw, cond[-1:])
-        torsos = torso_lines(pipe, [rendered_face(cond[-1])], crops.shape[1])  # as the pipeline pastes back
-        out.append(square(pasted(pipe, crops, torsos=torsos)[0], face_box(seq.landmarks[i]), side))
-    return out
+        crops.append(finisher.crops(raw, cond[-1:])[0])
+        faces.append(rendered_face(cond[-1]))
+    crops = np.stack(crops)
+    torsos = torso_lines(pipe, faces, crops.shape[1])  # as the pipeline pastes back; one compositor for all picks
+    fulls = pasted(pipe, crops, torsos=torsos)  # not consecutive: each pick pasted on its own, as before
+    return [square(f, face_box(seq.landmarks[i]), side) for f, i in zip(fulls, picks)]
 
 
 def driven_run(pipe, source: str, max_frames: int, int8: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -34,9 +34,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(ROOT, ".gpu")
-REMOVED = os.path.join(
-    ROOT, ".gpu.removed"
-)  # what make-room deleted, for restore (outside .gpu/, which pack replaces)
+# what make-room deleted, for restore (outside .gpu/, which pack replaces)
+REMOVED = os.path.join(ROOT, ".gpu.removed")
 LIMIT = 64 * 2**20  # the device tool's working tree, carried paths included
 HEADROOM = 2 * 2**20  # make-room leaves this much under the limit (the tool may count a little differently)
 RETURN_FILES, RETURN_BYTES = 8, 16 * 2**20  # what comes back from $OUT
