@@ -30,8 +30,8 @@ from ..logs import native_stderr_silenced
 from .crop import Crop
 
 SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
+MASK_SIZE = 128  # the person mask is widened, feathered, smoothed and colour-matched at this side
 MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
-COLOUR_SIZE = 128  # the colour shift is a mean over the background, estimated on the crop at this side
 TORSO_RAMP = 1 / 32  # of the crop's side: from the jaw down over this much, the generated pixels fade out
 NECK_SPAN = 1 / 8  # of the crop's side: a lifted neck eases from this far above the jaw to this far below the lift
 
@@ -90,10 +90,13 @@ class Compositor:
     Guarantees: the output is the background outside the crop's square (inside it, a `Torso`'s lift may move
     the background's rows), the same size and dtype, and a pixel's weight changes continuously from the
     background to the generated crop.
+
+    Cost: the blend weight is made where it is used, in the frame's pixels of the crop's region: the person mask is
+    widened, feathered and smoothed at `MASK_SIZE` px (it is smooth there: blurred by ``widen``) and reaches the
+    region in one warp; the square's ramp is warped once; a `Torso`'s ramp is evaluated at each region pixel.
     """
 
     def __init__(self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5):
-        self.rows = np.arange(int(size), dtype=np.float32)
         self.background = np.ascontiguousarray(background)
         self.crop, self.size, self.smooth = crop, int(size), float(smooth)
         h, w = self.background.shape[:2]
@@ -104,30 +107,51 @@ class Compositor:
             min(h, int(np.ceil(crop.y0 + crop.size))),
         )
         x0, y0, x1, y1 = self.roi
+        self.region = (x1 - x0, y1 - y0)
         inv = cv2.invertAffineTransform(crop.matrix(self.size))
         inv[:, 2] -= (x0, y0)
         self.to_roi = inv
-        self.square = square_ramp(self.size, feather)
-        self.widen = max(1, int(round(widen * SEGMENT_SIZE)))  # at the segmenter's size
+        s = self.size / crop.size  # crop pixels per frame pixel
+        self.cols = ((np.arange(x0, x1) - crop.x0) * s).astype(np.float32)  # each region column in crop pixels
+        self.rows = ((np.arange(y0, y1) - crop.y0) * s).astype(np.float32)  # each region row in crop pixels
+        # region pixel -> `MASK_SIZE` mask pixel (OpenCV's resize samples pixel centres: x_m = (x + 0.5) k - 0.5)
+        k = MASK_SIZE / self.size
+        self.mask_from_roi = np.float32([[s * k, 0, (s * (x0 - crop.x0) + 0.5) * k - 0.5], [0, s * k, 0]])
+        self.mask_from_roi[1, 2] = (s * (y0 - crop.y0) + 0.5) * k - 0.5
+        square = square_ramp(self.size, feather)
+        self.square_roi = self._warp(square, self.to_roi, cv2.BORDER_CONSTANT, inverse=False)
+        self.square_small = cv2.resize(square, (MASK_SIZE, MASK_SIZE), interpolation=cv2.INTER_AREA)
+        self.widen = max(1, round(widen * MASK_SIZE))  # at the mask's size
         self.segmenter = PersonSegmenter() if person_mask else None
         ref = crop.apply(self.background, self.size)  # the reference frame in the crop, cut once
-        small = (COLOUR_SIZE, COLOUR_SIZE)
+        small = (MASK_SIZE, MASK_SIZE)
         self.ref_small = cv2.resize(ref, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-        self.square_small = cv2.resize(self.square, small, interpolation=cv2.INTER_AREA)
-        self.ref_mask = self.segmenter(ref) if self.segmenter else None
+        self.ref_mask = self._small(self.segmenter(ref)) if self.segmenter else None
         self._previous: np.ndarray | None = None
 
     def reset(self) -> None:
         """Forget the previous frame's mask (a new clip starts)."""
         self._previous = None
 
-    def mask(self, image: np.ndarray) -> np.ndarray:
-        """The blend weight of each crop pixel, ``size x size`` float32 in [0, 1]."""
+    @staticmethod
+    def _small(mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask, (MASK_SIZE, MASK_SIZE), interpolation=cv2.INTER_AREA)
+
+    def _warp(self, image: np.ndarray, matrix: np.ndarray, border: int, inverse: bool = True) -> np.ndarray:
+        """``image`` into the crop's region of the frame; ``matrix`` maps region pixels to ``image``'s (``inverse``)
+        or back."""
+        flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if inverse else 0)
+        return cv2.warpAffine(image, matrix, self.region, flags=flags, borderMode=border)
+
+    def person(self, image: np.ndarray) -> np.ndarray | None:
+        """The person's blend weight ``MASK_SIZE`` px square, float32 in [0, 1]: the union of the crop's and the
+        reference's person masks, widened, feathered and smoothed over time; None: the square alone (no segmenter,
+        or no person found)."""
         if self.segmenter is None:
-            return self.square
-        person = self.segmenter(image)
+            return None
+        person = self._small(self.segmenter(image))
         if person.max() < 0.5:  # no person found: the square alone
-            return self.square
+            return None
         m = np.maximum(person, self.ref_mask)
         k = 2 * self.widen + 1
         m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
@@ -135,22 +159,40 @@ class Compositor:
         if self._previous is not None and self.smooth > 0:
             m = (1 - self.smooth) * m + self.smooth * self._previous
         self._previous = m
-        return cv2.resize(m, (self.size, self.size), interpolation=cv2.INTER_LINEAR) * self.square
+        return m
 
     def colour_shift(self, image: np.ndarray, m: np.ndarray) -> np.ndarray:
-        """Per-channel mean of (real - generated) over the background inside the square, clipped (a mean: taken on
-        the crop, its mask and the reference at `COLOUR_SIZE` px)."""
-        small = (COLOUR_SIZE, COLOUR_SIZE)
-        bg = (cv2.resize(m, small, interpolation=cv2.INTER_AREA) < 0.02) & (self.square_small > 0.99)
-        if bg.sum() < 100 * (COLOUR_SIZE / self.size) ** 2:  # 100 pixels of the crop
+        """Per-channel mean of (real - generated) over the background inside the square (``m``: the crop's blend
+        weight at `MASK_SIZE` px, below 0.02 there), clipped."""
+        bg = (m < 0.02) & (self.square_small > 0.99)
+        if bg.sum() < 100 * (MASK_SIZE / self.size) ** 2:  # 100 pixels of the crop
             return np.zeros(3, np.float32)
-        diff = self.ref_small[bg] - cv2.resize(image, small, interpolation=cv2.INTER_AREA)[bg].astype(np.float32)
+        small = cv2.resize(image, (MASK_SIZE, MASK_SIZE), interpolation=cv2.INTER_AREA)
+        diff = self.ref_small[bg] - small[bg].astype(np.float32)
         return np.clip(diff.mean(0), -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT).astype(np.float32)
 
-    def torso_weight(self, jaw: np.ndarray, top: int = 0) -> np.ndarray:
-        """``(size - top) x size``, rows ``top:`` of the weight that is 1 down to row ``jaw[x]`` of each column x
-        and falls linearly to 0 over `TORSO_RAMP` of the crop below it."""
-        return np.clip(1 - (self.rows[top:, None] - jaw[None, :]) / (TORSO_RAMP * self.size), 0, 1)
+    def torso_weight(self, jaw: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``len(rows) x len(cols)``: at crop coordinates ``rows`` x ``cols``, the weight that is 1 down to the jaw
+        (``jaw[x]`` at each crop column x, interpolated) and falls linearly to 0 over `TORSO_RAMP` of the crop below."""
+        line = np.interp(cols, np.arange(self.size, dtype=np.float32), jaw).astype(np.float32)
+        return np.clip(1 - (rows[:, None] - line[None, :]) / np.float32(TORSO_RAMP * self.size), 0, 1)
+
+    def weights(self, image: np.ndarray, torso: Torso | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(weight of the crop in the region, H x W float32; weight at `MASK_SIZE` px or None)`` for one crop."""
+        person = self.person(image)
+        weight = self.square_roi if person is None else self._warp(person, self.mask_from_roi, cv2.BORDER_REPLICATE)
+        weight = weight * self.square_roi if person is not None else weight.copy()
+        small = None if person is None else person * self.square_small
+        if torso is not None:
+            jaw = np.asarray(torso.jaw, np.float32)
+            top = int(np.searchsorted(self.rows, np.floor(jaw.min())))  # above the jaw's highest point: all 1
+            weight[top:] *= self.torso_weight(jaw, self.rows[top:], self.cols)
+            if small is not None:
+                grid = ((np.arange(MASK_SIZE, dtype=np.float32) + 0.5) * (self.size / MASK_SIZE) - 0.5).astype(
+                    np.float32
+                )
+                small *= self.torso_weight(jaw, grid, grid)
+        return weight, small
 
     def _lifted(self, torso: Torso) -> tuple[int, np.ndarray] | None:
         """Rows ``r0:r1`` of the reference frame's part of the crop's region (frame pixels) with its neck pulled up
@@ -159,10 +201,9 @@ class Compositor:
             return None
         x0, y0, x1, y1 = self.roi
         s = self.crop.size / self.size  # frame pixels per crop pixel
-        cols = (np.arange(x0, x1) - self.crop.x0) / s  # each region column in crop pixels, as `Crop.matrix` maps
         on = np.arange(self.size, dtype=np.float32)
-        jaw = (np.interp(cols, on, torso.jaw) * s + self.crop.y0 - y0).astype(np.float32)  # region rows
-        lift = (np.interp(cols, on, torso.lift) * s).astype(np.float32)
+        jaw = (np.interp(self.cols, on, torso.jaw) * s + self.crop.y0 - y0).astype(np.float32)  # region rows
+        lift = (np.interp(self.cols, on, torso.lift) * s).astype(np.float32)
         span, last = NECK_SPAN * self.crop.size, y1 - y0 - 1
         bottom = np.minimum(jaw + lift + span, last)  # no shift at the region's last row: nothing below it moves
         r0, r1 = int(max(0, np.floor(jaw.min() - span))), int(min(last, np.ceil(bottom.max()))) + 1
@@ -181,21 +222,13 @@ class Compositor:
         frame); None: the generated torso, as where no face was rendered."""
         if image.shape[:2] != (self.size, self.size):
             raise ValueError(f"expected a {self.size} px crop, got {image.shape[1]}x{image.shape[0]}")
-        m = self.mask(image)
-        lifted = None
-        if torso is not None:
-            jaw = np.asarray(torso.jaw, np.float32)
-            top = int(np.clip(np.floor(jaw.min()), 0, self.size))  # above the jaw's highest point: all 1
-            m = m.copy() if m is self.square else m
-            m[top:] *= self.torso_weight(jaw, top)
-            lifted = self._lifted(torso)
-        if self.segmenter:  # OpenCV's uint8 arithmetic saturates and rounds, as the float round trip would
-            image = cv2.add(np.ascontiguousarray(image), (*map(float, self.colour_shift(image, m)), 0.0))
+        weight, small = self.weights(image, torso)
+        if small is not None:  # OpenCV's uint8 arithmetic saturates and rounds, as the float round trip would
+            image = cv2.add(np.ascontiguousarray(image), (*map(float, self.colour_shift(image, small)), 0.0))
+        warped = self._warp(image, self.to_roi, cv2.BORDER_REPLICATE, inverse=False)
         x0, y0, x1, y1 = self.roi
-        size = (x1 - x0, y1 - y0)
-        warped = cv2.warpAffine(image, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.warpAffine(m, self.to_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         out = self.background.copy()
+        lifted = None if torso is None else self._lifted(torso)
         if lifted is not None:
             out[y0 + lifted[0] : y0 + lifted[0] + len(lifted[1]), x0:x1] = lifted[1]
         region = np.ascontiguousarray(out[y0:y1, x0:x1])
