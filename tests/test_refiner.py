@@ -33,6 +33,20 @@ def test_an_untrained_refiner_is_a_bilinear_enlargement_and_the_window_changes_o
     assert (full - up).abs().mean() > 1e-3
 
 
+def test_the_finisher_refines_to_uint8_as_the_float_refine_rounds():
+    from dvp_hub.pipelines.finish import refined_uint8, tensor_to_uint8
+
+    torch.manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64) * 2 - 1, 3, 1, 1)  # an image, not noise
+    r = FaceRefiner(channels=8, num_blocks=1).eval()
+    torch.nn.init.normal_(r.tail.weight, std=0.1)
+    want, got = tensor_to_uint8(r.refine(x, (16, 8, 48, 40))), refined_uint8(r, x, (16, 8, 48, 40))
+    assert got.shape == want.shape == (2, 128, 128, 3) and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and diff.mean() < 0.2  # the enlargement made in uint8: within a grey level
+    assert np.abs(got[:, 40:64, 48:80].astype(int) - tensor_to_uint8(r(x))[:, 40:64, 48:80]).max() <= 1  # inside
+
+
 def test_detail_ratio_can_be_fooled_but_the_band_error_cannot():
     """Detail that is not the footage's (another texture's mid band, at the right energy) brings the detail ratio to
     ~1, and makes the band error worse than the blur's: only detail in the right place lowers it."""

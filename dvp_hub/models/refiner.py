@@ -59,7 +59,9 @@ class FaceRefiner(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         extra = texture_channels * scale * scale if texture_size else 0
-        self.texture = nn.Parameter(torch.zeros(1, texture_channels, texture_size, texture_size)) if texture_size else None
+        self.texture = (
+            nn.Parameter(torch.zeros(1, texture_channels, texture_size, texture_size)) if texture_size else None
+        )
         self.head = nn.Conv2d(3 + extra, channels, 3, 1, 1)
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, 1, 1)
@@ -81,7 +83,9 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         covered = (correspondence > -0.999).any(1, keepdim=True).float()
         covered = F.interpolate(covered, scale_factor=s, mode="nearest")
         tex = self.texture.expand(len(corr), -1, -1, -1)
-        feat = F.grid_sample(tex, corr.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=False)
+        feat = F.grid_sample(
+            tex, corr.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=False
+        )
         return F.pixel_unshuffle(feat * covered, s)
 
     def forward(self, x: torch.Tensor, correspondence: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,6 +103,26 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         feat = F.leaky_relu(self.head(x), 0.2)
         return self.tail(feat + self.body(feat))
 
+    @torch.no_grad()
+    def refined_window(
+        self,
+        x: torch.Tensor,
+        window: tuple[int, int, int, int] | None = None,
+        bf16: bool = False,
+        correspondence: torch.Tensor | None = None,
+        residual=None,
+    ) -> torch.Tensor:
+        """The network's output inside ``window`` alone (`refine`'s arguments): ``[B, 3, s h, s w]`` float32 in
+        [-1, 1] for the window's ``h x w`` input pixels, not yet faded into the enlargement (`window_weight`)."""
+        s = self.config.scale
+        x0, y0, x1, y1 = (0, 0, x.shape[-1], x.shape[-2]) if window is None else window
+        part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
+        corr = None if correspondence is None else correspondence[:, :, y0:y1, x0:x1]
+        if residual is not None and corr is None:
+            up = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
+            return (up + self.shuffle(residual(part))).clamp(-1, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
+            return self(part, corr).float()
 
     @torch.no_grad()
     def refine(
@@ -109,33 +133,31 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         correspondence: torch.Tensor | None = None,
         residual=None,
     ):
-        """Inference: like ``forward`` (``correspondence`` as there), but the network runs only inside ``window`` (``x0, y0, x1, y1`` in input
-        pixels, multiples of 8; None: everywhere) and the rest is the bilinear enlargement, the two blended over
-        `WINDOW_FEATHER` px at the window's edge (where the network lacks context). ``bf16``: autocast on the CPU.
-        ``residual``: a stand-in for the network's detail branch (`models.int8.quantize_refiner`; texture-less
-        refiners only), added to the float enlargement. Output ``[B, 3, sR, sR]`` float32 in [-1, 1]."""
-        s = self.config.scale
-        if window is None:
-            x0, y0, x1, y1 = 0, 0, x.shape[-1], x.shape[-2]
-        else:
-            x0, y0, x1, y1 = window
-        base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
-        corr = None if correspondence is None else correspondence[:, :, y0:y1, x0:x1]
-        if residual is not None and corr is None:
-            up = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
-            refined = (up + self.shuffle(residual(part))).clamp(-1, 1)
-        else:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
-                refined = self(part, corr).float()
+        """Inference: like ``forward`` (``correspondence`` as there), but the network runs only inside ``window``
+        (``x0, y0, x1, y1`` in input pixels, multiples of 8; None: everywhere) and the rest is the bilinear
+        enlargement, the two blended over `WINDOW_FEATHER` px at the window's edge (where the network lacks context,
+        `window_weight`). ``bf16``: autocast on the CPU. ``residual``: a stand-in for the network's detail branch
+        (`models.int8.quantize_refiner`; texture-less refiners only), added to the float enlargement. Output
+        ``[B, 3, sR, sR]`` float32 in [-1, 1]."""
+        refined = self.refined_window(x, window, bf16, correspondence, residual)
         if window is None:
             return refined
-        h, w = refined.shape[-2:]
-        ramp = lambda n: torch.clamp(torch.minimum(torch.arange(n), torch.arange(n).flip(0)) / WINDOW_FEATHER, 0, 1)  # noqa: E731
-        weight = (ramp(h)[:, None] * ramp(w)[None, :]).to(x.device)
+        s, (x0, y0, x1, y1) = self.config.scale, window
+        base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
         region = base[:, :, s * y0 : s * y1, s * x0 : s * x1]
-        base[:, :, s * y0 : s * y1, s * x0 : s * x1] = region + (refined - region) * weight
+        base[:, :, s * y0 : s * y1, s * x0 : s * x1] = region + (refined - region) * window_weight(refined)
         return base
+
+
+def window_weight(refined: torch.Tensor) -> torch.Tensor:
+    """``[h, w]`` weight of a refined window ``[B, 3, h, w]`` against the enlargement under it: 0 at its edge, 1 from
+    `WINDOW_FEATHER` px inside it."""
+    h, w = refined.shape[-2:]
+
+    def ramp(n: int) -> torch.Tensor:
+        return torch.clamp(torch.minimum(torch.arange(n), torch.arange(n).flip(0)) / WINDOW_FEATHER, 0, 1)
+
+    return (ramp(h)[:, None] * ramp(w)[None, :]).to(refined.device)
 
 
 class PatchDiscriminator(nn.Module):

@@ -12,10 +12,12 @@ Every path that makes frames for a user goes through `FrameFinisher`, so every o
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from ..models.inference import bf16_supported
+from ..models.refiner import window_weight
 from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
@@ -103,6 +105,18 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     return img.movedim(-3, -1).cpu().numpy()
 
 
+def refined_uint8(refiner, x: torch.Tensor, window, bf16=False, correspondence=None, residual=None) -> np.ndarray:
+    """``refiner.refine(x, window, ...)`` as `tensor_to_uint8` gives it (within a grey level): ``[B, sR, sR, 3]``
+    uint8. The enlargement outside the window is made in uint8 by OpenCV, not in float: a tenth of the time."""
+    s, (x0, y0, x1, y1) = refiner.config.scale, window
+    big = np.stack([cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for im in tensor_to_uint8(x)])
+    refined = refiner.refined_window(x, window, bf16, correspondence, residual)
+    rows, cols = slice(s * y0, s * y1), slice(s * x0, s * x1)
+    region = torch.from_numpy(big[:, rows, cols]).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+    big[:, rows, cols] = tensor_to_uint8(region.add_((refined - region).mul_(window_weight(refined))))
+    return big
+
+
 class FrameFinisher:
     """Refine, paste back and mark generator outputs for one run (one clip, one live session or one slider).
 
@@ -164,9 +178,7 @@ class FrameFinisher:
                     raise ValueError("this target's refiner holds a neural texture: pass the frames' conditioning.")
                 corr = cond[:, CORRESPONDENCE].float()
             with timed(self.times, "refine", len(out)):
-                out = self.refiner.refine(
-                    out.float(), self.window, bf16=self.bf16, correspondence=corr, residual=self.residual
-                )
+                return refined_uint8(self.refiner, out.float(), self.window, self.bf16, corr, self.residual)
         return tensor_to_uint8(out)
 
     def mark(self, img: np.ndarray) -> np.ndarray:
