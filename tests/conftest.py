@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 DATA = Path(os.environ.get("DVP_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# calibrated int8 ranges (`models.int8_cache`) go to a folder of this run's, not the user's cache (subprocesses too)
+os.environ.setdefault("DVP_CACHE", tempfile.mkdtemp(prefix="dvp-test-cache-"))
 
 
 def clip(name: str) -> str:

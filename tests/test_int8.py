@@ -2,6 +2,7 @@
 the live session on it, and the fallback where int8 is off or fails."""
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -91,7 +92,7 @@ def test_int8_failure_falls_back_to_the_float_generator_with_one_warning(tiny_pi
 
     _need_int8()
 
-    def broken(model, windows):
+    def broken(model, windows, observed=None):
         raise RuntimeError("unsupported operator quantized::conv3d\nmore detail")
 
     monkeypatch.setattr(int8, "quantize_window_generator", broken)
@@ -178,3 +179,49 @@ def test_space_warm_up_calibrates_the_reenact_tabs_generator_and_refiner(tiny_pi
     app._warm_up()
     assert getattr(gen, "_dvp_int8", (None, None))[1] is not None
     assert getattr(pipe.refiner, "_dvp_int8", (None, None))[1] is not None
+
+
+def test_calibrated_ranges_kept_on_disk_give_the_same_int8_models_without_calibrating(
+    tiny_pipeline, monkeypatch, tmp_path
+):
+    """A second process (here: fresh copies of the models) loads the generator's and the refiner's int8 ranges from
+    the cache folder instead of calibrating, and gets the same outputs bit for bit; a damaged entry is calibrated
+    again and rewritten; with ``DVP_INT8_CACHE=0`` nothing is read or written."""
+    from dvp_hub.models import int8_cache
+    from dvp_hub.models.refiner import FaceRefiner
+    from dvp_hub.pipelines import live_generator
+    from dvp_hub.pipelines.live_generator import int8_live_generator, int8_refiner
+
+    _need_int8()
+    torch.manual_seed(1)
+    refiner = FaceRefiner(channels=8, num_blocks=1).eval()
+    torch.nn.init.normal_(refiner.tail.weight, std=0.05)
+    monkeypatch.setenv("DVP_CACHE", str(tmp_path))  # an empty folder
+    window, gen, windows = (8, 8, 56, 48), tiny_pipeline.generator, _windows(tiny_pipeline)
+    calibrations = []
+    real = live_generator.calibration_windows
+    monkeypatch.setattr(live_generator, "calibration_windows", lambda *a, **k: calibrations.append(1) or real(*a, **k))
+
+    def run(pipe_gen, ref):
+        g8 = int8_live_generator(tiny_pipeline, pipe_gen)
+        residual = int8_refiner(tiny_pipeline, ref, window, g8)
+        crops = torch.cat([g8.clip(w[0].permute(1, 0, 2, 3), 3) for w in windows])
+        return crops, residual(crops[:, :, 8:48, 8:56]), g8.key
+
+    cold = run(copy.deepcopy(gen), copy.deepcopy(refiner))
+    entries = sorted(os.listdir(int8_cache.cache_dir()))
+    assert cold[2] is not None and f"{cold[2]}.safetensors" in entries and len(calibrations) == 2
+    warm = run(copy.deepcopy(gen), copy.deepcopy(refiner))
+    assert len(calibrations) == 2 and warm[2] == cold[2]  # no calibration: both read from the folder
+    assert torch.equal(warm[0], cold[0]) and torch.equal(warm[1], cold[1])
+    with open(os.path.join(int8_cache.cache_dir(), f"{cold[2]}.safetensors"), "wb") as f:
+        f.write(b"not safetensors")  # damaged: calibrated again, the same model, the entry rewritten
+    again = run(copy.deepcopy(gen), copy.deepcopy(refiner))  # the refiner's entry was read: 2 -> 3
+    assert len(calibrations) == 3 and torch.equal(again[0], cold[0]) and torch.equal(again[1], cold[1])
+    assert int8_cache.load(cold[2]) is not None
+    monkeypatch.setenv("DVP_INT8_CACHE", "0")
+    other = copy.deepcopy(gen)
+    with torch.no_grad():
+        other.downs[0].conv.weight.mul_(0.5)  # other weights: another entry, were it written
+    run(other, copy.deepcopy(refiner))
+    assert sorted(os.listdir(int8_cache.cache_dir())) == entries

@@ -19,6 +19,9 @@ Two things make this more than a call to the quantizer:
 - **Fallback, not failure.** ``torch.ao.quantization`` and quantized tensors are deprecated in PyTorch; where they
   are gone, the engine is missing, or the probe fails, `int8_available` says why and the live path keeps the
   compiled fp32 generator. ``DVP_INT8=0`` turns int8 off, live and offline.
+
+Calibrated ranges are kept on disk (`int8_cache`) where the caller names what it calibrated on (`cached_int8`'s
+``source``): a later process loads them into the prepared model and converts, with no calibration pass.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import warnings
 
 import torch
 
+from . import int8_cache
 from .generator import RenderingToVideoGenerator
 from .inference import _fast
 
@@ -120,6 +124,8 @@ class Int8WindowGenerator:
 
     def __init__(self, module: torch.nn.Module):
         self.module = module
+        self.observed: dict[str, torch.Tensor] = {}  # its activation observers' state (`int8_cache`)
+        self.key: str | None = None  # its `int8_cache` entry's name, where it has one
 
     def ring(self, frames: int, size: int, channels: int = 9) -> torch.Tensor:
         """An empty quantized ring ``[frames, channels, size, size]`` in channels_last memory."""
@@ -170,9 +176,14 @@ def _traced(module: torch.nn.Module) -> torch.fx.GraphModule:
     return gm
 
 
-def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[torch.Tensor]) -> Int8WindowGenerator:
+def quantize_window_generator(
+    model: RenderingToVideoGenerator, windows: list[torch.Tensor], observed: dict | None = None
+) -> Int8WindowGenerator:
     """Quantize ``model`` for one-window calls, its activation ranges calibrated on ``windows`` (float
-    ``[1, 9, Nw, R, R]`` conditioning windows, a few dozen of the target's own). Raises where int8 is unavailable."""
+    ``[1, 9, Nw, R, R]`` conditioning windows, a few dozen of the target's own), or taken from ``observed`` (the
+    ``observed`` state of an earlier calibration of the same weights, `int8_cache`; ``windows`` then gives only the
+    shape). The result's ``observed`` holds its observers' state. Raises where int8 is unavailable, or where
+    ``observed`` does not fit the model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import torch.ao.nn.quantized as nnq  # lazy: deprecated torch.ao may go (see int8_available)
@@ -200,8 +211,11 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
         warnings.simplefilter("ignore")
         config = PrepareCustomConfig().set_input_quantized_indexes([0])  # the ring is quantized already
         prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
-        for w in windows:  # as the ring holds them: in steps of 2 / 255
+        if observed is not None:
+            _load_observers(prepared, observed)
+        for w in windows if observed is None else ():  # as the ring holds them: in steps of 2 / 255
             prepared(Int8WindowGenerator.quantize(w).dequantize())
+        state = _observers(prepared)
         quantized = convert_fx(prepared)
         if layout == "swapped":
             for mod in quantized.modules():
@@ -210,6 +224,7 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
                     w = _swap_layout(wq.dequantize())
                     mod.set_weight_bias(torch.quantize_per_tensor(w, wq.q_scale(), 0, torch.qint8), mod.bias())
     gen = Int8WindowGenerator(quantized.eval())
+    gen.observed = state
     ring = gen.ring(windows[0].shape[2], windows[0].shape[-1])
     ring[:] = gen.quantize(windows[0][0].permute(1, 0, 2, 3))
     for _ in range(2):  # oneDNN makes its kernels on the first calls: here, not on a camera frame
@@ -217,21 +232,55 @@ def quantize_window_generator(model: RenderingToVideoGenerator, windows: list[to
     return gen
 
 
+def _observers(prepared: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The activation observers' state of a prepared (calibrated) model: what converting it reads."""
+    return {k: v.clone() for k, v in prepared.state_dict().items() if "activation_post_process" in k}
+
+
+def _load_observers(prepared: torch.nn.Module, observed: dict[str, torch.Tensor]) -> None:
+    """Load `_observers` of an earlier calibration; ValueError unless they are exactly this model's observers."""
+    if set(observed) != set(_observers(prepared)):
+        raise ValueError("the kept int8 ranges are not this model's")
+    prepared.load_state_dict(observed, strict=False)
+
+
 def cache_int8_failure(model: RenderingToVideoGenerator) -> None:
     """Remember that quantizing ``model``'s current weights failed: `cached_int8` then returns None at once."""
     object.__setattr__(model, "_dvp_int8", (_fast(model)[0], None))
 
 
-def cached_int8(model: RenderingToVideoGenerator, windows_fn) -> Int8WindowGenerator | None:
+def cached_int8(model: RenderingToVideoGenerator, windows_fn, source: str | None = None) -> Int8WindowGenerator | None:
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
     windows when it runs), cached on the model like the fast copy; None where `cache_int8_failure` recorded that it
-    failed for these weights."""
+    failed for these weights. ``source``: a name for what ``windows_fn`` makes its windows of; with it the ranges are
+    also kept on disk (`int8_cache`), so a later process converts without calibrating (the same int8 model)."""
     key = _fast(model)[0]
     cached = getattr(model, "_dvp_int8", None)
     if cached is None or cached[0] != key:
-        cached = (key, quantize_window_generator(model, windows_fn()))
+        cached = (key, _calibrated_or_kept(model, windows_fn, source))
         object.__setattr__(model, "_dvp_int8", cached)
     return cached[1]
+
+
+def _calibrated_or_kept(model: RenderingToVideoGenerator, windows_fn, source: str | None) -> Int8WindowGenerator:
+    if source is None or not int8_cache.enabled():
+        return quantize_window_generator(model, windows_fn())
+    _, net, conv3d = _fast(model)
+    disk = int8_cache.digest((net, conv3d), "generator", source)
+    observed = int8_cache.load(disk)
+    gen = None
+    if observed is not None:
+        c = model.config
+        shape = (1, c.in_channels, c.temporal_window, c.resolution, c.resolution)
+        try:
+            gen = quantize_window_generator(model, [torch.zeros(shape)], observed=observed)
+        except ValueError:
+            gen = None  # an entry from another model: calibrate again
+    if gen is None:
+        gen = quantize_window_generator(model, windows_fn())
+        int8_cache.save(disk, gen.observed)
+    gen.key = disk
+    return gen
 
 
 class _RefinerResidual(torch.nn.Module):
@@ -246,11 +295,13 @@ class _RefinerResidual(torch.nn.Module):
         return self.refiner.detail(x)
 
 
-def quantize_refiner(refiner, crops: torch.Tensor):
+def quantize_refiner(refiner, crops: torch.Tensor, observed: dict | None = None):
     """A texture-less `FaceRefiner`'s residual (`_RefinerResidual`) in int8, its activation ranges calibrated on
     ``crops`` (generator outputs ``[N, 3, h, w]`` in [-1, 1], cut to the refiner's window): a callable
     ``[B, 3, h, w]`` float -> ``[B, 3 s^2, h, w]`` float, for `FaceRefiner.refine`'s ``residual``. Weights int8
-    per channel, activations uint8 (histogram observers). Raises where int8 is unavailable."""
+    per channel, activations uint8 (histogram observers). ``observed``: the ranges of an earlier calibration of the
+    same refiner on the same crops (its result's ``observed``, `int8_cache`; ``crops`` then gives only the shape).
+    Raises where int8 is unavailable, or where ``observed`` does not fit the refiner."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.quantization import get_default_qconfig_mapping  # lazy: deprecated torch.ao may go
@@ -263,8 +314,11 @@ def quantize_refiner(refiner, crops: torch.Tensor):
     with _engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), (crops[:1],))
-        for i in range(0, len(crops), 4):
+        if observed is not None:
+            _load_observers(prepared, observed)
+        for i in range(0, len(crops), 4) if observed is None else ():
             prepared(crops[i : i + 4])
+        state = _observers(prepared)
         quantized = convert_fx(prepared).eval()
 
     @torch.inference_mode()
@@ -273,4 +327,5 @@ def quantize_refiner(refiner, crops: torch.Tensor):
             return quantized(x)
 
     residual(crops[:1])  # oneDNN makes its kernels on the first call
+    residual.observed = state
     return residual

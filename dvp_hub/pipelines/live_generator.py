@@ -5,6 +5,7 @@ lock, so two threads that need the same model (the Space's warm-up and a visitor
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from functools import partial
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from ..models import int8_cache
 from ..models.inference import compiled_rest, generate_windows, input_dtype
 from ..models.int8 import cache_int8_failure, cached_int8, int8_available, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
@@ -64,6 +66,17 @@ def calibration_windows(pipe, runs: int = 3, length: int = 16, generator=None) -
     return out
 
 
+def calibration_source(pipe, *settings) -> str:
+    """A name for what `calibration_windows` makes of ``pipe``'s target with ``settings``: a digest of the target's
+    fitted sequence over its training frames, its crop and the settings (`models.int8_cache` keys on it)."""
+    seq, cfg, crop = pipe.target_state.sequence, pipe.target.config, pipe.target.crop
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((settings, int(cfg.train_frames), int(cfg.resolution), crop.x0, crop.y0, crop.size)).encode())
+    for name in ("rotation", "translation", "identity", "expression", "gaze", "eye_openness", "albedo", "sh"):
+        h.update(np.ascontiguousarray(getattr(seq, name)).tobytes())
+    return h.hexdigest()
+
+
 def int8_live_generator(pipe, generator):
     """``generator`` (`live_model`) quantized for the live path (`models.int8`), or None where int8 is
     unavailable or fails here (the compiled float generator runs instead; a failure is logged once)."""
@@ -72,7 +85,8 @@ def int8_live_generator(pipe, generator):
         return None
     try:
         with _CALIBRATING:  # length 0: one window a stretch
-            return cached_int8(generator, partial(calibration_windows, pipe, CALIBRATION_RUNS, 0, generator))
+            windows = partial(calibration_windows, pipe, CALIBRATION_RUNS, 0, generator)
+            return cached_int8(generator, windows, calibration_source(pipe, CALIBRATION_RUNS, 0))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         cache_int8_failure(generator)  # not tried (nor logged) again for these weights in this process
         logging.getLogger("dvp_hub").warning(
@@ -100,13 +114,23 @@ def int8_refiner(pipe, refiner, window, generator8):
 
 
 def _quantized_refiner(pipe, refiner, window, generator8):
-    """`int8_refiner`'s calibration, uncached; None (logged) where it fails."""
+    """`int8_refiner`'s calibration, or its ranges kept on disk (`models.int8_cache`: where ``generator8`` came from
+    an entry or made one); None (logged) where it fails."""
     try:
         x0, y0, x1, y1 = window
+        disk = generator8.key and int8_cache.digest((refiner,), "refiner", tuple(window), generator8.key)
+        observed = int8_cache.load(disk) if disk else None
+        if observed is not None:
+            try:
+                return quantize_refiner(refiner, torch.zeros(1, 3, y1 - y0, x1 - x0), observed=observed)
+            except ValueError:
+                pass  # an entry from another refiner: calibrate again
         nw = pipe.generator.config.temporal_window
         windows = calibration_windows(pipe, runs=4, length=nw + 1)  # 8 crops: histogram observers are slow
         crops = torch.cat([generator8.clip(w[0].permute(1, 0, 2, 3), nw) for w in windows])
         residual = quantize_refiner(refiner, crops[:, :, y0:y1, x0:x1])
+        if disk:
+            int8_cache.save(disk, residual.observed)
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float refiner still works
         logging.getLogger("dvp_hub").warning(
             "the int8 refiner is unavailable (%s); running it in float", str(err).strip().splitlines()[0][:160]
