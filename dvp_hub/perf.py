@@ -5,6 +5,8 @@ generator pays page faults to get its memory back, and throughput varies widely 
 (why: docs/figures-2026-11.md, 'Design measurements'). `tune_allocator` asks glibc to keep freed
 memory; call it once at program start, never from library import. It also keeps one arena for all threads: the
 pipeline's stages run side by side in threads, and an arena each would hold a few hundred MB more at the peak.
+
+`one_blas_thread` is a context for numpy code that makes many small BLAS calls between torch calls (the face fit).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 _done = False
+_BLAS = None
 
 
 def tune_allocator() -> bool:
@@ -35,3 +38,16 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):
         pass
     return _done
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS uses one thread (`threadpoolctl`), for many small BLAS calls beside torch: the
+    face fit, offline and per live frame. After a torch call, torch's OpenMP workers spin for a while; an OpenBLAS
+    call on two threads then fights them for the cores (a batched 6 x 6 solve took 5.7 ms instead of 0.3), and
+    OpenBLAS's own spinning workers would take a core from the generator's OpenMP team."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController  # lazy: it inspects the loaded libraries (tens of ms)
+
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    return _BLAS.limit(limits=1)

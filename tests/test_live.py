@@ -332,7 +332,7 @@ def test_frames_are_prepared_with_one_blas_thread():
     and gets its thread count back afterwards."""
     from threadpoolctl import threadpool_info
 
-    from dvp_hub.pipelines.live_generator import one_blas_thread as _one_blas_thread
+    from dvp_hub.perf import one_blas_thread as _one_blas_thread
 
     np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
     before = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]

@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..geometry import axis_angle_to_matrix, einsum, matrix_to_axis_angle, similarity_align, skew, unwrap_axis_angle
+from ..perf import one_blas_thread
 from . import topology as topo
 from .lighting import fit_albedo_sh, solve_sh
 from .model import Camera, FaceModel, eye_gaze, load_face_model, vertex_normals
@@ -201,7 +202,13 @@ def fit_sequence(
     smoothing: bool = True,
     albedo_frames: int = 80,
 ) -> FaceSequence:
-    """Fit the face parameters of every frame of ``track`` (see the module docstring)."""
+    """Fit the face parameters of every frame of ``track`` (see the module docstring). Its many small solves run on
+    one BLAS thread (`perf.one_blas_thread`)."""
+    with one_blas_thread():
+        return _fit_sequence(track, model, focal_factor, num_expression, smoothing, albedo_frames)
+
+
+def _fit_sequence(track, model, focal_factor, num_expression, smoothing, albedo_frames) -> FaceSequence:
     t_start = time.perf_counter()
     model = model or load_face_model()
     if num_expression > model.num_expression:

@@ -25,19 +25,20 @@ output for each dropped frame so it lasts as long as what was filmed.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
 from ..face.live_fit import LiveFaceFitter
 from ..face.tracker import _to_pixels, tracking_mesh
 from ..models.inference import generate_windows, input_dtype
-from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from ..motion import retarget
+from ..perf import one_blas_thread
 from ..profile import StageTimes, timed
+from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 from .finish import FrameFinisher
+from .live_generator import compile_live_generator, int8_live_generator, live_model
 from .options import RunOptions
-from .live_generator import compile_live_generator, int8_live_generator, live_model, one_blas_thread
+
 
 class LiveSession:
     """A streaming session: ``push(frame) -> output frame`` (``H x W x 3`` uint8 camera frame in; out, the target's
@@ -63,7 +64,9 @@ class LiveSession:
         self._target = state.sequence
         self._tref = pipe.target.config.reference_frame
         self._limits = state.pose_limits if opts.limit_pose else None  # the head stays where the target's was
-        self._expr_limits = state.expression_limits if opts.limit_expression else None  # the face near its trained ones
+        self._expr_limits = (
+            state.expression_limits if opts.limit_expression else None
+        )  # the face near its trained ones
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self.generator = live_model(pipe, light)  # the distilled live generator where the target has one
@@ -101,7 +104,9 @@ class LiveSession:
     def _render(self, drive) -> torch.Tensor:
         """The conditioning ``[1, 9, R, R]`` (channels_last, as the ring takes it) of a one-frame drive."""
         size = self._resolution
-        cond = torch.empty(1, size, size, NUM_CHANNELS, dtype=self._cond_dtype, device=self._ring.device).permute(0, 3, 1, 2)
+        cond = torch.empty(1, size, size, NUM_CHANNELS, dtype=self._cond_dtype, device=self._ring.device).permute(
+            0, 3, 1, 2
+        )
         self._renderer.render(drive, self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
         return cond
 

@@ -12,7 +12,6 @@ from functools import partial
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
 
 from ..models import int8_cache
 from ..models.inference import compiled_rest, generate_windows, input_dtype
@@ -22,24 +21,11 @@ from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 # by default a run shorter than this stays float: calibrating the generator and the refiner takes 4-5 s on two cores
 # and int8 saves ~11.6 ms a frame (benchmarks/results/offline_int8_default_cpu.json): it pays from ~400-450 frames
 INT8_MIN_FRAMES = 500
-_BLAS = None
 # the generator's int8 ranges come from one window of each of this many stretches spread over the training clip: as
 # close to float as three stretches of six windows (benchmarks/results/offline_int8_default_cpu.json), in a third of
 # the time (the histogram observers cost per window)
 CALIBRATION_RUNS = 6
 _CALIBRATING = threading.Lock()  # one calibration at a time: a second caller waits and takes the cached result
-
-
-def one_blas_thread():
-    """A context in which numpy's BLAS uses one thread (`threadpoolctl`), for preparing a live frame.
-
-    The per-frame fit makes small BLAS calls, after which OpenBLAS's spinning workers would take a core from the
-    generator's OpenMP team; with one BLAS thread they cannot.
-    """
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController().select(user_api="blas")
-    return _BLAS.limit(limits=1)
 
 
 def live_model(pipe, light: bool = True):
