@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -45,9 +46,33 @@ def one_blas_thread():
     face fit, offline and per live frame. After a torch call, torch's OpenMP workers spin for a while; an OpenBLAS
     call on two threads then fights them for the cores (a batched 6 x 6 solve took 5.7 ms instead of 0.3), and
     OpenBLAS's own spinning workers would take a core from the generator's OpenMP team."""
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController  # lazy: it inspects the loaded libraries (tens of ms)
+    return _OneBlasThread()
 
-        _BLAS = ThreadpoolController().select(user_api="blas")
-    return _BLAS.limit(limits=1)
+
+class _OneBlasThread:
+    """`one_blas_thread`'s context: the limit is set by the first of overlapping contexts (in any threads) and lifted
+    by the last, so that one thread's exit never lifts another's limit (threadpoolctl's contexts restore what they
+    found, which is wrong when they overlap)."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _limiter = None
+
+    def __enter__(self):
+        global _BLAS
+        with _OneBlasThread._lock:
+            if _OneBlasThread._depth == 0:
+                if _BLAS is None:
+                    from threadpoolctl import ThreadpoolController  # lazy: it inspects the loaded libraries
+
+                    _BLAS = ThreadpoolController().select(user_api="blas")
+                _OneBlasThread._limiter = _BLAS.limit(limits=1)
+            _OneBlasThread._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with _OneBlasThread._lock:
+            _OneBlasThread._depth -= 1
+            if _OneBlasThread._depth == 0:
+                _OneBlasThread._limiter.restore_original_limits()
+                _OneBlasThread._limiter = None

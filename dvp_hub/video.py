@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from .errors import VideoReadError, VideoWriteError
@@ -156,6 +155,7 @@ def opencv_frames(path: str | os.PathLike, max_frames: int | None = None) -> Ite
     imageio-ffmpeg wheel (`VideoReader` needs it). No rotation flag or variable-rate resampling is applied (use it
     on clips `probe_video` found plain). Its frames equalled `VideoReader`'s bit for bit on the builds tested; other
     builds may round differently, so callers that need the same frames check them (`scripts/gpu_bundle.py unpack`)."""
+    import cv2  # lazy: as `rgb_to_i420`
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -181,6 +181,25 @@ def register_signer(fn) -> None:
     registers the C2PA signer when dvp_hub is imported, so this module needs nothing from it."""
     if fn not in _SIGNERS:
         _SIGNERS.append(fn)
+
+
+# BT.601 limited range, RGB in [0, 255] -> U, V (rows), as ffmpeg converts
+_UV = np.float32([[-37.797, -74.203, 112.0, 128 * 255], [112.0, -93.786, -18.214, 128 * 255]]) / 255
+
+
+def rgb_to_i420(frame: np.ndarray) -> np.ndarray:
+    """An even-sized ``H x W x 3`` uint8 RGB frame -> I420 (``3H/2 x W`` uint8: Y, then U and V at half size), as
+    ffmpeg converts RGB for H.264 (BT.601 limited range; chroma the mean of each 2 x 2 block): within 1 grey level in
+    Y and 2 in U and V of ffmpeg's, in a third of its time. Hand-written: OpenCV's I420 conversion takes each block's
+    chroma from one of its pixels (colour edges alias)."""
+    import cv2  # lazy: OpenCV loads in a fraction of a second, and only writing and `read_frames_opencv` need it
+
+    h, w = frame.shape[:2]
+    out = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)  # its Y is ffmpeg's; its U and V are replaced
+    uv = cv2.transform(cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA), _UV)
+    chroma = out[h:].reshape(2, -1)  # the U plane, then the V plane, each (H/2)(W/2) samples (a view)
+    chroma[0], chroma[1] = uv[..., 0].ravel(), uv[..., 1].ravel()
+    return out
 
 
 class VideoWriter:
@@ -272,8 +291,7 @@ class VideoWriter:
             raise VideoWriteError(f"{self.path}: frame size changed from {self._size} to {(w, h)}.")
         if w % 2 or h % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        # BT.601 limited range, as ffmpeg converts RGB (within 1 grey level in Y, 2 in U and V), in a millisecond
-        self._gen.send(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420))
+        self._gen.send(rgb_to_i420(np.ascontiguousarray(frame)))
         self.frames_written += 1
 
     def close(self) -> None:

@@ -218,7 +218,12 @@ def test_calibrated_ranges_kept_on_disk_give_the_same_int8_models_without_calibr
         f.write(b"not safetensors")  # damaged: calibrated again, the same model, the entry rewritten
     again = run(copy.deepcopy(gen), copy.deepcopy(refiner))  # the refiner's entry was read: 2 -> 3
     assert len(calibrations) == 3 and torch.equal(again[0], cold[0]) and torch.equal(again[1], cold[1])
-    assert int8_cache.load(cold[2]) is not None
+    kept = int8_cache.load(cold[2])
+    assert kept is not None
+    int8_cache.save(cold[2], {k: torch.zeros(3) for k in kept})  # the right names, the wrong shapes: calibrated again
+    again = run(copy.deepcopy(gen), copy.deepcopy(refiner))
+    assert len(calibrations) == 4 and torch.equal(again[0], cold[0]) and again[2] == cold[2]
+    assert all(v.shape == kept[k].shape for k, v in int8_cache.load(cold[2]).items())
     monkeypatch.setenv("DVP_INT8_CACHE", "0")
     other = copy.deepcopy(gen)
     with torch.no_grad():

@@ -136,3 +136,28 @@ def test_writer_opened_ahead_records_the_same_and_leaves_nothing_when_empty(tmp_
     with pytest.raises(VideoWriteError, match="no frames were written"):
         empty.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ahead.mp4"]
+
+
+def test_the_writer_converts_to_i420_as_ffmpeg_does():
+    """`rgb_to_i420` (what the writer hands ffmpeg) against ffmpeg's own conversion of the same RGB: a real frame with
+    the visible label, and a one-pixel red / white checkerboard whose chroma must be each 2 x 2 block's mean (taking
+    one pixel's would give pure red's)."""
+    from dvp_hub.provenance.label import mark_synthetic
+    from dvp_hub.video import rgb_to_i420
+
+    def ffmpeg(rgb):
+        h, w = rgb.shape[:2]
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}"]
+        cmd += ["-i", "-", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"]
+        out = subprocess.run(cmd, input=rgb.tobytes(), capture_output=True, check=True).stdout
+        return np.frombuffer(out, np.uint8).reshape(h * 3 // 2, w).astype(int)
+
+    frame = mark_synthetic(next(iter(VideoReader(clip("talking-d3.mp4"), max_frames=1))))
+    h = frame.shape[0]
+    ours, theirs = rgb_to_i420(frame).astype(int), ffmpeg(frame)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours[:h] - theirs[:h]).max() <= 1 and np.abs(ours[h:] - theirs[h:]).max() <= 2
+    yy, xx = np.mgrid[:16, :16]
+    board = np.where(((xx + yy) % 2 == 0)[..., None], np.uint8([255, 0, 0]), np.uint8([255, 255, 255]))
+    ours, theirs = rgb_to_i420(board.astype(np.uint8)).astype(int), ffmpeg(board.astype(np.uint8))
+    assert np.abs(ours[16:] - theirs[16:]).max() <= 2 and abs(ours[16, 0] - 109) <= 1  # red and white, averaged

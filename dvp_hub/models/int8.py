@@ -238,10 +238,17 @@ def _observers(prepared: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _load_observers(prepared: torch.nn.Module, observed: dict[str, torch.Tensor]) -> None:
-    """Load `_observers` of an earlier calibration; ValueError unless they are exactly this model's observers."""
-    if set(observed) != set(_observers(prepared)):
+    """Load `_observers` of an earlier calibration; ValueError unless they are this model's observers (the same
+    names, shapes and dtypes, finite ranges)."""
+    own = _observers(prepared)
+    if set(observed) != set(own) or any(
+        v.shape != own[k].shape or v.dtype != own[k].dtype or not torch.isfinite(v).all() for k, v in observed.items()
+    ):
         raise ValueError("the kept int8 ranges are not this model's")
-    prepared.load_state_dict(observed, strict=False)
+    try:
+        prepared.load_state_dict(observed, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"the kept int8 ranges do not load: {err}") from err
 
 
 def cache_int8_failure(model: RenderingToVideoGenerator) -> None:

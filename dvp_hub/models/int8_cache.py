@@ -78,7 +78,9 @@ def save(key: str, state: dict[str, torch.Tensor]) -> None:
         os.close(fd)
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
         os.replace(tmp, _path(key))
-    except OSError as err:
+        tmp = None
+    except Exception as err:  # noqa: BLE001 - a read-only or full disk (safetensors raises its own error): no entry
         logging.getLogger("dvp_hub").debug("int8 cache not written (%s)", err)
+    finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)

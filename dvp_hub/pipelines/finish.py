@@ -107,10 +107,11 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def refined_uint8(refiner, x: torch.Tensor, window, bf16=False, correspondence=None, residual=None) -> np.ndarray:
     """``refiner.refine(x, window, ...)`` as `tensor_to_uint8` gives it (within a grey level): ``[B, sR, sR, 3]``
-    uint8. The enlargement outside the window is made in uint8 by OpenCV, not in float: a tenth of the time."""
-    s, (x0, y0, x1, y1) = refiner.config.scale, window
+    uint8 on the CPU, whatever ``x``'s device. The enlargement outside the window (None: the whole crop) is made in
+    uint8 by OpenCV, not in float: a tenth of the time."""
+    s, (x0, y0, x1, y1) = refiner.config.scale, window or (0, 0, x.shape[-1], x.shape[-2])
     big = np.stack([cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for im in tensor_to_uint8(x)])
-    refined = refiner.refined_window(x, window, bf16, correspondence, residual)
+    refined = refiner.refined_window(x, window, bf16, correspondence, residual).float().cpu()
     rows, cols = slice(s * y0, s * y1), slice(s * x0, s * x1)
     region = torch.from_numpy(big[:, rows, cols]).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
     big[:, rows, cols] = tensor_to_uint8(region.add_((refined - region).mul_(window_weight(refined))))

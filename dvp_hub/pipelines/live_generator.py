@@ -53,13 +53,28 @@ def calibration_windows(pipe, runs: int = 3, length: int = 16, generator=None) -
 
 
 def calibration_source(pipe, *settings) -> str:
-    """A name for what `calibration_windows` makes of ``pipe``'s target with ``settings``: a digest of the target's
-    fitted sequence over its training frames, its crop and the settings (`models.int8_cache` keys on it)."""
+    """A name for what `calibration_windows` makes of ``pipe``'s target with ``settings`` (`models.int8_cache` keys
+    on it): a digest of the settings, the target's crop, its whole fitted sequence and camera, and its first frame's
+    conditioning as rendered now (so a change of the renderer or of the face model's assets makes another name)."""
     seq, cfg, crop = pipe.target_state.sequence, pipe.target.config, pipe.target.crop
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((settings, int(cfg.train_frames), int(cfg.resolution), crop.x0, crop.y0, crop.size)).encode())
-    for name in ("rotation", "translation", "identity", "expression", "gaze", "eye_openness", "albedo", "sh"):
+    h.update(repr(seq.camera).encode())
+    names = (
+        "rotation",
+        "translation",
+        "identity",
+        "expression",
+        "gaze",
+        "gaze_neutral",
+        "eye_openness",
+        "albedo",
+        "sh",
+    )
+    for name in names:
         h.update(np.ascontiguousarray(getattr(seq, name)).tobytes())
+    first = ConditioningRenderer().render(seq, crop, int(cfg.resolution), frames=slice(0, 1))
+    h.update(first.float().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -104,15 +119,16 @@ def _quantized_refiner(pipe, refiner, window, generator8):
     an entry or made one); None (logged) where it fails."""
     try:
         x0, y0, x1, y1 = window
-        disk = generator8.key and int8_cache.digest((refiner,), "refiner", tuple(window), generator8.key)
+        nw = pipe.generator.config.temporal_window
+        runs, length = 4, nw + 1  # 8 crops: histogram observers are slow
+        disk = generator8.key and int8_cache.digest((refiner,), "refiner", tuple(window), runs, length, generator8.key)
         observed = int8_cache.load(disk) if disk else None
         if observed is not None:
             try:
                 return quantize_refiner(refiner, torch.zeros(1, 3, y1 - y0, x1 - x0), observed=observed)
             except ValueError:
                 pass  # an entry from another refiner: calibrate again
-        nw = pipe.generator.config.temporal_window
-        windows = calibration_windows(pipe, runs=4, length=nw + 1)  # 8 crops: histogram observers are slow
+        windows = calibration_windows(pipe, runs=runs, length=length)
         crops = torch.cat([generator8.clip(w[0].permute(1, 0, 2, 3), nw) for w in windows])
         residual = quantize_refiner(refiner, crops[:, :, y0:y1, x0:x1])
         if disk:

@@ -149,10 +149,10 @@ class Compositor:
         or no person found)."""
         if self.segmenter is None:
             return None
-        person = self._small(self.segmenter(image))
+        person = self.segmenter(image)
         if person.max() < 0.5:  # no person found: the square alone
             return None
-        m = np.maximum(person, self.ref_mask)
+        m = np.maximum(self._small(person), self.ref_mask)
         k = 2 * self.widen + 1
         m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
         m = cv2.GaussianBlur(m, (0, 0), self.widen)
@@ -178,11 +178,14 @@ class Compositor:
         return np.clip(1 - (rows[:, None] - line[None, :]) / np.float32(TORSO_RAMP * self.size), 0, 1)
 
     def weights(self, image: np.ndarray, torso: Torso | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(weight of the crop in the region, H x W float32; weight at `MASK_SIZE` px or None)`` for one crop."""
+        """``(weight of the crop in the region, H x W float32; the same at `MASK_SIZE` px in the crop, or None without
+        a segmenter)`` for one crop."""
         person = self.person(image)
         weight = self.square_roi if person is None else self._warp(person, self.mask_from_roi, cv2.BORDER_REPLICATE)
         weight = weight * self.square_roi if person is not None else weight.copy()
-        small = None if person is None else person * self.square_small
+        small = None  # the colour shift's weight: wherever there is a segmenter, as the blend's
+        if self.segmenter is not None:
+            small = self.square_small.copy() if person is None else person * self.square_small
         if torso is not None:
             jaw = np.asarray(torso.jaw, np.float32)
             top = int(np.searchsorted(self.rows, np.floor(jaw.min())))  # above the jaw's highest point: all 1
