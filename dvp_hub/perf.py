@@ -11,6 +11,7 @@ pipeline's stages run side by side in threads, and an arena each would hold a fe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 import threading
@@ -21,7 +22,7 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 _done = False
-_BLAS = None
+_BLAS, _BLAS_LIMIT, _BLAS_DEPTH, _BLAS_LOCK = None, None, 0, threading.Lock()  # `one_blas_thread`
 
 
 def tune_allocator() -> bool:
@@ -41,38 +42,27 @@ def tune_allocator() -> bool:
     return _done
 
 
+@contextlib.contextmanager
 def one_blas_thread():
     """A context in which numpy's BLAS uses one thread (`threadpoolctl`), for many small BLAS calls beside torch: the
     face fit, offline and per live frame. After a torch call, torch's OpenMP workers spin for a while; an OpenBLAS
     call on two threads then fights them for the cores (a batched 6 x 6 solve took 5.7 ms instead of 0.3), and
-    OpenBLAS's own spinning workers would take a core from the generator's OpenMP team."""
-    return _OneBlasThread()
+    OpenBLAS's own spinning workers would take a core from the generator's OpenMP team. Overlapping contexts (in any
+    threads) share one limit, set by the first and lifted by the last: threadpoolctl's own contexts each restore what
+    they found, which is wrong when they overlap."""
+    global _BLAS, _BLAS_DEPTH, _BLAS_LIMIT
+    with _BLAS_LOCK:
+        if _BLAS_DEPTH == 0:
+            if _BLAS is None:
+                from threadpoolctl import ThreadpoolController  # lazy: it inspects the loaded libraries
 
-
-class _OneBlasThread:
-    """`one_blas_thread`'s context: the limit is set by the first of overlapping contexts (in any threads) and lifted
-    by the last, so that one thread's exit never lifts another's limit (threadpoolctl's contexts restore what they
-    found, which is wrong when they overlap)."""
-
-    _lock = threading.Lock()
-    _depth = 0
-    _limiter = None
-
-    def __enter__(self):
-        global _BLAS
-        with _OneBlasThread._lock:
-            if _OneBlasThread._depth == 0:
-                if _BLAS is None:
-                    from threadpoolctl import ThreadpoolController  # lazy: it inspects the loaded libraries
-
-                    _BLAS = ThreadpoolController().select(user_api="blas")
-                _OneBlasThread._limiter = _BLAS.limit(limits=1)
-            _OneBlasThread._depth += 1
-        return self
-
-    def __exit__(self, *exc):
-        with _OneBlasThread._lock:
-            _OneBlasThread._depth -= 1
-            if _OneBlasThread._depth == 0:
-                _OneBlasThread._limiter.restore_original_limits()
-                _OneBlasThread._limiter = None
+                _BLAS = ThreadpoolController().select(user_api="blas")
+            _BLAS_LIMIT = _BLAS.limit(limits=1)
+        _BLAS_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_DEPTH -= 1
+            if _BLAS_DEPTH == 0:
+                _BLAS_LIMIT.restore_original_limits()

@@ -192,7 +192,7 @@ def rgb_to_i420(frame: np.ndarray) -> np.ndarray:
     ffmpeg converts RGB for H.264 (BT.601 limited range; chroma the mean of each 2 x 2 block): within 1 grey level in
     Y and 2 in U and V of ffmpeg's, in a third of its time. Hand-written: OpenCV's I420 conversion takes each block's
     chroma from one of its pixels (colour edges alias)."""
-    import cv2  # lazy: OpenCV loads in a fraction of a second, and only writing and `read_frames_opencv` need it
+    import cv2  # lazy: OpenCV loads in a fraction of a second, and only writing and `opencv_frames` need it
 
     h, w = frame.shape[:2]
     out = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)  # its Y is ffmpeg's; its U and V are replaced

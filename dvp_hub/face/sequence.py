@@ -85,12 +85,15 @@ class FaceSequence:
         """The frames at the integer positions ``idx``."""
         return replace(self, **{k: getattr(self, k)[idx] for k in self._PER_FRAME})
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array field by name (what `save` writes, with the camera, fps and info beside them)."""
+        return {k: np.asarray(getattr(self, k)) for k in self._ARRAYS}
+
     def save(self, path: str | os.PathLike) -> str:
         """Write a safetensors file atomically."""
         path = str(path)
         tensors = {}
-        for k in self._ARRAYS:
-            a = np.asarray(getattr(self, k))
+        for k, a in self.arrays().items():
             tensors[k] = a.astype(np.uint8) if a.dtype == bool else np.ascontiguousarray(a, dtype=np.float32)
         cam = self.camera
         meta = {

@@ -21,7 +21,7 @@ Two things make this more than a call to the quantizer:
   compiled fp32 generator. ``DVP_INT8=0`` turns int8 off, live and offline.
 
 Calibrated ranges are kept on disk (`int8_cache`) where the caller names what it calibrated on (`cached_int8`'s
-``source``): a later process loads them into the prepared model and converts, with no calibration pass.
+``source_fn``): a later process loads them into the prepared model and converts, with no calibration pass.
 """
 
 from __future__ import annotations
@@ -256,24 +256,25 @@ def cache_int8_failure(model: RenderingToVideoGenerator) -> None:
     object.__setattr__(model, "_dvp_int8", (_fast(model)[0], None))
 
 
-def cached_int8(model: RenderingToVideoGenerator, windows_fn, source: str | None = None) -> Int8WindowGenerator | None:
+def cached_int8(model: RenderingToVideoGenerator, windows_fn, source_fn=None) -> Int8WindowGenerator | None:
     """`quantize_window_generator` once per model and weights in a process (``windows_fn()`` gives the calibration
     windows when it runs), cached on the model like the fast copy; None where `cache_int8_failure` recorded that it
-    failed for these weights. ``source``: a name for what ``windows_fn`` makes its windows of; with it the ranges are
-    also kept on disk (`int8_cache`), so a later process converts without calibrating (the same int8 model)."""
+    failed for these weights. ``source_fn()``: a name for what ``windows_fn`` makes its windows of (asked for only
+    where the process has no int8 model yet); with it the ranges are also kept on disk (`int8_cache`), so a later
+    process converts without calibrating (the same int8 model)."""
     key = _fast(model)[0]
     cached = getattr(model, "_dvp_int8", None)
     if cached is None or cached[0] != key:
-        cached = (key, _calibrated_or_kept(model, windows_fn, source))
+        cached = (key, _calibrated_or_kept(model, windows_fn, source_fn))
         object.__setattr__(model, "_dvp_int8", cached)
     return cached[1]
 
 
-def _calibrated_or_kept(model: RenderingToVideoGenerator, windows_fn, source: str | None) -> Int8WindowGenerator:
-    if source is None or not int8_cache.enabled():
+def _calibrated_or_kept(model: RenderingToVideoGenerator, windows_fn, source_fn) -> Int8WindowGenerator:
+    if source_fn is None or not int8_cache.enabled():
         return quantize_window_generator(model, windows_fn())
     _, net, conv3d = _fast(model)
-    disk = int8_cache.digest((net, conv3d), "generator", source)
+    disk = int8_cache.digest((net, conv3d), "generator", source_fn())
     observed = int8_cache.load(disk)
     gen = None
     if observed is not None:

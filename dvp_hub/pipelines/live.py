@@ -64,9 +64,8 @@ class LiveSession:
         self._target = state.sequence
         self._tref = pipe.target.config.reference_frame
         self._limits = state.pose_limits if opts.limit_pose else None  # the head stays where the target's was
-        self._expr_limits = (
-            state.expression_limits if opts.limit_expression else None
-        )  # the face near its trained ones
+        # the face near its trained ones
+        self._expr_limits = state.expression_limits if opts.limit_expression else None
         self._limit_state: dict = {}  # both limits' pulls, smoothed causally frame to frame
         self._renderer = ConditioningRenderer(device=pipe._execution_device)
         self.generator = live_model(pipe, light)  # the distilled live generator where the target has one
@@ -104,9 +103,8 @@ class LiveSession:
     def _render(self, drive) -> torch.Tensor:
         """The conditioning ``[1, 9, R, R]`` (channels_last, as the ring takes it) of a one-frame drive."""
         size = self._resolution
-        cond = torch.empty(1, size, size, NUM_CHANNELS, dtype=self._cond_dtype, device=self._ring.device).permute(
-            0, 3, 1, 2
-        )
+        cond = torch.empty(1, size, size, NUM_CHANNELS, dtype=self._cond_dtype, device=self._ring.device)
+        cond = cond.permute(0, 3, 1, 2)
         self._renderer.render(drive, self.pipe.target.crop, size, albedo=self._target.albedo, out=cond)
         return cond
 

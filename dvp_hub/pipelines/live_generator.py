@@ -60,19 +60,8 @@ def calibration_source(pipe, *settings) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((settings, int(cfg.train_frames), int(cfg.resolution), crop.x0, crop.y0, crop.size)).encode())
     h.update(repr(seq.camera).encode())
-    names = (
-        "rotation",
-        "translation",
-        "identity",
-        "expression",
-        "gaze",
-        "gaze_neutral",
-        "eye_openness",
-        "albedo",
-        "sh",
-    )
-    for name in names:
-        h.update(np.ascontiguousarray(getattr(seq, name)).tobytes())
+    for a in seq.arrays().values():
+        h.update(np.ascontiguousarray(a).tobytes())
     first = ConditioningRenderer().render(seq, crop, int(cfg.resolution), frames=slice(0, 1))
     h.update(first.float().contiguous().numpy().tobytes())
     return h.hexdigest()
@@ -87,7 +76,7 @@ def int8_live_generator(pipe, generator):
     try:
         with _CALIBRATING:  # length 0: one window a stretch
             windows = partial(calibration_windows, pipe, CALIBRATION_RUNS, 0, generator)
-            return cached_int8(generator, windows, calibration_source(pipe, CALIBRATION_RUNS, 0))
+            return cached_int8(generator, windows, partial(calibration_source, pipe, CALIBRATION_RUNS, 0))
     except Exception as err:  # noqa: BLE001 - an unsupported op in a future PyTorch: the float path still works
         cache_int8_failure(generator)  # not tried (nor logged) again for these weights in this process
         logging.getLogger("dvp_hub").warning(

@@ -116,8 +116,9 @@ class Compositor:
         self.rows = ((np.arange(y0, y1) - crop.y0) * s).astype(np.float32)  # each region row in crop pixels
         # region pixel -> `MASK_SIZE` mask pixel (OpenCV's resize samples pixel centres: x_m = (x + 0.5) k - 0.5)
         k = MASK_SIZE / self.size
-        self.mask_from_roi = np.float32([[s * k, 0, (s * (x0 - crop.x0) + 0.5) * k - 0.5], [0, s * k, 0]])
-        self.mask_from_roi[1, 2] = (s * (y0 - crop.y0) + 0.5) * k - 0.5
+        tx, ty = ((s * (x0 - crop.x0) + 0.5) * k - 0.5, (s * (y0 - crop.y0) + 0.5) * k - 0.5)
+        self.mask_from_roi = np.float32([[s * k, 0, tx], [0, s * k, ty]])
+        self.mask_grid = ((np.arange(MASK_SIZE) + 0.5) / k - 0.5).astype(np.float32)  # mask pixels in crop pixels
         square = square_ramp(self.size, feather)
         self.square_roi = self._warp(square, self.to_roi, cv2.BORDER_CONSTANT, inverse=False)
         self.square_small = cv2.resize(square, (MASK_SIZE, MASK_SIZE), interpolation=cv2.INTER_AREA)
@@ -181,21 +182,17 @@ class Compositor:
         """``(weight of the crop in the region, H x W float32; the same at `MASK_SIZE` px in the crop, or None without
         a segmenter)`` for one crop."""
         person = self.person(image)
-        weight = self.square_roi if person is None else self._warp(person, self.mask_from_roi, cv2.BORDER_REPLICATE)
-        weight = weight * self.square_roi if person is not None else weight.copy()
-        small = None  # the colour shift's weight: wherever there is a segmenter, as the blend's
-        if self.segmenter is not None:
-            small = self.square_small.copy() if person is None else person * self.square_small
+        if person is None:
+            weight, small = self.square_roi.copy(), self.square_small.copy()
+        else:
+            weight = self._warp(person, self.mask_from_roi, cv2.BORDER_REPLICATE) * self.square_roi
+            small = person * self.square_small
         if torso is not None:
             jaw = np.asarray(torso.jaw, np.float32)
             top = int(np.searchsorted(self.rows, np.floor(jaw.min())))  # above the jaw's highest point: all 1
             weight[top:] *= self.torso_weight(jaw, self.rows[top:], self.cols)
-            if small is not None:
-                grid = ((np.arange(MASK_SIZE, dtype=np.float32) + 0.5) * (self.size / MASK_SIZE) - 0.5).astype(
-                    np.float32
-                )
-                small *= self.torso_weight(jaw, grid, grid)
-        return weight, small
+            small *= self.torso_weight(jaw, self.mask_grid, self.mask_grid)
+        return weight, small if self.segmenter is not None else None  # the colour shift needs a segmenter
 
     def _lifted(self, torso: Torso) -> tuple[int, np.ndarray] | None:
         """Rows ``r0:r1`` of the reference frame's part of the crop's region (frame pixels) with its neck pulled up
