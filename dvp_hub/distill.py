@@ -7,7 +7,8 @@ from other people (what the live path sees). The student is exported as the pipe
 ``live_generator`` component, which `DeepVideoPortraitPipeline.live` runs when the target has one.
 
 - `teacher_clip`: one drive's conditioning and the teacher's frames, as uint8 arrays;
-- `build_clips` / `load_clips`: those of every drive, stored once in a folder (``clips.json`` + ``.npy``);
+- `build_clips` / `stored_clips` / `load_clips`: those of every drive, stored once in a folder (``clips.json`` +
+  ``.npy``); the refiner's distillation (`refiner_distill`) reads the same clips;
 - `WindowSampler`: random ``(window, teacher frame)`` batches from the stored clips; `face_weights`: the loss's
   per-pixel weights;
 - `student_generator`: the student's architecture, from the teacher's config.
@@ -28,6 +29,7 @@ from .models.generator import RenderingToVideoGenerator
 from .models.windows import window_indices
 from .pipelines.finish import face_window
 from .pipelines.options import RunOptions
+from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
 from .pipelines.steps import render_generate_write, retarget_motion, track_source
 from .video import VideoReader
 
@@ -115,6 +117,18 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
         json.dump(meta, f, indent=1)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+def stored_clips(accelerator, args) -> str:
+    """``args.output_dir/clips``, built once by the main process when missing (`build_clips` of ``args.target`` with
+    ``args.source``, ``args.validation_source`` and ``args.max_frames``; the only time the teacher is loaded)."""
+    folder = os.path.join(args.output_dir, "clips")
+    if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "clips.json")):
+        pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
+        pipe.set_progress_bar_config(disable=True)
+        build_clips(pipe, args.source, folder, args.validation_source, args.max_frames, log=accelerator.print)
+    accelerator.wait_for_everyone()
+    return folder
 
 
 def load_clips(folder: str, which: str = "clips") -> tuple[list[tuple[np.ndarray, np.ndarray]], dict]:

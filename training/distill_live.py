@@ -24,8 +24,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from dvp_hub import DeepVideoPortraitPipeline
-from dvp_hub.distill import WindowSampler, build_clips, face_weights, load_clips, student_generator
+from dvp_hub.distill import WindowSampler, face_weights, load_clips, stored_clips, student_generator
 from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
@@ -60,17 +59,6 @@ def parse_args(argv=None):
     p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def clips_folder(args, accelerator) -> str:
-    """The teacher's clips, stored once by the main process when missing (the only time the teacher is loaded)."""
-    folder = os.path.join(args.output_dir, "clips")
-    if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "clips.json")):
-        pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
-        pipe.set_progress_bar_config(disable=True)
-        build_clips(pipe, args.source, folder, args.validation_source, args.max_frames, log=accelerator.print)
-    accelerator.wait_for_everyone()
-    return folder
 
 
 def loss_terms(fake, real, weights, args, perceptual=None, window=None) -> tuple[torch.Tensor, dict]:
@@ -122,7 +110,7 @@ def main(argv=None) -> int:
     accelerator = Accelerator()
     set_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
-    folder = clips_folder(args, accelerator)
+    folder = stored_clips(accelerator, args)
     clips, meta = load_clips(folder)
     val_clips, _ = load_clips(folder, "validation")
     student = student_generator(meta["teacher"], args.base_channels, args.max_channels)
