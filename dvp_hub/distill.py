@@ -120,9 +120,10 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
 
 
 def stored_clips(accelerator, args) -> str:
-    """``args.output_dir/clips``, built once by the main process when missing (`build_clips` of ``args.target`` with
-    ``args.source``, ``args.validation_source`` and ``args.max_frames``; the only time the teacher is loaded)."""
-    folder = os.path.join(args.output_dir, "clips")
+    """``args.clips_dir`` (None: ``args.output_dir/clips``), built once by the main process when missing
+    (`build_clips` of ``args.target``'s generator with ``args.source``, ``args.validation_source`` and
+    ``args.max_frames``). Both distillation scripts read it: one folder serves both."""
+    folder = args.clips_dir or os.path.join(args.output_dir, "clips")
     if accelerator.is_main_process and not os.path.isfile(os.path.join(folder, "clips.json")):
         pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
         pipe.set_progress_bar_config(disable=True)

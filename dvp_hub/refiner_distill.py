@@ -13,13 +13,18 @@ output, not the footage, so it keeps the detail the teacher was trained (adversa
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 
 import numpy as np
 import torch
 
+from .distill import to_uint8
+from .errors import DVPError
 from .models.refiner import FaceRefiner
+from .pipelines.target_folder import resolve_target, weights_variant
 
 
 def student_refiner(teacher: FaceRefiner, channels: int = 16, num_blocks: int = 4) -> FaceRefiner:
@@ -28,6 +33,15 @@ def student_refiner(teacher: FaceRefiner, channels: int = 16, num_blocks: int = 
     if teacher.uses_texture:
         raise ValueError("a refiner with a neural texture cannot be distilled into a texture-less one.")
     return FaceRefiner(channels=channels, num_blocks=num_blocks, scale=teacher.config.scale)
+
+
+def load_refiner(target: str) -> FaceRefiner:
+    """The refiner of ``target`` (``demo``, a targets-folder name, a folder or a Hub id) alone, float32, in eval mode;
+    `DVPError` where it has none."""
+    folder = os.path.join(resolve_target(target), "refiner")
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise DVPError(f"{target} has no refiner to distil: train one first (training/train_refiner.py).")
+    return FaceRefiner.from_pretrained(folder, variant=weights_variant(folder)).float().eval()
 
 
 def receptive_radius(refiner: FaceRefiner) -> int:
@@ -40,28 +54,57 @@ def _to_float(images: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def refined_windows(refiner: FaceRefiner, frames: np.ndarray, window, batch: int = 8) -> np.ndarray:
+def refined_windows(refiner: FaceRefiner, frames: np.ndarray, window, out: np.ndarray | None = None, batch: int = 8):
     """``refiner``'s output inside ``window`` (x0, y0, x1, y1) for generator frames ``[T, 3, R, R]`` uint8:
-    ``[T, 3, s h, s w]`` uint8 (`FaceRefiner.refined_window`, float32)."""
-    out = []
-    for s in range(0, len(frames), batch):
-        refined = refiner.refined_window(_to_float(frames[s : s + batch]), window)
-        out.append(refined.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).numpy())
-    return np.concatenate(out)
+    ``[T, 3, s h, s w]`` uint8 (`FaceRefiner.refined_window`, float32, on the refiner's device), written into ``out``
+    (an array of that shape, e.g. memory-mapped) batch by batch, or into a new array."""
+    x0, y0, x1, y1 = window
+    s = refiner.config.scale
+    if out is None:
+        out = np.empty((len(frames), 3, s * (y1 - y0), s * (x1 - x0)), np.uint8)
+    for b in range(0, len(frames), batch):
+        x = _to_float(frames[b : b + batch]).to(refiner.device)
+        out[b : b + batch] = to_uint8(refiner.refined_window(x, window))
+    return out
+
+
+def teacher_digest(teacher: FaceRefiner) -> str:
+    """A name for the teacher's weights and shape (`teacher_windows` refuses windows of another teacher)."""
+    h = hashlib.sha256(json.dumps(dict(teacher.config), sort_keys=True, default=str).encode())
+    for name, p in sorted(teacher.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def teacher_windows(teacher: FaceRefiner, clips: dict, window, folder: str, log=print) -> dict:
     """The teacher's `refined_windows` of each clip (``{name: frames [T, 3, R, R]}``), stored once in ``folder``
-    (``NAME.npy``; the folder is written beside and renamed, so a killed run leaves none) and returned memory-mapped
-    by name."""
+    (``NAME.npy`` and ``teacher.json``; the folder is written beside and renamed, so a killed run leaves none) and
+    returned memory-mapped by name. Raises `DVPError` where the folder holds another teacher's windows or other clips."""
+    meta = {"teacher": teacher_digest(teacher), "window": list(window), "clips": {n: len(f) for n, f in clips.items()}}
     if not os.path.isdir(folder):
         tmp = folder + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
+        x0, y0, x1, y1 = window
+        s = teacher.config.scale
         for name, frames in clips.items():
             log(f"the teacher's refined windows of {name} ({len(frames)})")
-            np.save(os.path.join(tmp, f"{name}.npy"), refined_windows(teacher, frames, window))
+            shape = (len(frames), 3, s * (y1 - y0), s * (x1 - x0))
+            out = np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), "w+", np.uint8, shape)
+            refined_windows(teacher, frames, window, out)
+            out.flush()
+            del out
+        with open(os.path.join(tmp, "teacher.json"), "w") as f:
+            json.dump(meta, f)
         os.replace(tmp, folder)
+    try:
+        with open(os.path.join(folder, "teacher.json")) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        stored = None
+    if stored != meta:
+        raise DVPError(f"{folder} holds another teacher's windows or other clips: remove it (it is rebuilt).")
     return {name: np.load(os.path.join(folder, f"{name}.npy"), mmap_mode="r") for name in clips}
 
 
@@ -77,6 +120,9 @@ class WindowPatchSampler:
         self.frames, self.refined, self.window, self.scale, self.margin = frames, refined, window, scale, margin
         x0, y0, x1, y1 = window
         self.patch = min(patch, x1 - x0, y1 - y0)
+        for f, r in zip(frames, refined):
+            if r.shape != (len(f), 3, scale * (y1 - y0), scale * (x1 - x0)):
+                raise ValueError(f"refined windows {r.shape} do not match {len(f)} frames of window {window} x{scale}")
         lengths = np.array([len(f) for f in frames], np.float64)
         self.p = lengths / lengths.sum()
         self.rng = np.random.default_rng(seed)
@@ -122,12 +168,12 @@ def validate(student: FaceRefiner, frames: np.ndarray, refined: np.ndarray, wind
     errs = {"student": [], "bilinear": []}
     for s in range(0, len(idx), 8):
         pick = idx[s : s + 8]
-        x, ref = _to_float(frames[pick]), _to_float(refined[pick])
+        x, ref = _to_float(frames[pick]).to(student.device), _to_float(refined[pick]).to(student.device)
         part = x[:, :, y0:y1, x0:x1]
         up = torch.nn.functional.interpolate(part, scale_factor=student.config.scale, mode="bilinear")
         ours = student.refined_window(x, window)
         for name, img in (("student", ours), ("bilinear", up)):
             quantised = img.add(1).mul(127.5).round().div(127.5).sub(1)  # what a frame shows
-            errs[name].append(((quantised - ref) ** 2).mean(dim=(1, 2, 3)))
+            errs[name].append(((quantised - ref) ** 2).mean(dim=(1, 2, 3)).cpu())
     student.train(was_training)
     return {k: float((10 * torch.log10(4 / torch.cat(v).clamp(min=1e-10))).mean()) for k, v in errs.items()}

@@ -4,6 +4,7 @@ step, held-out validation, checkpoints written atomically, and the pipeline of a
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -29,6 +30,15 @@ def decayed_lr(args, step: int) -> float:
     a checkpoint follows the same schedule as an uninterrupted one."""
     decay, left = args.lr_decay_steps, args.max_train_steps - step
     return args.learning_rate if not decay or left > decay else args.learning_rate * max(left, 0) / decay
+
+
+def cosine_schedule(opt, total_steps: int, floor: float = 0.02):
+    """A ``LambdaLR`` on ``opt`` whose factor falls from 1 to ``floor`` along a cosine over ``total_steps`` steps and
+    stays there (the distillation scripts'; register it for checkpointing). A function of the step: a resumed run
+    follows the ``total_steps`` it is given."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    )
 
 
 def set_learning_rate(optimizers, lr: float) -> None:

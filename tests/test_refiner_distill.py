@@ -24,12 +24,17 @@ def test_patches_lie_in_the_window_and_their_weights_skip_only_inner_margins():
     frames = np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
     window = (8, 4, 24, 28)  # 16 x 24 input px
     refined = np.repeat(np.repeat(frames[:, :, 4:28, 8:24], 2, axis=2), 2, axis=3)  # stands in for a 2x teacher
-    sampler = WindowPatchSampler([frames], [refined], window, patch=12, scale=2, margin=2)
+    sampler = WindowPatchSampler([frames, frames[::-1]], [refined, refined[::-1]], window, patch=12, scale=2, margin=2)
     gen, ref, w = sampler.item(0, 1, px=0, py=12)  # touches the window's left and bottom sides
     assert np.array_equal(gen, frames[1, :, 16:28, 8:20])
     assert np.array_equal(ref, refined[1, :, 24:48, 0:24])
     assert w[4:, :4].all() and w[-4:, :-4].all()  # the window's own sides are scored
     assert not w[:4].any() and not w[:, -4:].any()  # sides inside the window are not (the student lacks context)
+    gen, ref, w = sampler.item(1, 2, px=4, py=3)  # touches the window's right side only
+    assert np.array_equal(gen, frames[0, :, 7:19, 12:24]) and np.array_equal(ref, refined[0, :, 6:30, 8:32])
+    assert w[4:-4, -4:].all() and not w[:, :4].any() and not w[:4].any() and not w[-4:].any()
+    with pytest.raises(ValueError, match="do not match"):
+        WindowPatchSampler([frames], [refined[:, :, :-2]], window, patch=12, scale=2, margin=2)
     x, y, wb = sampler.batch(5)
     assert x.shape == (5, 3, 12, 12) and y.shape == (5, 3, 24, 24) and wb.shape == (5, 1, 24, 24)
     assert -1 <= float(x.min()) and float(x.max()) <= 1 and abs(float(wb.mean()) - 1) < 1e-5
@@ -67,8 +72,18 @@ def test_refiner_distillation_resumes_comes_to_the_teacher_and_a_target_carries_
     frames = np.load(out / "clips" / "target.frames.npy")
     window = tuple(json.loads((out / "clips" / "clips.json").read_text())["face_window"])
     assert np.array_equal(stored, refined_windows(teacher, frames, window))
-    done = subprocess.run(
+    other = subprocess.run(  # the stored windows are the tiny teacher's: the demo's refiner is refused
         [sys.executable, script, *common, "--max_train_steps", "80", "--resume_from_checkpoint", "latest"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert other.returncode != 0 and "another teacher's windows" in other.stderr
+    assert "Traceback" not in other.stderr
+    done = subprocess.run(
+        [sys.executable, script, "--target", str(folder), *common, "--max_train_steps", "80"]
+        + ["--resume_from_checkpoint", "latest"],
         check=True,
         capture_output=True,
         text=True,

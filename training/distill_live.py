@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -29,7 +28,13 @@ from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
 from dvp_hub.perceptual import FacePerceptualLoss
-from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint, training_seconds
+from dvp_hub.target_training import (
+    budget_spent,
+    cosine_schedule,
+    register_pretrained_hooks,
+    resume,
+    save_checkpoint,
+)
 
 
 def parse_args(argv=None):
@@ -57,6 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--checkpoints_total_limit", type=int, default=2)
     p.add_argument("--validation_steps", type=int, default=250)
     p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
+    p.add_argument("--clips_dir", help="the teacher's clips (default OUTPUT_DIR/clips; built there when missing)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -116,10 +122,7 @@ def main(argv=None) -> int:
     student = student_generator(meta["teacher"], args.base_channels, args.max_channels)
     cfg = student.config
     opt = torch.optim.Adam(student.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, args.max_train_steps) / args.max_train_steps)),
-    )
+    sched = cosine_schedule(opt, args.max_train_steps)
     student, opt = accelerator.prepare(student, opt)  # the schedule steps once a step, whatever the process count
     accelerator.register_for_checkpointing(sched)
     register_pretrained_hooks(accelerator, {RenderingToVideoGenerator: "live_generator"})
@@ -132,7 +135,9 @@ def main(argv=None) -> int:
     args.t0 = time.perf_counter()
     logs = {}
     while step < args.max_train_steps:
-        if args.max_train_minutes is not None and training_seconds(args) > 60 * args.max_train_minutes:
+        if budget_spent(args):  # decided together: every process stops at the same step
+            accelerator.set_trigger()
+        if accelerator.check_trigger():
             break
         x, y = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
         loss, logs = loss_terms(student(x), y, weights, args, perceptual, window)

@@ -2,10 +2,10 @@
 
     accelerate launch training/distill_refiner.py --target demo --output_dir runs/refiner-light \
         --source ../shared/data/talking-d6.mp4 --source ../shared/data/speech-wda.mp4 \
-        --validation_source ../shared/data/talking-d3.mp4 --max_train_minutes 60
+        --validation_source ../shared/data/talking-d3.mp4
 
-The first run stores the generator's clips (``OUTPUT_DIR/clips/``, as `training/distill_live.py` does; give the same
-``--output_dir`` clips folder to both and they are built once) and the teacher refiner's windows of them
+The first run stores the generator's clips (``OUTPUT_DIR/clips/``, as `training/distill_live.py` does; give both
+scripts the same ``--clips_dir`` and they are built once) and the teacher refiner's windows of them
 (``OUTPUT_DIR/teacher/``). Every ``--checkpointing_steps`` it writes ``OUTPUT_DIR/checkpoint-STEP/`` (the student
 as a ``save_pretrained`` folder, optimizer and RNG state); ``--resume_from_checkpoint latest`` goes on from the
 newest. Scores against the teacher go to ``OUTPUT_DIR/validation.jsonl``; the final student to
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -24,12 +23,18 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.distill import load_clips, stored_clips
 from dvp_hub.errors import DVPError
 from dvp_hub.models.refiner import FaceRefiner
-from dvp_hub.refiner_distill import WindowPatchSampler, receptive_radius, student_refiner, teacher_windows, validate
-from dvp_hub.target_training import register_pretrained_hooks, resume, save_checkpoint, training_seconds
+from dvp_hub.refiner_distill import (
+    WindowPatchSampler,
+    load_refiner,
+    receptive_radius,
+    student_refiner,
+    teacher_windows,
+    validate,
+)
+from dvp_hub.target_training import budget_spent, cosine_schedule, register_pretrained_hooks, resume, save_checkpoint
 
 
 def parse_args(argv=None):
@@ -40,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--validation_source", action="append", default=[], help="a video held out for validation")
     p.add_argument("--max_frames", type=int, default=None, help="at most N frames of each clip (tests)")
     p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--num_blocks", type=int, default=4)
+    p.add_argument("--num_blocks", type=int, default=2)
     p.add_argument("--patch", type=int, default=96, help="input patch side in px (inside the face window)")
     p.add_argument("--train_batch_size", type=int, default=16)
     p.add_argument("--learning_rate", type=float, default=2e-3)
@@ -50,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--checkpoints_total_limit", type=int, default=2)
     p.add_argument("--validation_steps", type=int, default=500)
     p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
+    p.add_argument("--clips_dir", help="the teacher's clips (default OUTPUT_DIR/clips; built there when missing)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -65,10 +71,7 @@ def main(argv=None) -> int:
     window = tuple(meta["face_window"])
     names = meta["clips"] + meta["validation"]
     frames = dict(zip(names, [f for _, f in train + val]))
-    teacher = DeepVideoPortraitPipeline.from_pretrained(args.target).refiner
-    if teacher is None:
-        raise DVPError(f"{args.target} has no refiner to distil: train one first (training/train_refiner.py).")
-    teacher = teacher.float().eval()
+    teacher = load_refiner(args.target).to(accelerator.device)
     teacher_dir = os.path.join(args.output_dir, "teacher")
     if accelerator.is_main_process:
         teacher_windows(teacher, frames, window, teacher_dir, log=accelerator.print)
@@ -76,10 +79,7 @@ def main(argv=None) -> int:
     refined = teacher_windows(teacher, frames, window, teacher_dir)
     student = student_refiner(teacher, args.channels, args.num_blocks)
     opt = torch.optim.Adam(student.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, args.max_train_steps) / args.max_train_steps)),
-    )
+    sched = cosine_schedule(opt, args.max_train_steps)
     student, opt = accelerator.prepare(student, opt)
     accelerator.register_for_checkpointing(sched)
     register_pretrained_hooks(accelerator, {FaceRefiner: "refiner"})
@@ -96,7 +96,9 @@ def main(argv=None) -> int:
     args.t0 = time.perf_counter()
     loss = None
     while step < args.max_train_steps:
-        if args.max_train_minutes is not None and training_seconds(args) > 60 * args.max_train_minutes:
+        if budget_spent(args):  # decided together: every process stops at the same step
+            accelerator.set_trigger()
+        if accelerator.check_trigger():
             break
         x, y, w = (t.to(accelerator.device) for t in sampler.batch(args.train_batch_size))
         loss = ((student(x) - y).abs() * w).mean()
