@@ -113,16 +113,35 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         residual=None,
     ) -> torch.Tensor:
         """The network's output inside ``window`` alone (`refine`'s arguments): ``[B, 3, s h, s w]`` float32 in
-        [-1, 1] for the window's ``h x w`` input pixels, not yet faded into the enlargement (`window_weight`)."""
-        s = self.config.scale
+        [-1, 1] for the window's ``h x w`` input pixels (the float enlargement plus `window_detail`), not yet faded
+        into the enlargement (`window_weight`)."""
+        x0, y0, x1, y1 = (0, 0, x.shape[-1], x.shape[-2]) if window is None else window
+        part = x[:, :, y0:y1, x0:x1].float()
+        up = F.interpolate(part, scale_factor=self.config.scale, mode="bilinear", align_corners=False)
+        return (up + self.window_detail(x, window, bf16, correspondence, residual)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def window_detail(
+        self,
+        x: torch.Tensor,
+        window: tuple[int, int, int, int] | None = None,
+        bf16: bool = False,
+        correspondence: torch.Tensor | None = None,
+        residual=None,
+    ) -> torch.Tensor:
+        """What the network adds inside ``window`` (`refine`'s arguments) to the enlargement of the crop:
+        ``[B, 3, s h, s w]`` float32 (in [-1, 1] units, not clamped) for the window's ``h x w`` input pixels."""
         x0, y0, x1, y1 = (0, 0, x.shape[-1], x.shape[-2]) if window is None else window
         part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
-        corr = None if correspondence is None else correspondence[:, :, y0:y1, x0:x1]
-        if residual is not None and corr is None:
-            up = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
-            return (up + self.shuffle(residual(part))).clamp(-1, 1)
+        if residual is not None and correspondence is None:
+            return self.shuffle(residual(part)).float()
+        if self.texture is not None:
+            if correspondence is None:
+                raise ValueError("this refiner holds a neural texture: give the correspondence image too.")
+            feat = self.texture_features(correspondence[:, :, y0:y1, x0:x1])
+            part = torch.cat([part, feat.to(part.dtype)], 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cpu"):
-            return self(part, corr).float()
+            return self.shuffle(self.detail(part)).float()
 
     @torch.no_grad()
     def refine(

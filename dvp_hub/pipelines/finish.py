@@ -107,14 +107,17 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def refined_uint8(refiner, x: torch.Tensor, window, bf16=False, correspondence=None, residual=None) -> np.ndarray:
     """``refiner.refine(x, window, ...)`` as `tensor_to_uint8` gives it (within a grey level): ``[B, sR, sR, 3]``
-    uint8 on the CPU, whatever ``x``'s device. The enlargement outside the window (None: the whole crop) is made in
-    uint8 by OpenCV, not in float: a tenth of the time."""
+    uint8 on the CPU, whatever ``x``'s device. The enlargement is made in uint8 by OpenCV, and the network's detail
+    (`FaceRefiner.window_detail`, faded in by `window_weight`) added to it inside the window: a tenth of the time of
+    an enlargement in float, and no second one under the window."""
     s, (x0, y0, x1, y1) = refiner.config.scale, window or (0, 0, x.shape[-1], x.shape[-2])
     big = np.stack([cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for im in tensor_to_uint8(x)])
-    refined = refiner.refined_window(x, window, bf16, correspondence, residual).float().cpu()
+    detail = refiner.window_detail(x, window, bf16, correspondence, residual).cpu()
     rows, cols = slice(s * y0, s * y1), slice(s * x0, s * x1)
-    region = torch.from_numpy(big[:, rows, cols]).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
-    big[:, rows, cols] = tensor_to_uint8(region.add_((refined - region).mul_(window_weight(refined))))
+    base = torch.from_numpy(big[:, rows, cols]).permute(0, 3, 1, 2).float()  # grey levels
+    # as `refine`: the refined window clamped to the range, faded into the enlargement at its edge
+    detail.mul_(127.5).add_(base).clamp_(0, 255).sub_(base).mul_(window_weight(detail))
+    big[:, rows, cols] = base.add_(detail).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return big
 
 
