@@ -114,3 +114,19 @@ def test_a_lift_reaching_past_the_crop_eases_out_inside_it():
     assert (np.diff(kept) >= 0).all() and len(np.unique(kept)) >= 5  # ascending, not one repeated edge row
     assert comp(black, Torso(np.full(size, 2.0 * size, np.float32), lift)).shape == background.shape  # no band
     comp.close()
+
+
+def test_the_person_is_segmented_every_other_frame_and_after_a_reset():
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    crop = pipe.edit(100, watermark=False, paste_back=False)
+    comp = Compositor(pipe.background(), pipe.target.crop, crop.shape[0])
+    seen, segmenter = [], comp.segmenter
+    comp.segmenter = lambda image: seen.append(image.sum()) or segmenter(image)
+    frames = [np.roll(crop, k, axis=1) for k in range(5)]  # a moving person
+    out = [comp(f) for f in frames]
+    assert seen == [frames[k].sum() for k in (0, 2, 4)]  # frames 1 and 3 reuse the segmentation before them
+    comp.reset()
+    again = comp(frames[1])
+    assert len(seen) == 4 and seen[-1] == frames[1].sum()  # a new clip starts with its own segmentation
+    assert np.abs(again.astype(int) - out[1]).max() > 0  # frame 1 alone: its own mask, no smoothing with frame 0
+    segmenter.close()

@@ -86,6 +86,9 @@ class Compositor:
         person_mask: composite by person mask (True) or by the crop's feathered square alone (False, the
             older paste-back; also the fallback where the segmenter finds no person).
         smooth: weight of the previous frame's mask in each frame's (0: none); call `reset` between clips.
+        every: segment every this many frames of a clip and reuse the segmentation in between (the first frame after
+            `reset` is always segmented). The mask is the union with the reference's, widened and feathered: one
+            frame old, it differs from the frame's own only at the person's edge.
 
     Guarantees: the output is the background outside the crop's square (inside it, a `Torso`'s lift may move
     the background's rows), the same size and dtype, and a pixel's weight changes continuously from the
@@ -96,8 +99,11 @@ class Compositor:
     region in one warp; the square's ramp is warped once; a `Torso`'s ramp is evaluated at each region pixel.
     """
 
-    def __init__(self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5):
+    def __init__(
+        self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5, every=2
+    ):
         self.background = np.ascontiguousarray(background)
+        self.every = int(every)
         self.crop, self.size, self.smooth = crop, int(size), float(smooth)
         h, w = self.background.shape[:2]
         self.roi = (
@@ -129,10 +135,12 @@ class Compositor:
         self.ref_small = cv2.resize(ref, small, interpolation=cv2.INTER_AREA).astype(np.float32)
         self.ref_mask = self._small(self.segmenter(ref)) if self.segmenter else None
         self._previous: np.ndarray | None = None
+        self._person: np.ndarray | None = None  # the last segmentation, and frames since it
+        self._since = 0
 
     def reset(self) -> None:
         """Forget the previous frame's mask (a new clip starts)."""
-        self._previous = None
+        self._previous = self._person = None
 
     @staticmethod
     def _small(mask: np.ndarray) -> np.ndarray:
@@ -150,7 +158,10 @@ class Compositor:
         or no person found)."""
         if self.segmenter is None:
             return None
-        person = self.segmenter(image)
+        if self._person is None or self._since >= self.every:
+            self._person, self._since = self.segmenter(image), 0
+        self._since += 1
+        person = self._person
         if person.max() < 0.5:  # no person found: the square alone
             return None
         m = np.maximum(self._small(person), self.ref_mask)
