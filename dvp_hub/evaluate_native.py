@@ -30,7 +30,7 @@ from . import detail
 from .errors import DVPError
 from .face_kid import MIN_FACES, Lite0Pooled, face_kid
 from .pipelines.finish import reference_jaw, torso_line
-from .render.composite import Compositor
+from .render.composite import CLIP_SEGMENT_EVERY, Compositor
 from .video import VideoReader
 
 
@@ -116,7 +116,9 @@ def pasted(pipe, crops: np.ndarray, consecutive: bool = False, torsos=None) -> n
     mask smoothed over time only for ``consecutive`` frames (picks spread over a clip are pasted one by one).
     ``torsos``: each crop's `finish.torso_line` (the reference frame's torso below its jaw), or None (the generated
     torso)."""
-    comp = Compositor(pipe.background(), pipe.target.crop, crops.shape[1], smooth=0.5 if consecutive else 0.0)
+    size, smooth = crops.shape[1], 0.5 if consecutive else 0.0
+    every = CLIP_SEGMENT_EVERY if consecutive else 1
+    comp = Compositor(pipe.background(), pipe.target.crop, size, smooth=smooth, every=every)
     try:
         return np.stack([comp(c, None if torsos is None else torsos[i]) for i, c in enumerate(crops)])
     finally:

@@ -117,16 +117,20 @@ def test_a_lift_reaching_past_the_crop_eases_out_inside_it():
 
 
 def test_the_person_is_segmented_every_other_frame_and_after_a_reset():
+    from dvp_hub.render.composite import CLIP_SEGMENT_EVERY
+
     pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
     crop = pipe.edit(100, watermark=False, paste_back=False)
-    comp = Compositor(pipe.background(), pipe.target.crop, crop.shape[0])
+    comp = Compositor(pipe.background(), pipe.target.crop, crop.shape[0], every=CLIP_SEGMENT_EVERY)
+    frames = [np.roll(crop, 3 * k, axis=1) for k in range(5)]  # a moving person
     seen, segmenter = [], comp.segmenter
-    comp.segmenter = lambda image: seen.append(image.sum()) or segmenter(image)
-    frames = [np.roll(crop, k, axis=1) for k in range(5)]  # a moving person
+    comp.segmenter = lambda image: (
+        seen.append(next(k for k, f in enumerate(frames) if np.array_equal(f, image))) or (segmenter(image))
+    )
     out = [comp(f) for f in frames]
-    assert seen == [frames[k].sum() for k in (0, 2, 4)]  # frames 1 and 3 reuse the segmentation before them
+    assert CLIP_SEGMENT_EVERY == 2 and seen == [0, 2, 4]  # frames 1 and 3 reuse the segmentation before them
     comp.reset()
     again = comp(frames[1])
-    assert len(seen) == 4 and seen[-1] == frames[1].sum()  # a new clip starts with its own segmentation
+    assert seen == [0, 2, 4, 1]  # a new clip starts with its own segmentation
     assert np.abs(again.astype(int) - out[1]).max() > 0  # frame 1 alone: its own mask, no smoothing with frame 0
     segmenter.close()

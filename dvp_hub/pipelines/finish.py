@@ -21,7 +21,7 @@ from ..models.refiner import window_weight
 from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
-from ..render.composite import Compositor, Torso
+from ..render.composite import CLIP_SEGMENT_EVERY, Compositor, Torso
 from ..render.conditioning import CORRESPONDENCE, ConditioningRenderer
 from .live_generator import int8_refiner
 
@@ -107,16 +107,24 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def refined_uint8(refiner, x: torch.Tensor, window, bf16=False, correspondence=None, residual=None) -> np.ndarray:
     """``refiner.refine(x, window, ...)`` as `tensor_to_uint8` gives it (within a grey level): ``[B, sR, sR, 3]``
-    uint8 on the CPU, whatever ``x``'s device. The enlargement is made in uint8 by OpenCV, and the network's detail
-    (`FaceRefiner.window_detail`, faded in by `window_weight`) added to it inside the window: a tenth of the time of
-    an enlargement in float, and no second one under the window."""
+    uint8 on the CPU, whatever ``x``'s device, for a ``window`` (None: the whole crop). The
+    enlargement is made by OpenCV, in uint8 outside the window (a tenth of the time of one in float) and in float
+    under it, where the network's detail (`FaceRefiner.window_detail`, faded in by `window_weight`) is added."""
     s, (x0, y0, x1, y1) = refiner.config.scale, window or (0, 0, x.shape[-1], x.shape[-2])
     big = np.stack([cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for im in tensor_to_uint8(x)])
     detail = refiner.window_detail(x, window, bf16, correspondence, residual).cpu()
     rows, cols = slice(s * y0, s * y1), slice(s * x0, s * x1)
-    base = torch.from_numpy(big[:, rows, cols]).permute(0, 3, 1, 2).float()  # grey levels
+    # the float enlargement under the window, as `refine`'s: from the window and a pixel around it (its edge samples
+    # half a pixel outside), in grey levels, unrounded
+    ya, xa, yb, xb = max(0, y0 - 1), max(0, x0 - 1), min(x.shape[-2], y1 + 1), min(x.shape[-1], x1 + 1)
+    part = x[:, :, ya:yb, xa:xb].float().add(1).mul_(127.5).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    base = np.stack([cv2.resize(p, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for p in part])
+    base = base[:, s * (y0 - ya) : s * (y1 - ya), s * (x0 - xa) : s * (x1 - xa)]
+    base = torch.from_numpy(np.ascontiguousarray(base)).permute(0, 3, 1, 2)
     # as `refine`: the refined window clamped to the range, faded into the enlargement at its edge
-    detail.mul_(127.5).add_(base).clamp_(0, 255).sub_(base).mul_(window_weight(detail))
+    detail.mul_(127.5).add_(base).clamp_(0, 255).sub_(base)
+    if window is not None:
+        detail.mul_(window_weight(detail))
     big[:, rows, cols] = base.add_(detail).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return big
 
@@ -131,6 +139,8 @@ class FrameFinisher:
         watermark, invisible_watermark: the two marks (on by default everywhere).
         fast: the refiner in bf16 where that is faster on this machine (False: fp32).
         reference_torso: pasted back, the reference frame's torso below each frame's rendered jaw (`Compositor`).
+        segment_every: pasted back, the person is segmented every this many frames (`Compositor`'s ``every``; 1 for
+            frames that are not consecutive, as edited stills).
 
     ``output_size``: ``(width, height)`` of the frames it returns.
     """
@@ -144,6 +154,7 @@ class FrameFinisher:
         invisible_watermark=True,
         fast: bool = True,
         reference_torso: bool = True,
+        segment_every: int = CLIP_SEGMENT_EVERY,
     ):
         self.refiner = pipe.refiner if refine else None
         self.watermark, self.invisible_watermark = watermark, invisible_watermark
@@ -151,7 +162,9 @@ class FrameFinisher:
         self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
         self.window = face_window(pipe) if self.refiner is not None else None
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
-        self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size) if paste_back else None
+        self.compositor = None
+        if paste_back:
+            self.compositor = Compositor(pipe.background(), pipe.target.crop, self.crop_size, every=segment_every)
         self.reference_torso = bool(paste_back and reference_torso)
         self.reference_jaw = reference_jaw(pipe, self.crop_size) if self.reference_torso else None
         self.times = None  # a `profile.StageTimes` to time refine, paste-back and marks into, when profiling

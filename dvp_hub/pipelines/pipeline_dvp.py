@@ -207,7 +207,9 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
         paste_back = self.has_reference if paste_back is None else paste_back
         key = ("finisher", paste_back, watermark)
         if key not in state:
-            state[key] = FrameFinisher(self, paste_back, watermark=watermark, invisible_watermark=watermark)
+            state[key] = FrameFinisher(
+                self, paste_back, watermark=watermark, invisible_watermark=watermark, segment_every=1
+            )  # stills: each one segmented, whichever slider call comes first
         one = edited_frame(
             tgt, frame_index, yaw, pitch, roll, expression or {}, gaze, state.get("directions"), state["coupling"]
         )

@@ -31,6 +31,7 @@ from .crop import Crop
 
 SEGMENT_SIZE = 256  # the segmenter's input side (its general model's own size)
 MASK_SIZE = 128  # the person mask is widened, feathered, smoothed and colour-matched at this side
+CLIP_SEGMENT_EVERY = 2  # a clip's frames are segmented every this many (`Compositor`'s ``every``)
 MAX_COLOUR_SHIFT = 16.0  # grey levels: a larger background difference is a wrong mask, not a colour cast
 TORSO_RAMP = 1 / 32  # of the crop's side: from the jaw down over this much, the generated pixels fade out
 NECK_SPAN = 1 / 8  # of the crop's side: a lifted neck eases from this far above the jaw to this far below the lift
@@ -87,7 +88,7 @@ class Compositor:
             older paste-back; also the fallback where the segmenter finds no person).
         smooth: weight of the previous frame's mask in each frame's (0: none); call `reset` between clips.
         every: segment every this many frames of a clip and reuse the segmentation in between (the first frame after
-            `reset` is always segmented). The mask is the union with the reference's, widened and feathered: one
+            `reset` is always segmented; 1: every frame, for frames that are not consecutive). The mask is the union with the reference's, widened and feathered: one
             frame old, it differs from the frame's own only at the person's edge.
 
     Guarantees: the output is the background outside the crop's square (inside it, a `Torso`'s lift may move
@@ -100,7 +101,7 @@ class Compositor:
     """
 
     def __init__(
-        self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5, every=2
+        self, background, crop: Crop, size: int, person_mask=True, feather=0.06, widen=0.03, smooth=0.5, every=1
     ):
         self.background = np.ascontiguousarray(background)
         self.every = int(every)
@@ -158,10 +159,11 @@ class Compositor:
         or no person found)."""
         if self.segmenter is None:
             return None
-        if self._person is None or self._since >= self.every:
-            self._person, self._since = self.segmenter(image), 0
+        person = self._person  # read once: a `reset` from another thread may clear it meanwhile
+        if person is None or self._since >= self.every:
+            person, self._since = self.segmenter(image), 0
+            self._person = person
         self._since += 1
-        person = self._person
         if person.max() < 0.5:  # no person found: the square alone
             return None
         m = np.maximum(self._small(person), self.ref_mask)
