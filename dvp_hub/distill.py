@@ -96,7 +96,9 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
     for names, videos in ((train, sources), (val, validation)):
         for video in videos:
             name = os.path.splitext(os.path.basename(video))[0]
-            if name in {taken for taken, _ in train + val}:  # the clips are stored by name: one may not replace another
+            if name in {
+                taken for taken, _ in train + val
+            }:  # the clips are stored by name: one may not replace another
                 raise DVPError(f"{video}: a clip named {name!r} is already taught or held out; give each video once.")
             log(f"tracking {video}")
             names.append((name, source_drive(pipe, video, max_frames)))
@@ -117,6 +119,26 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
         json.dump(meta, f, indent=1)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+def add_distill_arguments(parser, max_train_steps: int, every: int) -> None:
+    """The options both distillation scripts share: where the teacher's clips come from (`stored_clips`) and how a
+    run is stepped, checkpointed, validated and resumed (``--max_train_steps`` is also the cosine's length)."""
+    p = parser
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--source", action="append", default=[], help="a video whose retargeted motion is taught too")
+    p.add_argument("--validation_source", action="append", default=[], help="a video held out for validation")
+    p.add_argument("--max_frames", type=int, default=None, help="at most N frames of each clip (tests)")
+    p.add_argument("--clips_dir", help="the teacher's clips (default OUTPUT_DIR/clips; built there when missing)")
+    p.add_argument(
+        "--max_train_steps", type=int, default=max_train_steps, help="also the learning rate's cosine length"
+    )
+    p.add_argument("--max_train_minutes", type=float, default=None)
+    p.add_argument("--checkpointing_steps", type=int, default=every)
+    p.add_argument("--checkpoints_total_limit", type=int, default=2)
+    p.add_argument("--validation_steps", type=int, default=every)
+    p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def stored_clips(accelerator, args) -> str:

@@ -23,7 +23,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from dvp_hub.distill import WindowSampler, face_weights, load_clips, stored_clips, student_generator
+from dvp_hub.distill import (
+    WindowSampler,
+    add_distill_arguments,
+    face_weights,
+    load_clips,
+    stored_clips,
+    student_generator,
+)
 from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
@@ -40,10 +47,6 @@ from dvp_hub.target_training import (
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Distil a target's generator into a lighter live generator.")
     p.add_argument("--target", default="demo", help="the target (demo, a folder or a Hub id) to distil")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--source", action="append", default=[], help="a video whose retargeted motion is taught too")
-    p.add_argument("--validation_source", action="append", default=[], help="a video held out for validation")
-    p.add_argument("--max_frames", type=int, default=None, help="at most N frames of each clip (tests)")
     p.add_argument("--base_channels", type=int, default=16)
     p.add_argument("--max_channels", type=int, default=128)
     p.add_argument("--train_batch_size", type=int, default=8)
@@ -56,14 +59,7 @@ def parse_args(argv=None):
         default=0.0,
         help="weight of the face perceptual loss against the teacher (dvp_hub.perceptual; the train extra)",
     )
-    p.add_argument("--max_train_steps", type=int, default=4000, help="also the learning rate's cosine length")
-    p.add_argument("--max_train_minutes", type=float, default=None)
-    p.add_argument("--checkpointing_steps", type=int, default=250)
-    p.add_argument("--checkpoints_total_limit", type=int, default=2)
-    p.add_argument("--validation_steps", type=int, default=250)
-    p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
-    p.add_argument("--clips_dir", help="the teacher's clips (default OUTPUT_DIR/clips; built there when missing)")
-    p.add_argument("--seed", type=int, default=0)
+    add_distill_arguments(p, max_train_steps=4000, every=250)
     return p.parse_args(argv)
 
 

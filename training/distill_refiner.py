@@ -23,7 +23,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from dvp_hub.distill import load_clips, stored_clips
+from dvp_hub.distill import add_distill_arguments, load_clips, stored_clips
 from dvp_hub.errors import DVPError
 from dvp_hub.models.refiner import FaceRefiner
 from dvp_hub.refiner_distill import (
@@ -40,23 +40,12 @@ from dvp_hub.target_training import budget_spent, cosine_schedule, register_pret
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Distil a target's refiner into a lighter one.")
     p.add_argument("--target", default="demo", help="the target (demo, a folder or a Hub id) whose refiner is taught")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--source", action="append", default=[], help="a video whose retargeted motion is taught too")
-    p.add_argument("--validation_source", action="append", default=[], help="a video held out for validation")
-    p.add_argument("--max_frames", type=int, default=None, help="at most N frames of each clip (tests)")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--num_blocks", type=int, default=2)
     p.add_argument("--patch", type=int, default=96, help="input patch side in px (inside the face window)")
     p.add_argument("--train_batch_size", type=int, default=16)
     p.add_argument("--learning_rate", type=float, default=2e-3)
-    p.add_argument("--max_train_steps", type=int, default=6000, help="also the learning rate's cosine length")
-    p.add_argument("--max_train_minutes", type=float, default=None)
-    p.add_argument("--checkpointing_steps", type=int, default=500)
-    p.add_argument("--checkpoints_total_limit", type=int, default=2)
-    p.add_argument("--validation_steps", type=int, default=500)
-    p.add_argument("--resume_from_checkpoint", help="a checkpoint folder, or 'latest'")
-    p.add_argument("--clips_dir", help="the teacher's clips (default OUTPUT_DIR/clips; built there when missing)")
-    p.add_argument("--seed", type=int, default=0)
+    add_distill_arguments(p, max_train_steps=6000, every=500)
     return p.parse_args(argv)
 
 
