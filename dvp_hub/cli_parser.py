@@ -125,7 +125,7 @@ def _reenact(sub) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine "
-        "(by default there for clips of 500 frames or more, which pay for its few seconds of calibration); "
+        "(by default there for clips of 200 frames or more, which pay for its few seconds of calibration); "
         "--no-int8 runs them in float",
     )
     _crop_only(p)

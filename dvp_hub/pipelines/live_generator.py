@@ -18,9 +18,10 @@ from ..models.inference import compiled_rest, generate_windows, input_dtype
 from ..models.int8 import cache_int8_failure, cached_int8, int8_available, quantize_refiner
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
-# by default a run shorter than this stays float: calibrating the generator and the refiner takes 4-5 s on two cores
-# and int8 saves ~11.6 ms a frame (benchmarks/results/offline_int8_default_cpu.json): it pays from ~400-450 frames
-INT8_MIN_FRAMES = 500
+# by default a run shorter than this stays float: calibrating the generator and the refiner (beside tracking, then
+# kept on disk, `models.int8_cache`) costs a 100-frame run 1-2 s the first time and int8 saves ~14 ms a frame; it pays
+# from ~200 frames (benchmarks/results/offline_int8_threshold_cpu.json)
+INT8_MIN_FRAMES = 200
 # the generator's int8 ranges come from one window of each of this many stretches spread over the training clip: as
 # close to float as three stretches of six windows (benchmarks/results/offline_int8_default_cpu.json), in a third of
 # the time (the histogram observers cost per window)
