@@ -35,8 +35,11 @@ from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
 from dvp_hub.perceptual import FacePerceptualLoss
+from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from dvp_hub.prune import pruned_student
 from dvp_hub.target_training import (
     budget_spent,
+    complete_checkpoints,
     cosine_schedule,
     register_pretrained_hooks,
     resume,
@@ -58,6 +61,12 @@ def parse_args(argv=None):
         type=float,
         default=0.0,
         help="weight of the face perceptual loss against the teacher (dvp_hub.perceptual; the train extra)",
+    )
+    p.add_argument(
+        "--init",
+        choices=("pruned", "random"),
+        default="pruned",
+        help="pruned: the teacher's most active channels and their weights (dvp_hub.prune); random: a fresh network",
     )
     add_distill_arguments(p, max_train_steps=4000, every=250)
     return p.parse_args(argv)
@@ -115,7 +124,7 @@ def main(argv=None) -> int:
     folder = stored_clips(accelerator, args)
     clips, meta = load_clips(folder)
     val_clips, _ = load_clips(folder, "validation")
-    student = student_generator(meta["teacher"], args.base_channels, args.max_channels)
+    student = _initial_student(args, meta, clips)
     cfg = student.config
     opt = torch.optim.Adam(student.parameters(), lr=args.learning_rate, betas=(0.9, 0.99))
     sched = cosine_schedule(opt, args.max_train_steps)
@@ -158,6 +167,24 @@ def main(argv=None) -> int:
         accelerator.print(f"{step} steps; live generator saved to {os.path.join(args.output_dir, 'live_generator')}")
     accelerator.end_training()
     return 0
+
+
+def _initial_student(args, meta, clips) -> RenderingToVideoGenerator:
+    """The student before its first step (a resumed run loads its checkpoint over it): cut out of the teacher from
+    32 windows of the training clips (``--init pruned``), or fresh."""
+    resuming = args.resume_from_checkpoint not in (None, "latest") or (
+        args.resume_from_checkpoint == "latest" and complete_checkpoints(args.output_dir)
+    )
+    if args.init == "random" or resuming:
+        return student_generator(meta["teacher"], args.base_channels, args.max_channels)
+    teacher = DeepVideoPortraitPipeline.from_pretrained(args.target).generator
+    shape = ("in_channels", "temporal_window", "resolution", "num_levels")
+    if any(teacher.config[k] != meta["teacher"][k] for k in shape):
+        raise DVPError(
+            f"{args.target}'s generator has another shape than the stored clips' teacher; use --init random."
+        )
+    windows, _ = WindowSampler(clips, int(teacher.config.temporal_window), seed=args.seed).batch(32)
+    return pruned_student(teacher, windows, args.base_channels, args.max_channels)
 
 
 def _log_validation(args, accelerator, student, val_clips, meta, step) -> None:
