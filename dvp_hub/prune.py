@@ -5,15 +5,19 @@ teacher's weights for them, so that distillation (`distill`) starts from a netwo
 student's shape (`distill.student_generator`) whose every layer keeps, of the teacher's channels, those with the
 largest mean absolute activation over ``windows`` (conditioning windows of the target's own frames). Skip
 connections keep their pairing: an up level reads the kept channels of the level below it and of its mirrored down
-level, in the teacher's order. No library does this for a U-Net with skip concatenations (torch.nn.utils.prune
-masks weights in place, it does not make a smaller network), hence this file.
+level, in the teacher's order. Hand-written: Torch-Pruning (DepGraph) also prunes through concatenations, but in place,
+leaving a diffusers config that no longer describes the network; the student here must be exactly
+`distill.student_generator`'s shape, so that it saves and loads as one.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .distill import student_generator
+from .errors import InputError
 from .models.generator import RenderingToVideoGenerator
 
 
@@ -76,13 +80,14 @@ def pruned_student(
     """A student with ``base_channels`` / ``max_channels`` (at most the teacher's, level by level) initialised
     from the teacher's most active channels (module docstring), its BatchNorm statistics re-estimated on
     ``windows`` (``recalibrate``; else the teacher's, sliced). The result is in train mode, float32."""
-    teacher = teacher.float()
-    student = student_generator(teacher, base_channels, max_channels).float()
+    if teacher.dtype != torch.float32 or teacher.device != windows.device:
+        teacher = copy.deepcopy(teacher).to(windows.device, torch.float32)  # the caller's teacher stays as it is
+    student = student_generator(teacher, base_channels, max_channels).to(windows.device)
     wider = [
         i for i, (a, b) in enumerate(zip(student.downs, teacher.downs)) if a.conv.out_channels > b.conv.out_channels
     ]
     if wider:
-        raise ValueError(
+        raise InputError(
             f"a pruned student cannot be wider than its teacher (level {wider[0]}); give base_channels and "
             f"max_channels at most the teacher's ({teacher.config.base_channels}, {teacher.config.max_channels})"
         )
@@ -114,14 +119,22 @@ def pruned_student(
 @torch.no_grad()
 def recalibrate_batchnorm(net: torch.nn.Module, windows: torch.Tensor, batch: int = 8) -> None:
     """Re-estimate every BatchNorm's running statistics from ``windows`` (the teacher's no longer describe a layer
-    whose inputs lost channels): the cumulative mean over batches of ``batch`` windows, the momentum restored."""
+    whose inputs lost channels): the mean over whole batches of ``batch`` windows (all of them when fewer), ``net``
+    left in the mode and with the momenta it had. Fast-path copies cached on ``net`` are dropped (their key does not
+    see running statistics)."""
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    for chunk in windows.split(batch):
-        net(chunk.float())
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    momenta, was_training = [m.momentum for m in norms], net.training
+    batch = min(batch, len(windows))
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+        net.train()
+        for start in range(0, len(windows) - batch + 1, batch):
+            net(windows[start : start + batch].float())
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        net.train(was_training)
+    for cached in ("_dvp_fast", "_dvp_compiled", "_dvp_int8"):
+        net.__dict__.pop(cached, None)

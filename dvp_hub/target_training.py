@@ -159,14 +159,21 @@ def complete_checkpoints(output_dir):
     return sorted(dirs, key=lambda d: int(d.split("-")[1]))
 
 
-def resume(accelerator, args) -> int:
-    """Load ``args.resume_from_checkpoint`` (a checkpoint folder, or ``"latest"``: the newest complete one in
-    ``args.output_dir``, none on a first run) into ``accelerator``; sets ``args.prior_seconds`` to its training clock
-    (`read_clock`). Returns the step it was written at (0 when nothing was loaded)."""
+def checkpoint_to_resume(args) -> str | None:
+    """The checkpoint folder `resume` loads: ``args.resume_from_checkpoint``, or for ``"latest"`` the newest complete
+    one in ``args.output_dir``; None on a first run."""
     ckpt = args.resume_from_checkpoint
     if ckpt == "latest":
         done = complete_checkpoints(args.output_dir)
         ckpt = os.path.join(args.output_dir, done[-1]) if done else None
+    return ckpt or None
+
+
+def resume(accelerator, args) -> int:
+    """Load ``args.resume_from_checkpoint`` (a checkpoint folder, or ``"latest"``: the newest complete one in
+    ``args.output_dir``, none on a first run) into ``accelerator``; sets ``args.prior_seconds`` to its training clock
+    (`read_clock`). Returns the step it was written at (0 when nothing was loaded)."""
+    ckpt = checkpoint_to_resume(args)
     args.prior_seconds = 0.0
     if not ckpt:
         return 0

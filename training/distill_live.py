@@ -39,7 +39,7 @@ from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
 from dvp_hub.prune import pruned_student
 from dvp_hub.target_training import (
     budget_spent,
-    complete_checkpoints,
+    checkpoint_to_resume,
     cosine_schedule,
     register_pretrained_hooks,
     resume,
@@ -172,14 +172,11 @@ def main(argv=None) -> int:
 def _initial_student(args, meta, clips) -> RenderingToVideoGenerator:
     """The student before its first step (a resumed run loads its checkpoint over it): cut out of the teacher from
     32 windows of the training clips (``--init pruned``), or fresh."""
-    resuming = args.resume_from_checkpoint not in (None, "latest") or (
-        args.resume_from_checkpoint == "latest" and complete_checkpoints(args.output_dir)
-    )
-    if args.init == "random" or resuming:
+    if args.init == "random" or checkpoint_to_resume(args):
         return student_generator(meta["teacher"], args.base_channels, args.max_channels)
     teacher = DeepVideoPortraitPipeline.from_pretrained(args.target).generator
-    shape = ("in_channels", "temporal_window", "resolution", "num_levels")
-    if any(teacher.config[k] != meta["teacher"][k] for k in shape):
+    shape = ("in_channels", "temporal_window", "resolution", "num_levels", "out_channels", "innermost_norm")
+    if any(teacher.config[k] != meta["teacher"].get(k) for k in shape):
         raise DVPError(
             f"{args.target}'s generator has another shape than the stored clips' teacher; use --init random."
         )

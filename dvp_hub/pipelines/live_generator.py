@@ -19,8 +19,8 @@ from ..models.int8 import cache_int8_failure, cached_int8, int8_available, quant
 from ..render.conditioning import NUM_CHANNELS, ConditioningRenderer
 
 # by default a run shorter than this stays float: calibrating the generator and the refiner (beside tracking, then
-# kept on disk, `models.int8_cache`) costs a 100-frame run 1-2 s the first time and int8 saves ~14 ms a frame; it pays
-# from ~200 frames (benchmarks/results/offline_int8_threshold_cpu.json)
+# kept on disk, `models.int8_cache`) cost a 100-frame run 1-2 s the first time, and int8 saves 9-16 ms a generated
+# frame: a 282-frame run gained 1.2-1.7 s (benchmarks/results/offline_int8_threshold_cpu.json); 200 lies between
 INT8_MIN_FRAMES = 200
 # the generator's int8 ranges come from one window of each of this many stretches spread over the training clip: as
 # close to float as three stretches of six windows (benchmarks/results/offline_int8_default_cpu.json), in a third of
