@@ -39,6 +39,9 @@ def test_save_load_round_trip_fp32_and_fp16(tiny_pipeline, d3_sequence, tmp_path
     w32 = back.generator.state_dict()
     w16 = half.generator.state_dict()
     assert all(torch.allclose(w32[k].half().float(), w16[k].float()) for k in w32 if w32[k].is_floating_point())
+    back.save_pretrained(tmp_path / "again")  # loaded from a local folder: no config names it
+    configs = [p for p in (tmp_path / "again").rglob("*.json") if p.name in ("config.json", "model_index.json")]
+    assert len(configs) >= 3 and not any("_name_or_path" in p.read_text() for p in configs)
 
 
 def test_output_types(tiny_pipeline, d3_sequence):

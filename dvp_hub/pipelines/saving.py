@@ -46,14 +46,14 @@ class PipelineSaving:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder becomes the user's target
         try:
             super().save_pretrained(tmp, safe_serialization=True)
-            for name in ["model_index.json", *(os.path.join(c, "config.json") for c in os.listdir(tmp))]:
-                if os.path.isfile(os.path.join(tmp, name)):
-                    _drop_local_path(os.path.join(tmp, name))
             self.target.save_pretrained(os.path.join(tmp, "target"), variant="fp16", safe_serialization=True)
             for name in ("generator", "refiner", "live_generator"):
                 if getattr(self, name) is not None:  # the fp16 copy is cast from a copy: in place would round fp32
                     half = torch.nn.Module.half(copy.deepcopy(getattr(self, name)))  # no ModelMixin.to warning
                     half.save_pretrained(os.path.join(tmp, name), variant="fp16", safe_serialization=True)
+            for name in ["model_index.json", *(os.path.join(c, "config.json") for c in os.listdir(tmp))]:
+                if os.path.isfile(os.path.join(tmp, name)):  # after the last write of each config
+                    _drop_local_path(os.path.join(tmp, name))
             ref = getattr(self, "reference", None)
             if ref and os.path.isfile(ref):
                 shutil.copy(ref, os.path.join(tmp, "reference" + os.path.splitext(ref)[1].lower()))
