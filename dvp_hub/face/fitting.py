@@ -50,7 +50,13 @@ def _projection_jacobian(p: np.ndarray, focal: float) -> tuple[np.ndarray, np.nd
     return u, j
 
 
-def refine_pose(x, target, rot, trans, cam: Camera, iterations: int = 6, damping: float = 1e-3):
+# Gauss-Newton iterations of the pose before and after the expression solve: from `rigid_alignment`'s start two and
+# one land within 0.05 px of six and three (every vertex, every frame of a live and two offline fits) in ~55-70% of
+# the time (benchmarks/results/fit_iterations_cpu.json)
+POSE_ITERATIONS = (2, 1)
+
+
+def refine_pose(x, target, rot, trans, cam: Camera, iterations: int = POSE_ITERATIONS[0], damping: float = 1e-3):
     """Gauss-Newton on the 2D reprojection of canonical points ``x`` [T, N, 3] to ``target`` [T, N, 2].
 
     rot: ``[T, 3, 3]``, trans: ``[T, 3]`` initial pose; returns the refined pair.
@@ -155,10 +161,10 @@ def canonical_expression(canon: np.ndarray, identity: np.ndarray, model: FaceMod
 def perspective_refinement(model, identity, expr, gaze, gaze_neutral, target, rot, trans, cam: Camera):
     """Step 3: Gauss-Newton pose on the 2D landmarks, the expression re-solved, the pose again."""
     x = model.shape(identity, expr, gaze, gaze_neutral)
-    rot, trans = refine_pose(x, target, rot, trans, cam)
+    rot, trans = refine_pose(x, target, rot, trans, cam, iterations=POSE_ITERATIONS[0])
     expr = refine_expression(model, x, expr, target, rot, trans, cam)
     x = model.shape(identity, expr, gaze, gaze_neutral)
-    rot, trans = refine_pose(x, target, rot, trans, cam, iterations=3)
+    rot, trans = refine_pose(x, target, rot, trans, cam, iterations=POSE_ITERATIONS[1])
     return rot, trans, expr
 
 
