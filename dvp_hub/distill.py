@@ -1,9 +1,10 @@
 """A lighter generator for the live path, distilled from a target's own generator.
 
 On two CPU cores the target's generator (16 M parameters at 256 px) takes most of a live frame's time. A student
-with a quarter of the channels (`student_generator`) is taught to give the same frame as the teacher for the
-same space-time window of conditioning images, over the target's own training motion and over motion retargeted
-from other people (what the live path sees). The student is exported as the pipeline's optional
+with half the channels at every level, a quarter of the work (`student_generator`; started from the teacher's
+most active channels, `prune`), is taught to give the same frame as the teacher for the same space-time window
+of conditioning images, over the target's own training motion and over motion retargeted from other people (what
+the live path sees). The student is exported as the pipeline's optional
 ``live_generator`` component, which `DeepVideoPortraitPipeline.live` runs when the target has one.
 
 - `teacher_clip`: one drive's conditioning and the teacher's frames, as uint8 arrays;
