@@ -51,16 +51,18 @@ def _projection_jacobian(p: np.ndarray, focal: float) -> tuple[np.ndarray, np.nd
 
 
 # Gauss-Newton iterations of the pose before and after the expression solve: from `rigid_alignment`'s start two and
-# one land within 0.05 px of six and three (every vertex, every frame of a live and two offline fits) in ~55-70% of
+# one land within 0.05 px of six and three (every vertex, every frame of a live and two offline fits) in 55-80% of
 # the time (benchmarks/results/fit_iterations_cpu.json)
 POSE_ITERATIONS = (2, 1)
 
 
-def refine_pose(x, target, rot, trans, cam: Camera, iterations: int = POSE_ITERATIONS[0], damping: float = 1e-3):
+def refine_pose(x, target, rot, trans, cam: Camera, iterations: int | None = None, damping: float = 1e-3):
     """Gauss-Newton on the 2D reprojection of canonical points ``x`` [T, N, 3] to ``target`` [T, N, 2].
 
-    rot: ``[T, 3, 3]``, trans: ``[T, 3]`` initial pose; returns the refined pair.
+    rot: ``[T, 3, 3]``, trans: ``[T, 3]`` initial pose; ``iterations`` (None: ``POSE_ITERATIONS[0]``); returns the
+    refined pair.
     """
+    iterations = POSE_ITERATIONS[0] if iterations is None else iterations
     c = np.array([cam.cx, cam.cy])
     for _ in range(iterations):
         rx = einsum("tij,tnj->tni", rot, x)

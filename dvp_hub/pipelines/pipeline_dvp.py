@@ -252,8 +252,8 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
         generator quantized to int8 (calibrated on the target's own frames when the session starts, once per
         process; ``DVP_INT8=0`` turns it off); else ``compile``: compiled by inductor (eager where no C++ compiler
         is found, or with ``DVP_COMPILE=0``). ``light``: the target's distilled live generator where its folder has
-        one (``live_generator``, `dvp_hub.distill`: a quarter of the channels, trained to give the full generator's
-        frames); False runs the full generator.
+        one (``live_generator``, `dvp_hub.distill`: half the channels at every level, trained to give the full
+        generator's frames); False runs the full generator.
         """
         options = RunOptions.resolve(options, kwargs, refine=False)
         return LiveSession(self, fps, options, calibration_seconds, compile=compile, int8=int8, light=light)
