@@ -17,6 +17,7 @@ the live path sees). The student is exported as the pipeline's optional
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,15 @@ def student_generator(teacher, base_channels: int = 16, max_channels: int = 128)
         out_channels=cfg.out_channels,
         innermost_norm=cfg.innermost_norm,
     )
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A name for a network's shape and weights (a store of a teacher's outputs refuses another teacher's)."""
+    h = hashlib.sha256(json.dumps(dict(module.config), sort_keys=True, default=str).encode())
+    for name, p in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -115,6 +125,7 @@ def build_clips(pipe, sources: list[str], folder: str, validation: list[str] = (
         "sources": list(sources),
         "train_frames": int(n),
         "teacher": dict(pipe.generator.config),  # the student's shape comes from it, also on a resumed run
+        "teacher_digest": weights_digest(pipe.generator),  # `distill_live.py --init pruned` cuts the same teacher
     }
     with open(os.path.join(tmp, "clips.json"), "w") as f:
         json.dump(meta, f, indent=1)

@@ -13,7 +13,6 @@ output, not the footage, so it keeps the detail the teacher was trained (adversa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import shutil
 import numpy as np
 import torch
 
-from .distill import to_uint8
+from .distill import to_uint8, weights_digest
 from .errors import DVPError
 from .models.refiner import FaceRefiner
 from .pipelines.target_folder import resolve_target, weights_variant
@@ -70,11 +69,7 @@ def refined_windows(refiner: FaceRefiner, frames: np.ndarray, window, out: np.nd
 
 def teacher_digest(teacher: FaceRefiner) -> str:
     """A name for the teacher's weights and shape (`teacher_windows` refuses windows of another teacher)."""
-    h = hashlib.sha256(json.dumps(dict(teacher.config), sort_keys=True, default=str).encode())
-    for name, p in sorted(teacher.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return weights_digest(teacher)
 
 
 def teacher_windows(teacher: FaceRefiner, clips: dict, window, folder: str, log=print) -> dict:

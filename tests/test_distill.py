@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dvp_hub import DeepVideoPortraitPipeline
-from dvp_hub.distill import WindowSampler, load_clips, student_generator
+from dvp_hub.distill import WindowSampler, load_clips, student_generator, weights_digest
 from dvp_hub.errors import TargetLoadError
 from dvp_hub.models import RenderingToVideoGenerator
 from dvp_hub.video import VideoReader
@@ -47,6 +47,7 @@ def test_distillation_learns_the_teacher_resumes_and_a_target_carries_it(tiny_pi
     assert meta["clips"] == ["target", "talking-d3"] and meta["validation"] == ["heldout"]
     cond, frames = clips[1]
     assert cond.shape == (12, 9, 64, 64) and frames.shape == (12, 3, 64, 64) and cond.dtype == np.uint8
+    assert meta["teacher_digest"] == weights_digest(DeepVideoPortraitPipeline.from_pretrained(str(folder)).generator)
     x, y = WindowSampler(clips, 3).batch(5)
     assert x.shape == (5, 27, 64, 64) and y.shape == (5, 3, 64, 64) and -1 <= float(x.min()) <= float(x.max()) <= 1
     done = subprocess.run(
@@ -57,6 +58,22 @@ def test_distillation_learns_the_teacher_resumes_and_a_target_carries_it(tiny_pi
         timeout=600,
     )
     assert "resumed from" in done.stdout and (out / "live_generator" / "config.json").is_file()
+    # clips of another teacher are refused where the student is cut out of the target's generator
+    (out / "clips" / "clips.json").write_text(json.dumps({**meta, "teacher_digest": "0" * 16}))
+    other = [
+        sys.executable,
+        script,
+        *common,
+        "--output_dir",
+        str(tmp_path / "other"),
+        "--clips_dir",
+        str(out / "clips"),
+    ]
+    refused = subprocess.run(
+        [*other, "--target", str(folder)], check=False, capture_output=True, text=True, timeout=600
+    )
+    assert refused.returncode != 0 and "made by another generator" in refused.stderr
+    assert "Traceback" not in refused.stderr
     scores = [json.loads(line) for line in (out / "validation.jsonl").read_text().splitlines()]
     assert [s["step"] for s in scores] == [15, 30, 45, 60, 75]
     assert scores[-1]["heldout"]["psnr"] > scores[0]["heldout"]["psnr"] + 1.0  # the student comes to the teacher

@@ -30,6 +30,7 @@ from dvp_hub.distill import (
     load_clips,
     stored_clips,
     student_generator,
+    weights_digest,
 )
 from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
@@ -179,6 +180,12 @@ def _initial_student(args, meta, clips) -> RenderingToVideoGenerator:
     if any(teacher.config[k] != meta["teacher"].get(k) for k in shape):
         raise DVPError(
             f"{args.target}'s generator has another shape than the stored clips' teacher; use --init random."
+        )
+    if meta.get("teacher_digest") not in (None, weights_digest(teacher)):
+        folder = args.clips_dir or os.path.join(args.output_dir, "clips")
+        raise DVPError(
+            f"the stored clips were made by another generator than {args.target}'s: remove {folder} (it is "
+            "rebuilt), or keep it with --init random."
         )
     windows, _ = WindowSampler(clips, int(teacher.config.temporal_window), seed=args.seed).batch(32)
     return pruned_student(teacher, windows, args.base_channels, args.max_channels)
