@@ -23,7 +23,7 @@ import torch
 from .distill import to_uint8, weights_digest
 from .errors import DVPError
 from .models.refiner import FaceRefiner
-from .pipelines.target_folder import resolve_target, weights_variant
+from .pipelines.target_folder import load_component
 
 
 def student_refiner(teacher: FaceRefiner, channels: int = 16, num_blocks: int = 4) -> FaceRefiner:
@@ -37,15 +37,21 @@ def student_refiner(teacher: FaceRefiner, channels: int = 16, num_blocks: int = 
 def load_refiner(target: str) -> FaceRefiner:
     """The refiner of ``target`` (``demo``, a targets-folder name, a folder or a Hub id) alone, float32, in eval mode;
     `DVPError` where it has none."""
-    folder = os.path.join(resolve_target(target), "refiner")
-    if not os.path.isfile(os.path.join(folder, "config.json")):
+    refiner = load_component(target, "refiner", FaceRefiner)
+    if refiner is None:
         raise DVPError(f"{target} has no refiner to distil: train one first (training/train_refiner.py).")
-    return FaceRefiner.from_pretrained(folder, variant=weights_variant(folder)).float().eval()
+    return refiner
 
 
 def receptive_radius(refiner: FaceRefiner) -> int:
     """Input px on each side that a detail-branch output pixel reads (its 3x3 convolutions)."""
     return 2 + 2 * refiner.config.num_blocks
+
+
+def refined_shape(frames: int, window, scale: int) -> tuple[int, int, int, int]:
+    """The shape of ``frames`` refined windows: ``(T, 3, s h, s w)`` for a ``window`` (x0, y0, x1, y1) of h x w px."""
+    x0, y0, x1, y1 = window
+    return (frames, 3, scale * (y1 - y0), scale * (x1 - x0))
 
 
 def _to_float(images: np.ndarray) -> torch.Tensor:
@@ -57,35 +63,26 @@ def refined_windows(refiner: FaceRefiner, frames: np.ndarray, window, out: np.nd
     """``refiner``'s output inside ``window`` (x0, y0, x1, y1) for generator frames ``[T, 3, R, R]`` uint8:
     ``[T, 3, s h, s w]`` uint8 (`FaceRefiner.refined_window`, float32, on the refiner's device), written into ``out``
     (an array of that shape, e.g. memory-mapped) batch by batch, or into a new array."""
-    x0, y0, x1, y1 = window
-    s = refiner.config.scale
     if out is None:
-        out = np.empty((len(frames), 3, s * (y1 - y0), s * (x1 - x0)), np.uint8)
+        out = np.empty(refined_shape(len(frames), window, refiner.config.scale), np.uint8)
     for b in range(0, len(frames), batch):
         x = _to_float(frames[b : b + batch]).to(refiner.device)
         out[b : b + batch] = to_uint8(refiner.refined_window(x, window))
     return out
 
 
-def teacher_digest(teacher: FaceRefiner) -> str:
-    """A name for the teacher's weights and shape (`teacher_windows` refuses windows of another teacher)."""
-    return weights_digest(teacher)
-
-
 def teacher_windows(teacher: FaceRefiner, clips: dict, window, folder: str, log=print) -> dict:
     """The teacher's `refined_windows` of each clip (``{name: frames [T, 3, R, R]}``), stored once in ``folder``
     (``NAME.npy`` and ``teacher.json``; the folder is written beside and renamed, so a killed run leaves none) and
     returned memory-mapped by name. Raises `DVPError` where the folder holds another teacher's windows or other clips."""
-    meta = {"teacher": teacher_digest(teacher), "window": list(window), "clips": {n: len(f) for n, f in clips.items()}}
+    meta = {"teacher": weights_digest(teacher), "window": list(window), "clips": {n: len(f) for n, f in clips.items()}}
     if not os.path.isdir(folder):
         tmp = folder + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
-        x0, y0, x1, y1 = window
-        s = teacher.config.scale
         for name, frames in clips.items():
             log(f"the teacher's refined windows of {name} ({len(frames)})")
-            shape = (len(frames), 3, s * (y1 - y0), s * (x1 - x0))
+            shape = refined_shape(len(frames), window, teacher.config.scale)
             out = np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), "w+", np.uint8, shape)
             refined_windows(teacher, frames, window, out)
             out.flush()
@@ -116,7 +113,7 @@ class WindowPatchSampler:
         x0, y0, x1, y1 = window
         self.patch = min(patch, x1 - x0, y1 - y0)
         for f, r in zip(frames, refined):
-            if r.shape != (len(f), 3, scale * (y1 - y0), scale * (x1 - x0)):
+            if r.shape != refined_shape(len(f), window, scale):
                 raise ValueError(f"refined windows {r.shape} do not match {len(f)} frames of window {window} x{scale}")
         lengths = np.array([len(f) for f in frames], np.float64)
         self.p = lengths / lengths.sum()

@@ -36,7 +36,7 @@ from dvp_hub.errors import DVPError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.models.inference import generate_windows
 from dvp_hub.perceptual import FacePerceptualLoss
-from dvp_hub.pipelines.pipeline_dvp import DeepVideoPortraitPipeline
+from dvp_hub.pipelines.target_folder import load_component
 from dvp_hub.prune import pruned_student
 from dvp_hub.target_training import (
     budget_spent,
@@ -175,7 +175,9 @@ def _initial_student(args, meta, clips) -> RenderingToVideoGenerator:
     32 windows of the training clips (``--init pruned``), or fresh."""
     if args.init == "random" or checkpoint_to_resume(args):
         return student_generator(meta["teacher"], args.base_channels, args.max_channels)
-    teacher = DeepVideoPortraitPipeline.from_pretrained(args.target).generator
+    teacher = load_component(args.target, "generator", RenderingToVideoGenerator)
+    if teacher is None:
+        raise DVPError(f"{args.target} has no generator to cut a student out of; use --init random.")
     shape = ("in_channels", "temporal_window", "resolution", "num_levels", "out_channels", "innermost_norm")
     if any(teacher.config[k] != meta["teacher"].get(k) for k in shape):
         raise DVPError(

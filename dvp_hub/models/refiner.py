@@ -38,6 +38,11 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
 
 
+def window_bounds(x: torch.Tensor, window: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+    """``window`` (x0, y0, x1, y1 in input pixels), or the whole of ``x`` ``[..., H, W]`` where it is None."""
+    return (0, 0, x.shape[-1], x.shape[-2]) if window is None else tuple(window)
+
+
 class FaceRefiner(ModelMixin, ConfigMixin):
     r"""Generated crop ``[B, 3, R, R]`` in [-1, 1] -> refined crop ``[B, 3, 2R, 2R]`` in [-1, 1].
 
@@ -115,7 +120,7 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         """The network's output inside ``window`` alone (`refine`'s arguments): ``[B, 3, s h, s w]`` float32 in
         [-1, 1] for the window's ``h x w`` input pixels (the float enlargement plus `window_detail`), not yet faded
         into the enlargement (`window_weight`)."""
-        x0, y0, x1, y1 = (0, 0, x.shape[-1], x.shape[-2]) if window is None else window
+        x0, y0, x1, y1 = window_bounds(x, window)
         part = x[:, :, y0:y1, x0:x1].float()
         up = F.interpolate(part, scale_factor=self.config.scale, mode="bilinear", align_corners=False)
         return (up + self.window_detail(x, window, bf16, correspondence, residual)).clamp(-1, 1)
@@ -131,7 +136,7 @@ class FaceRefiner(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """What the network adds inside ``window`` (`refine`'s arguments) to the enlargement of the crop:
         ``[B, 3, s h, s w]`` float32 (in [-1, 1] units, not clamped) for the window's ``h x w`` input pixels."""
-        x0, y0, x1, y1 = (0, 0, x.shape[-1], x.shape[-2]) if window is None else window
+        x0, y0, x1, y1 = window_bounds(x, window)
         part = x[:, :, y0:y1, x0:x1].contiguous(memory_format=torch.channels_last)
         if residual is not None and correspondence is None:
             return self.shuffle(residual(part)).float()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..models.inference import bf16_supported
-from ..models.refiner import window_weight
+from ..models.refiner import window_bounds, window_weight
 from ..profile import timed
 from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
@@ -105,20 +105,25 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     return img.movedim(-3, -1).cpu().numpy()
 
 
+def _enlarged(images: np.ndarray, s: int) -> np.ndarray:
+    """``[B, H, W, 3]`` images (uint8 or float32) enlarged ``s`` times by OpenCV's bilinear resize, in their dtype."""
+    return np.stack([cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for im in images])
+
+
 def refined_uint8(refiner, x: torch.Tensor, window, bf16=False, correspondence=None, residual=None) -> np.ndarray:
     """``refiner.refine(x, window, ...)`` as `tensor_to_uint8` gives it (within a grey level): ``[B, sR, sR, 3]``
     uint8 on the CPU, whatever ``x``'s device, for a ``window`` (None: the whole crop). The
     enlargement is made by OpenCV, in uint8 outside the window (a tenth of the time of one in float) and in float
     under it, where the network's detail (`FaceRefiner.window_detail`, faded in by `window_weight`) is added."""
-    s, (x0, y0, x1, y1) = refiner.config.scale, window or (0, 0, x.shape[-1], x.shape[-2])
-    big = np.stack([cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for im in tensor_to_uint8(x)])
+    s, (x0, y0, x1, y1) = refiner.config.scale, window_bounds(x, window)
+    big = _enlarged(tensor_to_uint8(x), s)
     detail = refiner.window_detail(x, window, bf16, correspondence, residual).cpu()
     rows, cols = slice(s * y0, s * y1), slice(s * x0, s * x1)
     # the float enlargement under the window, as `refine`'s: from the window and a pixel around it (its edge samples
     # half a pixel outside), in grey levels, unrounded
     ya, xa, yb, xb = max(0, y0 - 1), max(0, x0 - 1), min(x.shape[-2], y1 + 1), min(x.shape[-1], x1 + 1)
     part = x[:, :, ya:yb, xa:xb].float().add(1).mul_(127.5).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-    base = np.stack([cv2.resize(p, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR) for p in part])
+    base = _enlarged(part, s)
     base = base[:, s * (y0 - ya) : s * (y1 - ya), s * (x0 - xa) : s * (x1 - xa)]
     base = torch.from_numpy(np.ascontiguousarray(base)).permute(0, 3, 1, 2)
     # as `refine`: the refined window clamped to the range, faded into the enlargement at its edge

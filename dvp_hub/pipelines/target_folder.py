@@ -27,7 +27,6 @@ OPTIONAL_COMPONENTS = ("refiner", "live_generator")  # a target folder may leave
 REFERENCE_FILES = ("reference.png", "reference.jpg", "reference.mp4")  # the target's full frame, for paste-back
 
 
-
 def is_hub_id(text: str) -> bool:
     """Whether ``text`` has the form of a Hub repo id (``owner/name``)."""
     return bool(_REPO_ID.match(text)) and ".." not in text
@@ -48,7 +47,9 @@ def resolve_target(name_or_path: str, local_paths: bool = True, **hub_kwargs) ->
         return named
     if not local_paths:
         if not is_hub_id(name_or_path):
-            raise TargetLoadError(f"{name_or_path[:100]!r} is not a target here: pick one from the list or give a Hub id.")
+            raise TargetLoadError(
+                f"{name_or_path[:100]!r} is not a target here: pick one from the list or give a Hub id."
+            )
     elif os.path.isdir(name_or_path):
         return name_or_path
     elif os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")) or ".." in name_or_path:
@@ -171,3 +172,13 @@ def weights_variant(component_dir: str) -> str | None:
     full = os.path.isfile(os.path.join(component_dir, "diffusion_pytorch_model.safetensors"))
     half = os.path.isfile(os.path.join(component_dir, "diffusion_pytorch_model.fp16.safetensors"))
     return "fp16" if half and not full else None
+
+
+def load_component(target: str, name: str, cls):
+    """Component ``name`` (a ``cls``, e.g. ``RenderingToVideoGenerator``) of ``target`` (``demo``, a targets-folder
+    name, a folder or a Hub id) alone, float32, in eval mode, without the rest of the pipeline; None where the
+    target has no such component."""
+    folder = os.path.join(resolve_target(target), name)
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        return None
+    return cls.from_pretrained(folder, variant=weights_variant(folder)).float().eval()
