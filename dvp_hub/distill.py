@@ -56,8 +56,10 @@ def student_generator(teacher, base_channels: int = 16, max_channels: int = 128)
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """A name for a network's shape and weights (a store of a teacher's outputs refuses another teacher's)."""
-    h = hashlib.sha256(json.dumps(dict(module.config), sort_keys=True, default=str).encode())
+    """A name for a network's shape and weights (a store of a teacher's outputs refuses another teacher's), the same
+    wherever the network was loaded from (diffusers' own ``_``-keys, such as the folder, are left out)."""
+    config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, p in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(p.detach().float().cpu().numpy().tobytes())

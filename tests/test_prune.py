@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dvp_hub.distill import student_generator
+from dvp_hub.distill import student_generator, weights_digest
 from dvp_hub.errors import InputError
 from dvp_hub.models.generator import RenderingToVideoGenerator
 from dvp_hub.prune import channel_activity, pruned_student, recalibrate_batchnorm
@@ -79,3 +79,14 @@ def test_batchnorm_is_recalibrated_on_whole_batches_and_the_net_left_as_it_was()
     torch.testing.assert_close(norm.running_mean, conv.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
     unbiased = batches.transpose(1, 2).flatten(2).var(dim=2, unbiased=True).mean(0)  # per batch, then averaged
     torch.testing.assert_close(norm.running_var, unbiased, atol=1e-4, rtol=1e-4)
+
+
+def test_a_networks_digest_names_its_weights_not_the_folder_it_came_from(tmp_path):
+    net = RenderingToVideoGenerator(resolution=32, temporal_window=2, base_channels=4, max_channels=8)
+    for name in ("a", "b"):
+        net.save_pretrained(tmp_path / name)
+    a, b = (RenderingToVideoGenerator.from_pretrained(tmp_path / n) for n in ("a", "b"))
+    assert weights_digest(a) == weights_digest(b) == weights_digest(net)
+    with torch.no_grad():
+        b.downs[0].conv.weight[0, 0, 0, 0] += 1
+    assert weights_digest(a) != weights_digest(b)
