@@ -27,6 +27,7 @@ import sys
 import time
 
 from .dataset import prepare_target_dataset
+from .detail_bank import BANK_FILES
 from .errors import DVPError, InputError
 from .evaluate import self_reenactment
 from .footage import analyse, assess
@@ -205,7 +206,7 @@ def cmd_push(args) -> int:
         info = upload_folder(
             repo_id=args.repo_id,
             folder_path=args.folder,
-            allow_patterns=["*.json", "*.safetensors", "*.md", "*.png", *REFERENCE_FILES],
+            allow_patterns=["*.json", "*.safetensors", "*.md", "*.png", *REFERENCE_FILES, *BANK_FILES],
             commit_message=args.message,
             token=args.token,
         )

@@ -1,11 +1,12 @@
-"""Give a target folder its refiner, its full frame and its live generator.
+"""Give a target folder its refiner, its full frame, its detail bank and its live generator.
 
     python training/add_refiner.py --target runs/me/pipeline --refiner runs/me/refiner/refiner \
         --target_video me.mp4 [--live_generator runs/me-live/live_generator] [--fp16_only]
 
 ``--refiner``: a `FaceRefiner` folder written by `training/train_refiner.py` (omit it to add only the frame).
 ``--live_generator``: a distilled generator folder written by `training/distill_live.py`.
-``--target_video``: the target's own video; its reference frame is written as ``reference.png``.
+``--target_video``: the target's own video; its reference frame is written as ``reference.png`` and, where the
+target has a refiner, its detail bank (`dvp_hub.detail_bank`: ~150 of its training frames' face windows, ~2 MB).
 The folder is rewritten atomically (`DeepVideoPortraitPipeline.save_pretrained`), its card kept.
 """
 
@@ -19,7 +20,7 @@ import tempfile
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
 from dvp_hub.models import FaceRefiner, RenderingToVideoGenerator
-from dvp_hub.pipelines.reference import load_background, save_reference
+from dvp_hub.pipelines.reference import detail_bank_from_video, load_background, save_reference
 from dvp_hub.pipelines.target_folder import weights_variant
 
 
@@ -72,12 +73,15 @@ def main(argv=None) -> int:
             )
             pipe.reference = os.path.join(tmp, "reference.png")
             save_reference(frame, pipe.reference)
+            if pipe.refiner is not None:
+                pipe.detail_bank = detail_bank_from_video(pipe, args.target_video)
         pipe.save_pretrained(args.target)
     if args.fp16_only:
         drop_fp32(args.target)
     parts = (
         (["refiner"] if args.refiner else [])
         + (["reference.png"] if args.target_video else [])
+        + (["detail bank"] if args.target_video and pipe.detail_bank is not None else [])
         + (["live_generator"] if args.live_generator else [])
     )
     print(f"{args.target}: added {', '.join(parts) or 'nothing'}")

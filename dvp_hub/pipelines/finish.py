@@ -2,7 +2,8 @@
 
 Generator output ``[B, 3, R, R]`` in [-1, 1] -> the frames a user gets (``H x W x 3`` uint8):
 
-1. refined: the target's `FaceRefiner`, when it has one, takes the crop to twice its size;
+1. refined: the target's `FaceRefiner`, when it has one, takes the crop to twice its size, and its `DetailBank`,
+   when it has one, gives the face the fine detail of its own real frames (`detail_bank.DetailTransfer`);
 2. pasted back: composited into the target's full reference frame at its native size
    (`render.composite.Compositor`), unless the crop alone was asked for;
 3. marked: the visible "SYNTHETIC" label, then the invisible watermark over the whole frame.
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..detail_bank import DetailTransfer
 from ..models.inference import bf16_supported
 from ..models.refiner import window_bounds, window_weight
 from ..profile import timed
@@ -99,6 +101,13 @@ def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None)
     return Torso((jaw + gap - lift).astype(np.float32), lift.astype(np.float32))
 
 
+def _face_at(face: np.ndarray | None, size: int) -> np.ndarray | None:
+    """A `rendered_face` ``[R, R]`` at ``size`` px (nearest), or None."""
+    if face is None:
+        return None
+    return cv2.resize(face.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[B, 3, H, W]`` (or ``[3, H, W]``) in [-1, 1] -> ``[B, H, W, 3]`` (``[H, W, 3]``) uint8."""
     img = x.float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)  # in place: a quarter of the time
@@ -140,7 +149,8 @@ class FrameFinisher:
     Args:
         pipe: the `DeepVideoPortraitPipeline` (its ``refiner`` may be None).
         paste_back: composite into the target's reference frame (needs one: ``pipe.has_reference``).
-        refine: run the target's refiner when it has one.
+        refine: run the target's refiner when it has one, and its detail bank when it has one made for the refined
+            crop's size.
         watermark, invisible_watermark: the two marks (on by default everywhere).
         fast: the refiner in bf16 where that is faster on this machine (False: fp32).
         reference_torso: pasted back, the reference frame's torso below each frame's rendered jaw (`Compositor`).
@@ -166,6 +176,8 @@ class FrameFinisher:
         res = int(pipe.target.config.resolution)
         self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
         self.window = face_window(pipe) if self.refiner is not None else None
+        bank = getattr(pipe, "detail_bank", None) if refine else None
+        self.details = DetailTransfer(bank) if bank is not None and bank.size == self.crop_size else None
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
         self.compositor = None
         if paste_back:
@@ -192,7 +204,8 @@ class FrameFinisher:
     @torch.no_grad()
     def crops(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> np.ndarray:
         """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks). ``cond``: the same
-        frames' conditioning ``[B, 9, R, R]``, which a refiner with a neural texture reads (ValueError without)."""
+        frames' conditioning ``[B, 9, R, R]``, which a refiner with a neural texture reads (ValueError without) and
+        the detail bank's transfer keeps to the rendered face (without it: to the face window, by agreement alone)."""
         if self.refiner is not None:
             corr = None
             if self.refiner.uses_texture:
@@ -200,8 +213,14 @@ class FrameFinisher:
                     raise ValueError("this target's refiner holds a neural texture: pass the frames' conditioning.")
                 corr = cond[:, CORRESPONDENCE].float()
             with timed(self.times, "refine", len(out)):
-                return refined_uint8(self.refiner, out.float(), self.window, self.bf16, corr, self.residual)
-        return tensor_to_uint8(out)
+                crops = refined_uint8(self.refiner, out.float(), self.window, self.bf16, corr, self.residual)
+        else:
+            crops = tensor_to_uint8(out)
+        if self.details is not None:
+            with timed(self.times, "detail", len(out)):
+                for i, crop in enumerate(crops):
+                    self.details(crop, None if cond is None else _face_at(rendered_face(cond[i]), len(crop)))
+        return crops
 
     def mark(self, img: np.ndarray) -> np.ndarray:
         """The visible label and the invisible watermark, as asked."""
@@ -231,9 +250,11 @@ class FrameFinisher:
         return [self.frame(c, None if cond is None else cond[i]) for i, c in enumerate(crops)]
 
     def reset(self) -> None:
-        """A new clip starts (the paste-back mask's smoothing forgets the last frame)."""
+        """A new clip starts (the paste-back mask's smoothing and the detail's last pick are forgotten)."""
         if self.compositor is not None:
             self.compositor.reset()
+        if self.details is not None:
+            self.details.reset()
 
     def close(self) -> None:
         """Release the paste-back's segmenter (a mediapipe graph)."""

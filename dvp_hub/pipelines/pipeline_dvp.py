@@ -11,6 +11,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 
+from ..detail_bank import DetailBank
 from ..errors import InputError, TargetLoadError
 from ..models import FaceRefiner, PortraitTarget, RenderingToVideoGenerator
 from ..models.inference import generate_windows
@@ -75,6 +76,7 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
         super().__init__()
         self.register_modules(generator=generator, target=target, refiner=refiner, live_generator=live_generator)
         self.reference: str | None = None  # the target's full frame (`target_folder.REFERENCE_FILES`)
+        self.detail_bank: DetailBank | None = None  # its real frames' detail (`detail_bank.BANK_FILES`)
 
     def provenance(self, **extra) -> dict:
         """What the Content Credentials of this target's outputs say about it: name and model card."""
@@ -166,6 +168,7 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
             if small is not None:
                 torch.nn.Module.to(small, torch.float32).eval()  # Module.to: no ModelMixin cast warning
         pipe.reference = reference_file(folder)
+        pipe.detail_bank = DetailBank.load(folder)
         return pipe
 
     @torch.no_grad()

@@ -57,6 +57,8 @@ class PipelineSaving:
             ref = getattr(self, "reference", None)
             if ref and os.path.isfile(ref):
                 shutil.copy(ref, os.path.join(tmp, "reference" + os.path.splitext(ref)[1].lower()))
+            if getattr(self, "detail_bank", None) is not None:
+                self.detail_bank.save(tmp)
             if model_card is not None:
                 model_card.save(os.path.join(tmp, "README.md"))
             elif os.path.isfile(os.path.join(save_directory, "README.md")):

@@ -12,6 +12,7 @@ import json
 import os
 import re
 
+from ..detail_bank import BANK_FILES
 from ..errors import TargetLoadError
 from ..targets import find_target, is_name, targets_dir
 
@@ -71,7 +72,7 @@ def resolve_target(name_or_path: str, local_paths: bool = True, **hub_kwargs) ->
             cache_dir=hub_kwargs.get("cache_dir"),
             local_files_only=hub_kwargs.get("local_files_only", False),
             token=hub_kwargs.get("token"),
-            allow_patterns=["*.json", "*.safetensors", "*.md", *REFERENCE_FILES],
+            allow_patterns=["*.json", "*.safetensors", "*.md", *REFERENCE_FILES, *BANK_FILES],
         )
     except LocalEntryNotFoundError:
         raise TargetLoadError(
