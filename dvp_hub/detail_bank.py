@@ -9,7 +9,7 @@ finished crop's size, picked to differ from each other (``detail_bank.jpg``, one
    unless another is clearly closer, so the grain does not flicker);
 2. aligns it to the generated face with dense optical flow (OpenCV's DIS) on both at half size;
 3. replaces the generated face's luma band above ``SIGMA`` with the aligned real frame's, where the two agree below
-   it (a confidence from their blurred difference) and within the rendered face.
+   it (a confidence from their blurred difference), within the rendered face and outside its mouth and eyes.
 
 Hand-written because no installable library transfers person-specific detail; the pieces (DIS flow, remap, blur)
 are OpenCV's. Unlike a sharpening filter, the added band comes from real frames of the same person: on held-out
@@ -34,6 +34,7 @@ AGREE = 8.0  # grey levels: the blurred difference at which the confidence falls
 THUMB = 32  # px: the side of the thumbnails the bank frame is picked by
 KEEP = 0.85  # the previous pick stays unless another is closer than this share of its squared distance
 JPEG_QUALITY = 90
+MARGIN = 32  # px around the rendered face's box: the reach of its dilated, blurred mask
 
 
 def _thumbs(windows: np.ndarray) -> np.ndarray:
@@ -117,7 +118,7 @@ class DetailTransfer:
 
     def __init__(self, bank: DetailBank):
         self.bank = bank
-        self.windows = bank.windows.astype(np.float32)
+        self.windows = bank.windows.astype(np.float32)  # float: remap samples them with a cubic kernel
         self.thumbs = _thumbs(bank.windows)
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         h, w = bank.windows.shape[1:]
@@ -136,30 +137,45 @@ class DetailTransfer:
         self.last = j
         return j
 
-    def __call__(self, crop: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, crop: np.ndarray, face: np.ndarray | None = None, keep: np.ndarray | None = None) -> np.ndarray:
         """One crop ``S x S x 3`` uint8 (``S`` = the bank's size) -> the same with the bank's detail, in place.
-        ``face``: ``[S, S]`` bool, where the face is rendered (None: the whole window, by confidence alone)."""
+        ``face``: ``[S, S]`` bool, where the face is rendered (None: the whole window, by agreement alone); only the
+        face's box in the window, widened by `MARGIN`, changes. ``keep``: ``[S, S]`` bool, left as generated (the
+        mouth and eyes, `render.regions.feature_mask`: their shape changes most from frame to frame, and a bank
+        frame's lip or lid edge there would move what a viewer reads)."""
         if crop.shape[0] != self.bank.size:
             raise ValueError(f"a {crop.shape[0]} px crop; the detail bank was made for {self.bank.size} px")
         x0, y0, x1, y1 = self.bank.window
         part = crop[y0:y1, x0:x1]
-        rgb = part.astype(np.float32)
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        real = self.windows[self._pick(grey)]
+        grey_window = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY)
+        real = self.windows[self._pick(grey_window)]
+        rows, cols, mask = slice(None), slice(None), None
+        if face is not None:
+            mask = face[y0:y1, x0:x1]
+            ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+            if not len(ys):
+                return crop
+            rows = slice(max(0, ys[0] - MARGIN), ys[-1] + 1 + MARGIN)
+            cols = slice(max(0, xs[0] - MARGIN), xs[-1] + 1 + MARGIN)
+            mask = mask[rows, cols]
+        sub = part[rows, cols]
+        rgb, grey = sub.astype(np.float32), grey_window[rows, cols].astype(np.float32)
         small = [
             cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
-            for x in (grey, real)
+            for x in (grey, real[rows, cols])
         ]
         flow = self.flow.calc(*(np.clip(s + 0.5, 0, 255).astype(np.uint8) for s in small), None)
         flow = cv2.resize(flow, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR) * 2
-        warped = cv2.remap(
-            real, self.gx + flow[..., 0], self.gy + flow[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
-        )
+        gx, gy = self.gx[rows, cols] + flow[..., 0], self.gy[rows, cols] + flow[..., 1]  # into the whole window
+        warped = cv2.remap(real, gx, gy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         low_w, low_g = cv2.GaussianBlur(warped, (0, 0), SIGMA), cv2.GaussianBlur(grey, (0, 0), SIGMA)
         agree = np.exp(-((cv2.GaussianBlur(np.abs(low_w - low_g), (0, 0), 2.0) / AGREE) ** 2))
-        if face is not None:
-            mask = cv2.dilate(face[y0:y1, x0:x1].astype(np.float32), np.ones((15, 15), np.float32))
+        if mask is not None:
+            mask = cv2.dilate(mask.astype(np.float32), np.ones((15, 15), np.float32))
             agree *= cv2.GaussianBlur(mask, (0, 0), 6)
+        if keep is not None:
+            kept = cv2.dilate(keep[y0:y1, x0:x1][rows, cols].astype(np.float32), np.ones((9, 9), np.float32))
+            agree *= 1 - cv2.GaussianBlur(kept, (0, 0), 4)
         delta = agree * ((warped - low_w) - (grey - low_g))
-        part[...] = np.clip(rgb + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
+        sub[...] = np.clip(rgb + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
         return crop

@@ -25,6 +25,7 @@ from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import CLIP_SEGMENT_EVERY, Compositor, Torso
 from ..render.conditioning import CORRESPONDENCE, ConditioningRenderer
+from ..render.regions import feature_mask
 from .live_generator import int8_refiner
 
 
@@ -102,7 +103,7 @@ def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None)
 
 
 def _face_at(face: np.ndarray | None, size: int) -> np.ndarray | None:
-    """A `rendered_face` ``[R, R]`` at ``size`` px (nearest), or None."""
+    """A mask ``[R, R]`` (a `rendered_face`) at ``size`` px (nearest), or None."""
     if face is None:
         return None
     return cv2.resize(face.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
@@ -205,7 +206,8 @@ class FrameFinisher:
     def crops(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> np.ndarray:
         """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks). ``cond``: the same
         frames' conditioning ``[B, 9, R, R]``, which a refiner with a neural texture reads (ValueError without) and
-        the detail bank's transfer keeps to the rendered face (without it: to the face window, by agreement alone)."""
+        the detail bank's transfer keeps to the rendered face outside its mouth and eyes (without it: to the face
+        window, by agreement alone)."""
         if self.refiner is not None:
             corr = None
             if self.refiner.uses_texture:
@@ -219,7 +221,11 @@ class FrameFinisher:
         if self.details is not None:
             with timed(self.times, "detail", len(out)):
                 for i, crop in enumerate(crops):
-                    self.details(crop, None if cond is None else _face_at(rendered_face(cond[i]), len(crop)))
+                    if cond is None:
+                        self.details(crop)
+                    else:
+                        face, keep = rendered_face(cond[i]), feature_mask(cond[i, CORRESPONDENCE])
+                        self.details(crop, _face_at(face, len(crop)), _face_at(keep, len(crop)))
         return crops
 
     def mark(self, img: np.ndarray) -> np.ndarray:

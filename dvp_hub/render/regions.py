@@ -1,7 +1,8 @@
 """Mouth and eye regions of the crop, from the fitted landmarks: where a viewer looks first.
 
 Used by training (a heavier L1 on the mouth and eyes, as Head2Head weighs them) and by evaluation
-(PSNR / SSIM of the mouth region). Boxes are in crop pixels at the generator's resolution.
+(PSNR / SSIM of the mouth region). Boxes are in crop pixels at the generator's resolution. `feature_mask` finds
+the same regions in a rendered frame from its correspondence image (the detail bank leaves them as generated).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from ..face import topology as topo
+from ..face.model import load_face_model
 from .crop import Crop
 
 OUTER_LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
@@ -39,3 +41,32 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
     inx = (r >= boxes[..., 0, None]) & (r < boxes[..., 2, None])  # [B, K, W]
     iny = (r >= boxes[..., 1, None]) & (r < boxes[..., 3, None])  # [B, K, H]
     return (iny[..., :, None] & inx[..., None, :]).any(1, keepdim=True).to(boxes.dtype)
+
+
+FEATURE_MARGINS = {"mouth": 0.35, "right_eye": 0.3, "left_eye": 0.3}  # eyes: the lids, not the brows
+
+
+def canonical_boxes() -> np.ndarray:
+    """``[3, 4]`` boxes of `REGIONS` (mouth, right eye, left eye) in the correspondence image's canonical x, y
+    (the face model's mean shape scaled to [0, 1], as `ConditioningRenderer` shades it), grown by
+    `FEATURE_MARGINS`."""
+    shape = load_face_model().mean_shape
+    c01 = (shape - shape.min(0)) / (shape.max(0) - shape.min(0))
+    boxes = []
+    for (idx, _), margin in zip(REGIONS.values(), FEATURE_MARGINS.values()):
+        lo, hi = c01[idx, :2].min(0), c01[idx, :2].max(0)
+        grow = (hi - lo) * margin / 2
+        boxes.append(np.concatenate([lo - grow, hi + grow]))
+    return np.stack(boxes).astype(np.float32)
+
+
+def feature_mask(correspondence: torch.Tensor) -> np.ndarray:
+    """``[3, R, R]`` correspondence channels of one render (in [-1, 1], -1 where no face) -> ``[R, R]`` bool: the
+    rendered pixels of the mouth and the eyes (`canonical_boxes`)."""
+    xy = (correspondence[:2].float() + 1) / 2  # canonical x, y in [0, 1]
+    rendered = correspondence.amax(0) > -1
+    boxes = torch.from_numpy(canonical_boxes())
+    inside = torch.zeros_like(rendered)
+    for x0, y0, x1, y1 in boxes.tolist():
+        inside |= (xy[0] >= x0) & (xy[0] < x1) & (xy[1] >= y0) & (xy[1] < y1)
+    return (inside & rendered).cpu().numpy()
