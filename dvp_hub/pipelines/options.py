@@ -28,7 +28,7 @@ class RunOptions:
     reference_torso: pasted back, keep the reference frame's neck, collar and shoulders below the rendered jaw (a
         generator driven by a mouth its target never made tears the collar); False: the generated torso (for a
         target whose shoulders move a lot).
-    refine: the target's refiner, when it has one.
+    refine: the target's refiner and detail bank, where it has them.
     fast: the fast inference path (BatchNorm folded, channels_last, bf16 where faster); False: plain fp32.
     int8: the generator and the refiner's detail branch in int8 on a CPU with PyTorch's x86 quantized engine, with
         ``fast`` on: True wherever that engine works (calibrated once per process and target); None (the default)
