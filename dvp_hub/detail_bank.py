@@ -34,7 +34,6 @@ AGREE = 8.0  # grey levels: the blurred difference at which the confidence falls
 THUMB = 32  # px: the side of the thumbnails the bank frame is picked by
 KEEP = 0.85  # the previous pick stays unless another is closer than this share of its squared distance
 JPEG_QUALITY = 90
-MARGIN = 32  # px around the rendered face's box: the reach of its dilated, blurred mask
 
 
 def _thumbs(windows: np.ndarray) -> np.ndarray:
@@ -137,27 +136,24 @@ class DetailTransfer:
         self.last = j
         return j
 
-    def __call__(self, crop: np.ndarray, face: np.ndarray | None = None, keep: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, crop: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """One crop ``S x S x 3`` uint8 (``S`` = the bank's size) -> the same with the bank's detail, in place.
-        ``face``: ``[S, S]`` bool, where the face is rendered (None: the whole window, by agreement alone); only the
-        face's box in the window, widened by `MARGIN`, changes. ``keep``: ``[S, S]`` bool, left as generated (the
-        mouth and eyes, `render.regions.feature_mask`: their shape changes most from frame to frame, and a bank
-        frame's lip or lid edge there would move what a viewer reads)."""
+        ``weight``: ``[S, S]`` float32 in [0, 1], how much of the detail may go where (`region_weight`; None: the
+        whole window, by agreement alone); only its box in the window changes."""
         if crop.shape[0] != self.bank.size:
             raise ValueError(f"a {crop.shape[0]} px crop; the detail bank was made for {self.bank.size} px")
         x0, y0, x1, y1 = self.bank.window
         part = crop[y0:y1, x0:x1]
         grey_window = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY)
         real = self.windows[self._pick(grey_window)]
-        rows, cols, mask = slice(None), slice(None), None
-        if face is not None:
-            mask = face[y0:y1, x0:x1]
-            ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+        rows, cols = slice(None), slice(None)
+        if weight is not None:
+            weight = weight[y0:y1, x0:x1]
+            ys, xs = np.flatnonzero(weight.max(1) > 0.01), np.flatnonzero(weight.max(0) > 0.01)
             if not len(ys):
                 return crop
-            rows = slice(max(0, ys[0] - MARGIN), ys[-1] + 1 + MARGIN)
-            cols = slice(max(0, xs[0] - MARGIN), xs[-1] + 1 + MARGIN)
-            mask = mask[rows, cols]
+            rows, cols = slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)
+            weight = weight[rows, cols]
         sub = part[rows, cols]
         rgb, grey = sub.astype(np.float32), grey_window[rows, cols].astype(np.float32)
         small = [
@@ -170,12 +166,25 @@ class DetailTransfer:
         warped = cv2.remap(real, gx, gy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         low_w, low_g = cv2.GaussianBlur(warped, (0, 0), SIGMA), cv2.GaussianBlur(grey, (0, 0), SIGMA)
         agree = np.exp(-((cv2.GaussianBlur(np.abs(low_w - low_g), (0, 0), 2.0) / AGREE) ** 2))
-        if mask is not None:
-            mask = cv2.dilate(mask.astype(np.float32), np.ones((15, 15), np.float32))
-            agree *= cv2.GaussianBlur(mask, (0, 0), 6)
-        if keep is not None:
-            kept = cv2.dilate(keep[y0:y1, x0:x1][rows, cols].astype(np.float32), np.ones((9, 9), np.float32))
-            agree *= 1 - cv2.GaussianBlur(kept, (0, 0), 4)
+        if weight is not None:
+            agree *= weight
         delta = agree * ((warped - low_w) - (grey - low_g))
         sub[...] = np.clip(rgb + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
         return crop
+
+
+def region_weight(face: np.ndarray, keep: np.ndarray | None, size: int) -> np.ndarray:
+    """Where a crop of ``size`` px takes the bank's detail: ``[size, size]`` float32 in [0, 1], the rendered face
+    ``[R, R]`` bool widened by ~7 px of the crop and feathered, less ``keep`` ``[R, R]`` bool (the mouth and eyes,
+    `render.regions.feature_mask`, whose shape changes most from frame to frame: a bank frame's lip or lid edge there
+    would move what a viewer reads) widened by ~4 px and feathered. Made at the render's size, then enlarged."""
+    s = face.shape[0] / size  # render px per crop px
+
+    def widened(mask, px, sigma):
+        k = max(1, round(2 * px * s)) | 1
+        return cv2.GaussianBlur(cv2.dilate(mask.astype(np.float32), np.ones((k, k), np.float32)), (0, 0), sigma * s)
+
+    weight = widened(face, 7, 6)
+    if keep is not None and keep.any():
+        weight *= 1 - widened(keep, 4, 4)
+    return cv2.resize(weight, (size, size), interpolation=cv2.INTER_LINEAR)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..detail_bank import DetailTransfer
+from ..detail_bank import DetailTransfer, region_weight
 from ..models.inference import bf16_supported
 from ..models.refiner import window_bounds, window_weight
 from ..profile import timed
@@ -100,13 +100,6 @@ def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None)
     lift = gap * np.clip(1 - outside / (LIFT_TAPER * size), 0, 1)
     # the cut: where the reference's jaw is shown once lifted (`Compositor` pulls the cut's row up by the lift)
     return Torso((jaw + gap - lift).astype(np.float32), lift.astype(np.float32))
-
-
-def _face_at(face: np.ndarray | None, size: int) -> np.ndarray | None:
-    """A mask ``[R, R]`` (a `rendered_face`) at ``size`` px (nearest), or None."""
-    if face is None:
-        return None
-    return cv2.resize(face.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -224,8 +217,9 @@ class FrameFinisher:
                     if cond is None:
                         self.details(crop)
                     else:
-                        face, keep = rendered_face(cond[i]), feature_mask(cond[i, CORRESPONDENCE])
-                        self.details(crop, _face_at(face, len(crop)), _face_at(keep, len(crop)))
+                        face = rendered_face(cond[i])
+                        keep = feature_mask(cond[i, CORRESPONDENCE], face)
+                        self.details(crop, region_weight(face, keep, len(crop)))
         return crops
 
     def mark(self, img: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ the same regions in a rendered frame from its correspondence image (the detail b
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -46,6 +48,7 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
 FEATURE_MARGINS = {"mouth": 0.35, "right_eye": 0.3, "left_eye": 0.3}  # eyes: the lids, not the brows
 
 
+@lru_cache(maxsize=1)
 def canonical_boxes() -> np.ndarray:
     """``[3, 4]`` boxes of `REGIONS` (mouth, right eye, left eye) in the correspondence image's canonical x, y
     (the face model's mean shape scaled to [0, 1], as `ConditioningRenderer` shades it), grown by
@@ -60,13 +63,22 @@ def canonical_boxes() -> np.ndarray:
     return np.stack(boxes).astype(np.float32)
 
 
-def feature_mask(correspondence: torch.Tensor) -> np.ndarray:
+@lru_cache(maxsize=1)
+def _feature_table(n: int = 256) -> np.ndarray:
+    """``[n, n]`` bool over canonical (y, x) in [0, 1]: inside one of `canonical_boxes`."""
+    c = (np.arange(n) + 0.5) / n
+    b = canonical_boxes()
+    return ((c[None, :, None] >= b[:, None, None, 0]) & (c[None, :, None] < b[:, None, None, 2])
+            & (c[None, None, :] >= b[:, 1, None, None]) & (c[None, None, :] < b[:, 3, None, None])).any(0).T  # fmt: skip
+
+
+def feature_mask(correspondence: torch.Tensor, rendered: np.ndarray | None = None) -> np.ndarray:
     """``[3, R, R]`` correspondence channels of one render (in [-1, 1], -1 where no face) -> ``[R, R]`` bool: the
-    rendered pixels of the mouth and the eyes (`canonical_boxes`)."""
-    xy = (correspondence[:2].float() + 1) / 2  # canonical x, y in [0, 1]
-    rendered = correspondence.amax(0) > -1
-    boxes = torch.from_numpy(canonical_boxes())
-    inside = torch.zeros_like(rendered)
-    for x0, y0, x1, y1 in boxes.tolist():
-        inside |= (xy[0] >= x0) & (xy[0] < x1) & (xy[1] >= y0) & (xy[1] < y1)
-    return (inside & rendered).cpu().numpy()
+    rendered pixels of the mouth and the eyes (`canonical_boxes`, looked up at 1/256 of the face). ``rendered``:
+    where the face is rendered, when known (`finish.rendered_face`)."""
+    table = _feature_table()  # 256 x 256: the index fits in uint8, the cheapest for numpy to gather with
+    xy = np.ascontiguousarray(correspondence[:2].float().cpu().numpy())
+    idx = np.minimum((xy + 1) * 128, 255).astype(np.uint8)
+    if rendered is None:
+        rendered = (correspondence.amax(0) > -1).cpu().numpy()
+    return table[idx[1], idx[0]] & rendered
