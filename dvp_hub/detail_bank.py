@@ -100,13 +100,15 @@ class DetailBank:
             sheet = cv2.imread(paths[0], cv2.IMREAD_GRAYSCALE)
             (x0, y0, x1, y1), n, cols = info["window"], int(info["frames"]), int(info["columns"])
             h, w = y1 - y0, x1 - x0
+            if not (0 <= x0 < x1 <= int(info["size"]) and 0 <= y0 < y1 <= int(info["size"])):
+                raise ValueError("its window is not inside its crop")
             if sheet is None or sheet.shape[0] < -(-n // cols) * h or sheet.shape[1] < cols * w or n < 1:
                 raise ValueError("the tiles do not match detail_bank.json")
             windows = np.stack(
                 [sheet[(k // cols) * h : (k // cols + 1) * h, (k % cols) * w : (k % cols + 1) * w] for k in range(n)]
             )
             return cls(windows, (x0, y0, x1, y1), int(info["size"]))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as err:
             raise DVPError(
                 f"{folder}: damaged detail bank ({err}); delete {BANK_IMAGE} and {BANK_INFO} or rebuild them."
             ) from None
