@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -34,6 +35,7 @@ AGREE = 8.0  # grey levels: the blurred difference at which the confidence falls
 THUMB = 32  # px: the side of the thumbnails the bank frame is picked by
 KEEP = 0.85  # the previous pick stays unless another is closer than this share of its squared distance
 JPEG_QUALITY = 90
+MIN_SIDE = 32  # px: a smaller box is left as it is (DIS flow needs ~12 px at half size)
 
 
 def _thumbs(windows: np.ndarray) -> np.ndarray:
@@ -62,6 +64,7 @@ class DetailBank:
 
     def __init__(self, windows: np.ndarray, window, size: int):
         self.windows, self.window, self.size = windows, tuple(int(v) for v in window), int(size)
+        self.folder: str | None = None  # the folder it was loaded from, if any
 
     @classmethod
     def build(cls, crops, window, size: int, n: int = BANK_SIZE) -> DetailBank:
@@ -72,7 +75,12 @@ class DetailBank:
         return cls(windows[farthest_picks(_thumbs(windows), n)], window, size)
 
     def save(self, folder: str) -> None:
-        """``folder/detail_bank.jpg`` (the windows as tiles, ten a row) and ``folder/detail_bank.json``."""
+        """``folder/detail_bank.jpg`` (the windows as tiles, ten a row) and ``folder/detail_bank.json``; a bank
+        loaded from a folder is copied from it byte for byte (a JPEG encoded again would lose a little each time)."""
+        if self.folder is not None and all(os.path.isfile(os.path.join(self.folder, n)) for n in BANK_FILES):
+            for name in BANK_FILES:
+                shutil.copyfile(os.path.join(self.folder, name), os.path.join(folder, name))
+            return
         n, h, w = self.windows.shape
         cols = min(10, n)
         rows = -(-n // cols)
@@ -102,12 +110,14 @@ class DetailBank:
             h, w = y1 - y0, x1 - x0
             if not (0 <= x0 < x1 <= int(info["size"]) and 0 <= y0 < y1 <= int(info["size"])):
                 raise ValueError("its window is not inside its crop")
-            if sheet is None or sheet.shape[0] < -(-n // cols) * h or sheet.shape[1] < cols * w or n < 1:
+            if cols < 1 or n < 1 or sheet is None or sheet.shape != (-(-n // cols) * h, cols * w):
                 raise ValueError("the tiles do not match detail_bank.json")
             windows = np.stack(
                 [sheet[(k // cols) * h : (k // cols + 1) * h, (k % cols) * w : (k % cols + 1) * w] for k in range(n)]
             )
-            return cls(windows, (x0, y0, x1, y1), int(info["size"]))
+            bank = cls(windows, (x0, y0, x1, y1), int(info["size"]))
+            bank.folder = folder  # saved again unchanged: copied, not re-encoded
+            return bank
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as err:
             raise DVPError(
                 f"{folder}: damaged detail bank ({err}); delete {BANK_IMAGE} and {BANK_INFO} or rebuild them."
@@ -119,7 +129,6 @@ class DetailTransfer:
 
     def __init__(self, bank: DetailBank):
         self.bank = bank
-        self.windows = bank.windows.astype(np.float32)  # float: remap samples them with a cubic kernel
         self.thumbs = _thumbs(bank.windows)
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         h, w = bank.windows.shape[1:]
@@ -147,7 +156,7 @@ class DetailTransfer:
         x0, y0, x1, y1 = self.bank.window
         part = crop[y0:y1, x0:x1]
         grey_window = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY)
-        real = self.windows[self._pick(grey_window)]
+        real = self.bank.windows[self._pick(grey_window)].astype(np.float32)  # float: for the cubic remap
         rows, cols = slice(None), slice(None)
         if weight is not None:
             weight = weight[y0:y1, x0:x1]
@@ -157,6 +166,8 @@ class DetailTransfer:
             rows, cols = slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)
             weight = weight[rows, cols]
         sub = part[rows, cols]
+        if min(sub.shape[:2]) < MIN_SIDE:  # a face barely in the window: too little for the flow
+            return crop
         rgb, grey = sub.astype(np.float32), grey_window[rows, cols].astype(np.float32)
         small = [
             cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
@@ -179,7 +190,8 @@ def region_weight(face: np.ndarray, keep: np.ndarray | None, size: int) -> np.nd
     """Where a crop of ``size`` px takes the bank's detail: ``[size, size]`` float32 in [0, 1], the rendered face
     ``[R, R]`` bool widened by ~7 px of the crop and feathered, less ``keep`` ``[R, R]`` bool (the mouth and eyes,
     `render.regions.feature_mask`, whose shape changes most from frame to frame: a bank frame's lip or lid edge there
-    would move what a viewer reads) widened by ~4 px and feathered. Made at the render's size, then enlarged."""
+    would move what a viewer reads) widened by ~4 px and feathered: 4 px inside them the weight is under 0.05, at
+    their edge under 0.3. Made at the render's size, then enlarged."""
     s = face.shape[0] / size  # render px per crop px
 
     def widened(mask, px, sigma):

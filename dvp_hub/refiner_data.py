@@ -21,9 +21,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .detail_bank import DetailBank
 from .errors import DVPError
 from .pipelines import steps
-from .pipelines.finish import tensor_to_uint8
+from .pipelines.finish import face_window, tensor_to_uint8
 from .render.conditioning import CORRESPONDENCE, ConditioningRenderer
 from .video import VideoReader
 
@@ -64,8 +65,10 @@ def correspondence_crops(pipe, n: int) -> np.ndarray:
     return out
 
 
-def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None) -> np.ndarray:
-    """The target's real frames cut with its crop at ``size`` px, ``[N, size, size, 3]`` uint8."""
+def real_crop_frames(pipe, target_video: str, size: int, max_frames: int | None = None):
+    """``(n, frames)``: how many of the target's real frames there are (all, or the first ``max_frames``) and an
+    iterator of them cut with its crop at ``size`` px, each ``size x size x 3`` uint8; DVPError at once when the
+    video is shorter than the target's frames."""
     cfg = pipe.target.config
     start = pipe.target.source_start
     n = cfg.num_frames if max_frames is None else min(cfg.num_frames, max_frames)
@@ -73,13 +76,35 @@ def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None
     if len(reader) < start + n:
         raise DVPError(f"{target_video}: {len(reader)} frames, the target needs {start + n}; give its own video.")
     crop = pipe.target.crop
+
+    def frames():
+        for i, frame in enumerate(reader):
+            if i >= start + n:
+                break
+            if i >= start:
+                yield crop.apply(frame, size)
+
+    return n, frames()
+
+
+def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None) -> np.ndarray:
+    """The target's real frames cut with its crop at ``size`` px, ``[N, size, size, 3]`` uint8."""
+    n, frames = real_crop_frames(pipe, target_video, size, max_frames)
     out = np.empty((n, size, size, 3), np.uint8)
-    for i, frame in enumerate(reader):
-        if i >= start + n:
-            break
-        if i >= start:
-            out[i - start] = crop.apply(frame, size)
+    for i, img in enumerate(frames):
+        out[i] = img
     return out
+
+
+def detail_bank_from_video(pipe, target_video: str) -> DetailBank:
+    """The target's `DetailBank` from its own video: its training frames cut as its crop at the refined size, in
+    the refiner's face window (`finish.face_window`); DVPError without a refiner or with a video too short."""
+    if pipe.refiner is None:
+        raise DVPError("a detail bank is made for a refined crop: give the target its refiner first.")
+    scale = int(pipe.refiner.config.scale)
+    size = int(pipe.target.config.resolution) * scale
+    _, frames = real_crop_frames(pipe, target_video, size, int(pipe.target.config.train_frames))
+    return DetailBank.build(frames, tuple(scale * v for v in face_window(pipe)), size)
 
 
 def face_boxes(pipe, size: int, n: int) -> np.ndarray:
@@ -122,7 +147,7 @@ def load_pairs(folder: str) -> Pairs:
         raise DVPError(f"{folder}: no pairs.json; build it first with training/train_refiner.py --target_video.")
     with open(os.path.join(folder, "pairs.json")) as f:
         meta = json.load(f)
-    load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")  # noqa: E731
+    load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")
     has_corr = os.path.isfile(os.path.join(folder, "correspondence.npy"))
     corr = load("correspondence.npy") if has_corr else None
     return Pairs(load("generated.npy"), load("real.npy"), load("face_boxes.npy"), meta, corr)

@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     pipe = DeepVideoPortraitPipeline.from_pretrained(args.target)
     if pipe.detail_bank is None:
         raise SystemExit(f"{args.target} has no detail bank: add one with training/add_refiner.py --target_video")
-    kw = dict(source_video=args.source, max_frames=args.frames, progress=False, watermark=False, invisible_watermark=False)
+    kw = {"source_video": args.source, "max_frames": args.frames, "progress": False}
+    kw.update(watermark=False, invisible_watermark=False)  # marks off: both columns show the same pixels
     with_bank = pipe(**kw).frames[0]
     bank, pipe.detail_bank = pipe.detail_bank, None
     without = pipe(**kw).frames[0]
@@ -46,7 +47,9 @@ def main(argv=None) -> int:
         render = ((cond[:3].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
         rows.append([sources[i], render, crop.cut(np.asarray(without[i])), crop.cut(np.asarray(with_bank[i]))])
     height = rows[0][3].shape[0]
-    contact_sheet(rows, args.out, ["source", "diffuse render", "without detail bank", "with detail bank"], height=height)
+    contact_sheet(
+        rows, args.out, ["source", "diffuse render", "without detail bank", "with detail bank"], height=height
+    )
     print(f"wrote {args.out}: frames {picks.tolist()}")
     return 0
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from dvp_hub import DeepVideoPortraitPipeline, detail
-from dvp_hub.detail_bank import BANK_IMAGE, BANK_INFO, DetailBank, DetailTransfer, farthest_picks
+from dvp_hub.detail_bank import BANK_IMAGE, BANK_INFO, DetailBank, DetailTransfer, farthest_picks, region_weight
 from dvp_hub.errors import DVPError
 from dvp_hub.evaluate import held_out_outputs
-from dvp_hub.pipelines.finish import FrameFinisher
+from dvp_hub.pipelines.finish import FrameFinisher, rendered_face
+from dvp_hub.render.conditioning import CORRESPONDENCE
+from dvp_hub.render.regions import feature_mask
 from dvp_hub.video import VideoReader
 
 from .conftest import clip
@@ -73,6 +75,14 @@ def test_transfer_brings_real_detail_to_generated_held_out_frames(demo):
     outside = np.ones(bank.size, bool)[:, None] & np.ones(bank.size, bool)[None]
     outside[y0:y1, x0:x1] = False
     assert (with_bank[:, outside] == without[:, outside]).all()
+    for i in range(0, n, 6):  # the mouth and eyes are found, and left as generated; nothing changes at weight 0
+        face = rendered_face(cond[i])
+        keep = feature_mask(cond[i, CORRESPONDENCE], face)
+        weight = region_weight(face, keep, bank.size)
+        kept = cv2.resize(keep.astype(np.uint8), (bank.size,) * 2, interpolation=cv2.INTER_NEAREST)
+        inner = cv2.erode(kept, np.ones((9, 9), np.uint8))  # 4 px in from the feathered edge
+        assert inner.sum() > 2000 and weight[inner > 0].max() < 0.05 and weight[kept > 0].max() < 0.3
+        assert (with_bank[i][weight == 0] == without[i][weight == 0]).all()
     sharpened = [cv2.addWeighted(c, 1.5, cv2.GaussianBlur(c, (0, 0), 2.5), -0.5, 0) for c in without]
     scale = bank.size / crop.size
     boxes = [detail_box(lm, crop, scale) for lm in demo.target.to_sequence().landmarks[start : start + n]]
@@ -109,7 +119,43 @@ def test_pipeline_carries_the_bank(demo, tmp_path):
     assert demo.detail_bank is not None and demo.detail_bank.size == 512
     assert FrameFinisher(demo, False, watermark=False, invisible_watermark=False).details is not None
     assert FrameFinisher(demo, False, refine=False).details is None  # made for the refined crop only
+    bank, demo.detail_bank = demo.detail_bank, DetailBank(demo.detail_bank.windows[:, :64, :64], (0, 0, 64, 64), 256)
+    try:  # a bank made for another refined size is not used, and the user is told
+        with pytest.warns(UserWarning, match="detail bank is for 256 px crops"):
+            assert FrameFinisher(demo, False, watermark=False, invisible_watermark=False).details is None
+    finally:
+        demo.detail_bank = bank
     demo.save_pretrained(str(tmp_path / "copy"))
     assert {BANK_IMAGE, BANK_INFO} <= set(os.listdir(tmp_path / "copy"))
+    shipped = os.path.join(demo.detail_bank.folder, BANK_IMAGE)
+    assert (tmp_path / "copy" / BANK_IMAGE).read_bytes() == open(shipped, "rb").read()  # copied, not re-encoded
     again = DeepVideoPortraitPipeline.from_pretrained(str(tmp_path / "copy"))
     assert again.detail_bank.windows.shape == demo.detail_bank.windows.shape
+
+
+def test_bank_tiles_over_rows_and_a_mismatched_sheet(tmp_path):
+    rng = np.random.default_rng(2)
+    crops = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(30)]
+    bank = DetailBank.build(crops, (8, 8, 40, 48), 64, n=23)  # three rows of ten tiles
+    bank.save(str(tmp_path))
+    back = DetailBank.load(str(tmp_path))
+    assert back.windows.shape == (23, 40, 32)
+    assert np.abs(back.windows.astype(int) - bank.windows.astype(int)).mean() < 12  # each tile in its place
+    with open(tmp_path / BANK_INFO, "w") as f:  # the JSON of another build: tiles of another size
+        f.write('{"frames": 23, "columns": 10, "window": [8, 8, 36, 44], "size": 64}')
+    with pytest.raises(DVPError, match="damaged detail bank"):
+        DetailBank.load(str(tmp_path))
+
+
+def test_transfer_keeps_its_pick_until_another_is_clearly_closer():
+    rng = np.random.default_rng(3)
+    windows = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    transfer = DetailTransfer(DetailBank(windows, (0, 0, 48, 48), 48))
+    assert transfer._pick(windows[1]) == 1
+    near_1 = (0.9 * windows[1].astype(np.float32) + 0.1 * windows[2]).astype(np.uint8)
+    assert transfer._pick(near_1) == 1
+    closer_to_2 = (0.49 * windows[1].astype(np.float32) + 0.51 * windows[2]).astype(np.uint8)
+    assert transfer._pick(closer_to_2) == 1  # closer to 2, but not clearly: the grain does not flip
+    assert transfer._pick(windows[2]) == 2
+    transfer.reset()
+    assert transfer._pick(closer_to_2) == 2

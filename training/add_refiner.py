@@ -20,8 +20,9 @@ import tempfile
 from dvp_hub import DeepVideoPortraitPipeline
 from dvp_hub.errors import DVPError
 from dvp_hub.models import FaceRefiner, RenderingToVideoGenerator
-from dvp_hub.pipelines.reference import detail_bank_from_video, load_background, save_reference
+from dvp_hub.pipelines.reference import load_background, save_reference
 from dvp_hub.pipelines.target_folder import weights_variant
+from dvp_hub.refiner_data import detail_bank_from_video
 
 
 def parse_args(argv=None):
@@ -54,6 +55,14 @@ def main(argv=None) -> int:
             raise DVPError(f"{args.refiner}: not a refiner folder (no config.json).")
         variant = weights_variant(args.refiner)  # a folder shipped in fp16 only (the bundled demo's)
         pipe.register_modules(refiner=FaceRefiner.from_pretrained(args.refiner, variant=variant).float().eval())
+    bank = pipe.detail_bank
+    if bank is not None and (
+        pipe.refiner is None or bank.size != pipe.target.config.resolution * pipe.refiner.config.scale
+    ):
+        pipe.detail_bank = None  # made for another refined size: give --target_video to make it again
+        print(
+            f"{args.target}: its detail bank was made for another refined size and is dropped (--target_video remakes it)"
+        )
     if args.live_generator:
         if not os.path.isfile(os.path.join(args.live_generator, "config.json")):
             raise DVPError(f"{args.live_generator}: not a generator folder (no config.json).")

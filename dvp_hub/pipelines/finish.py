@@ -13,6 +13,8 @@ Every path that makes frames for a user goes through `FrameFinisher`, so every o
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 import torch
@@ -171,7 +173,12 @@ class FrameFinisher:
         self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
         self.window = face_window(pipe) if self.refiner is not None else None
         bank = getattr(pipe, "detail_bank", None) if refine else None
-        self.details = DetailTransfer(bank) if bank is not None and bank.size == self.crop_size else None
+        if bank is not None and bank.size != self.crop_size:
+            warnings.warn(
+                f"the target's detail bank is for {bank.size} px crops, not {self.crop_size}: not used; make it again"
+            )
+            bank = None
+        self.details = DetailTransfer(bank) if bank is not None else None
         self.bf16 = fast and self.refiner is not None and bf16_supported(pipe._execution_device)
         self.compositor = None
         if paste_back:

@@ -195,7 +195,7 @@ class DeepVideoPortraitPipeline(PipelineSaving, DiffusionPipeline):
         # Slider calls: the target's control directions, a renderer and the finisher are made once.
         tgt = self.target_state.sequence
         state = self.__dict__["_edit_cache"]
-        owner = (id(self), id(self.refiner), id(self.generator))  # finishers hold the pipeline and its refiner
+        owner = (id(self), id(self.refiner), id(self.generator), id(self.detail_bank))  # finishers hold these
         if state.get("owner") != owner:
             state = self.__dict__["_edit_cache"] = {"owner": owner}
         if "renderer" not in state:
