@@ -34,6 +34,7 @@ from .footage import analyse, assess
 from .model_card import self_reenactment_card
 from .pipelines.pipeline_dvp import DeepVideoPortraitPipeline
 from .pipelines.target_folder import REFERENCE_FILES, check_folder, is_hub_id
+from .refiner_data import detail_bank_from_video
 from .targets import is_name, targets_dir
 
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training", "train_target.py")
@@ -86,6 +87,12 @@ def launch_command(args, dataset: str, run: str, name: str) -> list[str]:
     return cmd + shlex.split(args.train_args or "")
 
 
+def add_detail_bank(folder: str, video: str) -> None:
+    """Write the target's detail bank (`refiner_data.detail_bank_from_video`) into its ``folder``."""
+    pipe = DeepVideoPortraitPipeline.from_pretrained(folder)
+    detail_bank_from_video(pipe, video).save(folder)
+
+
 def evaluate_and_card(folder: str, video: str, dataset: str, name: str, training: dict) -> dict:
     """Self-reenactment of the held-out frames beside the baselines, a contact sheet and the card, in ``folder``."""
     pipe = DeepVideoPortraitPipeline.from_pretrained(folder)
@@ -94,7 +101,13 @@ def evaluate_and_card(folder: str, video: str, dataset: str, name: str, training
     with open(os.path.join(dataset, "dataset.json")) as f:
         meta = json.load(f)
     card = self_reenactment_card(
-        name, meta, sr, training, repo_id=name, consent=CONSENT, sheet="contact_sheet.png",
+        name,
+        meta,
+        sr,
+        training,
+        repo_id=name,
+        consent=CONSENT,
+        sheet="contact_sheet.png",
         provenance=f"Trained on `{os.path.basename(video)}`.",
     )
     card.save(os.path.join(folder, "README.md"))
@@ -167,7 +180,10 @@ def cmd_train(args) -> int:
         proc.wait()
         while _group_alive(proc.pid):
             time.sleep(0.2)
-        print(f"dvp train: interrupted; run the same command again to go on from the checkpoint in {run}", file=sys.stderr)
+        print(
+            f"dvp train: interrupted; run the same command again to go on from the checkpoint in {run}",
+            file=sys.stderr,
+        )
         return 130
     if code:
         raise DVPError(
@@ -176,6 +192,7 @@ def cmd_train(args) -> int:
     if os.path.exists(out):
         shutil.rmtree(out)
     shutil.copytree(os.path.join(run, "pipeline"), out + ".partial")
+    add_detail_bank(out + ".partial", args.video)
     os.replace(out + ".partial", out)
     budget = f"{args.minutes:g} min" if args.minutes else f"{args.steps} steps"
     training = {"command": "dvp train", "budget": f"{budget} in all (resumed runs count together)"}

@@ -29,6 +29,7 @@ from .errors import DVPError
 
 BANK_IMAGE, BANK_INFO = "detail_bank.jpg", "detail_bank.json"
 BANK_FILES = (BANK_IMAGE, BANK_INFO)
+BANK_SCALE = 2  # a target without a refiner: the bank is made at this many times the generator's size
 BANK_SIZE = 150  # frames kept: as close as all 919 of the demo's on held-out frames
 SIGMA = 2.5  # px of the finished crop: the band above this comes from the bank
 AGREE = 8.0  # grey levels: the blurred difference at which the confidence falls to 1/e

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .detail_bank import DetailBank
+from .detail_bank import BANK_SCALE, DetailBank
 from .errors import DVPError
 from .pipelines import steps
 from .pipelines.finish import face_window, tensor_to_uint8
@@ -98,10 +98,9 @@ def real_crops(pipe, target_video: str, size: int, max_frames: int | None = None
 
 def detail_bank_from_video(pipe, target_video: str) -> DetailBank:
     """The target's `DetailBank` from its own video: its training frames cut as its crop at the refined size, in
-    the refiner's face window (`finish.face_window`); DVPError without a refiner or with a video too short."""
-    if pipe.refiner is None:
-        raise DVPError("a detail bank is made for a refined crop: give the target its refiner first.")
-    scale = int(pipe.refiner.config.scale)
+    the refiner's face window (`finish.face_window`), twice the generator's size without a refiner; DVPError with
+    a video too short."""
+    scale = int(pipe.refiner.config.scale) if pipe.refiner is not None else BANK_SCALE
     size = int(pipe.target.config.resolution) * scale
     _, frames = real_crop_frames(pipe, target_video, size, int(pipe.target.config.train_frames))
     return DetailBank.build(frames, tuple(scale * v for v in face_window(pipe)), size)

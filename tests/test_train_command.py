@@ -53,6 +53,7 @@ def test_train_end_to_end_resumes_and_the_target_is_found_by_name(tmp_path):
     folder = targets / "me"
     card = (folder / "README.md").read_text()
     assert "PSNR" in card and "nearest training frame" in card and (folder / "contact_sheet.png").is_file()
+    assert (folder / "detail_bank.jpg").is_file() and (folder / "detail_bank.json").is_file()  # its real detail
     other = tmp_path / "other.mp4"
     write_video(VideoReader(clip("target-macron-50s.mp4"), max_frames=470), other, 30, synthetic=False)
     refused = _dvp("train", str(other), "--name", "me", *args[2:], env=env)  # another video under the same name
@@ -65,7 +66,8 @@ def test_train_end_to_end_resumes_and_the_target_is_found_by_name(tmp_path):
         from dvp_hub.space.common import target_choices
 
         assert target_choices() == ["demo", "me"]
-        assert DeepVideoPortraitPipeline.from_pretrained("me").target.config.resolution == 64
+        me = DeepVideoPortraitPipeline.from_pretrained("me")
+        assert me.target.config.resolution == 64 and me.detail_bank.size == 128  # the crop enlarged to the bank's
     finally:
         del os.environ["DVP_TARGETS"]
     out = tmp_path / "out.mp4"

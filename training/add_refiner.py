@@ -5,8 +5,8 @@
 
 ``--refiner``: a `FaceRefiner` folder written by `training/train_refiner.py` (omit it to add only the frame).
 ``--live_generator``: a distilled generator folder written by `training/distill_live.py`.
-``--target_video``: the target's own video; its reference frame is written as ``reference.png`` and, where the
-target has a refiner, its detail bank (`dvp_hub.detail_bank`: ~150 of its training frames' face windows, ~2 MB).
+``--target_video``: the target's own video; its reference frame is written as ``reference.png``, and its detail
+bank (`dvp_hub.detail_bank`: ~150 of its training frames' face windows at the refined size, ~2 MB).
 The folder is rewritten atomically (`DeepVideoPortraitPipeline.save_pretrained`), its card kept.
 """
 
@@ -56,8 +56,10 @@ def main(argv=None) -> int:
         variant = weights_variant(args.refiner)  # a folder shipped in fp16 only (the bundled demo's)
         pipe.register_modules(refiner=FaceRefiner.from_pretrained(args.refiner, variant=variant).float().eval())
     bank = pipe.detail_bank
-    if bank is not None and (
-        pipe.refiner is None or bank.size != pipe.target.config.resolution * pipe.refiner.config.scale
+    if (
+        bank is not None
+        and pipe.refiner is not None
+        and bank.size != pipe.target.config.resolution * pipe.refiner.config.scale
     ):
         pipe.detail_bank = None  # made for another refined size: give --target_video to make it again
         print(
@@ -82,15 +84,14 @@ def main(argv=None) -> int:
             )
             pipe.reference = os.path.join(tmp, "reference.png")
             save_reference(frame, pipe.reference)
-            if pipe.refiner is not None:
-                pipe.detail_bank = detail_bank_from_video(pipe, args.target_video)
+            pipe.detail_bank = detail_bank_from_video(pipe, args.target_video)
         pipe.save_pretrained(args.target)
     if args.fp16_only:
         drop_fp32(args.target)
     parts = (
         (["refiner"] if args.refiner else [])
         + (["reference.png"] if args.target_video else [])
-        + (["detail bank"] if args.target_video and pipe.detail_bank is not None else [])
+        + (["detail bank"] if args.target_video else [])
         + (["live_generator"] if args.live_generator else [])
     )
     print(f"{args.target}: added {', '.join(parts) or 'nothing'}")

@@ -2,8 +2,9 @@
 
 Generator output ``[B, 3, R, R]`` in [-1, 1] -> the frames a user gets (``H x W x 3`` uint8):
 
-1. refined: the target's `FaceRefiner`, when it has one, takes the crop to twice its size, and its `DetailBank`,
-   when it has one, gives the face the fine detail of its own real frames (`detail_bank.DetailTransfer`);
+1. refined: the target's `FaceRefiner`, when it has one, takes the crop to twice its size (without one, a
+   `DetailBank` enlarges it to the bank's size), and its `DetailBank`, when it has one, gives the face the fine
+   detail of its own real frames (`detail_bank.DetailTransfer`);
 2. pasted back: composited into the target's full reference frame at its native size
    (`render.composite.Compositor`), unless the crop alone was asked for;
 3. marked: the visible "SYNTHETIC" label, then the invisible watermark over the whole frame.
@@ -146,7 +147,7 @@ class FrameFinisher:
         pipe: the `DeepVideoPortraitPipeline` (its ``refiner`` may be None).
         paste_back: composite into the target's reference frame (needs one: ``pipe.has_reference``).
         refine: run the target's refiner when it has one, and its detail bank when it has one made for the refined
-            crop's size.
+            crop's size (without a refiner: for the generator's crop enlarged to the bank's size).
         watermark, invisible_watermark: the two marks (on by default everywhere).
         fast: the refiner in bf16 where that is faster on this machine (False: fp32).
         reference_torso: pasted back, the reference frame's torso below each frame's rendered jaw (`Compositor`).
@@ -170,9 +171,13 @@ class FrameFinisher:
         self.refiner = pipe.refiner if refine else None
         self.watermark, self.invisible_watermark = watermark, invisible_watermark
         res = int(pipe.target.config.resolution)
-        self.crop_size = res * (self.refiner.config.scale if self.refiner is not None else 1)
-        self.window = face_window(pipe) if self.refiner is not None else None
         bank = getattr(pipe, "detail_bank", None) if refine else None
+        if self.refiner is not None:
+            self.scale = int(self.refiner.config.scale)
+        else:  # no refiner: a detail bank still takes the crop to its size (an enlargement, then the detail)
+            self.scale = bank.size // res if bank is not None and bank.size % res == 0 else 1
+        self.crop_size = res * self.scale
+        self.window = face_window(pipe) if self.refiner is not None else None
         if bank is not None and bank.size != self.crop_size:
             warnings.warn(
                 f"the target's detail bank is for {bank.size} px crops, not {self.crop_size}: not used; make it again"
@@ -218,6 +223,9 @@ class FrameFinisher:
                 crops = refined_uint8(self.refiner, out.float(), self.window, self.bf16, corr, self.residual)
         else:
             crops = tensor_to_uint8(out)
+            if self.scale > 1:
+                with timed(self.times, "refine", len(out)):
+                    crops = _enlarged(crops, self.scale)
         if self.details is not None:
             with timed(self.times, "detail", len(out)):
                 for i, crop in enumerate(crops):
