@@ -17,6 +17,7 @@ import time
 import torch
 from torch._inductor import config as inductor_config
 
+from .fx_guard import guarded
 from .generator import RenderingToVideoGenerator
 from .windows import stack_windows
 
@@ -123,6 +124,7 @@ def input_dtype(model: RenderingToVideoGenerator, fast: bool = True) -> torch.dt
 
 
 @torch.inference_mode()
+@guarded
 def generate(model: RenderingToVideoGenerator, conditioning: torch.Tensor, fast: bool = True) -> torch.Tensor:
     """Run the generator in eval mode: ``B x 9Nw x R x R`` -> ``B x 3 x R x R`` (float32, [-1, 1]).
 
@@ -173,6 +175,7 @@ def _compile_failed(model: RenderingToVideoGenerator, err: BaseException) -> Non
 
 
 @torch.inference_mode()
+@guarded
 def generate_windows(
     model: RenderingToVideoGenerator, clip: torch.Tensor, fast: bool = True, compiled: bool = False
 ) -> torch.Tensor:

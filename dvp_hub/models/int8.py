@@ -34,6 +34,7 @@ import warnings
 import torch
 
 from . import int8_cache
+from .fx_guard import guarded, tracing
 from .generator import RenderingToVideoGenerator
 from .inference import _fast
 
@@ -141,6 +142,7 @@ class Int8WindowGenerator:
         return torch.quantize_per_tensor(cond.float(), cls.scale, cls.zero_point, torch.quint8)
 
     @torch.inference_mode()
+    @guarded
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
         with _engine():
             return self.module(window)
@@ -162,7 +164,8 @@ def _traced(module: torch.nn.Module) -> torch.fx.GraphModule:
     for m in module.modules():
         if isinstance(m, torch.nn.LeakyReLU):
             m.inplace = False
-    gm = torch.fx.symbolic_trace(module)
+    with tracing():  # FX patches every module's __call__ meanwhile: other threads' forwards wait
+        gm = torch.fx.symbolic_trace(module)
     for node in list(gm.graph.nodes):
         if node.op == "call_function" and node.target is torch.relu:
             node.target = torch.nn.functional.relu  # fused with the convolution before it (torch.relu is not)
@@ -207,7 +210,9 @@ def quantize_window_generator(
         weight=MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric),
     )
     qmap.set_object_type(torch.nn.ConvTranspose2d, per_tensor)
-    with _engine(), warnings.catch_warnings(), torch.no_grad():
+    # traced, calibrated and converted alone: FX patches every module's __call__ while it traces, and the observed
+    # modules it makes are run here; other threads' forward passes wait (`fx_guard`)
+    with tracing(), _engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         config = PrepareCustomConfig().set_input_quantized_indexes([0])  # the ring is quantized already
         prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
@@ -319,7 +324,7 @@ def quantize_refiner(refiner, crops: torch.Tensor, observed: dict | None = None)
         raise RuntimeError("this PyTorch has no working x86 quantized engine")
     module = _RefinerResidual(copy.deepcopy(refiner).float().eval()).eval()
     crops = crops.float().contiguous(memory_format=torch.channels_last)
-    with _engine(), warnings.catch_warnings(), torch.no_grad():
+    with tracing(), _engine(), warnings.catch_warnings(), torch.no_grad():  # alone, as the generator's (above)
         warnings.simplefilter("ignore")
         prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), (crops[:1],))
         if observed is not None:
@@ -330,6 +335,7 @@ def quantize_refiner(refiner, crops: torch.Tensor, observed: dict | None = None)
         quantized = convert_fx(prepared).eval()
 
     @torch.inference_mode()
+    @guarded
     def residual(x: torch.Tensor) -> torch.Tensor:
         with _engine():
             return quantized(x)

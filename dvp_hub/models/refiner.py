@@ -23,6 +23,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from .fx_guard import guarded
+
 WINDOW_FEATHER = 12.0  # output px over which a refined window fades into the bilinear enlargement
 
 
@@ -126,6 +128,7 @@ class FaceRefiner(ModelMixin, ConfigMixin):
         return (up + self.window_detail(x, window, bf16, correspondence, residual)).clamp(-1, 1)
 
     @torch.no_grad()
+    @guarded
     def window_detail(
         self,
         x: torch.Tensor,
