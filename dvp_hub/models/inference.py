@@ -82,6 +82,7 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
+@guarded  # its probe convolution is a forward pass like any other (`fx_guard`)
 def _bf16_faster_on_cpu() -> bool:
     """One 3x3 convolution (64 channels, 64 px, channels_last) timed in fp32 and under bf16 autocast, once per
     process (cached): True only where bf16 is at least 10% faster."""

@@ -34,7 +34,7 @@ import warnings
 import torch
 
 from . import int8_cache
-from .fx_guard import guarded, tracing
+from .fx_guard import guarded, running, tracing
 from .generator import RenderingToVideoGenerator
 from .inference import _fast
 
@@ -59,7 +59,7 @@ def deconv_weight_layout() -> str | None:
         gen = torch.Generator().manual_seed(0)
         ref = torch.nn.ConvTranspose2d(6, 4, 4, 2, 1).eval()
         x = torch.rand(1, 6, 5, 5, generator=gen)
-        with torch.no_grad(), _engine(), warnings.catch_warnings():
+        with running(), torch.no_grad(), _engine(), warnings.catch_warnings():  # probe passes are forwards too
             warnings.simplefilter("ignore")
             want = ref(x)
             scale = float(want.abs().max()) * 2 / 255
@@ -210,18 +210,21 @@ def quantize_window_generator(
         weight=MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric),
     )
     qmap.set_object_type(torch.nn.ConvTranspose2d, per_tensor)
-    # traced, calibrated and converted alone: FX patches every module's __call__ while it traces, and the observed
-    # modules it makes are run here; other threads' forward passes wait (`fx_guard`)
-    with tracing(), _engine(), warnings.catch_warnings(), torch.no_grad():
+    # FX patches every module's __call__ while it traces (prepare_fx, convert_fx): other threads' forward passes
+    # wait then; the calibration passes between are forwards like theirs (`fx_guard`)
+    with _engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         config = PrepareCustomConfig().set_input_quantized_indexes([0])  # the ring is quantized already
-        prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
+        with tracing():
+            prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
         if observed is not None:
             _load_observers(prepared, observed)
-        for w in windows if observed is None else ():  # as the ring holds them: in steps of 2 / 255
-            prepared(Int8WindowGenerator.quantize(w).dequantize())
+        with running():
+            for w in windows if observed is None else ():  # as the ring holds them: in steps of 2 / 255
+                prepared(Int8WindowGenerator.quantize(w).dequantize())
         state = _observers(prepared)
-        quantized = convert_fx(prepared)
+        with tracing():
+            quantized = convert_fx(prepared)
         if layout == "swapped":
             for mod in quantized.modules():
                 if isinstance(mod, nnq.ConvTranspose2d):
@@ -324,15 +327,18 @@ def quantize_refiner(refiner, crops: torch.Tensor, observed: dict | None = None)
         raise RuntimeError("this PyTorch has no working x86 quantized engine")
     module = _RefinerResidual(copy.deepcopy(refiner).float().eval()).eval()
     crops = crops.float().contiguous(memory_format=torch.channels_last)
-    with tracing(), _engine(), warnings.catch_warnings(), torch.no_grad():  # alone, as the generator's (above)
+    with _engine(), warnings.catch_warnings(), torch.no_grad():  # traced and run as the generator's (above)
         warnings.simplefilter("ignore")
-        prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), (crops[:1],))
+        with tracing():
+            prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), (crops[:1],))
         if observed is not None:
             _load_observers(prepared, observed)
-        for i in range(0, len(crops), 4) if observed is None else ():
-            prepared(crops[i : i + 4])
+        with running():
+            for i in range(0, len(crops), 4) if observed is None else ():
+                prepared(crops[i : i + 4])
         state = _observers(prepared)
-        quantized = convert_fx(prepared).eval()
+        with tracing():
+            quantized = convert_fx(prepared).eval()
 
     @torch.inference_mode()
     @guarded
