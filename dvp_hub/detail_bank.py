@@ -18,6 +18,7 @@ frames its error against the real band is lower than the plain generator's (`det
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -47,6 +48,11 @@ def _thumbs(windows: np.ndarray) -> np.ndarray:
     return t - t.mean(1, keepdims=True)
 
 
+def _tile(k: int, cols: int, h: int, w: int) -> tuple[slice, slice]:
+    """Where window ``k`` (``h x w``) lies in the bank's sheet of ``cols`` tiles a row."""
+    return slice((k // cols) * h, (k // cols + 1) * h), slice((k % cols) * w, (k % cols + 1) * w)
+
+
 def farthest_picks(thumbs: np.ndarray, n: int) -> np.ndarray:
     """Indices of ``n`` rows of ``thumbs`` that differ most from each other (farthest-point order from row 0),
     sorted."""
@@ -66,6 +72,11 @@ class DetailBank:
     def __init__(self, windows: np.ndarray, window, size: int):
         self.windows, self.window, self.size = windows, tuple(int(v) for v in window), int(size)
         self.folder: str | None = None  # the folder it was loaded from, if any
+
+    @functools.cached_property
+    def thumbs(self) -> np.ndarray:
+        """The windows' `_thumbs`, made once per bank (every run's `DetailTransfer` picks by them)."""
+        return _thumbs(self.windows)
 
     @classmethod
     def build(cls, crops, window, size: int, n: int = BANK_SIZE) -> DetailBank:
@@ -87,7 +98,7 @@ class DetailBank:
         rows = -(-n // cols)
         sheet = np.zeros((rows * h, cols * w), np.uint8)
         for k, win in enumerate(self.windows):
-            sheet[(k // cols) * h : (k // cols + 1) * h, (k % cols) * w : (k % cols + 1) * w] = win
+            sheet[_tile(k, cols, h, w)] = win
         ok, data = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise DVPError(f"{folder}: cannot encode the detail bank as JPEG.")
@@ -113,9 +124,7 @@ class DetailBank:
                 raise ValueError("its window is not inside its crop")
             if cols < 1 or n < 1 or sheet is None or sheet.shape != (-(-n // cols) * h, cols * w):
                 raise ValueError("the tiles do not match detail_bank.json")
-            windows = np.stack(
-                [sheet[(k // cols) * h : (k // cols + 1) * h, (k % cols) * w : (k % cols + 1) * w] for k in range(n)]
-            )
+            windows = np.stack([sheet[_tile(k, cols, h, w)] for k in range(n)])
             bank = cls(windows, (x0, y0, x1, y1), int(info["size"]))
             bank.folder = folder  # saved again unchanged: copied, not re-encoded
             return bank
@@ -130,7 +139,7 @@ class DetailTransfer:
 
     def __init__(self, bank: DetailBank):
         self.bank = bank
-        self.thumbs = _thumbs(bank.windows)
+        self.thumbs = bank.thumbs
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         h, w = bank.windows.shape[1:]
         self.gy, self.gx = np.mgrid[0:h, 0:w].astype(np.float32)

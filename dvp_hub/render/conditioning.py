@@ -23,7 +23,6 @@ from .crop import Crop
 from .rasterizer import rasterize
 
 
-
 class ConditioningRenderer:
     """Renders the DVP conditioning images of face sequences (CPU or CUDA)."""
 
@@ -34,8 +33,9 @@ class ConditioningRenderer:
         self.faces_np = np.concatenate([m.triangles, m.eye_triangles])
         self.faces = torch.from_numpy(self.faces_np).to(self.device)
         self.first_eye_face = len(m.triangles)
-        lo, hi = m.mean_shape.min(0), m.mean_shape.max(0)
-        self.canonical01 = torch.from_numpy(((m.mean_shape - lo) / (hi - lo)).astype(np.float32)).to(self.device)
+        self.canonical01 = torch.from_numpy(shaders.canonical_positions(m.mean_shape).astype(np.float32)).to(
+            self.device
+        )
 
     def camera_vertices(self, seq: FaceSequence, frames=slice(None)) -> np.ndarray:
         """Camera-space vertices ``[T, 478, 3]`` of the selected frames."""

@@ -15,6 +15,7 @@ import torch
 from ..face import topology as topo
 from ..face.model import load_face_model
 from .crop import Crop
+from .shaders import canonical_positions
 
 OUTER_LIPS = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
 REGIONS = {"mouth": (OUTER_LIPS, 0.35), "right_eye": (topo.RIGHT_EYE_RING, 0.6), "left_eye": (topo.LEFT_EYE_RING, 0.6)}
@@ -53,8 +54,7 @@ def canonical_boxes() -> np.ndarray:
     """``[3, 4]`` boxes of `REGIONS` (mouth, right eye, left eye) in the correspondence image's canonical x, y
     (the face model's mean shape scaled to [0, 1], as `ConditioningRenderer` shades it), grown by
     `FEATURE_MARGINS`."""
-    shape = load_face_model().mean_shape
-    c01 = (shape - shape.min(0)) / (shape.max(0) - shape.min(0))
+    c01 = canonical_positions(load_face_model().mean_shape)
     boxes = []
     for (idx, _), margin in zip(REGIONS.values(), FEATURE_MARGINS.values()):
         lo, hi = c01[idx, :2].min(0), c01[idx, :2].max(0)

@@ -25,6 +25,12 @@ def diffuse(fragments: Fragments, faces: torch.Tensor, vertex_colors: torch.Tens
     return interpolate_hits(fragments, faces, vertex_colors.clamp(0, 1))
 
 
+def canonical_positions(mean_shape):
+    """``[V, 3]`` the face model's mean shape scaled to [0, 1] per axis: the colours `correspondence` shades, and
+    what a correspondence pixel (in [-1, 1]) says about where on the face it lies."""
+    return (mean_shape - mean_shape.min(0)) / (mean_shape.max(0) - mean_shape.min(0))
+
+
 def correspondence(fragments: Fragments, faces: torch.Tensor, canonical01: torch.Tensor) -> torch.Tensor:
     """``[P, 3]`` canonical positions at the covered pixels; canonical01: ``[V, 3]`` in [0, 1]."""
     vid = faces[fragments.faces]
