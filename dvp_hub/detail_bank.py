@@ -142,7 +142,7 @@ class DetailTransfer:
         self.thumbs = bank.thumbs
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         h, w = bank.windows.shape[1:]
-        self.gy, self.gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.grid = np.dstack(np.mgrid[0:h, 0:w][::-1]).astype(np.float32)  # [h, w, 2]: each pixel's (x, y)
         self.last = None
 
     def reset(self) -> None:
@@ -178,21 +178,26 @@ class DetailTransfer:
         sub = part[rows, cols]
         if min(sub.shape[:2]) < MIN_SIDE:  # a face barely in the window: too little for the flow
             return crop
-        rgb, grey = sub.astype(np.float32), grey_window[rows, cols].astype(np.float32)
+        grey = grey_window[rows, cols].astype(np.float32)
         small = [
             cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
             for x in (grey, real[rows, cols])
         ]
         flow = self.flow.calc(*(np.clip(s + 0.5, 0, 255).astype(np.uint8) for s in small), None)
-        flow = cv2.resize(flow, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR) * 2
-        gx, gy = self.gx[rows, cols] + flow[..., 0], self.gy[rows, cols] + flow[..., 1]  # into the whole window
-        warped = cv2.remap(real, gx, gy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        flow = cv2.resize(flow, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR)
+        where = cv2.scaleAdd(flow, 2.0, np.ascontiguousarray(self.grid[rows, cols]))  # into the whole window
+        warped = cv2.remap(real, where, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         low_w, low_g = cv2.GaussianBlur(warped, (0, 0), SIGMA), cv2.GaussianBlur(grey, (0, 0), SIGMA)
-        agree = np.exp(-((cv2.GaussianBlur(np.abs(low_w - low_g), (0, 0), 2.0) / AGREE) ** 2))
+        blurred = cv2.GaussianBlur(cv2.absdiff(low_w, low_g), (0, 0), 2.0)
+        agree = cv2.exp(cv2.multiply(blurred, blurred, scale=-1 / AGREE**2))  # exp(-(d / AGREE)^2)
         if weight is not None:
             agree *= weight
-        delta = agree * ((warped - low_w) - (grey - low_g))
-        sub[...] = np.clip(rgb + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
+        delta = warped  # (warped - low_w) - (grey - low_g), weighted, in place: OpenCV's ops, one pass each
+        delta -= low_w
+        delta -= grey
+        delta += low_g
+        delta *= agree
+        sub[...] = cv2.add(sub, cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)  # rounded, saturated
         return crop
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 
 from .errors import VideoReadError
 
@@ -71,19 +73,41 @@ def _has_audio(info: str) -> bool:
     return bool(re.search(r"Stream #\S+.*: Audio:", info))
 
 
+_PROBED: OrderedDict = OrderedDict()  # (real path, size, mtime, inode) -> VideoInfo, the latest `_PROBED_MAX`
+_PROBED_MAX = 64
+_PROBED_LOCK = threading.Lock()
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read a video's header (and count its frames) without decoding it.
 
     Raises `VideoReadError` with a one-line message for missing, non-video, truncated and
-    zero-frame files.
+    zero-frame files. A file probed before and unchanged since (same size, modification time and inode) is not
+    probed again (counting the frames costs ffmpeg a pass over the file, and a run probes its source several
+    times); each call returns its own `VideoInfo`.
     """
     path = str(path)
     if not os.path.exists(path):
         raise VideoReadError(f"{path}: no such file; check the path.")
     if os.path.isdir(path):
         raise VideoReadError(f"{path}: is a folder, not a video file.")
-    if os.path.getsize(path) == 0:
+    st = os.stat(path)
+    if st.st_size == 0:
         raise VideoReadError(f"{path}: the file is empty; give a video file (mp4, mov, webm, ...).")
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _PROBED_LOCK:
+        known = _PROBED.get(key)
+    if known is None:
+        known = _probe(path)
+        with _PROBED_LOCK:
+            _PROBED[key] = known
+            while len(_PROBED) > _PROBED_MAX:
+                _PROBED.popitem(last=False)
+    return replace(known, path=path)  # a copy: `VideoReader` corrects its size in place
+
+
+def _probe(path: str) -> VideoInfo:
+    """`probe_video` of an existing, non-empty file, probed by ffmpeg."""
     info = _ffmpeg_info(path)
     video_lines = [ln for ln in info.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)]
     if not video_lines:

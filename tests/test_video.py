@@ -38,6 +38,23 @@ def test_round_trip_with_audio_and_metadata(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_a_file_is_probed_once_until_it_changes(tmp_path, monkeypatch):
+    from dvp_hub import video_probe
+
+    path = tmp_path / "clip.mp4"
+    write_video([np.full((32, 48, 3), 90, np.uint8)] * 4, path, 10)
+    calls = []
+    probe = video_probe._probe
+    monkeypatch.setattr(video_probe, "_probe", lambda p: calls.append(p) or probe(p))
+    first, again = probe_video(path), probe_video(str(path))
+    assert len(calls) == 1 and first == again and first is not again  # each call its own copy
+    object.__setattr__(again, "width", 1)  # as `VideoReader` corrects a size: the next caller is not affected
+    assert probe_video(path).width == 48 and len(calls) == 1
+    write_video([np.full((32, 48, 3), 90, np.uint8)] * 7, tmp_path / "other.mp4", 10)
+    (tmp_path / "other.mp4").replace(path)  # a new file under the same name
+    assert probe_video(path).num_frames == 7 and len(calls) == 2
+
+
 def test_odd_size_is_padded_to_even(tmp_path):
     frames = [np.full((33, 47, 3), 128, np.uint8)] * 3
     write_video(frames, tmp_path / "odd.mp4", 10)

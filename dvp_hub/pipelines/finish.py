@@ -107,8 +107,11 @@ def torso_line(face: np.ndarray | None, size: int, reference: np.ndarray | None)
 
 def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[B, 3, H, W]`` (or ``[3, H, W]``) in [-1, 1] -> ``[B, H, W, 3]`` (``[H, W, 3]``) uint8."""
-    img = x.float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)  # in place: a quarter of the time
-    return img.movedim(-3, -1).cpu().numpy()
+    # channels last first, in the input's dtype (a strided read of bf16 conditioning costs three times a copy), then
+    # in place: a quarter of the time of four temporaries
+    img = x.movedim(-3, -1).contiguous().float()
+    img = img.add(1) if img.data_ptr() == x.data_ptr() else img.add_(1)  # never in place on the caller's tensor
+    return img.mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def _enlarged(images: np.ndarray, s: int) -> np.ndarray:

@@ -36,8 +36,9 @@ PANEL_QUALITY = 90  # JPEG quality of the diffuse panels kept in memory during t
 class SideBySide:
     """source | diffuse conditioning | result (full frame, same height) as a second labelled video, in two halves
     so that the visitor gets the result first: during the pipeline's pass, ``__call__`` (its ``callback_on_frame``)
-    keeps each frame's diffuse panel, JPEG-compressed in memory (a few tens of kB a frame); once the result is
-    written, `write` decodes the source and the result at the panels' height and encodes the three side by side.
+    keeps each frame's diffuse panel at the render's size, JPEG-compressed in memory (a few kB a frame); once the
+    result is written, `write` decodes the source and the result at the panels' height, enlarges the diffuse panels
+    to it and encodes the three side by side.
     """
 
     def __init__(self, source_video: str, pipe, output: str):
@@ -46,8 +47,7 @@ class SideBySide:
         self.panels: list[np.ndarray] = []  # JPEG bytes of each frame's diffuse panel, in frame order
 
     def __call__(self, index: int, frame: np.ndarray, cond) -> None:
-        size = self.size
-        diffuse = cv2.resize(tensor_to_uint8(cond[:3]), (size, size), interpolation=cv2.INTER_LINEAR)
+        diffuse = tensor_to_uint8(cond[:3])  # enlarged in `write`, after the result: less work during the pass
         self.panels.append(cv2.imencode(".jpg", diffuse[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, PANEL_QUALITY])[1])
 
     def write(self, result_video: str) -> str:
@@ -65,7 +65,7 @@ class SideBySide:
                 src = np.zeros((size, size, 3), np.uint8) if src is None else src
                 res = next(results, None)
                 res = np.zeros((size, w, 3), np.uint8) if res is None else res
-                diffuse = cv2.imdecode(panel, cv2.IMREAD_COLOR)[..., ::-1]
+                diffuse = cv2.resize(cv2.imdecode(panel, cv2.IMREAD_COLOR)[..., ::-1], (size, size))
                 writer.write(embed(np.concatenate([src, diffuse, res], 1)))
             writer.close()
         except BaseException:
