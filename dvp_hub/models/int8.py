@@ -150,8 +150,9 @@ class Int8WindowGenerator:
     @torch.inference_mode()
     def clip(self, clip: torch.Tensor, window: int) -> torch.Tensor:
         """A clip of conditioning images, as `inference.generate_windows` takes it: ``[T, 9, R, R]`` in [-1, 1]
-        -> ``[T - window + 1, 3, R, R]`` float32; quantized once, then one call per window on views of it."""
-        q = self.quantize(clip)
+        (or already `quantize`\ d) -> ``[T - window + 1, 3, R, R]`` float32; quantized once, then one call per window
+        on views of it."""
+        q = clip if clip.is_quantized else self.quantize(clip)
         return torch.cat([self(q[j : j + window].permute(1, 0, 2, 3)[None]) for j in range(len(clip) - window + 1)])
 
 

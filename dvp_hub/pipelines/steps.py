@@ -133,6 +133,43 @@ def retarget_motion(pipe, source, opts):
     return drive, report
 
 
+def conditioning_clips(pipe, drive, batch_size, chunk_size, fast, one_buffer=False, times=None, int8=None):
+    """`render_generate_write`'s conditioning, rendered chunk by chunk: for each batch, ``(clip, quantized)``, its
+    frames plus their history ``[hist + B, 9, R, R]`` in channels_last memory, and the same quantized for ``int8``
+    (None without). The first frame's history is the first frame repeated, as in training. ``one_buffer``: every
+    chunk in one buffer allocated once (a batch is then valid until the next chunk is rendered)."""
+    device, gen = pipe._execution_device, pipe.generator
+    hist, in_dtype = gen.config.temporal_window - 1, input_dtype(gen, fast)
+    size, crop = pipe.target.config.resolution, pipe.target.crop
+    albedo = pipe.target_state.sequence.albedo
+    renderer = ConditioningRenderer(device=device)
+    n = len(drive)
+    chunk_buf = None
+    if one_buffer:
+        chunk_buf = torch.empty(hist + chunk_size, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
+    tail = None  # the previous chunk's last `hist` renders
+    for s in range(0, n, chunk_size):
+        e = min(n, s + chunk_size)
+        if chunk_buf is None:
+            cond = torch.empty(hist + e - s, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
+        else:
+            cond = chunk_buf[: hist + e - s]
+        cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
+        with timed(times, "render", e - s):
+            renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=albedo, out=cond[hist:])
+        cond[:hist] = cond[hist : hist + 1] if tail is None else tail
+        tail = cond[len(cond) - hist :].clone()  # a copy: the buffer is overwritten next
+        # int8: the chunk quantized once, here (beside the generator when overlapped), not each batch's clip,
+        # which would quantize every frame once per window batch it is in
+        quantized = None
+        if int8 is not None:
+            with timed(times, "quantize (int8)", e - s):
+                quantized = int8.quantize(cond)
+        for b in range(0, e - s, batch_size):
+            part = slice(b, b + hist + min(batch_size, e - s - b))
+            yield cond[part], None if quantized is None else quantized[part]
+
+
 def render_generate_write(
     pipe, drive, on_output, *, batch_size=8, chunk_size=64, fast=True, overlap=None, bar=None, times=None, int8=None
 ) -> float:
@@ -153,32 +190,8 @@ def render_generate_write(
     device = pipe._execution_device
     gen = pipe.generator
     hist = gen.config.temporal_window - 1
-    in_dtype = input_dtype(gen, fast)
-    size = pipe.target.config.resolution
-    albedo = pipe.target_state.sequence.albedo
-    renderer = ConditioningRenderer(device=device)
-    crop = pipe.target.crop
-    n = len(drive)
     overlap = True if overlap is None else overlap
-    chunk_buf = None
-    if not overlap:
-        chunk_buf = torch.empty(hist + chunk_size, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
-
-    def clips():  # conditioning clips: each batch's frames plus their history
-        tail = None  # the previous chunk's last `hist` renders
-        for s in range(0, n, chunk_size):
-            e = min(n, s + chunk_size)
-            if chunk_buf is None:
-                cond = torch.empty(hist + e - s, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
-            else:
-                cond = chunk_buf[: hist + e - s]
-            cond = cond.permute(0, 3, 1, 2)  # [hist + e - s, 9, R, R] in channels_last memory
-            with timed(times, "render", e - s):
-                renderer.render(drive, crop, size, frames=slice(s, e), batch_size=16, albedo=albedo, out=cond[hist:])
-            cond[:hist] = cond[hist : hist + 1] if tail is None else tail
-            tail = cond[len(cond) - hist :].clone()  # a copy: the buffer is overwritten next
-            for b in range(0, e - s, batch_size):
-                yield cond[b : b + hist + min(batch_size, e - s - b)]
+    clips = conditioning_clips(pipe, drive, batch_size, chunk_size, fast, one_buffer=not overlap, times=times, int8=int8)
 
     cpu = device.type == "cpu"
     stage_threads = 1 if cpu else None  # each side stage's torch threads on a CPU; the generator gets the rest
@@ -195,10 +208,10 @@ def render_generate_write(
             workers = _stage_workers(chain, threads=stage_threads)
             if cpu:
                 use_threads(max(1, torch_threads - len(workers)))
-        for clip in prefetch(clips(), threads=stage_threads) if overlap else clips():
+        for clip, quantized in prefetch(clips, threads=stage_threads) if overlap else clips:
             t0 = time.perf_counter()
             with timed(times, "generator", len(clip) - hist):
-                out = generate_windows(gen, clip, fast=fast) if int8 is None else int8.clip(clip, hist + 1)
+                out = generate_windows(gen, clip, fast=fast) if int8 is None else int8.clip(quantized, hist + 1)
             gen_seconds += time.perf_counter() - t0
             # overlapped: a copy, so that a chunk's renders are freed once generated, not once written
             item = (out, clip[hist:].clone() if workers else clip[hist:])
