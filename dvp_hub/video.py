@@ -70,14 +70,25 @@ class VideoReader:
 
     Frames come one at a time from an ffmpeg pipe, already rotated to display orientation, so
     memory stays constant whatever the length. ``max_frames`` stops early; ``size`` (w, h)
-    makes ffmpeg resize while decoding.
+    makes ffmpeg resize while decoding; ``start`` skips the first frames (decoded, not converted or sent: frame
+    ``start`` comes first, the same frame a reader from 0 yields there; constant-rate videos only, ValueError
+    otherwise).
     """
 
-    def __init__(self, path: str | os.PathLike, max_frames: int | None = None, size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        max_frames: int | None = None,
+        size: tuple[int, int] | None = None,
+        start: int = 0,
+    ):
         self.info = probe_video(path)
         self.path = str(path)
         self.max_frames = max_frames
         self.size = size
+        self.start = int(start)
+        if self.start and self.info.variable_rate:  # its frames are made by the output rate, after any filter
+            raise ValueError(f"{self.path}: a variable-rate video is read from its first frame only")
 
     @property
     def fps(self) -> float:
@@ -92,13 +103,16 @@ class VideoReader:
         return self.size[1] if self.size else self.info.height
 
     def __len__(self) -> int:
-        n = self.info.num_frames
+        n = max(0, self.info.num_frames - self.start)
         return min(n, self.max_frames) if self.max_frames is not None else n
 
     def __iter__(self) -> Iterator[np.ndarray]:
         out_params = ["-r", f"{self.info.fps!r}"] if self.info.variable_rate else []  # as `_count_frames`
+        filters = [f"trim=start_frame={self.start}", "setpts=PTS-STARTPTS"] if self.start else []
         if self.size:
-            out_params += ["-vf", f"scale={self.size[0]}:{self.size[1]}:flags=area"]
+            filters.append(f"scale={self.size[0]}:{self.size[1]}:flags=area")
+        if filters:
+            out_params += ["-vf", ",".join(filters)]
         gen = ffmpeg_lib().read_frames(self.path, output_params=out_params or None)
         n = 0
         try:

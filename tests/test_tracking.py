@@ -80,3 +80,33 @@ def test_missing_system_libraries_are_one_line(monkeypatch):
     with pytest.raises(FaceTrackingError, match="apt-get install -y libgl1 libglib2.0-0") as err:
         FaceTracker()
     assert "\n" not in str(err.value)
+
+
+def _one_tracker(reader):
+    with FaceTracker() as tracker:
+        return tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=reader.path)
+
+
+def test_a_long_clip_is_tracked_in_two_halves_without_a_seam():
+    from dvp_hub.face import track_parts
+
+    reader = VideoReader(clip("talking-d9.mp4"), max_frames=track_parts.SPLIT_MIN_FRAMES + 40)
+    counts = []
+    parts = track_parts.track_reader(reader, progress=lambda done, total: counts.append((done, total)))
+    whole = _one_tracker(reader)
+    n, seam = len(reader), len(reader) // 2
+    assert parts.landmarks.shape == whole.landmarks.shape and parts.detected.all()
+    assert counts[-1] == (n, n) and len(counts) == n  # every frame reported once, the lead frames not
+    diff = np.abs(parts.landmarks - whole.landmarks)[..., :2].mean(axis=(1, 2))
+    assert diff[seam - 3 : seam + 3].max() < 0.3  # the second tracker has settled before the seam
+    motion = np.abs(np.diff(parts.landmarks[..., :2], axis=0)).mean(axis=(1, 2))
+    assert motion[seam - 1] < 2 * np.abs(np.diff(whole.landmarks[..., :2], axis=0)).mean(axis=(1, 2))[seam - 1] + 0.2
+
+
+def test_halves_that_do_not_join_are_followed_in_one_piece(monkeypatch):
+    from dvp_hub.face import track_parts
+
+    reader = VideoReader(clip("talking-d3.mp4"), max_frames=track_parts.SPLIT_MIN_FRAMES + 10)
+    monkeypatch.setattr(track_parts, "joins", lambda before, after: False)  # as if another face came after the seam
+    parts = track_parts.track_reader(reader)
+    np.testing.assert_array_equal(parts.landmarks, _one_tracker(reader).landmarks)

@@ -38,6 +38,15 @@ def test_round_trip_with_audio_and_metadata(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_a_reader_can_start_at_a_frame():
+    path = clip("talking-d3.mp4")
+    whole = list(VideoReader(path, max_frames=40, size=(64, 64)))
+    later = VideoReader(path, start=25, max_frames=10, size=(64, 64))
+    assert len(later) == 10 and len(VideoReader(path, start=25)) == probe_video(path).num_frames - 25
+    frames = list(later)
+    assert len(frames) == 10 and all(np.array_equal(a, b) for a, b in zip(frames, whole[25:35]))
+
+
 def test_a_file_is_probed_once_until_it_changes(tmp_path, monkeypatch):
     from dvp_hub import video_probe
 

@@ -158,6 +158,25 @@ def _center_size(lm: np.ndarray) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2, float(max(hi - lo))
 
 
+@dataclass
+class Following:
+    """Where a track stands after the frames it has seen (what `FaceTracker.follow` carries from frame to frame):
+    each frame's landmarks and colours (None: no face), the last face's centre and size and its frame, the small-face
+    crop being followed, and counts."""
+
+    lms: list = field(default_factory=list)
+    cols: list = field(default_factory=list)
+    last: tuple | None = None  # centre, size of the last detected face
+    last_idx: int = -(10**9)
+    roi: tuple | None = None  # small-face mode: centre, face size
+    small_mode: bool = False
+    reassigned: int = 0
+    misses_since_search: int = 0
+    busy: float = 0.0
+    width: int = 0
+    height: int = 0
+
+
 class FaceTracker:
     """Track one face through a video; see the module docstring for the strategy.
 
@@ -231,60 +250,58 @@ class FaceTracker:
         progress: Callable[[int, int | None], None] | None = None,
     ) -> FaceTrack:
         """Track the face through ``frames`` (an iterable of H x W x 3 uint8 RGB arrays)."""
-        lms: list[np.ndarray | None] = []
-        cols: list[np.ndarray | None] = []
-        last: tuple[np.ndarray, float] | None = None  # centre, size of the last detected face
-        last_idx = -(10**9)
-        roi: tuple[np.ndarray, float] | None = None  # small-face mode: centre, face size
-        small_mode = False
-        reassigned = 0
-        misses_since_search = 0
-        busy = 0.0
-        width = height = 0
-        for i, frame in enumerate(frames):
+        return self.finish(self.follow(frames, Following(), progress, num_frames), fps, name)
+
+    def follow(self, frames: Iterable[np.ndarray], state: Following, progress=None, total=None) -> Following:
+        """``state`` carried on through ``frames``, the frames that follow the ones it has seen (a new `Following`:
+        from a fresh detection); ``progress(done, total)`` after each frame, ``done`` counted from this call's
+        first. Returns ``state``."""
+        st = state
+        for k, frame in enumerate(frames):
+            i = len(st.lms)
             t0 = time.perf_counter()
-            height, width = frame.shape[:2]
+            st.height, st.width = frame.shape[:2]
             lm = None
-            if roi is not None:
-                lm = self._track_roi(frame, *roi)
+            if st.roi is not None:
+                lm = self._track_roi(frame, *st.roi)
             else:
                 res = self._mesh.process(frame)
                 if res.multi_face_landmarks:
-                    lm = _to_pixels(res.multi_face_landmarks[0], 0, 0, width, height)
-            if lm is not None and last is not None and i - last_idx < 30:
+                    lm = _to_pixels(res.multi_face_landmarks[0], 0, 0, st.width, st.height)
+            if lm is not None and st.last is not None and i - st.last_idx < 30:
                 c, s = _center_size(lm)
-                if np.linalg.norm(c - last[0]) > 0.6 * last[1] or not (0.5 < s / last[1] < 2.0):
-                    lm = self._continue_track(frame, last)
-                    reassigned += 1
+                if np.linalg.norm(c - st.last[0]) > 0.6 * st.last[1] or not (0.5 < s / st.last[1] < 2.0):
+                    lm = self._continue_track(frame, st.last)
+                    st.reassigned += 1
             if (
                 lm is None
-                and (roi is None or misses_since_search >= 5)
-                and (last is None or small_mode or i - last_idx > 2)
+                and (st.roi is None or st.misses_since_search >= 5)
+                and (st.last is None or st.small_mode or i - st.last_idx > 2)
             ):
                 # Nothing at full frame: look for a (small) head with the pose model.
                 head = self._locate_head(frame)
-                misses_since_search = 0
+                st.misses_since_search = 0
                 if head is not None:
                     lm = self._track_roi(frame, head[0], head[1])
                     if lm is not None:
-                        small_mode = True
+                        st.small_mode = True
             if lm is not None:
                 c, s = _center_size(lm)
-                last, last_idx = (c, s), i
-                misses_since_search = 0
-                if small_mode or s < SMALL_FACE * min(width, height):
-                    small_mode = True
-                    roi = (c, s)
-                lms.append(lm)
-                cols.append(_sample_colors(frame, lm[:, :2]))
+                st.last, st.last_idx = (c, s), i
+                st.misses_since_search = 0
+                if st.small_mode or s < SMALL_FACE * min(st.width, st.height):
+                    st.small_mode = True
+                    st.roi = (c, s)
+                st.lms.append(lm)
+                st.cols.append(_sample_colors(frame, lm[:, :2]))
             else:
-                misses_since_search += 1
-                lms.append(None)
-                cols.append(None)
-            busy += time.perf_counter() - t0
+                st.misses_since_search += 1
+                st.lms.append(None)
+                st.cols.append(None)
+            st.busy += time.perf_counter() - t0
             if progress is not None:
-                progress(i + 1, num_frames)
-        return self._finish(lms, cols, width, height, fps, small_mode, reassigned, busy, name)
+                progress(k + 1, total)
+        return st
 
     def _continue_track(self, frame: np.ndarray, last: tuple[np.ndarray, float]) -> np.ndarray | None:
         """Re-detect several faces and keep the one nearest the track (or none if all are far)."""
@@ -299,7 +316,11 @@ class FaceTracker:
                 best, best_d = lm, d
         return best
 
-    def _finish(self, lms, cols, width, height, fps, small_mode, reassigned, busy, name) -> FaceTrack:
+    def finish(self, state: Following, fps: float, name: str) -> FaceTrack:
+        """The `FaceTrack` of what ``state`` followed: frames without a face interpolated, or `FaceTrackingError`
+        where most frames have none."""
+        lms, cols, width, height = state.lms, state.cols, state.width, state.height
+        small_mode, reassigned, busy = state.small_mode, state.reassigned, state.busy
         t = len(lms)
         if t == 0:
             raise FaceTrackingError(f"{name}: the video has no frames.")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..face.fitting import fit_sequence
 from ..face.sequence import FaceSequence
-from ..face.tracker import FaceTracker
+from ..face.track_parts import track_reader
 from ..models.inference import generate_windows, input_dtype
 from ..motion import retarget
 from ..profile import timed
@@ -82,9 +82,7 @@ def track_source(reader, bar=None):
         if bar is not None:
             bar.update(done - bar.n)
 
-    with FaceTracker() as tracker:
-        track = tracker.track(reader, fps=reader.fps, num_frames=len(reader), name=reader.path, progress=tick)
-    return fit_sequence(track)
+    return fit_sequence(track_reader(reader, progress=tick))
 
 
 def load_parameters(source_parameters, max_frames=None):
