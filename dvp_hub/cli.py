@@ -53,20 +53,13 @@ def _progress(label: str):
 
 def cmd_track(args) -> None:
     from .face.fitting import fit_sequence  # lazy: scipy, the face model (torch, mediapipe later); --help starts fast
-    from .face.tracker import FaceTracker  # lazy
+    from .face.track_parts import track_reader  # lazy
 
     if not args.output.endswith(".safetensors"):
         raise DVPError(f"{args.output}: the parameter file must end in .safetensors.")
     reader = VideoReader(args.video, max_frames=args.max_frames)
     t0 = time.perf_counter()
-    with FaceTracker() as tracker:
-        track = tracker.track(
-            reader,
-            fps=reader.fps,
-            num_frames=len(reader),
-            name=args.video,
-            progress=None if args.quiet else _progress("tracking"),
-        )
+    track = track_reader(reader, progress=None if args.quiet else _progress("tracking"))
     seq = fit_sequence(track)
     wall = time.perf_counter() - t0
     seq.info["source"] = os.path.basename(args.video)
