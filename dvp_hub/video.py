@@ -70,9 +70,9 @@ class VideoReader:
 
     Frames come one at a time from an ffmpeg pipe, already rotated to display orientation, so
     memory stays constant whatever the length. ``max_frames`` stops early; ``size`` (w, h)
-    makes ffmpeg resize while decoding; ``start`` skips the first frames (decoded, not converted or sent: frame
-    ``start`` comes first, the same frame a reader from 0 yields there; constant-rate videos only, ValueError
-    otherwise).
+    makes ffmpeg resize while decoding; ``start`` skips the first ``start`` decoded frames (decoded, not converted
+    or sent; for a constant-rate video, the frame a reader from 0 yields there, unless the file's timestamps have
+    gaps that the probe's frame count does not show; ValueError for a variable-rate video).
     """
 
     def __init__(

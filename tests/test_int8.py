@@ -230,3 +230,13 @@ def test_calibrated_ranges_kept_on_disk_give_the_same_int8_models_without_calibr
         other.downs[0].conv.weight.mul_(0.5)  # other weights: another entry, were it written
     run(other, copy.deepcopy(refiner))
     assert sorted(os.listdir(int8_cache.cache_dir())) == entries
+
+
+def test_a_chunk_quantized_once_gives_each_clip_as_quantizing_it_alone():
+    _need_int8()
+    from dvp_hub.models.int8 import Int8WindowGenerator
+
+    cond = (torch.rand(30, 32, 32, 9) * 2 - 1).to(torch.bfloat16).permute(0, 3, 1, 2)  # channels last, as rendered
+    whole = Int8WindowGenerator.quantize(cond)
+    for part in (slice(0, 18), slice(8, 26), slice(16, 30)):
+        assert torch.equal(whole[part].int_repr(), Int8WindowGenerator.quantize(cond[part]).int_repr())

@@ -203,3 +203,14 @@ def test_frequency_split_keeps_l1_off_fine_detail_and_shows_the_discriminator_on
     assert l1(plain) > 0.09 and l1(split) < 0.01
     flat = torch.full((1, 3, 32, 32), 0.3)
     assert script.judged(split, flat).abs().max() < 1e-5 and torch.equal(script.judged(plain, flat), flat)
+
+
+def test_finished_crops_to_uint8_leave_the_input_as_it_was():
+    from dvp_hub.pipelines.finish import tensor_to_uint8
+
+    x = (torch.rand(2, 24, 24, 3) * 2 - 1).permute(0, 3, 1, 2)  # float32 in channels_last memory: no copy is needed
+    before = x.clone()
+    got = tensor_to_uint8(x)
+    assert torch.equal(x, before) and got.shape == (2, 24, 24, 3) and got.flags["C_CONTIGUOUS"]
+    want = x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(got, want)

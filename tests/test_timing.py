@@ -115,3 +115,8 @@ def test_reenacted_output_lasts_as_long_as_the_source_with_audio_in_sync(
     assert abs(_stream_seconds(str(out), "v") - src_seconds) <= 1 / 30
     assert abs(_stream_seconds(str(out), "a") - _stream_seconds(str(out), "v")) <= 1 / 30  # audio in sync
     assert [b.n for b in ticks] == [b.total for b in ticks] == [info.num_frames] * 2  # every bar ends at its total
+
+
+def test_a_variable_rate_clip_is_read_from_its_first_frame_only(vfr_clip):
+    with pytest.raises(ValueError, match="variable-rate"):
+        VideoReader(vfr_clip, start=10)

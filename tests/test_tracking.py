@@ -110,3 +110,35 @@ def test_halves_that_do_not_join_are_followed_in_one_piece(monkeypatch):
     monkeypatch.setattr(track_parts, "joins", lambda before, after: False)  # as if another face came after the seam
     parts = track_parts.track_reader(reader)
     np.testing.assert_array_equal(parts.landmarks, _one_tracker(reader).landmarks)
+
+
+def test_halves_whose_seam_frames_differ_are_followed_in_one_piece(monkeypatch):
+    from dvp_hub.face import track_parts
+
+    reader = VideoReader(clip("talking-d3.mp4"), max_frames=track_parts.SPLIT_MIN_FRAMES + 10)
+    keeping = track_parts._keeping
+
+    def other_frame(frames, index, box, key):  # as if the second reader counted a frame more before the seam
+        for frame in keeping(frames, index, box, key):
+            box[1] = np.zeros_like(frame)
+            yield frame
+
+    monkeypatch.setattr(track_parts, "_keeping", other_frame)
+    parts = track_parts.track_reader(reader)
+    np.testing.assert_array_equal(parts.landmarks, _one_tracker(reader).landmarks)
+
+
+def test_an_error_in_one_half_stops_the_other_soon():
+    from dvp_hub.face import track_parts
+
+    reader = VideoReader(clip("talking-d9.mp4"), max_frames=track_parts.SPLIT_MIN_FRAMES + 100)
+    calls = []
+
+    def progress(done, total):
+        calls.append(done)
+        if len(calls) == 20:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        track_parts.track_reader(reader, progress=progress)
+    assert len(calls) < 40  # the other half stopped at its next frame, not at the end of its 150

@@ -70,7 +70,7 @@ class FaceTrack:
     fps: float
     small_face_mode: bool = False
     reassigned_frames: int = 0  # frames where another face was rejected to keep the same subject
-    seconds: float = 0.0  # time spent tracking, decode excluded
+    seconds: float = 0.0  # time spent tracking, decode excluded (summed over trackers run side by side)
     stats: dict = field(default_factory=dict)
 
     @property
