@@ -101,13 +101,7 @@ def evaluate_and_card(folder: str, video: str, dataset: str, name: str, training
     with open(os.path.join(dataset, "dataset.json")) as f:
         meta = json.load(f)
     card = self_reenactment_card(
-        name,
-        meta,
-        sr,
-        training,
-        repo_id=name,
-        consent=CONSENT,
-        sheet="contact_sheet.png",
+        name, meta, sr, training, repo_id=name, consent=CONSENT, sheet="contact_sheet.png",
         provenance=f"Trained on `{os.path.basename(video)}`.",
     )
     card.save(os.path.join(folder, "README.md"))
@@ -180,10 +174,7 @@ def cmd_train(args) -> int:
         proc.wait()
         while _group_alive(proc.pid):
             time.sleep(0.2)
-        print(
-            f"dvp train: interrupted; run the same command again to go on from the checkpoint in {run}",
-            file=sys.stderr,
-        )
+        print(f"dvp train: interrupted; run the same command again to go on from the checkpoint in {run}", file=sys.stderr)
         return 130
     if code:
         raise DVPError(

@@ -40,6 +40,12 @@ JPEG_QUALITY = 90
 MIN_SIDE = 32  # px: a smaller box is left as it is (DIS flow needs ~12 px at half size)
 
 
+def bank_scale(refiner) -> int:
+    """How many times the generator's size a target's detail bank is made at: its refiner's scale (the refined
+    crop's), `BANK_SCALE` without a refiner."""
+    return int(refiner.config.scale) if refiner is not None else BANK_SCALE
+
+
 def _thumbs(windows: np.ndarray) -> np.ndarray:
     """``[N, h, w]`` grey windows -> ``[N, THUMB * THUMB]`` float32 thumbnails, each with its mean removed."""
     t = np.stack(

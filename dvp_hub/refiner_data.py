@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .detail_bank import BANK_SCALE, DetailBank
+from .detail_bank import DetailBank, bank_scale
 from .errors import DVPError
 from .pipelines import steps
 from .pipelines.finish import face_window, tensor_to_uint8
@@ -100,7 +100,7 @@ def detail_bank_from_video(pipe, target_video: str) -> DetailBank:
     """The target's `DetailBank` from its own video: its training frames cut as its crop at the refined size, in
     the refiner's face window (`finish.face_window`), twice the generator's size without a refiner; DVPError with
     a video too short."""
-    scale = int(pipe.refiner.config.scale) if pipe.refiner is not None else BANK_SCALE
+    scale = bank_scale(pipe.refiner)
     size = int(pipe.target.config.resolution) * scale
     _, frames = real_crop_frames(pipe, target_video, size, int(pipe.target.config.train_frames))
     return DetailBank.build(frames, tuple(scale * v for v in face_window(pipe)), size)
@@ -146,7 +146,7 @@ def load_pairs(folder: str) -> Pairs:
         raise DVPError(f"{folder}: no pairs.json; build it first with training/train_refiner.py --target_video.")
     with open(os.path.join(folder, "pairs.json")) as f:
         meta = json.load(f)
-    load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")
+    load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")  # noqa: E731
     has_corr = os.path.isfile(os.path.join(folder, "correspondence.npy"))
     corr = load("correspondence.npy") if has_corr else None
     return Pairs(load("generated.npy"), load("real.npy"), load("face_boxes.npy"), meta, corr)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 
 from dvp_hub import DeepVideoPortraitPipeline
+from dvp_hub.detail_bank import bank_scale
 from dvp_hub.errors import DVPError
 from dvp_hub.models import FaceRefiner, RenderingToVideoGenerator
 from dvp_hub.pipelines.reference import load_background, save_reference
@@ -55,12 +56,8 @@ def main(argv=None) -> int:
             raise DVPError(f"{args.refiner}: not a refiner folder (no config.json).")
         variant = weights_variant(args.refiner)  # a folder shipped in fp16 only (the bundled demo's)
         pipe.register_modules(refiner=FaceRefiner.from_pretrained(args.refiner, variant=variant).float().eval())
-    bank = pipe.detail_bank
-    if (
-        bank is not None
-        and pipe.refiner is not None
-        and bank.size != pipe.target.config.resolution * pipe.refiner.config.scale
-    ):
+    bank, res = pipe.detail_bank, pipe.target.config.resolution
+    if bank is not None and pipe.refiner is not None and bank.size != res * bank_scale(pipe.refiner):
         pipe.detail_bank = None  # made for another refined size: give --target_video to make it again
         print(
             f"{args.target}: its detail bank was made for another refined size and is dropped (--target_video remakes it)"

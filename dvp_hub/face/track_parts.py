@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..video import VideoReader
-from .tracker import FaceTrack, FaceTracker, Following, _center_size
+from .tracker import FaceTrack, FaceTracker, Following, continues
 
 SPLIT_MIN_FRAMES = 200  # shorter clips are tracked in one piece (two trackers' start costs ~0.3 s)
 LEAD = 15  # frames the second half's tracker follows before the seam, dropped: it has settled by then
@@ -103,17 +103,13 @@ def settled(state: Following, lead: int) -> Following:
 
 
 def joins(before: Following, after: Following) -> bool:
-    """Whether ``after``'s first face continues ``before``'s last one (the tracker's own test for a jump: the centre
-    within 0.6 of the face's size, the size within half to twice), both in the same mode (full frame or small face).
-    Without a face on either side there is nothing to follow across the seam: True."""
+    """Whether ``after``'s first face continues ``before``'s last one (the tracker's own test for a jump,
+    `tracker.continues`), both in the same mode (full frame or small face). Without a face on either side there is
+    nothing to follow across the seam: True."""
     if before.small_mode != after.small_mode:
         return False
     first = next((lm for lm in after.lms if lm is not None), None)
-    if before.last is None or first is None:
-        return True
-    centre, size = _center_size(first)
-    last_centre, last_size = before.last
-    return bool(np.linalg.norm(centre - last_centre) <= 0.6 * last_size and 0.5 < size / last_size < 2.0)
+    return before.last is None or first is None or continues(first, before.last)
 
 
 def joined(before: Following, after: Following) -> Following:

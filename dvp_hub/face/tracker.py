@@ -158,6 +158,13 @@ def _center_size(lm: np.ndarray) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2, float(max(hi - lo))
 
 
+def continues(lm: np.ndarray, last: tuple[np.ndarray, float]) -> bool:
+    """Whether landmarks ``lm`` continue the face ``last`` (its centre and size, `_center_size`): the centre within
+    0.6 of its size, the size within half to twice; a face elsewhere is another person or a jump."""
+    centre, size = _center_size(lm)
+    return bool(np.linalg.norm(centre - last[0]) <= 0.6 * last[1] and 0.5 < size / last[1] < 2.0)
+
+
 @dataclass
 class Following:
     """Where a track stands after the frames it has seen (what `FaceTracker.follow` carries from frame to frame):
@@ -268,11 +275,9 @@ class FaceTracker:
                 res = self._mesh.process(frame)
                 if res.multi_face_landmarks:
                     lm = _to_pixels(res.multi_face_landmarks[0], 0, 0, st.width, st.height)
-            if lm is not None and st.last is not None and i - st.last_idx < 30:
-                c, s = _center_size(lm)
-                if np.linalg.norm(c - st.last[0]) > 0.6 * st.last[1] or not (0.5 < s / st.last[1] < 2.0):
-                    lm = self._continue_track(frame, st.last)
-                    st.reassigned += 1
+            if lm is not None and st.last is not None and i - st.last_idx < 30 and not continues(lm, st.last):
+                lm = self._continue_track(frame, st.last)
+                st.reassigned += 1
             if (
                 lm is None
                 and (st.roi is None or st.misses_since_search >= 5)
@@ -310,9 +315,8 @@ class FaceTracker:
         best, best_d = None, np.inf
         for face in res.multi_face_landmarks or []:
             lm = _to_pixels(face, 0, 0, w, h)
-            c, s = _center_size(lm)
-            d = np.linalg.norm(c - last[0])
-            if d < best_d and d < 0.6 * last[1] and 0.5 < s / last[1] < 2.0:
+            d = np.linalg.norm(_center_size(lm)[0] - last[0])
+            if d < best_d and continues(lm, last):
                 best, best_d = lm, d
         return best
 

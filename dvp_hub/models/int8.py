@@ -198,7 +198,6 @@ def quantize_window_generator(
             get_default_qconfig_mapping,
         )
         from torch.ao.quantization.fx.custom_config import PrepareCustomConfig  # lazy
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # lazy
 
     layout = deconv_weight_layout()
     if layout is None:
@@ -211,21 +210,11 @@ def quantize_window_generator(
         weight=MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric),
     )
     qmap.set_object_type(torch.nn.ConvTranspose2d, per_tensor)
-    # FX patches every module's __call__ while it traces (prepare_fx, convert_fx): other threads' forward passes
-    # wait then; the calibration passes between are forwards like theirs (`fx_guard`)
     with _engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         config = PrepareCustomConfig().set_input_quantized_indexes([0])  # the ring is quantized already
-        with tracing():
-            prepared = prepare_fx(module, qmap, (windows[0].float(),), prepare_custom_config=config)
-        if observed is not None:
-            _load_observers(prepared, observed)
-        with running():
-            for w in windows if observed is None else ():  # as the ring holds them: in steps of 2 / 255
-                prepared(Int8WindowGenerator.quantize(w).dequantize())
-        state = _observers(prepared)
-        with tracing():
-            quantized = convert_fx(prepared)
+        batches = (Int8WindowGenerator.quantize(w).dequantize() for w in windows)  # as the ring holds them
+        quantized, state = _fx_quantized(module, qmap, windows[0].float(), batches, observed, config)
         if layout == "swapped":
             for mod in quantized.modules():
                 if isinstance(mod, nnq.ConvTranspose2d):
@@ -239,6 +228,26 @@ def quantize_window_generator(
     for _ in range(2):  # oneDNN makes its kernels on the first calls: here, not on a camera frame
         gen(ring.permute(1, 0, 2, 3)[None])
     return gen
+
+
+def _fx_quantized(module, qmap, example, batches, observed=None, config=None) -> tuple[torch.nn.Module, dict]:
+    """``(quantized, observed)``: ``module`` prepared by FX for ``example``, calibrated on ``batches`` (or given the
+    ranges ``observed`` of an earlier calibration, `_load_observers`), converted; and its observers' state. FX
+    patches every module's ``__call__`` while it traces (prepare, convert): other threads' forward passes wait then,
+    and the calibration passes run beside theirs (`fx_guard`). Call it under `_engine`, with warnings ignored."""
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # lazy: deprecated torch.ao may go
+
+    with tracing():
+        prepared = prepare_fx(module, qmap, (example,), prepare_custom_config=config)
+    if observed is not None:
+        _load_observers(prepared, observed)
+    else:
+        with running():
+            for batch in batches:
+                prepared(batch)
+    state = _observers(prepared)
+    with tracing():
+        return convert_fx(prepared), state
 
 
 def _observers(prepared: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -322,24 +331,16 @@ def quantize_refiner(refiner, crops: torch.Tensor, observed: dict | None = None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.quantization import get_default_qconfig_mapping  # lazy: deprecated torch.ao may go
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx  # lazy
 
     if deconv_weight_layout() is None:
         raise RuntimeError("this PyTorch has no working x86 quantized engine")
     module = _RefinerResidual(copy.deepcopy(refiner).float().eval()).eval()
     crops = crops.float().contiguous(memory_format=torch.channels_last)
-    with _engine(), warnings.catch_warnings(), torch.no_grad():  # traced and run as the generator's (above)
+    with _engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        with tracing():
-            prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), (crops[:1],))
-        if observed is not None:
-            _load_observers(prepared, observed)
-        with running():
-            for i in range(0, len(crops), 4) if observed is None else ():
-                prepared(crops[i : i + 4])
-        state = _observers(prepared)
-        with tracing():
-            quantized = convert_fx(prepared).eval()
+        batches = (crops[i : i + 4] for i in range(0, len(crops), 4))
+        quantized, state = _fx_quantized(module, get_default_qconfig_mapping("x86"), crops[:1], batches, observed)
+        quantized.eval()
 
     @torch.inference_mode()
     @guarded
