@@ -6,14 +6,10 @@ finished crop's size, picked to differ from each other (``detail_bank.jpg``, one
 ``detail_bank.json``). For each generated crop, `DetailTransfer`:
 
 1. picks the bank frame that looks most like it (the window at 32 x 32, mean removed; the previous pick is kept
-   unless another is clearly closer, so the grain does not flicker), and one for its mouth alike (the mouth's box
-   in the bank at a quarter size): the mouth changes shape from frame to frame, so the whole face's pick would lay
-   a lip edge of another moment there;
-2. aligns each to the generated face with dense optical flow (OpenCV's DIS) on both at half size;
+   unless another is clearly closer, so the grain does not flicker);
+2. aligns it to the generated face with dense optical flow (OpenCV's DIS) on both at half size;
 3. replaces the generated face's luma band above ``SIGMA`` with the aligned real frame's, where the two agree below
-   it (a confidence from their blurred difference), within the rendered face, the mouth's from its own pick. The
-   eyes keep the generator's band: a lid edge from another frame, even its own pick's, moved the eye openness a
-   tracker reads from the output.
+   it (a confidence from their blurred difference), within the rendered face and outside its mouth and eyes.
 
 Hand-written because no installable library transfers person-specific detail; the pieces (DIS flow, remap, blur)
 are OpenCV's. Unlike a sharpening filter, the added band comes from real frames of the same person: on held-out
@@ -31,7 +27,6 @@ import cv2
 import numpy as np
 
 from .errors import DVPError
-from .render.regions import FEATURES
 
 BANK_IMAGE, BANK_INFO = "detail_bank.jpg", "detail_bank.json"
 BANK_FILES = (BANK_IMAGE, BANK_INFO)
@@ -43,9 +38,6 @@ THUMB = 32  # px: the side of the thumbnails the bank frame is picked by
 KEEP = 0.85  # the previous pick stays unless another is closer than this share of its squared distance
 JPEG_QUALITY = 90
 MIN_SIDE = 32  # px: a smaller box is left as it is (DIS flow needs ~12 px at half size)
-PART_MARGIN = 12  # px of the crop around the mouth's weight: context for its pick and flow
-COARSE = 4  # the mouth is picked on the bank's windows at 1 / COARSE of their size
-OWN_PICK = ("mouth",)  # features with a pick of their own; the eyes' lid edges of another moment move their openness
 
 
 def bank_scale(refiner) -> int:
@@ -91,15 +83,6 @@ class DetailBank:
     def thumbs(self) -> np.ndarray:
         """The windows' `_thumbs`, made once per bank (every run's `DetailTransfer` picks by them)."""
         return _thumbs(self.windows)
-
-    @functools.cached_property
-    def coarse(self) -> np.ndarray:
-        """The windows at 1 / `COARSE` of their size, ``[N, h // COARSE, w // COARSE]`` float32 (the mouth is picked
-        by its box in these)."""
-        n, h, w = self.windows.shape
-        return np.stack(
-            [cv2.resize(x, (w // COARSE, h // COARSE), interpolation=cv2.INTER_AREA) for x in self.windows]
-        ).astype(np.float32)
 
     @classmethod
     def build(cls, crops, window, size: int, n: int = BANK_SIZE) -> DetailBank:
@@ -158,76 +141,55 @@ class DetailBank:
 
 
 class DetailTransfer:
-    """Moves the bank's detail onto one run's generated crops, in order (it keeps its last picks: one per clip)."""
+    """Moves the bank's detail onto one run's generated crops, in order (it keeps its last pick: one per clip)."""
 
     def __init__(self, bank: DetailBank):
         self.bank = bank
         self.thumbs = bank.thumbs
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        self.part_flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)  # small boxes: 1/3 the time
         h, w = bank.windows.shape[1:]
         self.grid = np.dstack(np.mgrid[0:h, 0:w][::-1]).astype(np.float32)  # [h, w, 2]: each pixel's (x, y)
-        self.last: dict = {}  # the last pick of the face (None) and of each feature part (its name)
+        self.last = None
 
     def reset(self) -> None:
-        """A new clip starts: the next picks are made afresh."""
-        self.last = {}
+        """A new clip starts: the next pick is made afresh."""
+        self.last = None
 
     def _pick(self, grey: np.ndarray) -> int:
-        """The bank frame for the whole window ``grey`` (`thumbs`), kept as `_keep` says."""
-        return self._keep(None, ((self.thumbs - _thumbs(grey[None])[0]) ** 2).sum(1))
-
-    def _keep(self, key, dist: np.ndarray) -> int:
+        dist = ((self.thumbs - _thumbs(grey[None])[0]) ** 2).sum(1)
         j = int(dist.argmin())
-        last = self.last.get(key)
-        if last is not None and dist[j] > KEEP * dist[last]:
-            j = last
-        self.last[key] = j
+        if self.last is not None and dist[j] > KEEP * dist[self.last]:
+            j = self.last
+        self.last = j
         return j
 
-    def _pick_part(self, key: str, grey: np.ndarray, rows: slice, cols: slice) -> int:
-        """The bank frame most like ``grey[rows, cols]`` (a feature part with its margin), compared on the bank's
-        `DetailBank.coarse` windows, mean removed."""
-        r0, r1 = rows.start // COARSE, min(-(-rows.stop // COARSE), self.bank.coarse.shape[1])
-        c0, c1 = cols.start // COARSE, min(-(-cols.stop // COARSE), self.bank.coarse.shape[2])
-        bank = self.bank.coarse[:, r0:r1, c0:c1].reshape(len(self.thumbs), -1)
-        part = grey[r0 * COARSE : r1 * COARSE, c0 * COARSE : c1 * COARSE]
-        small = cv2.resize(part, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-        dist = (((bank - bank.mean(1, keepdims=True)) - (small - small.mean())) ** 2).sum(1)
-        return self._keep(key, dist)
-
-    def __call__(self, crop: np.ndarray, weight: np.ndarray | None = None, parts: dict | None = None) -> np.ndarray:
+    def __call__(self, crop: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """One crop ``S x S x 3`` uint8 (``S`` = the bank's size) -> the same with the bank's detail, in place.
-        ``weight``: ``[S, S]`` float32 in [0, 1], how much of the detail may go where (`region_weights`; None: the
-        whole window, by agreement alone). ``parts``: more such weights by name (the mouth), each of which takes
-        the detail of its own pick, the bank frame most like that part. Only the weights' boxes in the window change."""
+        ``weight``: ``[S, S]`` float32 in [0, 1], how much of the detail may go where (`region_weight`; None: the
+        whole window, by agreement alone); only its box in the window changes."""
         if crop.shape[0] != self.bank.size:
             raise ValueError(f"a {crop.shape[0]} px crop; the detail bank was made for {self.bank.size} px")
         x0, y0, x1, y1 = self.bank.window
-        window = crop[y0:y1, x0:x1]
-        grey = cv2.cvtColor(window, cv2.COLOR_RGB2GRAY)
-        if weight is None:
-            self._add(window, grey, self._pick(grey), slice(None), slice(None), None, self.flow)
-        elif (box := _box(weight := weight[y0:y1, x0:x1], 0)) is not None:
-            self._add(window, grey, self._pick(grey), *box, weight[box], self.flow)
-        for key, w in (parts or {}).items():
-            if (box := _box(w := w[y0:y1, x0:x1], PART_MARGIN)) is not None:
-                self._add(window, grey, self._pick_part(key, grey, *box), *box, w[box], self.part_flow)
-        return crop
-
-    def _add(self, window, grey, pick: int, rows: slice, cols: slice, weight, flow) -> None:
-        """Bank frame ``pick``'s band above `SIGMA`, aligned to ``grey[rows, cols]`` (the window before any
-        detail) by the DIS ``flow``, added to ``window[rows, cols]`` where the two agree below it, times ``weight``."""
-        sub = window[rows, cols]
+        part = crop[y0:y1, x0:x1]
+        grey_window = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY)
+        real = self.bank.windows[self._pick(grey_window)].astype(np.float32)  # float: for the cubic remap
+        rows, cols = slice(None), slice(None)
+        if weight is not None:
+            weight = weight[y0:y1, x0:x1]
+            ys, xs = np.flatnonzero(weight.max(1) > 0.01), np.flatnonzero(weight.max(0) > 0.01)
+            if not len(ys):
+                return crop
+            rows, cols = slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)
+            weight = weight[rows, cols]
+        sub = part[rows, cols]
         if min(sub.shape[:2]) < MIN_SIDE:  # a face barely in the window: too little for the flow
-            return
-        real = self.bank.windows[pick].astype(np.float32)  # float: for the cubic remap
-        grey = grey[rows, cols].astype(np.float32)
+            return crop
+        grey = grey_window[rows, cols].astype(np.float32)
         small = [
             cv2.resize(cv2.GaussianBlur(x, (0, 0), 1.0), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
             for x in (grey, real[rows, cols])
         ]
-        flow = flow.calc(*(np.clip(s + 0.5, 0, 255).astype(np.uint8) for s in small), None)
+        flow = self.flow.calc(*(np.clip(s + 0.5, 0, 255).astype(np.uint8) for s in small), None)
         flow = cv2.resize(flow, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR)
         where = cv2.scaleAdd(flow, 2.0, np.ascontiguousarray(self.grid[rows, cols]))  # into the whole window
         warped = cv2.remap(real, where, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
@@ -242,41 +204,22 @@ class DetailTransfer:
         delta += low_g
         delta *= agree
         sub[...] = cv2.add(sub, cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)  # rounded, saturated
+        return crop
 
 
-def _box(weight: np.ndarray, margin: int):
-    """``(rows, cols)`` of the box where ``weight`` exceeds 0.01, grown by ``margin`` px within it; None where it
-    is nowhere."""
-    ys, xs = np.flatnonzero(weight.max(1) > 0.01), np.flatnonzero(weight.max(0) > 0.01)
-    if not len(ys):
-        return None
-    (h, w), m = weight.shape, margin
-    return slice(max(0, ys[0] - m), min(h, ys[-1] + 1 + m)), slice(max(0, xs[0] - m), min(w, xs[-1] + 1 + m))
-
-
-def region_weights(face: np.ndarray, labels: np.ndarray | None, size: int):
-    """Where a crop of ``size`` px takes the bank's detail, and from which pick: ``(weight, parts)``, ``[size,
-    size]`` float32 in [0, 1] each. ``face``: the rendered face ``[R, R]`` bool, widened by ~7 px of the crop and
-    feathered. ``labels``: its mouth and eyes ``[R, R]`` (`render.regions.feature_labels`), whose shape changes most
-    from frame to frame: a bank frame picked for the whole face would lay a lip or lid edge of another moment there.
-    Each is widened by ~4 px and feathered, and left out of ``weight``; the features of `OWN_PICK` (the mouth) take
-    their detail from a pick of their own (``parts``: name -> weight, where present), the eyes none: 4 px inside
-    them the weights are under 0.05, at their edge under 0.3. Made at the render's size, then enlarged."""
+def region_weight(face: np.ndarray, keep: np.ndarray | None, size: int) -> np.ndarray:
+    """Where a crop of ``size`` px takes the bank's detail: ``[size, size]`` float32 in [0, 1], the rendered face
+    ``[R, R]`` bool widened by ~7 px of the crop and feathered, less ``keep`` ``[R, R]`` bool (the mouth and eyes,
+    `render.regions.feature_mask`, whose shape changes most from frame to frame: a bank frame's lip or lid edge there
+    would move what a viewer reads) widened by ~4 px and feathered: 4 px inside them the weight is under 0.05, at
+    their edge under 0.3. Made at the render's size, then enlarged."""
     s = face.shape[0] / size  # render px per crop px
 
     def widened(mask, px, sigma):
         k = max(1, round(2 * px * s)) | 1
         return cv2.GaussianBlur(cv2.dilate(mask.astype(np.float32), np.ones((k, k), np.float32)), (0, 0), sigma * s)
 
-    def enlarged(w):
-        return cv2.resize(w, (size, size), interpolation=cv2.INTER_LINEAR)
-
-    weight, parts = widened(face, 7, 6), {}
-    if labels is not None:
-        for label, name in enumerate(FEATURES, 1):
-            if (labels == label).any():
-                part = widened(labels == label, 4, 4)
-                if name in OWN_PICK:
-                    parts[name] = enlarged(part * weight)
-                weight *= 1 - part
-    return enlarged(weight), parts
+    weight = widened(face, 7, 6)
+    if keep is not None and keep.any():
+        weight *= 1 - widened(keep, 4, 4)
+    return cv2.resize(weight, (size, size), interpolation=cv2.INTER_LINEAR)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..detail_bank import DetailTransfer, region_weights
+from ..detail_bank import DetailTransfer, region_weight
 from ..models.inference import bf16_supported
 from ..models.refiner import window_bounds, window_weight
 from ..profile import timed
@@ -28,7 +28,7 @@ from ..provenance.label import mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import CLIP_SEGMENT_EVERY, Compositor, Torso
 from ..render.conditioning import CORRESPONDENCE, ConditioningRenderer
-from ..render.regions import feature_labels
+from ..render.regions import feature_mask
 from .live_generator import int8_refiner
 
 
@@ -214,8 +214,8 @@ class FrameFinisher:
     def crops(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> np.ndarray:
         """Generator output -> refined crops ``[B, S, S, 3]`` uint8 (no paste-back, no marks). ``cond``: the same
         frames' conditioning ``[B, 9, R, R]``, which a refiner with a neural texture reads (ValueError without) and
-        the detail bank's transfer keeps to the rendered face, its mouth and eyes each with a pick of their own
-        (without it: to the face window, by agreement alone)."""
+        the detail bank's transfer keeps to the rendered face outside its mouth and eyes (without it: to the face
+        window, by agreement alone)."""
         if self.refiner is not None:
             corr = None
             if self.refiner.uses_texture:
@@ -236,8 +236,8 @@ class FrameFinisher:
                         self.details(crop)
                     else:
                         face = rendered_face(cond[i])
-                        labels = feature_labels(cond[i, CORRESPONDENCE], face)
-                        self.details(crop, *region_weights(face, labels, len(crop)))
+                        keep = feature_mask(cond[i, CORRESPONDENCE], face)
+                        self.details(crop, region_weight(face, keep, len(crop)))
         return crops
 
     def mark(self, img: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Mouth and eye regions of the crop, from the fitted landmarks: where a viewer looks first.
 
 Used by training (a heavier L1 on the mouth and eyes, as Head2Head weighs them) and by evaluation
-(PSNR / SSIM of the mouth region). Boxes are in crop pixels at the generator's resolution. `feature_labels` finds
-the same regions in a rendered frame from its correspondence image (the detail bank gives each its own pick).
+(PSNR / SSIM of the mouth region). Boxes are in crop pixels at the generator's resolution. `feature_mask` finds
+the same regions in a rendered frame from its correspondence image (the detail bank leaves them as generated).
 """
 
 from __future__ import annotations
@@ -63,33 +63,23 @@ def canonical_boxes() -> np.ndarray:
     return np.stack(boxes).astype(np.float32)
 
 
-FEATURES = ("mouth", "eyes")  # `feature_labels`' labels 1 and 2 (both eyes are one feature)
-
-
 @lru_cache(maxsize=1)
 def _feature_table(n: int = 256) -> np.ndarray:
-    """``[n, n]`` uint8 over canonical (y, x) in [0, 1]: 1 inside the mouth's `canonical_boxes`, 2 inside an eye's,
-    0 elsewhere."""
+    """``[n, n]`` bool over canonical (y, x) in [0, 1]: inside one of `canonical_boxes`."""
     c = (np.arange(n) + 0.5) / n
     b = canonical_boxes()
-    inside = ((c[None, :, None] >= b[:, None, None, 0]) & (c[None, :, None] < b[:, None, None, 2])
-              & (c[None, None, :] >= b[:, 1, None, None]) & (c[None, None, :] < b[:, 3, None, None]))  # fmt: skip
-    table = np.zeros((n, n), np.uint8)
-    for label, box in zip((1, 2, 2), inside):  # mouth, right eye, left eye: [x, y] each
-        table[box.T] = label
-    return table
+    return ((c[None, :, None] >= b[:, None, None, 0]) & (c[None, :, None] < b[:, None, None, 2])
+            & (c[None, None, :] >= b[:, 1, None, None]) & (c[None, None, :] < b[:, 3, None, None])).any(0).T  # fmt: skip
 
 
-def feature_labels(correspondence: torch.Tensor, rendered: np.ndarray | None = None) -> np.ndarray:
-    """``[3, R, R]`` correspondence channels of one render (in [-1, 1], -1 where no face) -> ``[R, R]`` uint8: the
-    rendered pixels of the mouth labelled 1, of the eyes 2 (`FEATURES`; `canonical_boxes`, looked up at 1/256 of
-    the face), 0 elsewhere. ``rendered``: where the face is rendered, when known (`finish.rendered_face`)."""
+def feature_mask(correspondence: torch.Tensor, rendered: np.ndarray | None = None) -> np.ndarray:
+    """``[3, R, R]`` correspondence channels of one render (in [-1, 1], -1 where no face) -> ``[R, R]`` bool: the
+    rendered pixels of the mouth and the eyes (`canonical_boxes`, looked up at 1/256 of the face). ``rendered``:
+    where the face is rendered, when known (`finish.rendered_face`)."""
     table = _feature_table()  # 256 x 256: the index fits in uint8, the cheapest for numpy to gather with
     # channels last first, then in place (a strided read of bf16 conditioning costs three times a copy)
     xy = correspondence[:2].movedim(0, -1).contiguous().float()
-    idx = (xy + 1).mul_(128).clamp_(max=255).to(torch.uint8).cpu().numpy()
+    idx = (xy + 1).mul_(128).clamp_(max=255).to(torch.uint8).cpu().numpy()  # truncated, as the table's cells
     if rendered is None:
         rendered = (correspondence.amax(0) > -1).cpu().numpy()
-    labels = table[idx[..., 1], idx[..., 0]]
-    labels[~rendered] = 0
-    return labels
+    return table[idx[..., 1], idx[..., 0]] & rendered
