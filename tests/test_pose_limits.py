@@ -104,3 +104,31 @@ def test_live_pull_is_smoothed_causally_across_calls(d3_sequence):
     for _ in range(30):
         _, back, _ = limits.apply(rot, seq.translation[[0]], 2.0, state)
     assert np.allclose(back, seq.translation[[0]], atol=1e-4)
+
+
+def test_a_fast_nod_stays_near_the_trained_poses(monkeypatch):
+    """A stranger's fast nod (target-macron-50s, frames 60-70) driving the demo: one smoothed pull left those poses
+    up to 3 units from every training pose, because the nearest training pose changed every frame and the smoothed
+    pulls cancelled, and the generator painted a doubled head there. Pulled again where the smoothing left them
+    (`pose_limits.PASSES`), every frame stays within 1.5 units, and the head moves no more abruptly."""
+    from dvp_hub import DeepVideoPortraitPipeline
+    from dvp_hub.motion import leash, pose_limits
+    from dvp_hub.pipelines import steps
+    from dvp_hub.pipelines.options import RunOptions
+    from dvp_hub.video import VideoReader
+
+    from .conftest import clip
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    limits = pipe.target_state.pose_limits
+    poses = {}
+    for passes in (1, pose_limits.PASSES):
+        monkeypatch.setattr(pose_limits, "PASSES", passes)
+        reader = VideoReader(clip("target-macron-50s.mp4"), max_frames=90)
+        _, drive, _ = steps.drive_motion(pipe, reader, None, RunOptions(), False)
+        poses[passes] = limits.coordinates(drive.rotation, drive.translation)
+    one, again = (leash.nearest(poses[k], limits.poses)[1] for k in (1, pose_limits.PASSES))
+    assert one[60:71].max() > 2.5  # the nod: left far from the trained poses by one pass
+    assert again.max() < 1.5 and (again > 1).sum() < (one > 1).sum() / 2
+    jerk = {k: np.abs(np.diff(q, 2, axis=0)).max() for k, q in poses.items()}  # units a frame, squared
+    assert jerk[pose_limits.PASSES] <= jerk[1]  # 1.02 against 1.24

@@ -5,7 +5,9 @@ inter-ocular distances of mesh displacement); the target's training frames are p
 driven point farther than ``radius`` from every training point is pulled straight towards the nearest one until
 it is exactly ``radius`` away; nearer points are left alone. The pull is then smoothed over time, so that the
 nearest training point switching from one frame to the next does not make the face jump: a Gaussian over the
-clip offline, a one-pole filter across calls for a caller that sends one frame at a time (live).
+clip offline, a one-pole filter across calls for a caller that sends one frame at a time (live). Offline, the
+pull can be made again where smoothing left a frame beyond the radius (``passes``: in fast motion the nearest
+training point changes every frame, and the smoothed pulls cancel).
 """
 
 from __future__ import annotations
@@ -55,10 +57,28 @@ def smooth(
 
 
 def pull(
-    q: np.ndarray, points: np.ndarray, radius: float, smoothing: float = 0.0, state: dict | None = None
+    q: np.ndarray,
+    points: np.ndarray,
+    radius: float,
+    smoothing: float = 0.0,
+    state: dict | None = None,
+    passes: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The move ``[T, D]`` that brings each row of ``q`` within ``radius`` of its nearest row of ``points``
-    (smoothed, see `smooth`), and which rows it moves."""
+    (smoothed, see `smooth`), and which rows it moves. Offline, a smoothed pull can leave a row of fast motion far
+    from every point (its neighbours' pulls point different ways and cancel): with ``passes`` > 1 the rows still
+    beyond ``radius`` are pulled again from where the last pass left them, and that pull smoothed too, up to
+    ``passes`` passes in all. A caller that sends one frame at a time (``state``) gets one pass."""
     index, dist = nearest(q, points)
     move, over = toward(points[index] - q, dist, radius)
-    return smooth(move, over, smoothing, state)
+    move, changed = smooth(move, over, smoothing, state)
+    if state is not None or smoothing <= 0:  # unsmoothed, one pass is exact
+        return move, changed
+    for _ in range(passes - 1):
+        index, dist = nearest(q + move, points)
+        extra, over = toward(points[index] - (q + move), dist, radius)
+        if not over.any():
+            break
+        extra, moved = smooth(extra, over, smoothing, None)
+        move, changed = move + extra, changed | moved
+    return move, changed

@@ -30,6 +30,8 @@ SMOOTHING = 2.0  # frames: the Gaussian over the pull, offline
 VISIBLE = 1.0  # units: a frame whose pose the limit moved this far or more is counted as held (`PoseLimits.held`)
 RADIUS = 0.25  # how far (in units) a driven pose may be from the nearest pose of the target's training frames
 # (why: fewer torn collars, little more head-pose error: benchmarks/results/evaluate_demo_torso_expression_limit.json)
+PASSES = 4  # offline pulls (`leash.pull`): a fast nod left poses 2-3.5 units from every training pose after one,
+# and the generator painted a doubled head there (why: benchmarks/results/pose_limit_passes_cpu.json)
 
 
 @dataclass
@@ -76,9 +78,10 @@ class PoseLimits:
         """``[T, 3]`` axis-angle rotations and translations, each pulled towards the nearest training pose until it
         is at most ``radius`` units from it; also which frames were changed. ``smoothing`` and ``state`` as in
         `leash.smooth` (a Gaussian offline, a one-pole filter across calls live), so that the nearest training pose
-        switching from one frame to the next does not make the head jump."""
+        switching from one frame to the next does not make the head jump; offline, pulled again (`PASSES`) where
+        the smoothing left a pose of fast motion beyond ``radius``."""
         q = self.coordinates(rotation, translation)
-        move, changed = leash.pull(q, self.poses, self.radius, smoothing, state)
+        move, changed = leash.pull(q, self.poses, self.radius, smoothing, state, passes=PASSES)
         if not changed.any():
             return rotation, translation, changed
         q = (q + move) * self.scale
