@@ -121,14 +121,32 @@ def test_a_fast_nod_stays_near_the_trained_poses(monkeypatch):
 
     pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
     limits = pipe.target_state.pose_limits
+    source = steps.source_motion(pipe, VideoReader(clip("target-macron-50s.mp4"), max_frames=90), None, 90, False)
     poses = {}
     for passes in (1, pose_limits.PASSES):
         monkeypatch.setattr(pose_limits, "PASSES", passes)
-        reader = VideoReader(clip("target-macron-50s.mp4"), max_frames=90)
-        _, drive, _ = steps.drive_motion(pipe, reader, None, RunOptions(), False)
+        drive, _ = steps.retarget_motion(pipe, source, RunOptions())
         poses[passes] = limits.coordinates(drive.rotation, drive.translation)
     one, again = (leash.nearest(poses[k], limits.poses)[1] for k in (1, pose_limits.PASSES))
     assert one[60:71].max() > 2.5  # the nod: left far from the trained poses by one pass
     assert again.max() < 1.5 and (again > 1).sum() < (one > 1).sum() / 2
     jerk = {k: np.abs(np.diff(q, 2, axis=0)).max() for k, q in poses.items()}  # units a frame, squared
     assert jerk[pose_limits.PASSES] <= jerk[1]  # 1.02 against 1.24
+
+
+def test_more_passes_change_only_smoothed_offline_pulls():
+    """`leash.pull`'s extra passes apply offline with smoothing only: unsmoothed, rows within the radius stay where
+    they are and the others end exactly on it; one frame at a time (live, a state) the moves are those of one pass."""
+    from dvp_hub.motion import leash
+
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(40, 6)) * 3
+    q = np.concatenate([points[:10] + 0.01, rng.normal(size=(30, 6)) * 6])  # ten rows near a point, thirty far
+    move, changed = leash.pull(q, points, 0.25, 0.0, passes=4)
+    assert np.array_equal(move, leash.pull(q, points, 0.25, 0.0)[0])
+    assert not changed[:10].any() and not move[:10].any()
+    assert np.allclose(leash.nearest(q + move, points)[1][changed], 0.25)
+    live = [{}, {}]
+    for row in q:
+        one, four = (leash.pull(row[None], points, 0.25, 2.0, state, passes=k) for state, k in zip(live, (1, 4)))
+        assert np.array_equal(one[0], four[0]) and np.array_equal(one[1], four[1])

@@ -8,8 +8,8 @@ from every training frame than any real held-out frame is; see `evaluate_measure
 `ExpressionLimits` measures expressions by what they do to the face outside the mouth and the eyes: the mesh
 displacement between two expressions, root-mean-square over those vertices, in inter-ocular distances of the
 target's face (so a mode that barely moves a vertex barely counts). Each driven expression is pulled towards the
-nearest expression of the target's training frames until it is at most ``radius`` from it (`leash.pull`,
-smoothed over time like the pose limit), and the pull is then projected so that it leaves the mouth and eye
+nearest expression of the target's training frames until it is at most ``radius`` from it (`leash.toward`,
+smoothed over time like the pose limit's first pass, `leash.smooth`; one pass), and the pull is then projected so that it leaves the mouth and eye
 vertices where the source put them (least squares over the shared expression modes, the mouth and eyes weighted
 4:1): a frown or a squint the target never made is made smaller, the mouth and the blinks still follow the source.
 The default radius (`RADIUS`) is about the median distance of a target's training frames to their nearest training
@@ -85,7 +85,7 @@ class ExpressionLimits:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``[T, K]`` expressions, each pulled towards the nearest training expression until it is at most
         ``radius`` from it outside the mouth and eyes, those left as driven; also which frames were changed.
-        ``smoothing`` and ``state`` as in `leash.pull`."""
+        ``smoothing`` and ``state`` as in `leash.smooth` (one pass)."""
         e = np.asarray(expression, np.float64)
         index, dist = leash.nearest(e @ self.metric, self.points)
         move, over = leash.toward(self.expressions[index] - e, dist, self.radius)  # straight, in coefficients

@@ -68,17 +68,16 @@ def pull(
     (smoothed, see `smooth`), and which rows it moves. Offline, a smoothed pull can leave a row of fast motion far
     from every point (its neighbours' pulls point different ways and cancel): with ``passes`` > 1 the rows still
     beyond ``radius`` are pulled again from where the last pass left them, and that pull smoothed too, up to
-    ``passes`` passes in all. A caller that sends one frame at a time (``state``) gets one pass."""
-    index, dist = nearest(q, points)
-    move, over = toward(points[index] - q, dist, radius)
-    move, changed = smooth(move, over, smoothing, state)
-    if state is not None or smoothing <= 0:  # unsmoothed, one pass is exact
-        return move, changed
-    for _ in range(passes - 1):
+    ``passes`` passes in all. A pass's smoothing spreads onto the neighbouring rows, so a row may end a little
+    farther from its nearest point than one pass left it, never as far as the rows it helps. Unsmoothed
+    (``smoothing`` <= 0) one pass is exact, and a caller that sends one frame at a time (``state``) gets one pass."""
+    move = np.zeros(q.shape)
+    for _ in range(1 if state is not None or smoothing <= 0 else max(1, passes)):
         index, dist = nearest(q + move, points)
         extra, over = toward(points[index] - (q + move), dist, radius)
-        if not over.any():
+        if state is None and not over.any():
             break
-        extra, moved = smooth(extra, over, smoothing, None)
-        move, changed = move + extra, changed | moved
-    return move, changed
+        extra, _ = smooth(extra, over, smoothing, state)
+        move = move + extra
+    exact = state is None and not (smoothing > 0 and len(q) > 1)  # unsmoothed: the rows `toward` pulled
+    return move, np.abs(move).max(1) > (0 if exact else 1e-6)

@@ -30,8 +30,8 @@ SMOOTHING = 2.0  # frames: the Gaussian over the pull, offline
 VISIBLE = 1.0  # units: a frame whose pose the limit moved this far or more is counted as held (`PoseLimits.held`)
 RADIUS = 0.25  # how far (in units) a driven pose may be from the nearest pose of the target's training frames
 # (why: fewer torn collars, little more head-pose error: benchmarks/results/evaluate_demo_torso_expression_limit.json)
-PASSES = 4  # offline pulls (`leash.pull`): a fast nod left poses 2-3.5 units from every training pose after one,
-# and the generator painted a doubled head there (why: benchmarks/results/pose_limit_passes_cpu.json)
+PASSES = 4  # offline pulls (`leash.pull`): one left the poses of a fast nod far from every training pose, where the
+# generator paints a doubled head (why: benchmarks/results/pose_limit_passes_cpu.json)
 
 
 @dataclass
