@@ -9,9 +9,10 @@ from every training frame than any real held-out frame is; see `evaluate_measure
 displacement between two expressions, root-mean-square over those vertices, in inter-ocular distances of the
 target's face (so a mode that barely moves a vertex barely counts). Each driven expression is pulled towards the
 nearest expression of the target's training frames until it is at most ``radius`` from it (`leash.toward`,
-smoothed over time like the pose limit's first pass, `leash.smooth`; one pass), and the pull is then projected so that it leaves the mouth and eye
-vertices where the source put them (least squares over the shared expression modes, the mouth and eyes weighted
-4:1): a frown or a squint the target never made is made smaller, the mouth and the blinks still follow the source.
+smoothed over time by `leash.smooth` like the pose limit's first pass; one pass), and the pull is then projected so
+that it leaves the mouth and eye vertices where the source put them (least squares over the shared expression
+modes, the mouth and eyes weighted 4:1): a frown or a squint the target never made is made smaller, the mouth and
+the blinks still follow the source.
 The default radius (`RADIUS`) is about the median distance of a target's training frames to their nearest training
 frame 15 or more frames away (the demo's: docs/figures-2026-11.md, 'Design measurements').
 
