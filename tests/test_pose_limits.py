@@ -150,3 +150,25 @@ def test_more_passes_change_only_smoothed_offline_pulls():
     for row in q:
         one, four = (leash.pull(row[None], points, 0.25, 2.0, state, passes=k) for state, k in zip(live, (1, 4)))
         assert np.array_equal(one[0], four[0]) and np.array_equal(one[1], four[1])
+
+
+def test_live_pull_is_capped_where_the_causal_smoothing_falls_behind():
+    """Live, a row the one-pole filter left farther than ``cap`` from every point is pulled to ``cap`` at once; the
+    others are as without the cap, and offline the cap plays no part."""
+    from dvp_hub.motion import leash
+
+    rng = np.random.default_rng(6)
+    points = rng.normal(size=(40, 6)) * 3
+    q = np.concatenate([points[:5], rng.normal(size=(10, 6)) * 8, points[5:10]])  # a jump far out and back
+    free, capped, far = {}, {}, 0
+    for row in q:
+        plain, _ = leash.pull(row[None], points, 0.25, 2.0, free)
+        move, changed = leash.pull(row[None], points, 0.25, 2.0, capped, cap=1.0)
+        left = leash.nearest(row[None] + move, points)[1][0]
+        assert left <= 1.0 + 1e-9 and changed[0] == (np.abs(move).max() > 1e-6)
+        if leash.nearest(row[None] + plain, points)[1][0] > 1.0:
+            far += 1
+        else:
+            assert np.allclose(move, plain)
+    assert far >= 5  # the smoothing alone fell behind on the jump
+    assert np.array_equal(leash.pull(q, points, 0.25, 2.0, cap=1.0)[0], leash.pull(q, points, 0.25, 2.0)[0])

@@ -63,6 +63,7 @@ def pull(
     smoothing: float = 0.0,
     state: dict | None = None,
     passes: int = 1,
+    cap: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The move ``[T, D]`` that brings each row of ``q`` within ``radius`` of its nearest row of ``points``
     (smoothed, see `smooth`), and which rows it moves. Offline, a smoothed pull can leave a row of fast motion far
@@ -70,7 +71,9 @@ def pull(
     beyond ``radius`` are pulled again from where the last pass left them, and that pull smoothed too, up to
     ``passes`` passes in all. A pass's smoothing spreads onto the neighbouring rows, so a row may end a little
     farther from its nearest point than one pass left it. Unsmoothed
-    (``smoothing`` <= 0) one pass is exact, and a caller that sends one frame at a time (``state``) gets one pass."""
+    (``smoothing`` <= 0) one pass is exact, and a caller that sends one frame at a time (``state``) gets one pass;
+    there, ``cap`` bounds what the causal smoothing leaves: a row still farther than ``cap`` from its nearest point
+    is pulled to ``cap`` at once, unsmoothed (a fast move outruns the one-pole filter)."""
     move = np.zeros(q.shape)
     for _ in range(1 if state is not None or smoothing <= 0 else max(1, passes)):
         index, dist = nearest(q + move, points)
@@ -79,5 +82,8 @@ def pull(
             break
         extra, _ = smooth(extra, over, smoothing, state)
         move = move + extra
+    if state is not None and cap is not None:
+        index, dist = nearest(q + move, points)
+        move = move + toward(points[index] - (q + move), dist, cap)[0]
     exact = state is None and not (smoothing > 0 and len(q) > 1)  # unsmoothed: the rows `toward` pulled
     return move, np.abs(move).max(1) > (0 if exact else 1e-6)

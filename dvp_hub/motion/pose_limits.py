@@ -32,6 +32,8 @@ RADIUS = 0.25  # how far (in units) a driven pose may be from the nearest pose o
 # (why: fewer torn collars, little more head-pose error: benchmarks/results/evaluate_demo_torso_expression_limit.json)
 PASSES = 4  # offline pulls (`leash.pull`): one left the poses of a fast nod far from every training pose, where the
 # generator paints a doubled head (why: benchmarks/results/pose_limit_passes_cpu.json)
+LIVE_CAP = 1.0  # units: live, a pose the causal smoothing left farther than this from every training pose is pulled
+# to it at once (the same fast nod outran the one-pole filter)
 
 
 @dataclass
@@ -81,7 +83,7 @@ class PoseLimits:
         switching from one frame to the next does not make the head jump; offline, pulled again (`PASSES`) where
         the smoothing left a pose of fast motion beyond ``radius``."""
         q = self.coordinates(rotation, translation)
-        move, changed = leash.pull(q, self.poses, self.radius, smoothing, state, passes=PASSES)
+        move, changed = leash.pull(q, self.poses, self.radius, smoothing, state, passes=PASSES, cap=LIVE_CAP)
         if not changed.any():
             return rotation, translation, changed
         q = (q + move) * self.scale
