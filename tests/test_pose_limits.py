@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from dvp_hub.geometry import axis_angle_to_matrix, matrix_to_axis_angle
-from dvp_hub.motion import retarget
+from dvp_hub.motion import leash, pose_limits, retarget
 from dvp_hub.motion.pose_limits import PoseLimits
+
+from .conftest import clip
 
 
 def test_training_poses_are_left_alone(d3_sequence):
@@ -111,13 +113,10 @@ def test_a_fast_nod_stays_near_the_trained_poses(monkeypatch):
     up to 3 units from every training pose, because the nearest training pose changed every frame and the smoothed
     pulls cancelled, and the generator painted a doubled head there. Pulled again where the smoothing left them
     (`pose_limits.PASSES`), every frame stays within 1.5 units, and the head moves no more abruptly."""
-    from dvp_hub import DeepVideoPortraitPipeline
-    from dvp_hub.motion import leash, pose_limits
+    from dvp_hub import DeepVideoPortraitPipeline  # the pipeline (torch, diffusers) for this test only
     from dvp_hub.pipelines import steps
     from dvp_hub.pipelines.options import RunOptions
     from dvp_hub.video import VideoReader
-
-    from .conftest import clip
 
     pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
     limits = pipe.target_state.pose_limits
@@ -137,8 +136,6 @@ def test_a_fast_nod_stays_near_the_trained_poses(monkeypatch):
 def test_more_passes_change_only_smoothed_offline_pulls():
     """`leash.pull`'s extra passes apply offline with smoothing only: unsmoothed, rows within the radius stay where
     they are and the others end exactly on it; one frame at a time (live, a state) the moves are those of one pass."""
-    from dvp_hub.motion import leash
-
     rng = np.random.default_rng(5)
     points = rng.normal(size=(40, 6)) * 3
     q = np.concatenate([points[:10] + 0.01, rng.normal(size=(30, 6)) * 6])  # ten rows near a point, thirty far
@@ -155,8 +152,6 @@ def test_more_passes_change_only_smoothed_offline_pulls():
 def test_live_pull_is_capped_where_the_causal_smoothing_falls_behind():
     """Live, a row the one-pole filter left farther than ``cap`` from every point is pulled to ``cap`` at once; the
     others are as without the cap, and offline the cap plays no part."""
-    from dvp_hub.motion import leash
-
     rng = np.random.default_rng(6)
     points = rng.normal(size=(40, 6)) * 3
     q = np.concatenate([points[:5], rng.normal(size=(10, 6)) * 8, points[5:10]])  # a jump far out and back

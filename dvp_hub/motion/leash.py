@@ -70,10 +70,10 @@ def pull(
     from every point (its neighbours' pulls point different ways and cancel): with ``passes`` > 1 the rows still
     beyond ``radius`` are pulled again from where the last pass left them, and that pull smoothed too, up to
     ``passes`` passes in all. A pass's smoothing spreads onto the neighbouring rows, so a row may end a little
-    farther from its nearest point than one pass left it. Unsmoothed
-    (``smoothing`` <= 0) one pass is exact, and a caller that sends one frame at a time (``state``) gets one pass;
-    there, ``cap`` bounds what the causal smoothing leaves: a row still farther than ``cap`` from its nearest point
-    is pulled to ``cap`` at once, unsmoothed (a fast move outruns the one-pole filter)."""
+    farther from its nearest point than one pass left it. Unsmoothed (``smoothing`` <= 0) one pass is exact, and a
+    caller that sends one frame at a time (``state``) gets one pass; there, ``cap`` bounds what the causal
+    smoothing leaves: a row still farther than ``cap`` from its nearest point is pulled to ``cap`` at once,
+    unsmoothed (a fast move outruns the one-pole filter)."""
     move = np.zeros(q.shape)
     for _ in range(1 if state is not None or smoothing <= 0 else max(1, passes)):
         index, dist = nearest(q + move, points)

@@ -81,7 +81,8 @@ class PoseLimits:
         is at most ``radius`` units from it; also which frames were changed. ``smoothing`` and ``state`` as in
         `leash.smooth` (a Gaussian offline, a one-pole filter across calls live), so that the nearest training pose
         switching from one frame to the next does not make the head jump; offline, pulled again (`PASSES`) where
-        the smoothing left a pose of fast motion beyond ``radius``."""
+        the smoothing left a pose of fast motion beyond ``radius``; live, pulled to `LIVE_CAP` at once where the
+        causal smoothing left it farther."""
         q = self.coordinates(rotation, translation)
         move, changed = leash.pull(q, self.poses, self.radius, smoothing, state, passes=PASSES, cap=LIVE_CAP)
         if not changed.any():
