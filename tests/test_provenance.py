@@ -43,6 +43,41 @@ def test_embedding_costs_little_and_round_trips_in_memory(frames):
     assert not wm.detect(f).detected
 
 
+def test_windows_marked_apart_join_into_the_whole_frame_s_mark(frames):
+    f = np.concatenate([frames[0], frames[1]], 1)  # 512 x 256: windows that cut the 128 px tile anywhere
+    h, w = f.shape[:2]
+    joined = f.copy()
+    for x0, y0, x1, y1 in ((0, 0, 203, 97), (203, 0, w, 97), (0, 97, 371, h), (371, 97, w, h)):
+        joined[y0:y1, x0:x1] = wm.embed(f[y0:y1, x0:x1], within=(x0, y0, w, h))
+    assert np.array_equal(joined, wm.embed(f))
+    with pytest.raises(ValueError, match="does not fit"):
+        wm.embed(f[:, :300], within=(300, 0, w, h))
+
+
+def test_a_pasted_frame_marked_in_its_region_is_the_frame_marked_whole():
+    """The finisher marks only the crop's region of a pasted frame and copies the rest from the reference frame
+    marked once; where the visible label falls inside the region, it marks the whole frame."""
+    from dvp_hub import DeepVideoPortraitPipeline
+    from dvp_hub.pipelines.finish import FrameFinisher
+    from dvp_hub.provenance.label import mark_synthetic
+
+    pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
+    finisher = FrameFinisher(pipe, True, refine=False)
+    try:
+        crop = np.random.default_rng(0).integers(0, 256, (finisher.crop_size,) * 2 + (3,), dtype=np.uint8)
+        pasted = finisher.compositor(crop)
+        whole = wm.embed(mark_synthetic(pasted))
+        assert np.array_equal(finisher.mark(pasted, pasted=True), whole)
+        assert finisher._marked_background is not None and finisher._marked_background is not False
+        finisher._marked_background = None
+        h, w = pasted.shape[:2]
+        finisher.compositor.roi = (0, 0, w, h)  # the label inside the region: marked whole
+        assert np.array_equal(finisher.mark(pasted, pasted=True), whole)
+        assert finisher._marked_background is False
+    finally:
+        finisher.close()
+
+
 def test_survives_the_project_encoder_a_low_quality_re_encode_and_a_corner_crop(frames, tmp_path):
     out = tmp_path / "marked.mp4"
     write_video([wm.embed(f) for f in frames], out, 30, synthetic=False)

@@ -24,7 +24,7 @@ from ..detail_bank import DetailTransfer, region_weight
 from ..models.inference import bf16_supported
 from ..models.refiner import window_bounds, window_weight
 from ..profile import timed
-from ..provenance.label import mark_synthetic
+from ..provenance.label import label_box, mark_synthetic
 from ..provenance.watermark import embed
 from ..render.composite import CLIP_SEGMENT_EVERY, Compositor, Torso
 from ..render.conditioning import CORRESPONDENCE, ConditioningRenderer
@@ -195,6 +195,7 @@ class FrameFinisher:
         self.reference_jaw = reference_jaw(pipe, self.crop_size) if self.reference_torso else None
         self.times = None  # a `profile.StageTimes` to time refine, paste-back and marks into, when profiling
         self.residual = None  # the refiner's detail branch in int8 (`use_int8`)
+        self._marked_background = None  # the reference frame with both marks (`mark`), made on first use; False: none
 
     def use_int8(self, pipe, generator8) -> bool:
         """Run the refiner's detail branch in int8 (`live_generator.int8_refiner`, calibrated on what the int8
@@ -240,14 +241,39 @@ class FrameFinisher:
                         self.details(crop, region_weight(face, keep, len(crop)))
         return crops
 
-    def mark(self, img: np.ndarray) -> np.ndarray:
-        """The visible label and the invisible watermark, as asked."""
+    def mark(self, img: np.ndarray, pasted: bool = False) -> np.ndarray:
+        """The visible label and the invisible watermark, as asked. ``pasted``: ``img`` is this finisher's
+        compositor's output, the reference frame outside the crop's region; only the region is marked and the rest
+        copied from the reference frame marked once (both marks are per pixel: the same frame, for less work)."""
         with timed(self.times, "marks"):
-            if self.watermark:
-                img = mark_synthetic(img)
-            if self.invisible_watermark:
-                img = embed(img)
+            region = self._marked_region() if pasted else None
+            if region is None:
+                return self._marks(img)
+            x0, y0, x1, y1 = region
+            h, w = img.shape[:2]
+            out = self._marked_background.copy()
+            out[y0:y1, x0:x1] = self._marks(img[y0:y1, x0:x1], (x0, y0, w, h))
+            return out
+
+    def _marks(self, img: np.ndarray, within: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """`mark` of a frame, or of its window ``within`` (`watermark.embed`) that the visible label does not touch."""
+        if self.watermark and within is None:
+            img = mark_synthetic(img)
+        if self.invisible_watermark:
+            img = embed(img, within=within)
         return img
+
+    def _marked_region(self) -> tuple[int, int, int, int] | None:
+        """The compositor's region where `mark` marks pasted frames alone, or None where a pasted frame is marked
+        whole (no compositor, no marks, or the visible label inside the region); makes the marked reference frame."""
+        if self.compositor is None or not (self.watermark or self.invisible_watermark):
+            return None
+        if self._marked_background is None:
+            bg, roi = self.compositor.background, self.compositor.roi
+            box = label_box(*bg.shape[:2]) if self.watermark else None
+            overlaps = box is not None and box[0] < roi[2] and roi[0] < box[2] and box[1] < roi[3] and roi[1] < box[3]
+            self._marked_background = False if overlaps else self._marks(bg)
+        return None if self._marked_background is False else self.compositor.roi
 
     def frame(self, crop: np.ndarray, cond: torch.Tensor | None = None) -> np.ndarray:
         """One refined crop -> the user's frame (pasted back when asked, marked). ``cond``: the frame's
@@ -258,7 +284,7 @@ class FrameFinisher:
                 torso = None
                 if self.reference_torso:  # the reference frame's torso below this frame's jaw
                     torso = torso_line(rendered_face(cond), self.crop_size, self.reference_jaw)
-                crop = self.compositor(crop, torso)
+                return self.mark(self.compositor(crop, torso), pasted=True)
         return self.mark(crop)
 
     def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:

@@ -23,6 +23,12 @@ def _label_layout(h: int, w: int, label: str = LABEL):
     return None
 
 
+def label_box(h: int, w: int, label: str = LABEL) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)``: the pixels `mark_synthetic` may change on an ``h x w`` frame (None: none)."""
+    layout = _label_layout(h, w, label)
+    return None if layout is None else (layout[4], layout[5], w, h)
+
+
 def mark_synthetic(frame: np.ndarray, label: str = LABEL) -> np.ndarray:
     """A copy of ``frame`` (H x W x 3 uint8) with a small semi-opaque label at the bottom right."""
     out = np.ascontiguousarray(frame).copy()

@@ -63,20 +63,25 @@ def _planes(height: int, width: int, payload: str, channels: int) -> tuple[np.nd
     return up, np.ascontiguousarray(STEP - up)
 
 
-def embed(frame: np.ndarray, payload: str = PAYLOAD) -> np.ndarray:
+def embed(frame: np.ndarray, payload: str = PAYLOAD, within: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """A new ``frame`` (H x W x 3 uint8 RGB; H x W x 4 keeps its alpha unmarked) with the mark added to its luma:
     ``STEP`` grey levels up or down, the same on R, G and B, clipped to [0, 255] (OpenCV's saturating uint8 add
-    and subtract)."""
+    and subtract). ``within``: ``frame`` is the window ``(x0, y0, W, H)`` of a ``W x H`` frame, and gets that
+    frame's mark there (the mark is per pixel: marking windows and joining them marks the whole)."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
         raise ValueError(f"embed takes H x W x 3 (or x 4) uint8 frames, got {frame.dtype} {frame.shape}")
     if frame.shape[2] == 4:
         out = frame.copy()
-        out[..., :3] = embed(frame[..., :3], payload)
+        out[..., :3] = embed(frame[..., :3], payload, within)
         return out
     frame = np.ascontiguousarray(frame)
-    up, down = _planes(frame.shape[0], frame.shape[1], payload, 3)
-    return cv2.subtract(cv2.add(frame, up), down)
+    h, w = frame.shape[:2]
+    x0, y0, width, height = within if within is not None else (0, 0, w, h)
+    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise ValueError(f"a {w}x{h} window at ({x0}, {y0}) does not fit in a {width}x{height} frame")
+    up, down = _planes(height, width, payload, 3)
+    return cv2.subtract(cv2.add(frame, up[y0 : y0 + h, x0 : x0 + w]), down[y0 : y0 + h, x0 : x0 + w])
 
 
 @dataclass

@@ -74,8 +74,7 @@ class ConditioningRenderer:
         )
         vals = torch.cat(
             [
-                shaders.diffuse(frags, self.faces, colors),
-                shaders.correspondence(frags, self.faces, self.canonical01),
+                shaders.diffuse_and_correspondence(frags, self.faces, colors, self.canonical01),
                 shaders.gaze_map(frags, self.first_eye_face, centres, radii),
             ],
             1,

@@ -126,7 +126,9 @@ def interpolate_hits(fragments: Fragments, faces: torch.Tensor, attributes: torc
     bsz, nv, ch = attributes.shape
     vid = faces.index_select(0, fragments.faces) + (fragments.batch_index * nv)[:, None]  # [P, 3]
     vals = attributes.reshape(bsz * nv, ch).index_select(0, vid.reshape(-1)).view(-1, 3, ch)
-    return (vals * fragments.bary[..., None].to(attributes.dtype)).sum(1)
+    w = fragments.bary.to(attributes.dtype)
+    # the three terms added explicitly: a reduction over the middle axis of [P, 3, C] is three times slower on CPU
+    return vals[:, 0] * w[:, 0:1] + vals[:, 1] * w[:, 1:2] + vals[:, 2] * w[:, 2:3]
 
 
 def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:

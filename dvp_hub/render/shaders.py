@@ -1,15 +1,15 @@
 """The three conditioning shaders of Deep Video Portraits, over one rasterization.
 
-- `diffuse`: the face under the frame's illumination, albedo x SH irradiance (Gouraud: shaded at the
-  vertices, interpolated across triangles).
-- `correspondence`: every pixel coloured by the canonical (mean-face) 3D position of its surface
+- diffuse: the face under the frame's illumination, albedo x SH irradiance (Gouraud: shaded at the
+  vertices, interpolated across triangles);
+- correspondence: every pixel coloured by the canonical (mean-face) 3D position of its surface
   point, normalised to [0, 1] over the mean face's bounding box, so the network knows which part of
-  the face it is looking at.
+  the face it is looking at (both from one interpolation: `diffuse_and_correspondence`);
 - `gaze_map`: only the eye regions, sclera white, with each iris drawn as a blue disc at its gaze
   position (the paper's eye-gaze image).
 
-Each returns the colours of the covered pixels, ``[P, 3]`` in [0, 1]; the renderer scatters them
-into images that are black where there is no face.
+They return the colours of the covered pixels in [0, 1], three channels per image; the renderer scatters
+them into images that are black where there is no face.
 """
 
 from __future__ import annotations
@@ -19,22 +19,20 @@ import torch
 from .rasterizer import Fragments, interpolate_hits
 
 
-def diffuse(fragments: Fragments, faces: torch.Tensor, vertex_colors: torch.Tensor) -> torch.Tensor:
-    """``[P, 3]`` colours at the covered pixels from shaded per-vertex colours ``[B, V, 3]``
-    (albedo x SH irradiance, `face.lighting.shading`, computed once per vertex)."""
-    return interpolate_hits(fragments, faces, vertex_colors.clamp(0, 1))
-
-
 def canonical_positions(mean_shape):
-    """``[V, 3]`` the face model's mean shape scaled to [0, 1] per axis: the colours `correspondence` shades, and
+    """``[V, 3]`` the face model's mean shape scaled to [0, 1] per axis: the colours the correspondence image shades, and
     what a correspondence pixel (in [-1, 1]) says about where on the face it lies."""
     return (mean_shape - mean_shape.min(0)) / (mean_shape.max(0) - mean_shape.min(0))
 
 
-def correspondence(fragments: Fragments, faces: torch.Tensor, canonical01: torch.Tensor) -> torch.Tensor:
-    """``[P, 3]`` canonical positions at the covered pixels; canonical01: ``[V, 3]`` in [0, 1]."""
-    vid = faces[fragments.faces]
-    return (canonical01[vid] * fragments.bary[..., None]).sum(1)
+def diffuse_and_correspondence(
+    fragments: Fragments, faces: torch.Tensor, vertex_colors: torch.Tensor, canonical01: torch.Tensor
+) -> torch.Tensor:
+    """``[P, 6]`` at the covered pixels: the diffuse colours (shaded per-vertex colours ``[B, V, 3]``, albedo x SH
+    irradiance from `face.lighting.shading`, clamped to [0, 1]), then the canonical positions (``canonical01``:
+    ``[V, 3]`` in [0, 1]); one interpolation serves both."""
+    canonical = canonical01.to(vertex_colors.dtype).expand(vertex_colors.shape[0], -1, -1)
+    return interpolate_hits(fragments, faces, torch.cat([vertex_colors.clamp(0, 1), canonical], -1))
 
 
 def gaze_map(
