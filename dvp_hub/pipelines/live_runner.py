@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ..perf import one_blas_thread
 from .streaming import use_threads
 
 if TYPE_CHECKING:  # for annotations only: the session module needs nothing from here
@@ -27,7 +29,9 @@ class LiveRunner:
     stage takes its next item only once the stage after it has taken the last one, so frames are dropped at the
     camera's mailbox only, the newest camera frame is the one prepared, and no CPU goes to frames dropped later. Before it takes a frame, each stage runs once in the thread it will run in
     (`LiveSession.warm_up`). ``thread=False``: the caller runs `serve` in its own thread (the one that made the
-    session, whose OpenMP pool torch runs fastest in) and frames are offered from another thread.
+    session, whose OpenMP pool torch runs fastest in) and frames are offered from another thread. From start to
+    close, numpy's BLAS runs on one thread (`perf.one_blas_thread`): between frames, a two-thread BLAS call in any
+    stage left an OpenBLAS worker spinning, which took most of a core from the stages.
     The measurements behind these choices: `benchmarks/results/live.json`.
     """
 
@@ -48,6 +52,8 @@ class LiveRunner:
         self.error: BaseException | None = None
         self._torch_threads = torch.get_num_threads()  # restored by serve() / close() (pipelined sets 1)
         self._threads = []
+        self._blas = ExitStack()  # numpy's BLAS on one thread until `_join`
+        self._blas.enter_context(one_blas_thread())
         self._own_thread, self._served = thread, False  # thread=False: the caller runs the generator (`serve`)
         if pipelined:
             self._threads.append(threading.Thread(target=self._prepare_loop, name="dvp-live-prepare", daemon=True))
@@ -196,6 +202,7 @@ class LiveRunner:
                 t.join()
         if self.pipelined:
             use_threads(self._torch_threads)
+        self._blas.close()  # a second call does nothing
 
     def close(self) -> None:
         """Process the frames still waiting, stop the threads, re-raise an error of theirs."""
