@@ -1,9 +1,10 @@
 """Paste-back (`render.composite.Compositor`) on the demo's own generated crop and its reference frame."""
 
+import cv2
 import numpy as np
 
 from dvp_hub import DeepVideoPortraitPipeline
-from dvp_hub.render.composite import TORSO_RAMP, Compositor, Torso
+from dvp_hub.render.composite import TORSO_RAMP, Compositor, ScaledResize, Torso
 
 
 def test_paste_back_keeps_the_background_and_undoes_a_colour_cast():
@@ -134,3 +135,26 @@ def test_the_person_is_segmented_every_other_frame_and_after_a_reset():
     assert seen == [0, 2, 4, 1]  # a new clip starts with its own segmentation
     assert np.abs(again.astype(int) - out[1]).max() > 0  # frame 1 alone: its own mask, no smoothing with frame 0
     segmenter.close()
+
+
+def test_a_scaled_resize_lands_where_the_affine_warp_does():
+    """`ScaledResize` (paste-back's mask into the frame) against `cv2.warpAffine` of the same map, for upscales and
+    offsets of either sign: within 1/50 source pixel, so a smooth mask differs by far less than a grey level; a scale
+    that offers few offsets (1/2) takes the warp itself."""
+    rng = np.random.default_rng(0)
+    mask = cv2.GaussianBlur(rng.random((128, 128)).astype(np.float32), (0, 0), 4)
+    slope = np.abs(np.diff(mask, axis=1)).max()  # the largest change a source pixel's shift makes
+    for scale, offset, size in (
+        (128 / 462.6, (0.37, 0.21), (463, 463)),
+        (0.5, (-3.2, 5.9), (300, 250)),
+        (0.7123, (0, 0), (140, 120)),
+    ):
+        m = np.float32([[scale, 0, offset[0]], [0, scale, offset[1]]])
+        warped = cv2.warpAffine(
+            mask, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
+        resize = ScaledResize(scale, offset, size)
+        out = resize(mask)
+        assert resize.resizes == (scale != 0.5)
+        assert out.shape == warped.shape
+        assert np.abs(out - warped).max() <= slope / 20  # the warp itself rounds positions to 1/32 px
