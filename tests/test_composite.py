@@ -139,7 +139,7 @@ def test_the_person_is_segmented_every_other_frame_and_after_a_reset():
 
 def test_a_scaled_resize_lands_where_the_affine_warp_does():
     """`ScaledResize` (paste-back's mask into the frame) against `cv2.warpAffine` of the same map, for upscales and
-    offsets of either sign: within 1/50 source pixel, so a smooth mask differs by far less than a grey level; a scale
+    offsets of either sign, regions reaching past the mask: within 1/50 source pixel, so a smooth mask differs by far less than a grey level; a scale
     that offers few offsets (1/2) takes the warp itself."""
     rng = np.random.default_rng(0)
     mask = cv2.GaussianBlur(rng.random((128, 128)).astype(np.float32), (0, 0), 4)
@@ -148,6 +148,8 @@ def test_a_scaled_resize_lands_where_the_affine_warp_does():
         (128 / 462.6, (0.37, 0.21), (463, 463)),
         (0.5, (-3.2, 5.9), (300, 250)),
         (0.7123, (0, 0), (140, 120)),
+        (0.2513, (3.7, 2.2), (463, 463)),  # a crop clipped at the frame's edge: the region starts inside the mask
+        (0.51, (0, 0), (400, 400)),  # the region reaches past the mask's far edge (replicated)
     ):
         m = np.float32([[scale, 0, offset[0]], [0, scale, offset[1]]])
         warped = cv2.warpAffine(

@@ -265,7 +265,8 @@ class FrameFinisher:
 
     def _marked_region(self) -> tuple[int, int, int, int] | None:
         """The compositor's region where `mark` marks pasted frames alone, or None where a pasted frame is marked
-        whole (no compositor, no marks, or the visible label inside the region); makes the marked reference frame."""
+        whole (no compositor, no marks, or the visible label inside the region); makes the marked reference frame
+        once (the marks asked for, the compositor's background and region are fixed when the finisher is made)."""
         if self.compositor is None or not (self.watermark or self.invisible_watermark):
             return None
         if self._marked_background is None:
@@ -284,7 +285,8 @@ class FrameFinisher:
                 torso = None
                 if self.reference_torso:  # the reference frame's torso below this frame's jaw
                     torso = torso_line(rendered_face(cond), self.crop_size, self.reference_jaw)
-                return self.mark(self.compositor(crop, torso), pasted=True)
+                pasted = self.compositor(crop, torso)
+            return self.mark(pasted, pasted=True)  # timed as "marks" on its own
         return self.mark(crop)
 
     def __call__(self, out: torch.Tensor, cond: torch.Tensor | None = None) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ from .streaming import use_threads
 if TYPE_CHECKING:  # for annotations only: the session module needs nothing from here
     from .live import LiveSession
 
+
 class LiveRunner:
     """A session behind a one-frame mailbox: `offer` never blocks; a frame that arrives while another waits
     replaces it (the waiting one is dropped, and counted), so latency never grows. Outputs go to
@@ -61,9 +62,9 @@ class LiveRunner:
         if thread:
             self._threads.append(threading.Thread(target=self._run, args=(True,), name="dvp-live", daemon=True))
         self._warm = threading.Barrier(len(self._threads) + 1, timeout=60)
-        for t in self._threads:
-            t.start()
         try:
+            for t in self._threads:
+                t.start()
             if not thread:  # the caller serves: its thread runs the generator
                 self._warm_generator()
             self._warm.wait()  # every stage has run once in the thread it runs in
@@ -198,7 +199,7 @@ class LiveRunner:
 
     def _join(self) -> None:
         for t in self._threads:
-            if t is not threading.current_thread():
+            if t is not threading.current_thread() and t.ident is not None:  # started
                 t.join()
         if self.pipelined:
             use_threads(self._torch_threads)

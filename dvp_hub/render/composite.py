@@ -50,10 +50,10 @@ class ScaledResize:
 
     def __init__(self, scale: float, offset: tuple[float, float], out_size: tuple[int, int]):
         self.scale, self.offset, self.out_size = float(scale), offset, out_size
-        n = np.arange(self.TRIES)
+        n = np.arange(self.TRIES) + max(0, int(np.ceil(0.5 / self.scale - 0.5)))  # no output pixel before the cut
         self.pad, self.cut, error = [], [], 0.0
         for off in offset:
-            pad = int(np.ceil(abs(off) + self.TRIES * self.scale)) + 2  # p >= 0, and the far edge covered
+            pad = int(np.ceil(abs(off) + (n[-1] + 1) * self.scale)) + 2  # the cut p >= 0 for every n tried
             need = off + pad - (n + 0.5) * self.scale + 0.5  # the source start each output start n would need
             miss = np.abs(need - np.round(need))
             k = int(np.argmin(miss))
@@ -66,11 +66,15 @@ class ScaledResize:
         w, h = self.out_size
         if not self.resizes:
             m = np.float32([[self.scale, 0, self.offset[0]], [0, self.scale, self.offset[1]]])
-            return cv2.warpAffine(
-                src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-            )
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            return cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
         (px, nx), (py, ny) = self.cut
-        padded = cv2.copyMakeBorder(src, *(self.pad[1],) * 2, *(self.pad[0],) * 2, cv2.BORDER_REPLICATE)
+        # the far sides padded past the last output pixel's source position (the resize clamps there)
+        far = [
+            max(pad, int(np.ceil(self.scale * (size - 1) + off - (length - 1))) + 2)
+            for pad, off, size, length in zip(self.pad, self.offset, (w, h), (src.shape[1], src.shape[0]))
+        ]
+        padded = cv2.copyMakeBorder(src, self.pad[1], far[1], self.pad[0], far[0], cv2.BORDER_REPLICATE)
         out = cv2.resize(padded[py:, px:], None, fx=1 / self.scale, fy=1 / self.scale, interpolation=cv2.INTER_LINEAR)
         return out[ny : ny + h, nx : nx + w]
 
@@ -162,7 +166,6 @@ class Compositor:
         # region pixel -> `MASK_SIZE` mask pixel (OpenCV's resize samples pixel centres: x_m = (x + 0.5) k - 0.5)
         k = MASK_SIZE / self.size
         tx, ty = ((s * (x0 - crop.x0) + 0.5) * k - 0.5, (s * (y0 - crop.y0) + 0.5) * k - 0.5)
-        self.mask_from_roi = np.float32([[s * k, 0, tx], [0, s * k, ty]])
         self.mask_to_roi = ScaledResize(s * k, (tx, ty), self.region)
         self.mask_grid = ((np.arange(MASK_SIZE) + 0.5) / k - 0.5).astype(np.float32)  # mask pixels in crop pixels
         square = square_ramp(self.size, feather)
