@@ -38,6 +38,8 @@ from dvp_hub.pipelines import steps
 if not overlap:  # every call in turn, the Space's included
     _rgw = steps.render_generate_write
     steps.render_generate_write = lambda *a, **k: _rgw(*a, **{**k, "overlap": False})
+if kind == "space":  # imported before any timing, as in a running Space (gradio alone takes seconds)
+    from dvp_hub.space import common, handlers
 pipe = DeepVideoPortraitPipeline.from_pretrained("demo")
 pipe.set_progress_bar_config(disable=True)
 t0 = time.perf_counter()
@@ -46,7 +48,6 @@ gen = pipe(source_video=src, output_video=dst, max_frames=40, int8=True).stats["
 warm = time.perf_counter() - t0
 t0 = time.perf_counter()
 if kind == "space":
-    from dvp_hub.space import common, handlers
     common.get_pipeline = lambda *a, **k: pipe
     handlers.get_pipeline = common.get_pipeline
     steps = handlers.reenact(src, "demo", "", "reenact", ["pose", "expression", "gaze"], True, progress=None)

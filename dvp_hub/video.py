@@ -216,6 +216,21 @@ def rgb_to_i420(frame: np.ndarray) -> np.ndarray:
     return out
 
 
+def i420_update(i420: np.ndarray, frame: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """``i420``, `rgb_to_i420` of a frame equal to ``frame`` outside ``box`` (``x0, y0, x1, y1``), made `rgb_to_i420` of
+    ``frame`` in place by converting only the box, widened to even edges (the same values: Y is per pixel, each
+    chroma sample one 2 x 2 block)."""
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, box[0] - box[0] % 2), max(0, box[1] - box[1] % 2)
+    x1, y1 = min(w, box[2] + box[2] % 2), min(h, box[3] + box[3] % 2)
+    if x1 <= x0 or y1 <= y0:
+        return
+    part = rgb_to_i420(np.ascontiguousarray(frame[y0:y1, x0:x1]))
+    i420[y0:y1, x0:x1] = part[: y1 - y0]
+    chroma = i420[h:].reshape(2, h // 2, w // 2)  # the U plane, then the V plane (views)
+    chroma[:, y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = part[y1 - y0 :].reshape(2, (y1 - y0) // 2, (x1 - x0) // 2)
+
+
 class VideoWriter:
     """H.264 / yuv420p mp4 writer, used as a context manager.
 
@@ -258,10 +273,11 @@ class VideoWriter:
         self._gen = None
         self._size: tuple[int, int] | None = None
         self._tmp: str | None = None
+        self._i420: np.ndarray | None = None  # the last frame sent, for `write`'s ``changed``
         self.frames_written = 0
 
     def _open(self, w: int, h: int) -> None:
-        self._size = (w, h)
+        self._size, self._i420 = (w, h), None
         fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
         os.close(fd)
         params = ["-crf", str(self.crf), "-preset", "veryfast", "-movflags", "+faststart+use_metadata_tags"]
@@ -293,8 +309,10 @@ class VideoWriter:
         if self._gen is None:
             self._open(int(width), int(height))
 
-    def write(self, frame: np.ndarray) -> None:
-        """Write one ``H x W x 3`` frame (uint8, or float in [0, 1])."""
+    def write(self, frame: np.ndarray, changed: tuple[int, int, int, int] | None = None) -> None:
+        """Write one ``H x W x 3`` frame (uint8, or float in [0, 1]). ``changed``: ``(x0, y0, x1, y1)``, the caller's
+        promise that the frame equals the last one written outside that box (a pasted-back frame outside the
+        crop's region), so that only the box is converted again (`i420_update`); None: the whole frame."""
         frame = to_uint8(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise VideoWriteError(f"{self.path}: frames must be H x W x 3, got {frame.shape}.")
@@ -304,8 +322,13 @@ class VideoWriter:
         elif (w, h) != self._size:
             raise VideoWriteError(f"{self.path}: frame size changed from {self._size} to {(w, h)}.")
         if w % 2 or h % 2:
-            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        self._gen.send(rgb_to_i420(np.ascontiguousarray(frame)))
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # a box at the odd edge
+            # widens to even edges (`i420_update`): it takes the padding, the edge's copy, too
+        if changed is None or self._i420 is None:
+            self._i420 = rgb_to_i420(np.ascontiguousarray(frame))
+        else:  # the encoder has read the last buffer: `send` returns once the pipe has taken it
+            i420_update(self._i420, frame, changed)
+        self._gen.send(self._i420)
         self.frames_written += 1
 
     def close(self) -> None:

@@ -380,18 +380,21 @@ def test_dvp_live_says_so_when_no_frame_was_fitted(tiny_pipeline, tmp_path, monk
 
 
 def test_profile_times_every_stage_offline_and_live(tiny_pipeline):
-    """`profile=True` offline and `start_profile()` live: each stage's calls, and shares that add up."""
+    """`profile=True` offline and `start_profile()` live: each stage's calls, shares that add up, and each stage's
+    CPU time (its thread's), which a block in one thread cannot spend faster than its wall time."""
     out = tiny_pipeline(source_video=clip("talking-d3.mp4"), max_frames=12, progress=False, profile=True)
     rows = {r["stage"]: r for r in out.stats["profile"]}
     assert {"track + fit", "retarget", "render", "generator", "marks"} <= set(rows)
     assert rows["marks"]["calls"] == 12 and abs(sum(r["share"] for r in rows.values()) - 1) < 0.01
+    assert all(0 <= r["cpu_ms_per_frame"] <= r["ms_per_frame"] + 0.01 for r in rows.values())
+    assert rows["generator"]["cpu_ms_per_frame"] > 0
     session = tiny_pipeline.live(fps=30, calibration_seconds=0.2)
     times = session.start_profile()
     for f in VideoReader(clip("talking-d3.mp4"), max_frames=10):
         session.push(f)
     live = {r["stage"]: r for r in times.rows()}
     assert [live[s]["calls"] for s in ("face mesh", "retarget", "render", "generator", "marks")] == [10] * 5
-    assert live["fit"]["calls"] == 10 and "median ms" in times.table().splitlines()[0]
+    assert live["fit"]["calls"] == 10 and "cpu ms/frame" in times.table().splitlines()[0]
 
 
 def test_runner_served_by_the_caller_closes_without_serve_and_reports_the_first_error():
@@ -410,3 +413,20 @@ def test_runner_served_by_the_caller_closes_without_serve_and_reports_the_first_
 
     with pytest.raises(RuntimeError, match="no paste-back"):
         LiveRunner(_Broken(0.005), pipelined=True)
+
+
+def test_the_recording_tells_the_writer_what_changed():
+    """With a changed box, a new output is written with that box and a repeated one (a dropped input) with an empty
+    box, so that the writer converts nothing of it again (`VideoWriter.write`)."""
+    calls = []
+
+    class BoxWriter:
+        def write(self, frame, changed=None):
+            calls.append((int(frame[0, 0, 0]), changed))
+
+    rec = Recording(BoxWriter(), changed=(4, 6, 20, 30))
+    for i in (1, 2, 5):  # input 0 dropped before the first output, 3 and 4 after the second
+        rec.add(i, np.full((2, 2, 3), i, np.uint8))
+    rec.finish(7)
+    box, none = (4, 6, 20, 30), (0, 0, 0, 0)
+    assert calls == [(1, box), (1, none), (2, box), (2, none), (2, none), (5, box), (5, none)]

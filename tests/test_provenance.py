@@ -56,7 +56,9 @@ def test_windows_marked_apart_join_into_the_whole_frame_s_mark(frames):
 
 def test_a_pasted_frame_marked_in_its_region_is_the_frame_marked_whole():
     """The finisher marks only the crop's region of a pasted frame and copies the rest from the reference frame
-    marked once; where the visible label falls inside the region, it marks the whole frame."""
+    marked once; where the visible label falls inside the region, it marks the whole frame. Two finished frames differ
+    only inside its `changed_region` (what the video writer is told to convert again), which is None once the frames
+    are marked whole."""
     from dvp_hub import DeepVideoPortraitPipeline
     from dvp_hub.pipelines.finish import FrameFinisher
     from dvp_hub.provenance.label import mark_synthetic
@@ -69,11 +71,15 @@ def test_a_pasted_frame_marked_in_its_region_is_the_frame_marked_whole():
         whole = wm.embed(mark_synthetic(pasted))
         assert np.array_equal(finisher.mark(pasted, pasted=True), whole)
         assert finisher._marked_background is not None and finisher._marked_background is not False
+        x0, y0, x1, y1 = finisher.changed_region
+        other = finisher.frame(255 - crop)
+        differs = np.argwhere((finisher.frame(crop) != other).any(2))
+        assert differs.size and (differs.min(0) >= (y0, x0)).all() and (differs.max(0) < (y1, x1)).all()
         finisher._marked_background = None
         h, w = pasted.shape[:2]
         finisher.compositor.roi = (0, 0, w, h)  # the label inside the region: marked whole
         assert np.array_equal(finisher.mark(pasted, pasted=True), whole)
-        assert finisher._marked_background is False
+        assert finisher._marked_background is False and finisher.changed_region is None
     finally:
         finisher.close()
 

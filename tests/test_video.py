@@ -187,3 +187,31 @@ def test_the_writer_converts_to_i420_as_ffmpeg_does():
     board = np.where(((xx + yy) % 2 == 0)[..., None], np.uint8([255, 0, 0]), np.uint8([255, 255, 255]))
     ours, theirs = rgb_to_i420(board.astype(np.uint8)).astype(int), ffmpeg(board.astype(np.uint8))
     assert np.abs(ours[16:] - theirs[16:]).max() <= 2 and abs(ours[16, 0] - 109) <= 1  # red and white, averaged
+
+
+def test_the_writer_converts_only_a_changed_box_to_the_same_i420(tmp_path):
+    """`VideoWriter.write(changed=box)` (frames that differ only inside a box, as pasted-back ones) hands ffmpeg the
+    same bytes as converting each whole frame: boxes at odd and even edges, reaching the padded edge of an odd-sized
+    frame, and empty."""
+    from dvp_hub import video
+
+    sent = {False: [], True: []}
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (45, 63, 3), np.uint8)
+    boxes = [(3, 5, 20, 31), (0, 0, 10, 10), (40, 30, 63, 45), (11, 12, 11, 30), (0, 0, 63, 45)]
+    frames = []
+    for x0, y0, x1, y1 in boxes:
+        f = base.copy()
+        f[y0:y1, x0:x1] = rng.integers(0, 256, (y1 - y0, x1 - x0, 3), np.uint8)
+        frames.append(f)
+        base = f
+    for use_box in (False, True):
+        writer = video.VideoWriter(tmp_path / f"{use_box}.mp4", 10, synthetic=False)
+        # opened on an encoder that keeps what it is sent (the writer reuses its buffer: a copy)
+        writer._size = (63, 45)
+        writer._gen = type("Encoder", (), {"send": lambda self, b, out=sent[use_box]: out.append(b.copy())})()
+        for frame, box in zip(frames, boxes):
+            writer.write(frame, box if use_box else None)
+    assert len(sent[True]) == len(frames)
+    for a, b in zip(sent[False], sent[True]):
+        np.testing.assert_array_equal(a, b)

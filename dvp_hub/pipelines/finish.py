@@ -276,6 +276,17 @@ class FrameFinisher:
             self._marked_background = False if overlaps else self._marks(bg)
         return None if self._marked_background is False else self.compositor.roi
 
+    @property
+    def changed_region(self) -> tuple[int, int, int, int] | None:
+        """``(x0, y0, x1, y1)``: the only pixels in which `frame`'s outputs differ from one another (the compositor's
+        region: outside it every pasted frame is the same reference frame, marked once or unmarked), for
+        `video.VideoWriter.write`'s ``changed``; None: anywhere (the crop alone, or frames marked whole)."""
+        if self.compositor is None:
+            return None
+        if not (self.watermark or self.invisible_watermark):
+            return self.compositor.roi
+        return self._marked_region()
+
     def frame(self, crop: np.ndarray, cond: torch.Tensor | None = None) -> np.ndarray:
         """One refined crop -> the user's frame (pasted back when asked, marked). ``cond``: the frame's
         conditioning ``[9, R, R]``; pasted back, the reference frame's torso is kept below its rendered jaw

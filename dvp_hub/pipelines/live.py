@@ -136,6 +136,11 @@ class LiveSession:
         return self.finisher.output_size
 
     @property
+    def changed_region(self) -> tuple[int, int, int, int] | None:
+        """The box outside which every output frame is the same (`FrameFinisher.changed_region`), or None."""
+        return self.finisher.changed_region
+
+    @property
     def generator_kind(self) -> str:
         """How the session runs its generator: ``"int8"``, ``"compiled"`` or ``"eager"``."""
         return "int8" if self.int8 is not None else ("compiled" if self.compiled else "eager")

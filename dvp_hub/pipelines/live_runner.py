@@ -218,26 +218,36 @@ class LiveRunner:
 
 class Recording:
     """Writes a live session's outputs on the source's timeline: one output frame per input frame, the
-    previous output repeated for dropped input frames (`LiveRunner` calls `add`)."""
+    previous output repeated for dropped input frames (`LiveRunner` calls `add`). ``changed``: the box outside
+    which every output is the same (`LiveSession.changed_region`), handed to the writer's ``write`` so that it
+    converts only that box of a new frame and nothing of a repeated one; None: plain ``write(frame)``."""
 
-    def __init__(self, writer):
-        self.writer = writer
+    def __init__(self, writer, changed: tuple[int, int, int, int] | None = None):
+        self.writer, self.changed = writer, changed
         self.next_index = 0
         self.last: np.ndarray | None = None
+        self._sent: np.ndarray | None = None  # the frame written last
+
+    def _write(self, frame: np.ndarray) -> None:
+        if self.changed is None:
+            self.writer.write(frame)
+        else:
+            self.writer.write(frame, (0, 0, 0, 0) if frame is self._sent else self.changed)
+        self._sent = frame
 
     def add(self, index: int, frame: np.ndarray, _arrived=None) -> None:
         fill = self.last if self.last is not None else frame  # dropped before the first output: the first
         while self.next_index < index:
-            self.writer.write(fill)
+            self._write(fill)
             self.next_index += 1
-        self.writer.write(frame)
+        self._write(frame)
         self.last = frame
         self.next_index = index + 1
 
     def finish(self, total: int) -> None:
         """Fill to ``total`` frames (the inputs dropped after the last processed one)."""
         while self.next_index < total and self.last is not None:
-            self.writer.write(self.last)
+            self._write(self.last)
             self.next_index += 1
 
 
@@ -255,7 +265,7 @@ def run_paced(
     """Feed ``frames`` to a session as a camera would: one every ``1 / fps`` seconds (``realtime``), through a
     `LiveRunner`, recording to ``writer`` on the source's timeline. Returns frames in / out / dropped,
     achieved fps and latency percentiles (ms, from a frame's arrival to its output)."""
-    rec = Recording(writer) if writer is not None else None
+    rec = Recording(writer, session.changed_region) if writer is not None else None
     if writer is not None and hasattr(writer, "open"):  # the encoder starts before the camera does
         writer.open(*session.output_size)
     if pipelined is None:

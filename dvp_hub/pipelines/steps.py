@@ -316,6 +316,7 @@ def frame_sink(finisher, writer, frames: list, times=None, callback=None) -> tup
     paste-back and marks (`FrameFinisher.frame`), each frame written to ``writer`` or appended to ``frames``, then
     handed to ``callback(index, frame, conditioning)`` where given (timed as "callback")."""
     count = 0
+    changed = finisher.changed_region  # each frame written converts only its region (`VideoWriter.write`)
 
     def refine(out: torch.Tensor, cond: torch.Tensor | None = None) -> tuple:
         return finisher.crops(out, cond), cond
@@ -325,7 +326,7 @@ def frame_sink(finisher, writer, frames: list, times=None, callback=None) -> tup
         for i, crop in enumerate(crops):
             img = finisher.frame(crop, None if cond is None else cond[i])
             with timed(times, "encode"):
-                writer.write(img) if writer is not None else frames.append(img)
+                writer.write(img, changed) if writer is not None else frames.append(img)
             if callback is not None:
                 with timed(times, "callback"):
                     callback(count, img, None if cond is None else cond[i])
