@@ -286,7 +286,9 @@ class VideoWriter:
         for k, v in self.metadata.items():
             params += ["-metadata", f"{k}={v}"]
         if self.audio_from:
-            params += ["-af", "apad", "-shortest"]  # the video sets the length: audio cut or padded
+            # the video sets the length: audio cut or padded. -shortest holds up to this many seconds of frames to
+            # find the end (10 by default: ~1.2 s of padded audio encoded after the last frame, then dropped)
+            params += ["-af", "apad", "-shortest", "-shortest_buf_duration", "0.5"]
         self._gen = ffmpeg_lib().write_frames(
             self._tmp,
             (w + w % 2, h + h % 2),

@@ -64,6 +64,26 @@ def test_a_file_is_probed_once_until_it_changes(tmp_path, monkeypatch):
     assert probe_video(path).num_frames == 7 and len(calls) == 2
 
 
+def test_the_video_sets_the_audio_s_length(tmp_path):
+    """The copied audio is cut to a shorter video and padded with silence under a longer one."""
+    import re
+
+    def seconds(path, stream):
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path), "-map", f"0:{stream}", "-f", "null", "-"]
+        h, m, s = re.findall(r"time=(\d+):(\d+):([\d.]+)", subprocess.run(cmd, capture_output=True, text=True).stderr)[-1]
+        return 3600 * int(h) + 60 * int(m) + float(s)
+
+    short = tmp_path / "short.m4a"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", clip("talking-d3.mp4"), "-t", "0.5", "-vn", str(short)]
+    subprocess.run(cmd, check=True)
+    frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=30))
+    for audio in (clip("talking-d3.mp4"), short):  # ~17 s and 0.5 s of audio under 1 s of video
+        out = tmp_path / "out.mp4"
+        write_video(frames, out, 30, audio_from=audio)
+        assert seconds(out, "v") == pytest.approx(1.0, abs=0.04)
+        assert seconds(out, "a") == pytest.approx(1.0, abs=0.05)
+
+
 def test_odd_size_is_padded_to_even(tmp_path):
     frames = [np.full((33, 47, 3), 128, np.uint8)] * 3
     write_video(frames, tmp_path / "odd.mp4", 10)
