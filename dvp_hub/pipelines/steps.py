@@ -146,8 +146,10 @@ def conditioning_clips(pipe, drive, batch_size, chunk_size, fast, one_buffer=Fal
     if one_buffer:
         chunk_buf = torch.empty(hist + chunk_size, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
     tail = None  # the previous chunk's last `hist` renders
-    for s in range(0, n, chunk_size):
-        e = min(n, s + chunk_size)
+    # the first chunk one batch long: overlapped, the generator then starts after a batch's renders, not a chunk's
+    first, s = min(batch_size, chunk_size), 0
+    while s < n:
+        e = min(n, s + (first if s == 0 else chunk_size))
         if chunk_buf is None:
             cond = torch.empty(hist + e - s, size, size, NUM_CHANNELS, dtype=in_dtype, device=device)
         else:
@@ -166,6 +168,7 @@ def conditioning_clips(pipe, drive, batch_size, chunk_size, fast, one_buffer=Fal
         for b in range(0, e - s, batch_size):
             part = slice(b, b + hist + min(batch_size, e - s - b))
             yield cond[part], None if quantized is None else quantized[part]
+        s = e
 
 
 def render_generate_write(
