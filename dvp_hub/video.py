@@ -9,6 +9,7 @@ when complete, so a failure never leaves a half-written video behind.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -273,24 +274,20 @@ class VideoWriter:
         self._gen = None
         self._size: tuple[int, int] | None = None
         self._tmp: str | None = None
+        self._video: str | None = None  # with audio: the video alone, encoded while frames come (`_add_audio`)
         self._i420: np.ndarray | None = None  # the last frame sent, for `write`'s ``changed``
         self.frames_written = 0
 
     def _open(self, w: int, h: int) -> None:
         self._size, self._i420 = (w, h), None
-        fd, self._tmp = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
-        os.close(fd)
-        params = ["-crf", str(self.crf), "-preset", "veryfast", "-movflags", "+faststart+use_metadata_tags"]
+        self._tmp, self._video = self._temporary(), self._temporary() if self.audio_from else None
+        params = ["-crf", str(self.crf), "-preset", "veryfast"]
         if self.low_latency:  # a live recording: one encoder thread, no lookahead, beside the live work
             params += ["-tune", "zerolatency", "-threads", "1"]
-        for k, v in self.metadata.items():
-            params += ["-metadata", f"{k}={v}"]
-        if self.audio_from:
-            # the video sets the length: audio cut or padded. -shortest holds up to this many seconds of frames to
-            # find the end (10 by default: ~1.2 s of padded audio encoded after the last frame, then dropped)
-            params += ["-af", "apad", "-shortest", "-shortest_buf_duration", "0.5"]
+        if self._video is None:
+            params += self._container_params()
         self._gen = ffmpeg_lib().write_frames(
-            self._tmp,
+            self._video or self._tmp,
             (w + w % 2, h + h % 2),
             fps=self.fps,
             codec="libx264",
@@ -299,11 +296,31 @@ class VideoWriter:
             quality=None,
             macro_block_size=1,
             output_params=params,
-            audio_path=self.audio_from,
-            audio_codec="aac" if self.audio_from else None,
             ffmpeg_log_level="error",
         )
         self._gen.send(None)
+
+    def _temporary(self) -> str:
+        fd, path = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
+        os.close(fd)
+        return path
+
+    def _container_params(self) -> list[str]:
+        params = ["-movflags", "+faststart+use_metadata_tags"]
+        for k, v in self.metadata.items():
+            params += ["-metadata", f"{k}={v}"]
+        return params
+
+    def _add_audio(self) -> None:
+        """The finished video alone (``_video``) and the source's audio into ``_tmp``: the video copied, the audio cut
+        to its length or padded with silence (a second pass, where the length is known: ffmpeg's ``-shortest`` would
+        hold up to 10 s of padded audio to find the end, or, told to hold less, lose the audio of a clip written
+        faster than ffmpeg starts reading it)."""
+        cmd = [_ffmpeg(), "-v", "error", "-y", "-i", self._video, "-i", self.audio_from, "-map", "0:v:0", "-map", "1:a:0"]
+        cmd += ["-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{self.frames_written / self.fps:.6f}"]
+        out = subprocess.run([*cmd, *self._container_params(), self._tmp], capture_output=True, text=True, errors="replace")
+        if out.returncode != 0:
+            raise VideoWriteError(f"{self.path}: ffmpeg failed to add the audio ({_first_error_line(out.stderr)}).")
 
     def open(self, width: int, height: int) -> None:
         """Start the encoder now for frames of this size, rather than on the first `write` (a live recording: the
@@ -323,13 +340,16 @@ class VideoWriter:
             self._open(w, h)
         elif (w, h) != self._size:
             raise VideoWriteError(f"{self.path}: frame size changed from {self._size} to {(w, h)}.")
-        if w % 2 or h % 2:
-            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # a box at the odd edge
-            # widens to even edges (`i420_update`): it takes the padding, the edge's copy, too
-        if changed is None or self._i420 is None:
-            self._i420 = rgb_to_i420(np.ascontiguousarray(frame))
-        else:  # the encoder has read the last buffer: `send` returns once the pipe has taken it
-            i420_update(self._i420, frame, changed)
+        same = changed is not None and self._i420 is not None and (changed[2] <= changed[0] or changed[3] <= changed[1])
+        if not same:  # an empty box: the last frame's conversion is sent again as it is
+            if w % 2 or h % 2:
+                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # a box at the odd edge
+                # widens to even edges (`i420_update`): it takes the padding, the edge's copy, too
+            if changed is None or self._i420 is None:
+                self._i420 = rgb_to_i420(np.ascontiguousarray(frame))
+            else:  # updated in place: `send` has written the last one to ffmpeg's stdin (imageio-ffmpeg writes the
+                # bytes before it returns), so nothing holds it
+                i420_update(self._i420, frame, changed)
         self._gen.send(self._i420)
         self.frames_written += 1
 
@@ -342,6 +362,15 @@ class VideoWriter:
         except Exception as err:  # noqa: BLE001
             self.abort()
             raise VideoWriteError(f"{self.path}: ffmpeg failed to write the video ({_first_error_line(str(err))}).")
+        self._gen = None
+        if self._video is not None:
+            try:
+                self._add_audio()
+            except BaseException:
+                self.abort()
+                raise
+            os.remove(self._video)
+            self._video = None
         for sign in _SIGNERS if self.synthetic else ():  # Content Credentials; a failed signing keeps it unsigned
             fd, signed = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-", dir=self.path.parent)
             os.close(fd)
@@ -362,9 +391,10 @@ class VideoWriter:
             except Exception:  # noqa: BLE001
                 pass
             self._gen = None
-        if self._tmp and os.path.exists(self._tmp):
-            os.remove(self._tmp)
-        self._tmp = None
+        for path in (self._tmp, self._video):
+            if path and os.path.exists(path):
+                os.remove(path)
+        self._tmp = self._video = None
 
     def __enter__(self) -> "VideoWriter":
         return self

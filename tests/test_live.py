@@ -184,7 +184,7 @@ class _Writer:
     def __init__(self):
         self.frames = []
 
-    def write(self, f):
+    def write(self, f, changed=None):
         self.frames.append(f)
 
 
@@ -416,8 +416,8 @@ def test_runner_served_by_the_caller_closes_without_serve_and_reports_the_first_
 
 
 def test_the_recording_tells_the_writer_what_changed():
-    """With a changed box, a new output is written with that box and a repeated one (a dropped input) with an empty
-    box, so that the writer converts nothing of it again (`VideoWriter.write`)."""
+    """A new output is written with the changed box (None where none is known) and a repeated one (a dropped input)
+    with an empty box, so that the writer converts nothing of it again (`VideoWriter.write`)."""
     calls = []
 
     class BoxWriter:
@@ -430,3 +430,8 @@ def test_the_recording_tells_the_writer_what_changed():
     rec.finish(7)
     box, none = (4, 6, 20, 30), (0, 0, 0, 0)
     assert calls == [(1, box), (1, none), (2, box), (2, none), (2, none), (5, box), (5, none)]
+    calls.clear()
+    rec = Recording(BoxWriter())  # no box known: a new output is converted whole, a repeated one not at all
+    for i in (0, 2):
+        rec.add(i, np.full((2, 2, 3), i, np.uint8))
+    assert calls == [(0, None), (0, none), (2, None)]

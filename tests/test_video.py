@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dvp_hub.errors import VideoReadError, VideoWriteError
-from dvp_hub.video import SYNTHETIC_COMMENT, VideoReader, probe_video, read_metadata, write_video
+from dvp_hub.video import SYNTHETIC_COMMENT, VideoReader, VideoWriter, probe_video, read_metadata, write_video
 
 from .conftest import clip
 
@@ -235,3 +235,24 @@ def test_the_writer_converts_only_a_changed_box_to_the_same_i420(tmp_path):
     assert len(sent[True]) == len(frames)
     for a, b in zip(sent[False], sent[True]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_frames_written_with_changed_boxes_decode_as_frames_written_whole(tmp_path):
+    """Through the real encoder (the writer updates the buffer it last sent in place): an odd-sized clip whose
+    frames change inside boxes, one repeated with an empty box, decodes to the same frames either way."""
+    rng = np.random.default_rng(1)
+    frames, boxes, frame = [], [], rng.integers(0, 256, (71, 95, 3), np.uint8)
+    for box in [(0, 0, 95, 71), (10, 7, 40, 33), (10, 7, 10, 7), (50, 40, 95, 71), (1, 1, 94, 70), (30, 3, 31, 4)]:
+        frame = frame.copy()
+        x0, y0, x1, y1 = box
+        frame[y0:y1, x0:x1] = rng.integers(0, 256, (y1 - y0, x1 - x0, 3), np.uint8)
+        frames.append(frame)
+        boxes.append(box)
+    decoded = []
+    for use_box in (False, True):
+        with VideoWriter(tmp_path / f"{use_box}.mp4", 10, synthetic=False) as writer:
+            for f, box in zip(frames, boxes):
+                writer.write(f, box if use_box else None)
+        decoded.append(np.stack(list(VideoReader(tmp_path / f"{use_box}.mp4"))))
+    assert decoded[0].shape == (6, 72, 96, 3)  # padded to even sides
+    np.testing.assert_array_equal(decoded[0], decoded[1])

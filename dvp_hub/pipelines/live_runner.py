@@ -218,9 +218,10 @@ class LiveRunner:
 
 class Recording:
     """Writes a live session's outputs on the source's timeline: one output frame per input frame, the
-    previous output repeated for dropped input frames (`LiveRunner` calls `add`). ``changed``: the box outside
-    which every output is the same (`LiveSession.changed_region`), handed to the writer's ``write`` so that it
-    converts only that box of a new frame and nothing of a repeated one; None: plain ``write(frame)``."""
+    previous output repeated for dropped input frames (`LiveRunner` calls `add`). The writer's ``write(frame,
+    changed)`` is told what changed since the frame before (`video.VideoWriter.write`): nothing for a repeated
+    frame, ``changed`` for a new one (the box outside which every output is the same,
+    `LiveSession.changed_region`; None: anywhere)."""
 
     def __init__(self, writer, changed: tuple[int, int, int, int] | None = None):
         self.writer, self.changed = writer, changed
@@ -229,10 +230,7 @@ class Recording:
         self._sent: np.ndarray | None = None  # the frame written last
 
     def _write(self, frame: np.ndarray) -> None:
-        if self.changed is None:
-            self.writer.write(frame)
-        else:
-            self.writer.write(frame, (0, 0, 0, 0) if frame is self._sent else self.changed)
+        self.writer.write(frame, (0, 0, 0, 0) if frame is self._sent else self.changed)
         self._sent = frame
 
     def add(self, index: int, frame: np.ndarray, _arrived=None) -> None:

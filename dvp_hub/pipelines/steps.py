@@ -134,8 +134,9 @@ def retarget_motion(pipe, source, opts):
 def conditioning_clips(pipe, drive, batch_size, chunk_size, fast, one_buffer=False, times=None, int8=None):
     """`render_generate_write`'s conditioning, rendered chunk by chunk: for each batch, ``(clip, quantized)``, its
     frames plus their history ``[hist + B, 9, R, R]`` in channels_last memory, and the same quantized for ``int8``
-    (None without). The first frame's history is the first frame repeated, as in training. ``one_buffer``: every
-    chunk in one buffer allocated once (a batch is then valid until the next chunk is rendered)."""
+    (None without). The first frame's history is the first frame repeated, as in training. The first chunk is one
+    batch long (the generator starts sooner), the rest ``chunk_size``. ``one_buffer``: every chunk in one buffer
+    allocated once (a batch is then valid until the next chunk is rendered)."""
     device, gen = pipe._execution_device, pipe.generator
     hist, in_dtype = gen.config.temporal_window - 1, input_dtype(gen, fast)
     size, crop = pipe.target.config.resolution, pipe.target.crop
@@ -258,6 +259,7 @@ def prepare_finisher(pipe, opts, paste_back: bool, frames: int | None) -> tuple:
         pipe, paste_back, opts.refine, opts.watermark, opts.invisible_watermark, opts.fast, opts.reference_torso
     )
     try:
+        _ = finisher.changed_region  # the marked reference frame made here, beside tracking, not as frames wait
         int8 = offline_int8(pipe, opts.int8, opts.fast, frames=frames)
         if int8 is not None:
             finisher.use_int8(pipe, int8)

@@ -146,8 +146,10 @@ def _on_output(index: int, out: np.ndarray, arrived: float) -> None:
         live.last_frame, live.last_shown, live.last_index = out, shown, index
         if live.writer is not None:  # on the wall clock's timeline: repeat the output until it is due
             due = int((done - live.record_start) * RECORD_FPS) + 1
+            box = live.session.changed_region if live.session is not None else None  # `VideoWriter.write`
             while live.recorded < due:
-                live.writer.write(out)
+                live.writer.write(out, box)
+                box = (0, 0, 0, 0)  # the same frame again: nothing to convert
                 live.recorded += 1
         live.new_output.notify_all()
 
