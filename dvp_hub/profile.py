@@ -60,7 +60,8 @@ class StageTimes:
 
 def format_rows(rows: list[dict]) -> str:
     """`StageTimes.rows` as a fixed-width text table."""
-    lines = [f"{'stage':<22}{'calls':>7}{'median ms':>11}{'p95 ms':>9}{'ms/frame':>10}{'cpu ms/frame':>14}{'share':>8}"]
+    head = f"{'stage':<22}{'calls':>7}{'median ms':>11}{'p95 ms':>9}{'ms/frame':>10}{'cpu ms/frame':>14}{'share':>8}"
+    lines = [head]
     for r in rows:
         cpu = r.get("cpu_ms_per_frame")  # absent from results written before it was measured
         lines.append(

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import VideoReadError, VideoWriteError
 from .logs import quiet_libraries
+from .i420 import i420_update, rgb_to_i420  # noqa: F401 - public names of this module too
 from .video_probe import (  # noqa: F401 - public names of this module too
     VideoInfo,
     _ffmpeg,
@@ -198,44 +199,11 @@ def register_signer(fn) -> None:
         _SIGNERS.append(fn)
 
 
-# BT.601 limited range, RGB in [0, 255] -> U, V (rows), as ffmpeg converts
-_UV = np.float32([[-37.797, -74.203, 112.0, 128 * 255], [112.0, -93.786, -18.214, 128 * 255]]) / 255
-
-
-def rgb_to_i420(frame: np.ndarray) -> np.ndarray:
-    """An even-sized ``H x W x 3`` uint8 RGB frame -> I420 (``3H/2 x W`` uint8: Y, then U and V at half size), as
-    ffmpeg converts RGB for H.264 (BT.601 limited range; chroma the mean of each 2 x 2 block): within 1 grey level in
-    Y and 2 in U and V of ffmpeg's, in a third of its time. Hand-written: OpenCV's I420 conversion takes each block's
-    chroma from one of its pixels (colour edges alias)."""
-    import cv2  # lazy: OpenCV loads in a fraction of a second, and only writing and `opencv_frames` need it
-
-    h, w = frame.shape[:2]
-    out = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)  # its Y is ffmpeg's; its U and V are replaced
-    uv = cv2.transform(cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA), _UV)
-    chroma = out[h:].reshape(2, -1)  # the U plane, then the V plane, each (H/2)(W/2) samples (a view)
-    chroma[0], chroma[1] = uv[..., 0].ravel(), uv[..., 1].ravel()
-    return out
-
-
-def i420_update(i420: np.ndarray, frame: np.ndarray, box: tuple[int, int, int, int]) -> None:
-    """``i420``, `rgb_to_i420` of a frame equal to ``frame`` outside ``box`` (``x0, y0, x1, y1``), made `rgb_to_i420` of
-    ``frame`` in place by converting only the box, widened to even edges (the same values: Y is per pixel, each
-    chroma sample one 2 x 2 block)."""
-    h, w = frame.shape[:2]
-    x0, y0 = max(0, box[0] - box[0] % 2), max(0, box[1] - box[1] % 2)
-    x1, y1 = min(w, box[2] + box[2] % 2), min(h, box[3] + box[3] % 2)
-    if x1 <= x0 or y1 <= y0:
-        return
-    part = rgb_to_i420(np.ascontiguousarray(frame[y0:y1, x0:x1]))
-    i420[y0:y1, x0:x1] = part[: y1 - y0]
-    chroma = i420[h:].reshape(2, h // 2, w // 2)  # the U plane, then the V plane (views)
-    chroma[:, y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = part[y1 - y0 :].reshape(2, (y1 - y0) // 2, (x1 - x0) // 2)
-
-
 class VideoWriter:
     """H.264 / yuv420p mp4 writer, used as a context manager.
 
-    ``audio_from``: a file whose first audio stream is copied in (cut to the video's length).
+    ``audio_from``: a file whose first audio stream is added (cut to the video's length or padded with silence, in a
+    second pass at `close`, once the length is known).
     ``metadata``: container tags; a ``comment`` labelling the video synthetic is always added
     unless ``synthetic=False``; synthetic videos are also signed by the registered signers (`register_signer`: C2PA, `provenance.credentials`;
     ``provenance``: target, model card, mode and source for it). ``low_latency``: one encoder thread and no
@@ -316,9 +284,10 @@ class VideoWriter:
         to its length or padded with silence (a second pass, where the length is known: ffmpeg's ``-shortest`` would
         hold up to 10 s of padded audio to find the end, or, told to hold less, lose the audio of a clip written
         faster than ffmpeg starts reading it)."""
-        cmd = [_ffmpeg(), "-v", "error", "-y", "-i", self._video, "-i", self.audio_from, "-map", "0:v:0", "-map", "1:a:0"]
-        cmd += ["-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{self.frames_written / self.fps:.6f}"]
-        out = subprocess.run([*cmd, *self._container_params(), self._tmp], capture_output=True, text=True, errors="replace")
+        cmd = [_ffmpeg(), "-v", "error", "-y", "-i", self._video, "-i", self.audio_from]
+        cmd += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac"]
+        cmd += ["-t", f"{self.frames_written / self.fps:.6f}", *self._container_params(), self._tmp]
+        out = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
         if out.returncode != 0:
             raise VideoWriteError(f"{self.path}: ffmpeg failed to add the audio ({_first_error_line(out.stderr)}).")
 
@@ -340,8 +309,8 @@ class VideoWriter:
             self._open(w, h)
         elif (w, h) != self._size:
             raise VideoWriteError(f"{self.path}: frame size changed from {self._size} to {(w, h)}.")
-        same = changed is not None and self._i420 is not None and (changed[2] <= changed[0] or changed[3] <= changed[1])
-        if not same:  # an empty box: the last frame's conversion is sent again as it is
+        empty = changed is not None and (changed[2] <= changed[0] or changed[3] <= changed[1])
+        if not (empty and self._i420 is not None):  # (nothing changed: the last frame's conversion goes again)
             if w % 2 or h % 2:
                 frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # a box at the odd edge
                 # widens to even edges (`i420_update`): it takes the padding, the edge's copy, too

@@ -70,12 +70,13 @@ def test_the_video_sets_the_audio_s_length(tmp_path):
 
     def seconds(path, stream):
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path), "-map", f"0:{stream}", "-f", "null", "-"]
-        h, m, s = re.findall(r"time=(\d+):(\d+):([\d.]+)", subprocess.run(cmd, capture_output=True, text=True).stderr)[-1]
+        log = subprocess.run(cmd, capture_output=True, text=True).stderr
+        h, m, s = re.findall(r"time=(\d+):(\d+):([\d.]+)", log)[-1]
         return 3600 * int(h) + 60 * int(m) + float(s)
 
     short = tmp_path / "short.m4a"
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", clip("talking-d3.mp4"), "-t", "0.5", "-vn", str(short)]
-    subprocess.run(cmd, check=True)
+    cut = ["-v", "error", "-i", clip("talking-d3.mp4"), "-t", "0.5", "-vn", str(short)]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), *cut], check=True)
     frames = list(VideoReader(clip("talking-d3.mp4"), max_frames=30))
     for audio in (clip("talking-d3.mp4"), short):  # ~17 s and 0.5 s of audio under 1 s of video
         out = tmp_path / "out.mp4"
