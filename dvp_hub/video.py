@@ -309,16 +309,14 @@ class VideoWriter:
             self._open(w, h)
         elif (w, h) != self._size:
             raise VideoWriteError(f"{self.path}: frame size changed from {self._size} to {(w, h)}.")
-        empty = changed is not None and (changed[2] <= changed[0] or changed[3] <= changed[1])
-        if not (empty and self._i420 is not None):  # (nothing changed: the last frame's conversion goes again)
-            if w % 2 or h % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # a box at the odd edge
-                # widens to even edges (`i420_update`): it takes the padding, the edge's copy, too
-            if changed is None or self._i420 is None:
-                self._i420 = rgb_to_i420(np.ascontiguousarray(frame))
-            else:  # updated in place: `send` has written the last one to ffmpeg's stdin (imageio-ffmpeg writes the
-                # bytes before it returns), so nothing holds it
-                i420_update(self._i420, frame, changed)
+        if w % 2 or h % 2:
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # a box at the odd edge
+            # widens to even edges (`i420_update`): it takes the padding, the edge's copy, too
+        if changed is None or self._i420 is None:
+            self._i420 = rgb_to_i420(np.ascontiguousarray(frame))
+        else:  # updated in place (an empty box: not at all): `send` has written the last one to ffmpeg's stdin
+            # (imageio-ffmpeg writes the bytes before it returns), so nothing holds it
+            i420_update(self._i420, frame, changed)
         self._gen.send(self._i420)
         self.frames_written += 1
 

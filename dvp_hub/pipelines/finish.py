@@ -246,7 +246,9 @@ class FrameFinisher:
         compositor's output, the reference frame outside the crop's region; only the region is marked and the rest
         copied from the reference frame marked once (both marks are per pixel: the same frame, for less work)."""
         with timed(self.times, "marks"):
-            region = self._marked_region() if pasted else None
+            if not (self.watermark or self.invisible_watermark):
+                return img
+            region = self.changed_region if pasted else None
             if region is None:
                 return self._marks(img)
             x0, y0, x1, y1 = region
@@ -263,11 +265,14 @@ class FrameFinisher:
             img = embed(img, within=within)
         return img
 
-    def _marked_region(self) -> tuple[int, int, int, int] | None:
-        """The compositor's region where `mark` marks pasted frames alone, or None where a pasted frame is marked
-        whole (no compositor, no marks, or the visible label inside the region); makes the marked reference frame
+    @property
+    def changed_region(self) -> tuple[int, int, int, int] | None:
+        """``(x0, y0, x1, y1)``: the only pixels in which `frame`'s outputs differ from one another, where `mark`
+        marks a pasted frame alone (the compositor's region: outside it every pasted frame is the same reference
+        frame, marked once or unmarked), also `video.VideoWriter.write`'s ``changed``; None: anywhere (no
+        compositor, or the visible label inside the region: frames marked whole). Makes the marked reference frame
         once (the marks asked for, the compositor's background and region are fixed when the finisher is made)."""
-        if self.compositor is None or not (self.watermark or self.invisible_watermark):
+        if self.compositor is None:
             return None
         if self._marked_background is None:
             bg, roi = self.compositor.background, self.compositor.roi
@@ -275,17 +280,6 @@ class FrameFinisher:
             overlaps = box is not None and box[0] < roi[2] and roi[0] < box[2] and box[1] < roi[3] and roi[1] < box[3]
             self._marked_background = False if overlaps else self._marks(bg)
         return None if self._marked_background is False else self.compositor.roi
-
-    @property
-    def changed_region(self) -> tuple[int, int, int, int] | None:
-        """``(x0, y0, x1, y1)``: the only pixels in which `frame`'s outputs differ from one another (the compositor's
-        region: outside it every pasted frame is the same reference frame, marked once or unmarked), for
-        `video.VideoWriter.write`'s ``changed``; None: anywhere (the crop alone, or frames marked whole)."""
-        if self.compositor is None:
-            return None
-        if not (self.watermark or self.invisible_watermark):
-            return self.compositor.roi
-        return self._marked_region()
 
     def frame(self, crop: np.ndarray, cond: torch.Tensor | None = None) -> np.ndarray:
         """One refined crop -> the user's frame (pasted back when asked, marked). ``cond``: the frame's
